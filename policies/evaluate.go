@@ -1,0 +1,342 @@
+package policies
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+)
+
+// Result is the classification of one MR.
+type Result struct {
+	Tier    *Tier   // nil when no tier applies
+	Score   int     // sum of the fired signals' weights
+	Signals []Fired // in policy order
+}
+
+// Fired is a signal that fired, with the evidence that fired it.
+type Fired struct {
+	ID       string   `json:"id"`
+	Category string   `json:"category"`
+	Weight   int      `json:"weight"`
+	Evidence []string `json:"evidence"`
+}
+
+// maxEvidence bounds the evidence kept per condition of a signal; the rest
+// is summarised as "and N more".
+const maxEvidence = 10
+
+// Evaluate classifies mr: which signals fire, with what evidence, the score
+// and the tier. It does not modify mr and is safe for concurrent use.
+func (p *Policy) Evaluate(mr *MergeRequest) Result {
+	ev := evaluation{p: p, mr: mr}
+	var res Result
+	for _, s := range p.Signals {
+		if evidence, ok := ev.signal(s); ok {
+			res.Signals = append(res.Signals, Fired{ID: s.ID, Category: s.Category, Weight: s.Weight, Evidence: evidence})
+			res.Score += s.Weight
+		}
+	}
+	res.Tier = p.Select(res.Score, res.Signals)
+	return res
+}
+
+// Select returns the first tier whose condition holds for score and fired
+// signals, or nil.
+func (p *Policy) Select(score int, fired []Fired) *Tier {
+	for _, t := range p.Tiers {
+		if t.When.MinScore > 0 && score < t.When.MinScore {
+			continue
+		}
+		if len(t.When.AnySignals) > 0 && !slices.ContainsFunc(fired, func(f Fired) bool { return slices.Contains(t.When.AnySignals, f.ID) }) {
+			continue
+		}
+		return t
+	}
+	return nil
+}
+
+// evaluation holds what one Evaluate call computes once and shares between
+// signals: the path matches and the changed-line count.
+type evaluation struct {
+	p  *Policy
+	mr *MergeRequest
+
+	pathsDone bool
+	// hits[pattern] lists the indexes of the changes whose old or new path
+	// matched the pattern.
+	hits    [][]int32
+	changed int
+	counted bool
+}
+
+func (ev *evaluation) matchPaths() {
+	ev.pathsDone = true
+	g := ev.p.paths
+	ev.hits = make([][]int32, len(g.patterns))
+	if len(g.patterns) == 0 {
+		return
+	}
+	m := g.matcher()
+	var ids []int
+	for i := range ev.mr.Changes {
+		c := &ev.mr.Changes[i]
+		ids = m.match(ids[:0], c.NewPath)
+		if c.OldPath != c.NewPath && c.OldPath != "" {
+			ids = m.match(ids, c.OldPath)
+		}
+		for _, id := range ids {
+			if h := ev.hits[id]; len(h) == 0 || h[len(h)-1] != int32(i) {
+				ev.hits[id] = append(h, int32(i))
+			}
+		}
+	}
+}
+
+func (ev *evaluation) changedLines() int {
+	if !ev.counted {
+		ev.counted = true
+		for _, c := range ev.mr.Changes {
+			for line := range strings.Lines(c.Diff) {
+				if (line[0] == '+' && !strings.HasPrefix(line, "+++")) || (line[0] == '-' && !strings.HasPrefix(line, "---")) {
+					ev.changed++
+				}
+			}
+		}
+	}
+	return ev.changed
+}
+
+// signal checks every condition of s; all must hold.
+func (ev *evaluation) signal(s *Signal) ([]string, bool) {
+	c := &s.When
+	var evidence []string
+	var inScope []int32 // changes matched by paths, when paths is set
+	if len(c.Paths) > 0 {
+		if !ev.pathsDone {
+			ev.matchPaths()
+		}
+		if len(c.pathIDs) == 1 {
+			inScope = ev.hits[c.pathIDs[0]] // already sorted and unique
+		} else {
+			for _, id := range c.pathIDs {
+				inScope = append(inScope, ev.hits[id]...)
+			}
+			slices.Sort(inScope)
+			inScope = slices.Compact(inScope)
+		}
+		if len(inScope) == 0 {
+			return nil, false
+		}
+		n := 0
+		for _, ci := range inScope {
+			if n == maxEvidence {
+				evidence = append(evidence, fmt.Sprintf("and %d more paths", len(inScope)-n))
+				break
+			}
+			ch := &ev.mr.Changes[ci]
+			evidence = append(evidence, ev.pathEvidence(c, ch))
+			n++
+		}
+	}
+	if len(c.Labels) > 0 {
+		var hits []string
+		for _, l := range ev.mr.Labels {
+			for _, pat := range c.Labels {
+				if wildcard(pat, l) {
+					hits = append(hits, fmt.Sprintf("label %q", l))
+					break
+				}
+			}
+		}
+		if len(hits) == 0 {
+			return nil, false
+		}
+		evidence = append(evidence, capped(hits, "labels")...)
+	}
+	if len(c.TargetBranches) > 0 {
+		pat, ok := anyGlob(c.TargetBranches, ev.mr.TargetBranch)
+		if !ok {
+			return nil, false
+		}
+		evidence = append(evidence, fmt.Sprintf("target branch %q matches %q", ev.mr.TargetBranch, pat))
+	}
+	if len(c.Projects) > 0 {
+		proj := ev.mr.Project()
+		pat, ok := anyGlob(c.Projects, proj)
+		if !ok {
+			return nil, false
+		}
+		evidence = append(evidence, fmt.Sprintf("project %q matches %q", proj, pat))
+	}
+	if len(c.title) > 0 {
+		e, ok := anyRegexp(c.title, c.Title, "title", ev.mr.Title)
+		if !ok {
+			return nil, false
+		}
+		evidence = append(evidence, e)
+	}
+	if len(c.desc) > 0 {
+		e, ok := anyRegexp(c.desc, c.Description, "description", ev.mr.Description)
+		if !ok {
+			return nil, false
+		}
+		evidence = append(evidence, e)
+	}
+	if c.MinChangedLines > 0 {
+		n := ev.changedLines()
+		if n < c.MinChangedLines {
+			return nil, false
+		}
+		evidence = append(evidence, fmt.Sprintf("%d changed lines (at least %d)", n, c.MinChangedLines))
+	}
+	if len(c.Authors) > 0 {
+		if !slices.Contains(c.Authors, ev.mr.Author.Username) {
+			return nil, false
+		}
+		evidence = append(evidence, fmt.Sprintf("author %q", ev.mr.Author.Username))
+	}
+	if len(c.added) > 0 {
+		hits := ev.addedLines(c, inScope, len(c.Paths) > 0)
+		if len(hits) == 0 {
+			return nil, false
+		}
+		evidence = append(evidence, hits...)
+	}
+	return evidence, true
+}
+
+// pathEvidence names the path of ch that matched and the pattern it matched.
+func (ev *evaluation) pathEvidence(c *Condition, ch *Change) string {
+	for k, id := range c.pathIDs {
+		pat := ev.p.paths.patterns[id]
+		if ok, _ := doublestar.Match(pat, ch.NewPath); ok && ch.NewPath != "" {
+			if ch.RenamedFile && ch.OldPath != ch.NewPath {
+				return fmt.Sprintf("path %s (renamed from %s) matches %q", ch.NewPath, ch.OldPath, c.Paths[k])
+			}
+			return fmt.Sprintf("path %s matches %q", ch.NewPath, c.Paths[k])
+		}
+		if ok, _ := doublestar.Match(pat, ch.OldPath); ok && ch.OldPath != "" {
+			if ch.DeletedFile {
+				return fmt.Sprintf("path %s (deleted) matches %q", ch.OldPath, c.Paths[k])
+			}
+			return fmt.Sprintf("path %s (renamed to %s) matches %q", ch.OldPath, ch.NewPath, c.Paths[k])
+		}
+	}
+	return "path " + ch.NewPath
+}
+
+// addedLines searches the lines the diff adds, in the changes in scope
+// (all of them unless the signal also has paths), for any of the regexps.
+func (ev *evaluation) addedLines(c *Condition, scope []int32, scoped bool) []string {
+	var out []string
+	total := 0
+	search := func(ch *Change) {
+		newLine := 0
+		for line := range strings.Lines(ch.Diff) {
+			switch {
+			case strings.HasPrefix(line, "@@"):
+				newLine = hunkStart(line)
+				continue
+			case strings.HasPrefix(line, "+++"), strings.HasPrefix(line, "---"):
+				continue
+			case line[0] == '+':
+				text := strings.TrimRight(line[1:], "\r\n")
+				for k, re := range c.added {
+					if re.MatchString(text) {
+						total++
+						if len(out) < maxEvidence {
+							out = append(out, fmt.Sprintf("added line %s:%d matches %q: %s", ch.NewPath, newLine, c.AddedLines[k], truncate(strings.TrimSpace(text), 120)))
+						}
+						break
+					}
+				}
+				newLine++
+			case line[0] == '-':
+			default:
+				newLine++
+			}
+		}
+	}
+	if scoped {
+		for _, ci := range scope {
+			search(&ev.mr.Changes[ci])
+		}
+	} else {
+		for i := range ev.mr.Changes {
+			search(&ev.mr.Changes[i])
+		}
+	}
+	if total > len(out) {
+		out = append(out, fmt.Sprintf("and %d more added lines", total-len(out)))
+	}
+	return out
+}
+
+// hunkStart reads the new-file start line of a hunk header "@@ -a,b +c,d @@".
+func hunkStart(h string) int {
+	i := strings.Index(h, " +")
+	if i < 0 {
+		return 0
+	}
+	rest := h[i+2:]
+	j := strings.IndexAny(rest, ", @")
+	if j < 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(rest[:j])
+	return n
+}
+
+func capped(hits []string, what string) []string {
+	if len(hits) > maxEvidence {
+		return append(hits[:maxEvidence:maxEvidence], fmt.Sprintf("and %d more %s", len(hits)-maxEvidence, what))
+	}
+	return hits
+}
+
+func anyGlob(patterns []string, s string) (string, bool) {
+	if s == "" {
+		return "", false
+	}
+	for _, p := range patterns {
+		if ok, _ := doublestar.Match(p, s); ok {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+func anyRegexp(res []*regexp.Regexp, src []string, what, s string) (string, bool) {
+	for k, re := range res {
+		if loc := re.FindStringIndex(s); loc != nil {
+			return fmt.Sprintf("%s matches %q: %q", what, src[k], truncate(s[loc[0]:loc[1]], 80)), true
+		}
+	}
+	return "", false
+}
+
+// wildcard matches s against a label pattern in which '*' stands for any
+// run of characters (so "security::*" matches every scoped security label).
+func wildcard(pattern, s string) bool {
+	if !strings.Contains(pattern, "*") {
+		return pattern == s
+	}
+	parts := strings.Split(pattern, "*")
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, mid := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, mid)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(mid):]
+	}
+	return strings.HasSuffix(s, last)
+}

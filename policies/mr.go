@@ -1,0 +1,210 @@
+package policies
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// MergeRequest is what a policy evaluates: the JSON of GitLab's "get single
+// merge request changes" API response (GET
+// /projects/:id/merge_requests/:iid/changes), the MR object with its
+// changes array. Only the fields the policy reads are kept.
+type MergeRequest struct {
+	ID           int64     `json:"id,omitempty"`
+	IID          int64     `json:"iid"`
+	ProjectID    int64     `json:"project_id,omitempty"`
+	Title        string    `json:"title"`
+	Description  string    `json:"description"`
+	State        string    `json:"state,omitempty"`
+	SourceBranch string    `json:"source_branch,omitempty"`
+	TargetBranch string    `json:"target_branch"`
+	Labels       Labels    `json:"labels"`
+	Author       User      `json:"author"`
+	SHA          string    `json:"sha,omitempty"`
+	WebURL       string    `json:"web_url,omitempty"`
+	UpdatedAt    time.Time `json:"updated_at,omitzero"`
+	References   struct {
+		Full string `json:"full,omitempty"`
+	} `json:"references,omitzero"`
+	// PathWithNamespace is not in GitLab's response; threatgate fills it in
+	// when it knows the project. Project() falls back to references.full and
+	// web_url.
+	PathWithNamespace string   `json:"path_with_namespace,omitempty"`
+	Changes           []Change `json:"changes"`
+}
+
+// User is a GitLab user as the MR API shows it.
+type User struct {
+	Username string `json:"username"`
+	Name     string `json:"name,omitempty"`
+}
+
+// Change is one file of an MR's diff.
+type Change struct {
+	OldPath     string `json:"old_path"`
+	NewPath     string `json:"new_path"`
+	Diff        string `json:"diff"`
+	NewFile     bool   `json:"new_file"`
+	RenamedFile bool   `json:"renamed_file"`
+	DeletedFile bool   `json:"deleted_file"`
+}
+
+// Labels decodes GitLab labels given as strings or as label objects
+// ({"title": "security"}, as webhooks and with_labels_details send them).
+type Labels []string
+
+func (ls *Labels) UnmarshalJSON(b []byte) error {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	out := make(Labels, 0, len(raw))
+	for _, r := range raw {
+		var s string
+		if json.Unmarshal(r, &s) == nil {
+			out = append(out, s)
+			continue
+		}
+		var o struct {
+			Title string `json:"title"`
+			Name  string `json:"name"`
+		}
+		if err := json.Unmarshal(r, &o); err != nil {
+			return fmt.Errorf("want a label name or a label object, got %s", truncate(string(r), 40))
+		}
+		out = append(out, cmpOr(o.Title, o.Name))
+	}
+	*ls = out
+	return nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Project returns the MR's project path ("group/sub/proj"), from
+// path_with_namespace, references.full ("group/proj!12") or web_url, in
+// that order; "" when none is known.
+func (mr *MergeRequest) Project() string {
+	if mr.PathWithNamespace != "" {
+		return mr.PathWithNamespace
+	}
+	if f := mr.References.Full; f != "" {
+		if i := strings.LastIndexByte(f, '!'); i > 0 {
+			return f[:i]
+		}
+	}
+	if u := mr.WebURL; u != "" {
+		if i := strings.Index(u, "/-/merge_requests/"); i > 0 {
+			rest := u[:i]
+			if j := strings.Index(rest, "://"); j >= 0 {
+				rest = rest[j+3:]
+			}
+			if k := strings.IndexByte(rest, '/'); k >= 0 {
+				return rest[k+1:]
+			}
+		}
+	}
+	return ""
+}
+
+// MaxMRSize bounds an MR-changes document.
+const MaxMRSize = 256 << 20
+
+// ParseMergeRequest decodes the JSON of GitLab's MR-changes response. A
+// malformed document is a *Problem naming the line and column.
+func ParseMergeRequest(file string, data []byte) (*MergeRequest, error) {
+	if len(data) > MaxMRSize {
+		return nil, &Problem{File: file, Msg: fmt.Sprintf("larger than %d MiB", MaxMRSize>>20)}
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &Problem{File: file, Msg: "empty; want the JSON of GET /projects/:id/merge_requests/:iid/changes"}
+	}
+	var mr MergeRequest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&mr); err != nil {
+		return nil, jsonProblem(file, data, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		line, col := position(data, dec.InputOffset())
+		return nil, &Problem{File: file, Line: line, Col: col, Msg: "unexpected data after the merge request object"}
+	}
+	var probs []*Problem
+	var obj map[string]json.RawMessage
+	_ = json.Unmarshal(data, &obj)
+	if _, ok := obj["changes"]; !ok {
+		probs = append(probs, &Problem{File: file, Line: 1, Col: 1, Field: "changes", Msg: "missing; want the JSON of GET /projects/:id/merge_requests/:iid/changes (the MR object with its changes array)"})
+	}
+	for i, c := range mr.Changes {
+		if c.OldPath == "" && c.NewPath == "" {
+			probs = append(probs, &Problem{File: file, Field: fmt.Sprintf("changes[%d]", i), Msg: "neither old_path nor new_path is set"})
+		}
+	}
+	if err := joinProblems(probs); err != nil {
+		return nil, err
+	}
+	return &mr, nil
+}
+
+func jsonProblem(file string, data []byte, err error) *Problem {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		line, col := position(data, se.Offset)
+		return &Problem{File: file, Line: line, Col: col, Msg: "not valid JSON: " + se.Error()}
+	case errors.As(err, &te):
+		line, col := position(data, te.Offset)
+		field := te.Field
+		return &Problem{File: file, Line: line, Col: col, Field: field, Msg: fmt.Sprintf("want %s, got a JSON %s", jsonType(te.Type.String()), te.Value)}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		line, col := position(data, int64(len(data)))
+		return &Problem{File: file, Line: line, Col: col, Msg: "not valid JSON: the document ends too early"}
+	}
+	return &Problem{File: file, Msg: "not a merge request: " + err.Error()}
+}
+
+func jsonType(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case t == "string":
+		return "a string"
+	case t == "bool":
+		return "true or false"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "float"):
+		return "a number"
+	case t == "time.Time":
+		return "a time such as 2026-01-02T15:04:05Z"
+	}
+	return "an object"
+}
+
+// position converts a byte offset to a 1-based line and column.
+func position(data []byte, off int64) (line, col int) {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	if off < 0 {
+		off = 0
+	}
+	before := data[:off]
+	line = bytes.Count(before, []byte{'\n'}) + 1
+	col = int(off) - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
