@@ -11,7 +11,10 @@ var defaultYAML []byte
 //go:embed default_test.yaml
 var defaultCases []byte
 
-var defaultPolicy = sync.OnceValues(func() (*Policy, error) { return Load("", defaultYAML) })
+var defaultPolicy = sync.OnceValues(func() (*Policy, error) { return Load(DefaultName, defaultYAML) })
+
+// DefaultName is how problems and Policy.Source name the embedded policy.
+const DefaultName = "default.yaml (embedded)"
 
 // Default returns the embedded default policy (policies/default.yaml), the
 // one threatgate uses when no policy is configured. It is loaded once.

@@ -9,7 +9,7 @@ import (
 // Load and safe for concurrent use.
 type Policy struct {
 	Version   int
-	Source    string // file name it was loaded from, "" for the embedded default
+	Source    string // file name it was loaded from; DefaultName for the embedded default
 	Intake    []IntakeField
 	Artifacts []ArtifactKind // the catalogue: built-in kinds plus the policy's own
 	Signals   []*Signal
