@@ -1,0 +1,37 @@
+package bot
+
+// EffectKind names something to do outside threatgate once a decision is
+// committed.
+type EffectKind string
+
+const (
+	EffectReply      EffectKind = "reply"       // answer to the sender; returned by Engine.Handle, never queued
+	EffectStatus     EffectKind = "status"      // set the gate's commit status on the MR head
+	EffectMRNote     EffectKind = "mr_note"     // post a note on the MR
+	EffectMRLabels   EffectKind = "mr_labels"   // add labels to the MR
+	EffectThreadPost EffectKind = "thread_post" // post in the escalation's chat thread (opening it if needed)
+	EffectPage       EffectKind = "page"        // page on-call
+)
+
+// Status values of the gate's commit status.
+const (
+	StatusPending = "pending"
+	StatusSuccess = "success"
+	StatusFailed  = "failed"
+)
+
+// Effect is one delivery in the outbox. The store assigns ID when it
+// enqueues the effect; the dispatcher passes ID on as the idempotency key,
+// so a retried delivery never acts twice.
+type Effect struct {
+	ID         string     `json:"id"`
+	Kind       EffectKind `json:"kind"`
+	Escalation string     `json:"escalation,omitempty"`
+	Project    string     `json:"project,omitempty"`
+	MRIID      int64      `json:"mr_iid,omitempty"`
+	SHA        string     `json:"sha,omitempty"`
+	Status     string     `json:"status,omitempty"` // EffectStatus: pending, success, failed
+	Text       string     `json:"text,omitempty"`   // note, post or status description
+	Labels     []string   `json:"labels,omitempty"`
+	Mention    []string   `json:"mention,omitempty"` // person ids to mention
+}

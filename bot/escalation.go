@@ -1,0 +1,175 @@
+package bot
+
+import (
+	"slices"
+	"time"
+
+	"github.com/threatgate/threatgate/policies"
+)
+
+// State is where an escalation is in its lifecycle (DESIGN.md section 3).
+type State string
+
+const (
+	StateAwaitingArtifacts State = "awaiting_artifacts"
+	StateInReview          State = "in_review"
+	StateApproved          State = "approved"
+	StateRejected          State = "rejected"
+	StateDisputed          State = "disputed"
+	StateDeferred          State = "deferred"
+	StateWithdrawn         State = "withdrawn"
+	StateMerged            State = "merged"
+)
+
+// Active reports whether the escalation still waits on people: artifacts,
+// approvals, an arbiter or the end of a deferral.
+func (s State) Active() bool {
+	switch s {
+	case StateAwaitingArtifacts, StateInReview, StateDisputed, StateDeferred:
+		return true
+	}
+	return false
+}
+
+// Ended reports whether the MR is gone: merged or withdrawn.
+func (s State) Ended() bool { return s == StateMerged || s == StateWithdrawn }
+
+// Escalation is one MR under review: the projection of its events.
+// Version counts the events applied; the store uses it to refuse a commit
+// made from a stale read.
+type Escalation struct {
+	ID      string `json:"id"`
+	Version uint64 `json:"version"`
+
+	Project       string    `json:"project"`
+	MRIID         int64     `json:"mr_iid"`
+	MRURL         string    `json:"mr_url,omitempty"`
+	Title         string    `json:"title,omitempty"`
+	Author        string    `json:"author,omitempty"`
+	CommitAuthors []string  `json:"commit_authors,omitempty"`
+	TargetBranch  string    `json:"target_branch,omitempty"`
+	Labels        []string  `json:"labels,omitempty"`
+	HeadSHA       string    `json:"head_sha,omitempty"`
+	MRState       string    `json:"mr_state,omitempty"`
+	MRUpdatedAt   time.Time `json:"mr_updated_at,omitzero"`
+
+	Tier     string           `json:"tier"`
+	TierName string           `json:"tier_name,omitempty"`
+	Score    int              `json:"score"`
+	Signals  []policies.Fired `json:"signals,omitempty"`
+
+	State  State `json:"state"`
+	Resume State `json:"resume,omitempty"` // where a deferred or withdrawn escalation goes back to
+
+	Manual bool              `json:"manual,omitempty"`
+	Urgent bool              `json:"urgent,omitempty"`
+	Filer  string            `json:"filer,omitempty"`
+	Reason string            `json:"reason,omitempty"`
+	Intake map[string]string `json:"intake,omitempty"`
+
+	Artifacts  []Artifact `json:"artifacts,omitempty"`
+	Approvals  []Decision `json:"approvals,omitempty"`
+	Rejections []Decision `json:"rejections,omitempty"`
+	Dissents   []Note     `json:"dissents,omitempty"`
+	Actions    []Note     `json:"actions,omitempty"`
+	Risk       *Note      `json:"risk,omitempty"` // the latest residual-risk assessment; Score in Risk.Score
+
+	DeferredUntil time.Time `json:"deferred_until,omitzero"`
+	Bypassed      bool      `json:"bypassed,omitempty"`
+
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
+	FirstResponseDue time.Time `json:"first_response_due,omitzero"`
+	DecisionDue      time.Time `json:"decision_due,omitzero"`
+	DecidedAt        time.Time `json:"decided_at,omitzero"`
+}
+
+// Artifact is a piece of evidence a tier requires, as handed in.
+type Artifact struct {
+	Kind string    `json:"kind"`
+	Ref  string    `json:"ref"`
+	By   string    `json:"by"`
+	SHA  string    `json:"sha,omitempty"`
+	At   time.Time `json:"at"`
+}
+
+// Decision is an approval or a rejection. It counts only while it is not
+// stale (new commits make it stale when the tier resets approvals on push).
+type Decision struct {
+	By        string            `json:"by"`
+	Group     string            `json:"group,omitempty"` // the approvals-matrix group it was given for
+	Role      string            `json:"role,omitempty"`
+	SHA       string            `json:"sha"`
+	Rationale string            `json:"rationale,omitempty"`
+	Checks    map[string]string `json:"checks,omitempty"`
+	Arbiter   bool              `json:"arbiter,omitempty"` // given by an arbiter to settle a dispute
+	Stale     bool              `json:"stale,omitempty"`
+	At        time.Time         `json:"at"`
+}
+
+// Note is a recorded remark: a dissent, an action item, a risk assessment.
+type Note struct {
+	By    string    `json:"by"`
+	Text  string    `json:"text"`
+	Score int       `json:"score,omitempty"`
+	SHA   string    `json:"sha,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// MissingArtifacts lists the artifacts tier t requires that e lacks, in
+// the tier's order.
+func (e *Escalation) MissingArtifacts(t *policies.Tier) []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for _, k := range t.Artifacts {
+		if !slices.ContainsFunc(e.Artifacts, func(a Artifact) bool { return a.Kind == k }) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Authors returns the MR author and its commit authors: the people who may
+// not approve their own change.
+func (e *Escalation) Authors() []string {
+	out := []string{}
+	if e.Author != "" {
+		out = append(out, e.Author)
+	}
+	for _, a := range e.CommitAuthors {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Clone returns a deep copy of e, so that apply never changes a loaded
+// projection in place.
+func (e *Escalation) Clone() *Escalation {
+	if e == nil {
+		return nil
+	}
+	c := *e
+	c.CommitAuthors = slices.Clone(e.CommitAuthors)
+	c.Labels = slices.Clone(e.Labels)
+	c.Signals = slices.Clone(e.Signals)
+	c.Artifacts = slices.Clone(e.Artifacts)
+	c.Approvals = slices.Clone(e.Approvals)
+	c.Rejections = slices.Clone(e.Rejections)
+	c.Dissents = slices.Clone(e.Dissents)
+	c.Actions = slices.Clone(e.Actions)
+	if e.Risk != nil {
+		r := *e.Risk
+		c.Risk = &r
+	}
+	if e.Intake != nil {
+		c.Intake = make(map[string]string, len(e.Intake))
+		for k, v := range e.Intake {
+			c.Intake[k] = v
+		}
+	}
+	return &c
+}

@@ -1,0 +1,230 @@
+package bot
+
+import (
+	"time"
+
+	"github.com/threatgate/threatgate/policies"
+)
+
+// EventKind names what happened.
+type EventKind string
+
+const (
+	EventOpened        EventKind = "opened"         // an escalation starts (automatic or manual)
+	EventMRUpdated     EventKind = "mr_updated"     // the MR changed: head SHA, title, labels, target branch
+	EventReclassified  EventKind = "reclassified"   // new signals or score without a tier change
+	EventTierRaised    EventKind = "tier_raised"    // the MR now classifies into a higher tier
+	EventRetiered      EventKind = "retiered"       // an authorised person set the tier, with a rationale
+	EventArtifactAdded EventKind = "artifact_added" // evidence handed in
+	EventApproved      EventKind = "approval_added" // an approval, counted or not
+	EventRejected      EventKind = "rejection_added"
+	EventDissent       EventKind = "dissent_recorded"
+	EventAction        EventKind = "action_added"
+	EventRisk          EventKind = "risk_assessed"
+	EventDeferred      EventKind = "deferred"
+	EventWithdrawn     EventKind = "withdrawn"
+	EventReopened      EventKind = "reopened" // the MR was reopened; the escalation resumes
+	EventMerged        EventKind = "merged"
+	EventStateChanged  EventKind = "state_changed" // the lifecycle moved; From/To say where
+	EventCapOverridden EventKind = "cap_overridden"
+)
+
+// Event is one entry of the audit log. decide fills Kind, Escalation,
+// Actor, At, SHA and Data; the store assigns Seq and the hash chain
+// fields when it appends the event.
+type Event struct {
+	Seq        uint64    `json:"seq"`
+	Escalation string    `json:"escalation,omitempty"` // "" for events about a person, such as cap overrides
+	Kind       EventKind `json:"kind"`
+	Actor      string    `json:"actor"` // a person id, or "system"
+	At         time.Time `json:"at"`
+	SHA        string    `json:"sha,omitempty"`
+	Data       EventData `json:"data"`
+	PrevHash   string    `json:"prev_hash,omitempty"`
+	Hash       string    `json:"hash,omitempty"`
+}
+
+// EventData is the payload of an event; each kind sets the fields it
+// needs and leaves the rest zero.
+type EventData struct {
+	// MR facts (opened, mr_updated).
+	Project       string    `json:"project,omitempty"`
+	MRIID         int64     `json:"mr_iid,omitempty"`
+	MRURL         string    `json:"mr_url,omitempty"`
+	Title         string    `json:"title,omitempty"`
+	Author        string    `json:"author,omitempty"`
+	CommitAuthors []string  `json:"commit_authors,omitempty"`
+	TargetBranch  string    `json:"target_branch,omitempty"`
+	Labels        []string  `json:"labels,omitempty"`
+	MRState       string    `json:"mr_state,omitempty"`
+	MRUpdatedAt   time.Time `json:"mr_updated_at,omitzero"`
+
+	// Classification (opened, reclassified, tier_raised, retiered).
+	Tier     string           `json:"tier,omitempty"`
+	TierName string           `json:"tier_name,omitempty"`
+	FromTier string           `json:"from_tier,omitempty"`
+	Score    int              `json:"score,omitempty"`
+	Signals  []policies.Fired `json:"signals,omitempty"`
+
+	// Manual escalations (opened).
+	Manual bool              `json:"manual,omitempty"`
+	Urgent bool              `json:"urgent,omitempty"`
+	Intake map[string]string `json:"intake,omitempty"`
+
+	// Deadlines (opened, tier_raised, retiered).
+	FirstResponseDue time.Time `json:"first_response_due,omitzero"`
+	DecisionDue      time.Time `json:"decision_due,omitzero"`
+
+	// Commands.
+	Artifact  string            `json:"artifact,omitempty"`
+	Ref       string            `json:"ref,omitempty"`
+	Group     string            `json:"group,omitempty"`
+	Role      string            `json:"role,omitempty"`
+	Arbiter   bool              `json:"arbiter,omitempty"`
+	Checks    map[string]string `json:"checks,omitempty"`
+	Text      string            `json:"text,omitempty"` // rationale, reason, note
+	Risk      int               `json:"risk,omitempty"`
+	Until     time.Time         `json:"until,omitzero"`
+	Person    string            `json:"person,omitempty"` // cap_overridden: whose cap
+	Count     int               `json:"count,omitempty"`  // cap_overridden: how many more
+	Bypassed  bool              `json:"bypassed,omitempty"`
+	From      State             `json:"from,omitempty"` // state_changed
+	To        State             `json:"to,omitempty"`   // state_changed
+	StaleFrom string            `json:"stale_from,omitempty"`
+}
+
+// apply folds one event into the projection and returns the new one; esc
+// is not modified. apply never fails: decide only emits events that apply.
+func apply(esc *Escalation, ev Event) *Escalation {
+	e := esc.Clone()
+	if e == nil {
+		e = &Escalation{}
+	}
+	d := ev.Data
+	e.Version++
+	e.UpdatedAt = ev.At
+	switch ev.Kind {
+	case EventOpened:
+		e.ID = ev.Escalation
+		e.Project, e.MRIID, e.MRURL = d.Project, d.MRIID, d.MRURL
+		e.Title, e.Author, e.CommitAuthors = d.Title, d.Author, d.CommitAuthors
+		e.TargetBranch, e.Labels, e.MRState, e.MRUpdatedAt = d.TargetBranch, d.Labels, d.MRState, d.MRUpdatedAt
+		e.HeadSHA = ev.SHA
+		e.Tier, e.TierName, e.Score, e.Signals = d.Tier, d.TierName, d.Score, d.Signals
+		e.Manual, e.Urgent, e.Intake = d.Manual, d.Urgent, d.Intake
+		if d.Manual {
+			e.Filer = ev.Actor
+			e.Reason = d.Text
+		}
+		e.CreatedAt = ev.At
+		e.FirstResponseDue, e.DecisionDue = d.FirstResponseDue, d.DecisionDue
+		e.State = d.To
+	case EventMRUpdated:
+		if d.Title != "" {
+			e.Title = d.Title
+		}
+		if d.Labels != nil {
+			e.Labels = d.Labels
+		}
+		if d.TargetBranch != "" {
+			e.TargetBranch = d.TargetBranch
+		}
+		if d.CommitAuthors != nil {
+			e.CommitAuthors = d.CommitAuthors
+		}
+		if d.MRState != "" {
+			e.MRState = d.MRState
+		}
+		if !d.MRUpdatedAt.IsZero() {
+			e.MRUpdatedAt = d.MRUpdatedAt
+		}
+		if ev.SHA != "" && ev.SHA != e.HeadSHA {
+			if d.StaleFrom != "" {
+				// The tier resets approvals on push: what was given for
+				// an older head stops counting but stays on record.
+				for i := range e.Approvals {
+					if e.Approvals[i].SHA != ev.SHA {
+						e.Approvals[i].Stale = true
+					}
+				}
+				for i := range e.Rejections {
+					if e.Rejections[i].SHA != ev.SHA {
+						e.Rejections[i].Stale = true
+					}
+				}
+			}
+			e.HeadSHA = ev.SHA
+		}
+	case EventReclassified:
+		e.Score, e.Signals = d.Score, d.Signals
+	case EventTierRaised, EventRetiered:
+		e.Tier, e.TierName = d.Tier, d.TierName
+		if ev.Kind == EventTierRaised {
+			e.Score, e.Signals = d.Score, d.Signals
+		}
+		if !d.FirstResponseDue.IsZero() {
+			e.FirstResponseDue = d.FirstResponseDue
+		}
+		if !d.DecisionDue.IsZero() {
+			e.DecisionDue = d.DecisionDue
+		}
+	case EventArtifactAdded:
+		a := Artifact{Kind: d.Artifact, Ref: d.Ref, By: ev.Actor, SHA: ev.SHA, At: ev.At}
+		replaced := false
+		for i := range e.Artifacts {
+			if e.Artifacts[i].Kind == a.Kind {
+				e.Artifacts[i], replaced = a, true
+			}
+		}
+		if !replaced {
+			e.Artifacts = append(e.Artifacts, a)
+		}
+	case EventApproved:
+		e.Approvals = append(e.Approvals, Decision{By: ev.Actor, Group: d.Group, Role: d.Role, SHA: ev.SHA, Rationale: d.Text, Checks: d.Checks, Arbiter: d.Arbiter, At: ev.At})
+	case EventRejected:
+		e.Rejections = append(e.Rejections, Decision{By: ev.Actor, Group: d.Group, SHA: ev.SHA, Rationale: d.Text, Arbiter: d.Arbiter, At: ev.At})
+	case EventDissent:
+		e.Dissents = append(e.Dissents, Note{By: ev.Actor, Text: d.Text, SHA: ev.SHA, At: ev.At})
+	case EventAction:
+		e.Actions = append(e.Actions, Note{By: ev.Actor, Text: d.Text, SHA: ev.SHA, At: ev.At})
+	case EventRisk:
+		e.Risk = &Note{By: ev.Actor, Text: d.Text, Score: d.Risk, SHA: ev.SHA, At: ev.At}
+	case EventDeferred:
+		e.DeferredUntil = d.Until
+	case EventMerged:
+		e.Bypassed = d.Bypassed
+		e.MRState = "merged"
+	case EventWithdrawn:
+		if d.MRState != "" {
+			e.MRState = d.MRState
+		}
+	case EventReopened:
+		e.MRState = "opened"
+	case EventStateChanged:
+		switch d.To {
+		case StateDeferred, StateWithdrawn:
+			if !e.State.Ended() && e.State != StateDeferred {
+				e.Resume = e.State
+			}
+		default:
+			e.Resume = ""
+			if e.State == StateDeferred {
+				e.DeferredUntil = time.Time{}
+			}
+		}
+		e.State = d.To
+		if d.To == StateApproved || d.To == StateRejected {
+			e.DecidedAt = ev.At
+		}
+	}
+	return e
+}
+
+// Replay folds events in order into a projection, nil for no events.
+func Replay(events []Event) *Escalation {
+	var e *Escalation
+	for _, ev := range events {
+		e = apply(e, ev)
+	}
+	return e
+}

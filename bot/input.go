@@ -1,0 +1,70 @@
+package bot
+
+import (
+	"github.com/threatgate/threatgate/policies"
+)
+
+// Identity is who sent an input, verified by the adapter that received it.
+type Identity struct {
+	Person     string `json:"person,omitempty"`      // the policy's person id; "" when the sender is not in the policy
+	Surface    string `json:"surface"`               // "slack", "discord", "gitlab", "web", "cli", "system"
+	ExternalID string `json:"external_id,omitempty"` // the id on that surface (Slack user id, GitLab username...)
+}
+
+// System is the identity of threatgate itself (webhooks, reconcile, cron).
+var System = Identity{Person: "system", Surface: "system"}
+
+// String names the identity for logs and refusals.
+func (id Identity) String() string {
+	if id.Person != "" {
+		return id.Person
+	}
+	if id.ExternalID != "" {
+		return id.Surface + ":" + id.ExternalID
+	}
+	return id.Surface
+}
+
+// InputKind says what arrived.
+type InputKind string
+
+const (
+	InputMR      InputKind = "mr"      // a merge request was seen (webhook or reconcile)
+	InputCommand InputKind = "command" // a chat command or MR comment
+	InputTick    InputKind = "tick"    // the clock moved (cron sweep)
+)
+
+// MRAction is what happened to the MR, as the forge reports it.
+type MRAction string
+
+const (
+	MROpen   MRAction = "open"
+	MRUpdate MRAction = "update"
+	MRReopen MRAction = "reopen"
+	MRClose  MRAction = "close"
+	MRMerge  MRAction = "merge"
+	MRSeen   MRAction = "seen" // reconcile: the current state, whatever changed
+)
+
+// MRInput is a merge request as the forge shows it now. MR carries the
+// changes the policy classifies; CommitAuthors are the usernames of the
+// authors of its commits, who may not approve it.
+type MRInput struct {
+	Action        MRAction
+	MR            *policies.MergeRequest
+	CommitAuthors []string
+}
+
+// Input is one thing that arrived for the engine to decide on.
+type Input struct {
+	Kind    InputKind
+	Actor   Identity
+	MR      *MRInput // InputMR
+	Command *Command // InputCommand
+	// Escalation is the escalation the command refers to by context (the
+	// chat thread it was typed in), used when the command names none.
+	Escalation string
+	// Key identifies a delivery (webhook UUID, interaction id); a second
+	// input with the same key changes nothing.
+	Key string
+}

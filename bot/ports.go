@@ -1,0 +1,93 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store persists escalations, the audit log, the outbox and idempotency
+// keys. store.DB implements it over bbolt.
+type Store interface {
+	// FindEscalation returns the escalation with id, or ErrNotFound.
+	FindEscalation(ctx context.Context, id string) (*Escalation, error)
+	// FindByMR returns the escalation of an MR, or ErrNotFound.
+	FindByMR(ctx context.Context, project string, iid int64) (*Escalation, error)
+	// FindOpen returns the escalations that still wait on people
+	// (State.Active), oldest deadline first.
+	FindOpen(ctx context.Context) ([]*Escalation, error)
+	// Quota returns a person's manual escalations and cap overrides in a
+	// quarter ("2026Q4").
+	Quota(ctx context.Context, person, quarter string) (Quota, error)
+	// Commit appends the events to the audit log, saves the projection,
+	// updates the indexes and enqueues the effects in one transaction. It
+	// returns the projection as saved (with its id when it was new).
+	// It returns ErrConflict when the escalation's version is no longer
+	// c.Expect, and ErrDuplicate when c.Key was committed before; in both
+	// cases nothing is written.
+	Commit(ctx context.Context, c *Commit) (*Escalation, error)
+}
+
+// Commit is what one decision writes.
+type Commit struct {
+	// Escalation is the projection after the events, nil when the events
+	// belong to no escalation. An empty ID asks the store for a new one,
+	// which it stamps on the projection, the events and the effects.
+	Escalation *Escalation
+	Expect     uint64 // the version the decision was made on; 0 for a new escalation
+	Events     []Event
+	Effects    []Effect
+	Key        string // idempotency key of the input, "" for none
+	At         time.Time
+}
+
+// Quota is what counts against a person's quarterly cap.
+type Quota struct {
+	Manual    int `json:"manual"`    // manual escalations filed
+	Overrides int `json:"overrides"` // extra escalations granted by cap overrides
+}
+
+// Errors the Store returns that callers branch on.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("escalation changed since it was read")
+	ErrDuplicate = errors.New("input already processed")
+)
+
+// Clock tells the time; tests drive a fake one.
+type Clock interface{ Now() time.Time }
+
+// Chat posts into an escalation's thread on a chat surface.
+type Chat interface {
+	Post(ctx context.Context, m Message) (MessageRef, error)
+}
+
+// Message is a chat post. Key is the idempotency key of the effect that
+// asked for it.
+type Message struct {
+	Key        string
+	Escalation string
+	Thread     MessageRef // zero to open the escalation's thread
+	Text       string
+	Mention    []string
+}
+
+// MessageRef locates a posted message on its surface.
+type MessageRef struct {
+	Channel string `json:"channel,omitempty"`
+	TS      string `json:"ts,omitempty"`
+}
+
+// Forge acts on the merge request: the gate's commit status, notes and
+// labels. Each call carries the effect's idempotency key.
+type Forge interface {
+	SetStatus(ctx context.Context, key, project string, iid int64, sha, state, description string) error
+	PostNote(ctx context.Context, key, project string, iid int64, body string) error
+	AddLabels(ctx context.Context, key, project string, iid int64, labels []string) error
+}
+
+// Pager pages on-call when a deadline lapses.
+type Pager interface {
+	Trigger(ctx context.Context, dedupKey, summary string) error
+	Resolve(ctx context.Context, dedupKey string) error
+}
