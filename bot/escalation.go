@@ -74,6 +74,10 @@ type Escalation struct {
 	Actions    []Note     `json:"actions,omitempty"`
 	Risk       *Note      `json:"risk,omitempty"` // the latest residual-risk assessment; Score in Risk.Score
 
+	// Waiting lists the people whose approval would count and is still
+	// missing, for nudges, the approver index and bottleneck reports.
+	Waiting []string `json:"waiting,omitempty"`
+
 	DeferredUntil time.Time `json:"deferred_until,omitzero"`
 	Bypassed      bool      `json:"bypassed,omitempty"`
 
@@ -161,6 +165,7 @@ func (e *Escalation) Clone() *Escalation {
 	c.Rejections = slices.Clone(e.Rejections)
 	c.Dissents = slices.Clone(e.Dissents)
 	c.Actions = slices.Clone(e.Actions)
+	c.Waiting = slices.Clone(e.Waiting)
 	if e.Risk != nil {
 		r := *e.Risk
 		c.Risk = &r
