@@ -1,0 +1,1034 @@
+package bot
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/threatgate/threatgate/policies"
+)
+
+// Given is what the engine loaded before a decision.
+type Given struct {
+	Esc   *Escalation // nil when there is no escalation yet
+	Quota Quota       // the actor's quota this quarter; read for /escalate only
+}
+
+// IDPlaceholder stands for the escalation id in texts written before the
+// store has assigned one; Effect.Body and the engine replace it.
+const IDPlaceholder = "{esc}"
+
+// maxDeferral bounds how far a deferral may reach.
+const maxDeferral = 90 * 24 * time.Hour
+
+// decide returns what happens when in arrives, given what is known. It is
+// pure: time comes in as now, and nothing is read or written. A refusal is
+// a *Problem and comes with no events; an input that changes nothing
+// returns no events and perhaps a reply effect.
+func decide(g Given, pol *policies.Policy, in Input, now time.Time) ([]Event, []Effect, error) {
+	d := &decision{g: g, pol: pol, in: in, now: now, esc: g.Esc}
+	var err error
+	switch in.Kind {
+	case InputMR:
+		err = d.mr()
+	case InputCommand:
+		err = d.command()
+	case InputTick:
+		d.tick()
+	default:
+		return nil, nil, fmt.Errorf("decide: unknown input kind %q", in.Kind)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	d.settle()
+	return d.events, d.effects, nil
+}
+
+type decision struct {
+	g   Given
+	pol *policies.Policy
+	in  Input
+	now time.Time
+
+	esc     *Escalation // the projection as the events so far leave it
+	events  []Event
+	effects []Effect
+}
+
+func (d *decision) actor() string {
+	if d.in.Actor.Person != "" {
+		return d.in.Actor.Person
+	}
+	return d.in.Actor.String()
+}
+
+func (d *decision) id() string {
+	if d.esc != nil && d.esc.ID != "" {
+		return d.esc.ID
+	}
+	return IDPlaceholder
+}
+
+// emit records an event and folds it into d.esc.
+func (d *decision) emit(kind EventKind, data EventData) {
+	ev := Event{Kind: kind, Actor: d.actor(), At: d.now, Data: data}
+	if d.esc != nil {
+		ev.Escalation = d.esc.ID
+		ev.SHA = d.esc.HeadSHA
+	}
+	if kind == EventOpened || kind == EventMRUpdated {
+		if d.in.MR != nil && d.in.MR.MR != nil && d.in.MR.MR.SHA != "" {
+			ev.SHA = d.in.MR.MR.SHA
+		}
+	}
+	if kind == EventCapOverridden {
+		ev.Escalation, ev.SHA = "", ""
+	} else {
+		d.esc = apply(d.esc, ev)
+	}
+	d.events = append(d.events, ev)
+}
+
+func (d *decision) effect(e Effect) {
+	if d.esc != nil {
+		e.Escalation = d.esc.ID
+		if e.Project == "" {
+			e.Project, e.MRIID = d.esc.Project, d.esc.MRIID
+		}
+	}
+	d.effects = append(d.effects, e)
+}
+
+func (d *decision) reply(format string, args ...any) {
+	d.effects = append(d.effects, Effect{Kind: EffectReply, Text: fmt.Sprintf(format, args...)})
+}
+
+func (d *decision) tier() *policies.Tier {
+	if d.esc == nil {
+		return nil
+	}
+	return d.pol.Tier(d.esc.Tier)
+}
+
+// --- merge requests -------------------------------------------------------
+
+func (d *decision) mr() error {
+	mi := d.in.MR
+	if mi == nil || mi.MR == nil {
+		return fmt.Errorf("decide: MR input without a merge request")
+	}
+	mr := mi.MR
+	state := mrState(mi)
+	if d.esc == nil {
+		if state != "opened" {
+			return nil // nothing to gate on a closed or merged MR nobody escalated
+		}
+		res := d.pol.Evaluate(mr)
+		if res.Tier == nil {
+			d.reply("%s!%d: no tier applies (score %d); no escalation", mr.Project(), mr.IID, res.Score)
+			return nil
+		}
+		d.open(mr, mi.CommitAuthors, res, false, false, "", nil, res.Tier)
+		return nil
+	}
+	e := d.esc
+	if e.State == StateMerged {
+		return nil // the end: nothing moves a merged escalation
+	}
+	// Out-of-order deliveries: an event older than what we have seen
+	// must not move the escalation backwards.
+	if !mr.UpdatedAt.IsZero() && !e.MRUpdatedAt.IsZero() && mr.UpdatedAt.Before(e.MRUpdatedAt) {
+		return nil
+	}
+	switch state {
+	case "merged":
+		d.update(mr, mi)
+		bypassed := e.State != StateApproved
+		d.emit(EventMerged, EventData{Bypassed: bypassed, MRState: "merged"})
+		d.emit(EventStateChanged, EventData{From: e.State, To: StateMerged})
+		if bypassed {
+			d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s was merged while %s: recorded as a bypass of the security review.", d.id(), e.State)})
+		}
+		return nil
+	case "closed":
+		if d.esc.State == StateWithdrawn {
+			return nil
+		}
+		d.update(mr, mi)
+		d.emit(EventWithdrawn, EventData{MRState: "closed", Text: "the merge request was closed"})
+		d.emit(EventStateChanged, EventData{From: d.esc.State, To: StateWithdrawn})
+		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s withdrawn: the merge request was closed.", d.id())})
+		return nil
+	}
+	if d.esc.State == StateWithdrawn && d.esc.MRState == "closed" {
+		d.emit(EventReopened, EventData{})
+		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s resumed: the merge request was reopened.", d.id())})
+		// settle moves it back to where it belongs.
+		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target()})
+	}
+	d.update(mr, mi)
+	if d.esc.State == StateWithdrawn {
+		return nil // withdrawn by a person: the MR is no longer gated
+	}
+	d.reclassify(mr)
+	return nil
+}
+
+// mrState reads the MR's state from the action or the snapshot.
+func mrState(mi *MRInput) string {
+	switch mi.Action {
+	case MRMerge:
+		return "merged"
+	case MRClose:
+		return "closed"
+	case MROpen, MRReopen, MRUpdate:
+		return "opened"
+	}
+	switch mi.MR.State {
+	case "merged", "closed":
+		return mi.MR.State
+	case "locked":
+		return "opened"
+	}
+	return "opened"
+}
+
+// update records what changed in the MR's facts, making approvals stale on
+// a new head when the tier says so.
+func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
+	e := d.esc
+	var data EventData
+	changed := false
+	if mr.Title != "" && mr.Title != e.Title {
+		data.Title, changed = mr.Title, true
+	}
+	if mr.Labels != nil && !slices.Equal([]string(mr.Labels), e.Labels) {
+		data.Labels, changed = slices.Clone([]string(mr.Labels)), true
+		if data.Labels == nil {
+			data.Labels = []string{}
+		}
+	}
+	if mr.TargetBranch != "" && mr.TargetBranch != e.TargetBranch {
+		data.TargetBranch, changed = mr.TargetBranch, true
+	}
+	if mi.CommitAuthors != nil && !slices.Equal(mi.CommitAuthors, e.CommitAuthors) {
+		data.CommitAuthors, changed = slices.Clone(mi.CommitAuthors), true
+	}
+	if mr.SHA != "" && mr.SHA != e.HeadSHA {
+		changed = true
+		if t := d.tier(); t == nil || t.ResetApprovalsOnPush {
+			data.StaleFrom = e.HeadSHA
+			if data.StaleFrom == "" {
+				data.StaleFrom = "none"
+			}
+		}
+	}
+	if !mr.UpdatedAt.IsZero() && !mr.UpdatedAt.Equal(e.MRUpdatedAt) {
+		data.MRUpdatedAt = mr.UpdatedAt
+		changed = true
+	}
+	if changed {
+		d.emit(EventMRUpdated, data)
+	}
+}
+
+// reclassify raises the tier when the MR now classifies higher. A tier
+// never falls on its own: only /threatgate retier lowers it.
+func (d *decision) reclassify(mr *policies.MergeRequest) {
+	res := d.pol.Evaluate(mr)
+	cur := d.tier()
+	if res.Tier != nil && policies.Higher(res.Tier, cur) {
+		from := d.esc.Tier
+		fr, dd := d.deadlines(res.Tier, d.esc.Urgent)
+		if !d.esc.FirstResponseDue.IsZero() && d.esc.FirstResponseDue.Before(fr) {
+			fr = d.esc.FirstResponseDue
+		}
+		if !d.esc.DecisionDue.IsZero() && d.esc.DecisionDue.Before(dd) {
+			dd = d.esc.DecisionDue
+		}
+		d.emit(EventTierRaised, EventData{Tier: res.Tier.ID, TierName: res.Tier.Name, FromTier: from, Score: res.Score, Signals: res.Signals, FirstResponseDue: fr, DecisionDue: dd})
+		text := fmt.Sprintf("%s: tier raised from %s to %s (score %d).\n%s", d.id(), from, res.Tier.ID, res.Score, d.requirements(res.Tier))
+		d.effect(Effect{Kind: EffectMRNote, Text: text})
+		d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(res.Tier.ID)}})
+		d.effect(Effect{Kind: EffectThreadPost, Text: text, Mention: d.approversOf(res.Tier)})
+		return
+	}
+	if res.Score != d.esc.Score || !sameSignals(res.Signals, d.esc.Signals) {
+		d.emit(EventReclassified, EventData{Score: res.Score, Signals: res.Signals})
+	}
+}
+
+func sameSignals(a, b []policies.Fired) bool {
+	return slices.EqualFunc(a, b, func(x, y policies.Fired) bool {
+		return x.ID == y.ID && slices.Equal(x.Evidence, y.Evidence)
+	})
+}
+
+func tierLabel(id string) string { return "security-tier::" + id }
+
+func (d *decision) deadlines(t *policies.Tier, urgent bool) (firstResponse, decisionDue time.Time) {
+	dec := t.Decision
+	if urgent && t.UrgentDecision > 0 {
+		dec = t.UrgentDecision
+	}
+	fr := t.FirstResponse
+	if fr > dec {
+		fr = dec
+	}
+	return d.now.Add(fr), d.now.Add(dec)
+}
+
+// open starts an escalation.
+func (d *decision) open(mr *policies.MergeRequest, commitAuthors []string, res policies.Result, manual, urgent bool, reason string, intake map[string]string, t *policies.Tier) {
+	fr, dd := d.deadlines(t, urgent)
+	data := EventData{
+		Project: mr.Project(), MRIID: mr.IID, MRURL: mr.WebURL, Title: mr.Title, Author: mr.Author.Username,
+		CommitAuthors: slices.Clone(commitAuthors), TargetBranch: mr.TargetBranch, Labels: slices.Clone([]string(mr.Labels)),
+		MRState: "opened", MRUpdatedAt: mr.UpdatedAt,
+		Tier: t.ID, TierName: t.Name, Score: res.Score, Signals: res.Signals,
+		Manual: manual, Urgent: urgent, Intake: intake, Text: reason,
+		FirstResponseDue: fr, DecisionDue: dd,
+	}
+	data.To = StateInReview
+	if len(t.Artifacts) > 0 {
+		data.To = StateAwaitingArtifacts
+	}
+	d.emit(EventOpened, data)
+	summary := d.summary(t)
+	d.effect(Effect{Kind: EffectMRNote, Text: summary})
+	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
+	d.effect(Effect{Kind: EffectThreadPost, Text: summary, Mention: d.approversOf(t)})
+	if manual {
+		d.reply("Escalated %s!%d as %s (%s %s). Follow it in its thread.", data.Project, data.MRIID, IDPlaceholder, t.ID, t.Name)
+	} else {
+		d.reply("%s!%d escalated as %s (%s %s, score %d).", data.Project, data.MRIID, IDPlaceholder, t.ID, t.Name, res.Score)
+	}
+}
+
+// --- commands -------------------------------------------------------------
+
+func (d *decision) command() error {
+	c := d.in.Command
+	if c == nil {
+		return fmt.Errorf("decide: command input without a command")
+	}
+	switch c.Verb {
+	case VerbHelp:
+		d.reply("%s", HelpText(Verb(c.Text)))
+		return nil
+	case VerbStatus:
+		if d.esc == nil {
+			return d.noEscalation(c)
+		}
+		d.reply("%s", d.statusText())
+		return nil
+	case VerbBacklog:
+		return problemf("/threatgate backlog", "the backlog is answered by the engine, not here")
+	}
+	if err := d.known(c); err != nil {
+		return err
+	}
+	switch c.Verb {
+	case VerbEscalate:
+		return d.escalate(c)
+	case VerbOverrideCap:
+		return d.overrideCap(c)
+	}
+	if d.esc == nil {
+		return d.noEscalation(c)
+	}
+	if d.esc.State.Ended() && c.Verb != VerbDissent && c.Verb != VerbAction {
+		return problemf(verbField(c.Verb), "%s is %s; only dissent and action items can still be recorded", d.esc.ID, d.esc.State)
+	}
+	switch c.Verb {
+	case VerbApprove:
+		return d.approve(c)
+	case VerbReject:
+		return d.reject(c)
+	case VerbDissent:
+		d.emit(EventDissent, EventData{Text: c.Text})
+		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("Dissent from %s on %s, recorded: %s", d.actor(), d.id(), c.Text)})
+		d.reply("Dissent recorded on %s.", d.id())
+		return nil
+	case VerbAction:
+		d.emit(EventAction, EventData{Text: c.Text})
+		d.reply("Action item %d recorded on %s.", len(d.esc.Actions), d.id())
+		return nil
+	case VerbArtifact:
+		return d.artifact(c)
+	case VerbDefer:
+		return d.deferral(c)
+	case VerbRisk:
+		return d.risk(c)
+	case VerbRetier:
+		return d.retier(c)
+	case VerbWithdraw:
+		return d.withdraw(c)
+	}
+	return problemf("/threatgate", "unknown verb %q; %s", c.Verb, HelpText(""))
+}
+
+func verbField(v Verb) string {
+	switch v {
+	case VerbEscalate:
+		return "/escalate"
+	case VerbApprove:
+		return "/approve"
+	}
+	return "/threatgate " + string(v)
+}
+
+func (d *decision) noEscalation(c *Command) error {
+	if c.Escalation != "" {
+		return problemf(verbField(c.Verb), "no escalation %s; try /threatgate backlog", c.Escalation)
+	}
+	return problemf(verbField(c.Verb), "which escalation? name it (for example %s ESC-12 ...) or use the command in the escalation's thread", verbField(c.Verb))
+}
+
+// known refuses commands from people the policy does not know.
+func (d *decision) known(c *Command) error {
+	p := d.in.Actor.Person
+	if p == "" || d.pol.Person("id", p) == nil {
+		return problemf(verbField(c.Verb), "you (%s) are not in the policy's people, so threatgate cannot tell which groups you belong to; ask the security team to add you", d.in.Actor)
+	}
+	return nil
+}
+
+func (d *decision) person() *policies.Person { return d.pol.Person("id", d.in.Actor.Person) }
+
+// isAuthor reports whether the actor wrote the MR or one of its commits.
+func (d *decision) isAuthor() bool {
+	pr := d.person()
+	if pr == nil {
+		return false
+	}
+	for _, a := range d.esc.Authors() {
+		if a == pr.GitLab || a == pr.ID {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *decision) escalate(c *Command) error {
+	f := "/escalate"
+	if d.esc != nil {
+		return problemf(f, "%s!%d is already escalated as %s (%s, %s); to change its tier use /threatgate retier %s <tier> <rationale>",
+			d.esc.Project, d.esc.MRIID, d.esc.ID, d.esc.Tier, d.esc.State, d.esc.ID)
+	}
+	if lim := d.pol.Caps.ManualPerQuarter; lim > 0 && d.g.Quota.Manual >= lim+d.g.Quota.Overrides {
+		return problemf(f, "you have filed %d manual escalations in %s and the cap is %d; someone in %s can allow more with /threatgate override-cap %s <rationale>",
+			d.g.Quota.Manual, Quarter(d.now), lim+d.g.Quota.Overrides, d.pol.Caps.OverrideGroup, d.in.Actor.Person)
+	}
+	t := d.pol.Tiers[len(d.pol.Tiers)-1]
+	if c.Tier != "" {
+		if t = d.pol.Tier(c.Tier); t == nil {
+			return problemf("--tier", "no tier %q; want one of %s", c.Tier, strings.Join(d.tierIDs(), ", "))
+		}
+	}
+	var unknown []string
+	for k := range c.Fields {
+		if !slices.ContainsFunc(d.pol.Intake, func(f policies.IntakeField) bool { return f.ID == k }) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return problemf(f, "unknown intake field %s; want %s", strings.Join(unknown, ", "), strings.Join(d.intakeIDs(), ", "))
+	}
+	var missing []string
+	for _, fld := range d.pol.Intake {
+		if strings.TrimSpace(c.Fields[fld.ID]) == "" {
+			missing = append(missing, fmt.Sprintf("%s: %s", fld.ID, fld.Prompt))
+		}
+	}
+	if len(missing) > 0 {
+		return problemf(f, "an escalation needs this before it counts as filed; add each as a line \"field: text\" after the command:\n%s", strings.Join(missing, "\n"))
+	}
+	mr := &policies.MergeRequest{IID: c.MR.IID, PathWithNamespace: c.MR.Project, WebURL: c.MR.URL}
+	d.open(mr, nil, policies.Result{Tier: t}, true, c.Urgent, c.Text, c.Fields, t)
+	return nil
+}
+
+func (d *decision) tierIDs() []string {
+	var out []string
+	for _, t := range d.pol.Tiers {
+		out = append(out, t.ID)
+	}
+	return out
+}
+
+func (d *decision) intakeIDs() []string {
+	var out []string
+	for _, f := range d.pol.Intake {
+		out = append(out, f.ID)
+	}
+	return out
+}
+
+func (d *decision) overrideCap(c *Command) error {
+	f := "/threatgate override-cap"
+	g := d.pol.Caps.OverrideGroup
+	if g == "" || !d.pol.InGroup(d.in.Actor.Person, g) {
+		who := "nobody: the policy names no caps.override_group"
+		if g != "" {
+			who = "members of " + g
+		}
+		return problemf(f, "only %s may lift the cap on manual escalations", who)
+	}
+	target := d.pol.Person("id", c.Person)
+	if target == nil {
+		target = d.pol.Person("gitlab", c.Person)
+	}
+	if target == nil {
+		return problemf(f, "no person %q in the policy", c.Person)
+	}
+	n := c.Count
+	if n <= 0 {
+		n = 1
+	}
+	d.emit(EventCapOverridden, EventData{Person: target.ID, Count: n, Text: c.Text})
+	d.reply("%s may file %d more manual escalation(s) in %s.", target.ID, n, Quarter(d.now))
+	return nil
+}
+
+// eligibleRows returns the approvals-matrix rows the actor may approve for.
+func (d *decision) eligibleRows(t *policies.Tier, person string) []policies.Approval {
+	var out []policies.Approval
+	for _, a := range t.Approvals {
+		if d.pol.MayStandIn(person, a.Group) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (d *decision) isArbiter() bool { return d.pol.InAny(d.in.Actor.Person, d.pol.Authority.Arbiter) }
+
+func (d *decision) approve(c *Command) error {
+	f, e, t := "/approve", d.esc, d.tier()
+	if t == nil {
+		return fmt.Errorf("approve %s: tier %q is not in the policy", e.ID, e.Tier)
+	}
+	me := d.in.Actor.Person
+	if d.isAuthor() {
+		return problemf(f, "you wrote this merge request or commits in it; someone else must approve %s", e.ID)
+	}
+	arbiter := false
+	switch e.State {
+	case StateDeferred:
+		return problemf(f, "%s is deferred until %s; it cannot be approved before then", e.ID, e.DeferredUntil.Format("2006-01-02 15:04 MST"))
+	case StateApproved:
+		return problemf(f, "%s is already approved", e.ID)
+	case StateAwaitingArtifacts:
+		return problemf(f, "%s still needs %s; approve once they are in (/threatgate artifact %s <kind> <link>)", e.ID, strings.Join(e.MissingArtifacts(t), ", "), e.ID)
+	case StateDisputed, StateRejected:
+		if !d.isArbiter() {
+			return problemf(f, "%s is %s; only an arbiter (%s) can settle it now", e.ID, e.State, strings.Join(d.pol.Authority.Arbiter, ", "))
+		}
+		arbiter = true
+	}
+	rows := d.eligibleRows(t, me)
+	if len(rows) == 0 && !arbiter {
+		var groups []string
+		for _, a := range t.Approvals {
+			groups = append(groups, a.Group)
+		}
+		return problemf(f, "you are not in a group that approves %s tier (%s)", t.ID, strings.Join(groups, ", "))
+	}
+	for _, a := range e.Approvals {
+		if a.By == me && !a.Stale && a.SHA == e.HeadSHA {
+			return problemf(f, "you already approved %s at %s", e.ID, shortSHA(e.HeadSHA))
+		}
+	}
+	var missing, unknown []string
+	for _, item := range t.Checklist {
+		if strings.TrimSpace(c.Checks[item]) == "" {
+			missing = append(missing, "--check "+item+"=<answer>")
+		}
+	}
+	for k := range c.Checks {
+		if !slices.Contains(t.Checklist, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		want := "none"
+		if len(t.Checklist) > 0 {
+			want = strings.Join(t.Checklist, ", ")
+		}
+		return problemf("--check", "unknown checklist item %s; %s asks %s", strings.Join(unknown, ", "), t.ID, want)
+	}
+	if len(missing) > 0 {
+		return problemf(f, "%s asks every approver to answer its checklist; add %s", t.ID, strings.Join(missing, " "))
+	}
+	if t.MaxResidualRisk > 0 && e.Risk != nil && e.Risk.Score > t.MaxResidualRisk {
+		return problemf(f, "the residual risk of %s is %d, above the %d that %s accepts; lower it with /threatgate risk after mitigation, or reject", e.ID, e.Risk.Score, t.MaxResidualRisk, t.ID)
+	}
+	row := policies.Approval{Role: "arbiter"}
+	if len(rows) > 0 {
+		row = rows[0]
+		filled := d.filled(t)
+		for _, r := range rows {
+			if filled[r.Group] < r.Count {
+				row = r
+				break
+			}
+		}
+	}
+	d.emit(EventApproved, EventData{Group: row.Group, Role: row.Role, Text: c.Text, Checks: c.Checks, Arbiter: arbiter})
+	d.reply("Approval from %s recorded on %s at %s.", me, d.id(), shortSHA(e.HeadSHA))
+	return nil
+}
+
+func (d *decision) reject(c *Command) error {
+	f, e, t := "/threatgate reject", d.esc, d.tier()
+	if t == nil {
+		return fmt.Errorf("reject %s: tier %q is not in the policy", e.ID, e.Tier)
+	}
+	me := d.in.Actor.Person
+	if d.isAuthor() {
+		return problemf(f, "you wrote this merge request or commits in it; record your view with /threatgate dissent instead")
+	}
+	arbiter := false
+	switch e.State {
+	case StateRejected:
+		return problemf(f, "%s is already rejected", e.ID)
+	case StateDeferred:
+		return problemf(f, "%s is deferred until %s", e.ID, e.DeferredUntil.Format("2006-01-02 15:04 MST"))
+	case StateDisputed:
+		if !d.isArbiter() {
+			return problemf(f, "%s is disputed; only an arbiter (%s) can settle it now", e.ID, strings.Join(d.pol.Authority.Arbiter, ", "))
+		}
+		arbiter = true
+	}
+	if !arbiter && len(d.eligibleRows(t, me)) == 0 && !d.pol.InAny(me, t.Review) && !d.isArbiter() {
+		return problemf(f, "you are not an approver or reviewer of %s tier; record your view with /threatgate dissent", t.ID)
+	}
+	group := ""
+	if rows := d.eligibleRows(t, me); len(rows) > 0 {
+		group = rows[0].Group
+	}
+	d.emit(EventRejected, EventData{Group: group, Text: c.Text, Arbiter: arbiter})
+	d.reply("Rejection from %s recorded on %s.", me, d.id())
+	return nil
+}
+
+func (d *decision) artifact(c *Command) error {
+	f := "/threatgate artifact"
+	if _, ok := d.pol.Artifact(c.Artifact); !ok {
+		var kinds []string
+		for _, a := range d.pol.Artifacts {
+			kinds = append(kinds, a.ID)
+		}
+		return problemf(f, "unknown artifact kind %q; want one of %s", c.Artifact, strings.Join(kinds, ", "))
+	}
+	d.emit(EventArtifactAdded, EventData{Artifact: c.Artifact, Ref: c.Ref})
+	if missing := d.esc.MissingArtifacts(d.tier()); len(missing) > 0 {
+		d.reply("%s added to %s; still needed: %s.", c.Artifact, d.id(), strings.Join(missing, ", "))
+	} else {
+		d.reply("%s added to %s; every required artifact is in.", c.Artifact, d.id())
+	}
+	return nil
+}
+
+func (d *decision) mayGovern(t *policies.Tier) bool {
+	me := d.in.Actor.Person
+	return d.pol.InAny(me, d.pol.Authority.Retier) || len(d.eligibleRows(t, me)) > 0
+}
+
+func (d *decision) deferral(c *Command) error {
+	f, e, t := "/threatgate defer", d.esc, d.tier()
+	if t == nil || !t.Deferrable {
+		return problemf(f, "%s tier %s is not deferrable", e.ID, e.Tier)
+	}
+	if !d.mayGovern(t) || d.isAuthor() {
+		return problemf(f, "only approvers of %s or %s may defer it", t.ID, strings.Join(d.pol.Authority.Retier, ", "))
+	}
+	if !e.State.Active() || e.State == StateDeferred {
+		return problemf(f, "%s is %s; only an escalation under review can be deferred", e.ID, e.State)
+	}
+	until := c.Until
+	if c.For > 0 {
+		until = d.now.Add(c.For)
+	}
+	if !until.After(d.now) {
+		return problemf(f, "%s is not in the future", until.Format("2006-01-02"))
+	}
+	if until.Sub(d.now) > maxDeferral {
+		return problemf(f, "%s is more than 90 days away; defer for less and review again", until.Format("2006-01-02"))
+	}
+	d.emit(EventDeferred, EventData{Until: until, Text: c.Text})
+	d.emit(EventStateChanged, EventData{From: e.State, To: StateDeferred})
+	d.reply("%s deferred until %s.", d.id(), until.Format("2006-01-02 15:04 MST"))
+	return nil
+}
+
+func (d *decision) risk(c *Command) error {
+	f, e, t := "/threatgate risk", d.esc, d.tier()
+	if t == nil || !d.mayGovern(t) || d.isAuthor() {
+		return problemf(f, "only approvers of %s or %s may assess residual risk", e.Tier, strings.Join(d.pol.Authority.Retier, ", "))
+	}
+	if c.Risk < 1 || c.Risk > 25 {
+		return problemf(f, "want a residual risk from 1 to 25 (likelihood 1-5 x impact 1-5), got %d", c.Risk)
+	}
+	d.emit(EventRisk, EventData{Risk: c.Risk, Text: c.Text})
+	msg := fmt.Sprintf("Residual risk of %s set to %d.", d.id(), c.Risk)
+	if t.MaxResidualRisk > 0 && c.Risk > t.MaxResidualRisk {
+		msg += fmt.Sprintf(" That is above the %d %s accepts: it cannot be approved until the risk is lowered.", t.MaxResidualRisk, t.ID)
+	}
+	d.reply("%s", msg)
+	return nil
+}
+
+func (d *decision) retier(c *Command) error {
+	f, e := "/threatgate retier", d.esc
+	if !d.pol.InAny(d.in.Actor.Person, d.pol.Authority.Retier) {
+		who := "nobody: the policy's authority.retier names no group"
+		if len(d.pol.Authority.Retier) > 0 {
+			who = "members of " + strings.Join(d.pol.Authority.Retier, ", ")
+		}
+		return problemf(f, "only %s may re-tier an escalation", who)
+	}
+	t := d.pol.Tier(c.Tier)
+	if t == nil {
+		return problemf(f, "no tier %q; want one of %s", c.Tier, strings.Join(d.tierIDs(), ", "))
+	}
+	if t.ID == e.Tier {
+		return problemf(f, "%s is already %s", e.ID, t.ID)
+	}
+	if strings.TrimSpace(c.Text) == "" {
+		return problemf(f, "a re-tier needs a rationale")
+	}
+	data := EventData{Tier: t.ID, TierName: t.Name, FromTier: e.Tier, Text: c.Text}
+	fr, dd := d.deadlines(t, e.Urgent)
+	if policies.Higher(t, d.tier()) {
+		// Raising tightens deadlines, never loosens them.
+		if !e.FirstResponseDue.IsZero() && e.FirstResponseDue.Before(fr) {
+			fr = e.FirstResponseDue
+		}
+		if !e.DecisionDue.IsZero() && e.DecisionDue.Before(dd) {
+			dd = e.DecisionDue
+		}
+	}
+	data.FirstResponseDue, data.DecisionDue = fr, dd
+	d.emit(EventRetiered, data)
+	text := fmt.Sprintf("%s re-tiered from %s to %s by %s: %s\n%s", d.id(), data.FromTier, t.ID, d.actor(), c.Text, d.requirements(t))
+	d.effect(Effect{Kind: EffectMRNote, Text: text})
+	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
+	d.effect(Effect{Kind: EffectThreadPost, Text: text})
+	d.reply("%s is now %s (%s).", d.id(), t.ID, t.Name)
+	return nil
+}
+
+func (d *decision) withdraw(c *Command) error {
+	f, e := "/threatgate withdraw", d.esc
+	me := d.in.Actor.Person
+	if !d.pol.InAny(me, d.pol.Authority.Retier) && !(e.Manual && e.Filer == me) {
+		return problemf(f, "only %s, or the engineer who filed a manual escalation, may withdraw it", strings.Join(d.pol.Authority.Retier, ", "))
+	}
+	if e.State == StateWithdrawn {
+		return problemf(f, "%s is already withdrawn", e.ID)
+	}
+	d.emit(EventWithdrawn, EventData{Text: c.Text})
+	d.emit(EventStateChanged, EventData{From: e.State, To: StateWithdrawn})
+	d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s withdrawn by %s: %s", d.id(), me, c.Text)})
+	d.reply("%s withdrawn.", d.id())
+	return nil
+}
+
+// --- time -----------------------------------------------------------------
+
+func (d *decision) tick() {
+	if d.esc != nil && d.esc.State == StateDeferred && !d.now.Before(d.esc.DeferredUntil) {
+		d.emit(EventStateChanged, EventData{From: StateDeferred, To: d.target()})
+		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s: the deferral has ended; back to %s.", d.id(), d.esc.State), Mention: d.esc.Waiting})
+	}
+}
+
+// --- settling -------------------------------------------------------------
+
+// target derives the state an escalation under review belongs in.
+func (d *decision) target() State {
+	e, t := d.esc, d.tier()
+	authors := e.Authors()
+	valid := func(x Decision) bool {
+		if x.Stale || (e.HeadSHA != "" && x.SHA != e.HeadSHA && t != nil && t.ResetApprovalsOnPush) {
+			return false
+		}
+		pr := d.pol.Person("id", x.By)
+		return pr == nil || !slices.Contains(authors, pr.GitLab)
+	}
+	var last *Decision
+	lastApproves := false
+	for i := range e.Approvals {
+		if a := &e.Approvals[i]; a.Arbiter && valid(*a) && (last == nil || !a.At.Before(last.At)) {
+			last, lastApproves = a, true
+		}
+	}
+	for i := range e.Rejections {
+		if r := &e.Rejections[i]; r.Arbiter && valid(*r) && (last == nil || !r.At.Before(last.At)) {
+			last, lastApproves = r, false
+		}
+	}
+	if last != nil {
+		if lastApproves {
+			return StateApproved
+		}
+		return StateRejected
+	}
+	approvals := slices.ContainsFunc(e.Approvals, valid)
+	rejections := slices.ContainsFunc(e.Rejections, valid)
+	switch {
+	case approvals && rejections:
+		return StateDisputed
+	case rejections:
+		return StateRejected
+	case len(e.MissingArtifacts(t)) > 0:
+		return StateAwaitingArtifacts
+	}
+	if t != nil && d.satisfied(t) && (t.MaxResidualRisk == 0 || e.Risk == nil || e.Risk.Score <= t.MaxResidualRisk) {
+		return StateApproved
+	}
+	return StateInReview
+}
+
+// settle moves the lifecycle where the events leave it and adds the
+// effects a transition or a new head needs.
+func (d *decision) settle() {
+	if d.esc == nil || len(d.events) == 0 {
+		return
+	}
+	e := d.esc
+	if !e.State.Ended() && e.State != StateDeferred {
+		if to := d.target(); to != e.State {
+			from := e.State
+			d.emit(EventStateChanged, EventData{From: from, To: to})
+			d.transitioned(from, to)
+		}
+	}
+	d.statusEffect()
+}
+
+func (d *decision) transitioned(from, to State) {
+	e := d.esc
+	switch to {
+	case StateApproved:
+		text := fmt.Sprintf("%s approved (%s %s).\n%s", d.id(), e.Tier, e.TierName, d.decisionsText(e.Approvals))
+		d.effect(Effect{Kind: EffectMRNote, Text: text})
+		d.effect(Effect{Kind: EffectThreadPost, Text: text})
+	case StateRejected:
+		text := fmt.Sprintf("%s rejected.\n%s", d.id(), d.decisionsText(e.Rejections))
+		d.effect(Effect{Kind: EffectMRNote, Text: text})
+		d.effect(Effect{Kind: EffectThreadPost, Text: text})
+	case StateDisputed:
+		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s is disputed: it has both approvals and rejections. An arbiter (%s) decides with /approve or /threatgate reject.", d.id(), strings.Join(d.pol.Authority.Arbiter, ", "))})
+	case StateInReview:
+		if from == StateAwaitingArtifacts {
+			d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s has every required artifact and is ready for review.", d.id()), Mention: d.waiting()})
+		} else if from == StateApproved || from == StateRejected {
+			d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s is back in review: new commits at %s made earlier decisions stale.", d.id(), shortSHA(e.HeadSHA)), Mention: d.waiting()})
+		}
+	}
+}
+
+// statusEffect sets the gate's commit status when its state, description
+// or head SHA differ from what they were before this input.
+func (d *decision) statusEffect() {
+	now, desc := d.gate(d.esc)
+	if now == "" || d.esc.HeadSHA == "" {
+		return
+	}
+	if d.g.Esc != nil {
+		before, bdesc := d.gate(d.g.Esc)
+		if before == now && bdesc == desc && d.g.Esc.HeadSHA == d.esc.HeadSHA {
+			return
+		}
+	}
+	d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+}
+
+// gate returns the commit status an escalation asks for and its
+// description; "" when the gate has nothing to say (merged, closed).
+func (d *decision) gate(e *Escalation) (status, description string) {
+	t := d.pol.Tier(e.Tier)
+	switch e.State {
+	case StateApproved:
+		return StatusSuccess, fmt.Sprintf("%s approved (%s)", e.ID, e.Tier)
+	case StateRejected:
+		return StatusFailed, fmt.Sprintf("%s rejected (%s)", e.ID, e.Tier)
+	case StateWithdrawn:
+		if e.MRState == "closed" {
+			return "", ""
+		}
+		return StatusSuccess, fmt.Sprintf("%s withdrawn", e.ID)
+	case StateMerged:
+		return "", ""
+	case StateDisputed:
+		return StatusPending, fmt.Sprintf("%s disputed: waiting for an arbiter", e.ID)
+	case StateDeferred:
+		return StatusPending, fmt.Sprintf("%s deferred until %s", e.ID, e.DeferredUntil.Format("2006-01-02"))
+	}
+	var need []string
+	if m := e.MissingArtifacts(t); len(m) > 0 {
+		need = append(need, strings.Join(m, ", "))
+	}
+	if t != nil {
+		filled := d.filledFor(e, t)
+		for _, a := range t.Approvals {
+			if filled[a.Group] < a.Count {
+				need = append(need, fmt.Sprintf("%d/%d %s", filled[a.Group], a.Count, a.Group))
+			}
+		}
+	}
+	desc := fmt.Sprintf("%s %s: needs %s", e.ID, e.Tier, strings.Join(need, "; "))
+	if len(need) == 0 {
+		desc = fmt.Sprintf("%s %s: in review", e.ID, e.Tier)
+	}
+	if len(desc) > 140 {
+		desc = desc[:137] + "..."
+	}
+	return StatusPending, desc
+}
+
+// --- approvals matrix -----------------------------------------------------
+
+// countable returns the approvals that count for e now: not stale, for the
+// head (when the tier resets on push), and not by an author.
+func (d *decision) countable(e *Escalation, t *policies.Tier) []Decision {
+	authors := e.Authors()
+	var out []Decision
+	for _, a := range e.Approvals {
+		if a.Stale || (t.ResetApprovalsOnPush && e.HeadSHA != "" && a.SHA != e.HeadSHA) {
+			continue
+		}
+		if pr := d.pol.Person("id", a.By); pr != nil && slices.Contains(authors, pr.GitLab) {
+			continue
+		}
+		if !slices.ContainsFunc(out, func(b Decision) bool { return b.By == a.By }) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// assign matches approvers to the matrix's slots (one slot per person) so
+// that as many slots as possible are filled, and returns how many slots of
+// each group are filled.
+func (d *decision) assign(e *Escalation, t *policies.Tier) map[string]int {
+	var slots []string // group of each slot
+	for _, a := range t.Approvals {
+		for range a.Count {
+			slots = append(slots, a.Group)
+		}
+	}
+	people := d.countable(e, t)
+	owner := make([]int, len(slots)) // slot -> person index+1
+	var try func(p int, seen []bool) bool
+	try = func(p int, seen []bool) bool {
+		for s, g := range slots {
+			if seen[s] || !d.pol.MayStandIn(people[p].By, g) {
+				continue
+			}
+			seen[s] = true
+			if owner[s] == 0 || try(owner[s]-1, seen) {
+				owner[s] = p + 1
+				return true
+			}
+		}
+		return false
+	}
+	for p := range people {
+		try(p, make([]bool, len(slots)))
+	}
+	filled := map[string]int{}
+	for s, o := range owner {
+		if o != 0 {
+			filled[slots[s]]++
+		}
+	}
+	return filled
+}
+
+func (d *decision) filledFor(e *Escalation, t *policies.Tier) map[string]int { return d.assign(e, t) }
+
+func (d *decision) filled(t *policies.Tier) map[string]int { return d.assign(d.esc, t) }
+
+func (d *decision) satisfied(t *policies.Tier) bool {
+	filled := d.filled(t)
+	for _, a := range t.Approvals {
+		if filled[a.Group] < a.Count {
+			return false
+		}
+	}
+	return true
+}
+
+// waiting lists the people whose approval would still count: members of
+// the groups with open slots who have not approved and did not write the
+// MR.
+func (d *decision) waiting() []string {
+	return Waiting(d.esc, d.pol)
+}
+
+// Waiting lists the people an escalation waits on for approvals, in
+// policy order. It is empty unless the escalation is in review.
+func Waiting(e *Escalation, pol *policies.Policy) []string {
+	if e == nil || (e.State != StateInReview && e.State != StateAwaitingArtifacts) {
+		return nil
+	}
+	t := pol.Tier(e.Tier)
+	if t == nil {
+		return nil
+	}
+	d := &decision{pol: pol, esc: e}
+	filled := d.assign(e, t)
+	done := d.countable(e, t)
+	authors := e.Authors()
+	var out []string
+	for _, a := range t.Approvals {
+		if filled[a.Group] >= a.Count {
+			continue
+		}
+		g := pol.Groups[a.Group]
+		if g == nil {
+			continue
+		}
+		for _, m := range g.Members {
+			pr := pol.Person("id", m)
+			if pr == nil || slices.Contains(authors, pr.GitLab) || slices.Contains(out, m) ||
+				slices.ContainsFunc(done, func(x Decision) bool { return x.By == m }) {
+				continue
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (d *decision) approversOf(t *policies.Tier) []string {
+	var out []string
+	for _, a := range t.Approvals {
+		if g := d.pol.Groups[a.Group]; g != nil {
+			for _, m := range g.Members {
+				if !slices.Contains(out, m) {
+					out = append(out, m)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func shortSHA(s string) string {
+	if len(s) > 8 {
+		return s[:8]
+	}
+	if s == "" {
+		return "(no commit yet)"
+	}
+	return s
+}

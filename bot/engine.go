@@ -1,0 +1,225 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/threatgate/threatgate/policies"
+)
+
+// Engine turns inputs into committed decisions: it loads the escalation,
+// asks decide what happens, and hands events, projection and effects to
+// the store in one call. It is safe for concurrent use; inputs for the
+// same MR or escalation are serialised, others run in parallel.
+type Engine struct {
+	store  Store
+	policy atomic.Pointer[policies.Policy]
+	clock  Clock
+	log    *slog.Logger
+	locks  [64]sync.Mutex
+}
+
+// NewEngine builds an engine over store with the policy pol.
+func NewEngine(store Store, pol *policies.Policy, clock Clock, log *slog.Logger) *Engine {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{store: store, clock: clock, log: log.With("component", "engine")}
+	e.policy.Store(pol)
+	return e
+}
+
+// Policy returns the policy in force.
+func (e *Engine) Policy() *policies.Policy { return e.policy.Load() }
+
+// SetPolicy replaces the policy for the inputs that follow.
+func (e *Engine) SetPolicy(p *policies.Policy) { e.policy.Store(p) }
+
+// Reply is what the sender of an input is told.
+type Reply struct {
+	Text       string
+	Escalation string // the escalation the input concerned, "" for none
+	Duplicate  bool   // the input's key was seen before; nothing changed
+}
+
+// maxAttempts bounds retries after a concurrent change to the same
+// escalation.
+const maxAttempts = 5
+
+// Handle decides on in and commits the result. A refusal is returned as a
+// *Problem (nothing is written); any other error is internal. When Handle
+// returns without error, the decision is durable.
+func (e *Engine) Handle(ctx context.Context, in Input) (Reply, error) {
+	pol := e.Policy()
+	if err := e.identify(pol, &in); err != nil {
+		return Reply{}, err
+	}
+	if in.Kind == InputCommand && in.Command != nil && in.Command.Verb == VerbBacklog {
+		open, err := e.store.FindOpen(ctx)
+		if err != nil {
+			return Reply{}, fmt.Errorf("backlog: %w", err)
+		}
+		return Reply{Text: BacklogText(open, e.clock.Now())}, nil
+	}
+	mu := &e.locks[e.lockIndex(in)]
+	mu.Lock()
+	defer mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		reply, err := e.once(ctx, pol, in)
+		if errors.Is(err, ErrConflict) && attempt < maxAttempts {
+			e.log.Debug("conflict, deciding again", "attempt", attempt)
+			continue
+		}
+		return reply, err
+	}
+}
+
+// identify fills in the actor's person id from the policy when the adapter
+// gave only the surface id.
+func (e *Engine) identify(pol *policies.Policy, in *Input) error {
+	switch in.Kind {
+	case InputMR:
+		if in.MR == nil || in.MR.MR == nil {
+			return fmt.Errorf("handle: MR input without a merge request")
+		}
+		if in.Actor.Surface == "" {
+			in.Actor = System
+		}
+	case InputCommand:
+		if in.Command == nil {
+			return fmt.Errorf("handle: command input without a command")
+		}
+		if in.Actor.Person == "" && in.Actor.ExternalID != "" {
+			if p := pol.Person(in.Actor.Surface, in.Actor.ExternalID); p != nil {
+				in.Actor.Person = p.ID
+			}
+		}
+	case InputTick:
+		if in.Actor.Surface == "" {
+			in.Actor = System
+		}
+	default:
+		return fmt.Errorf("handle: unknown input kind %q", in.Kind)
+	}
+	return nil
+}
+
+func (e *Engine) lockIndex(in Input) int {
+	h := fnv.New32a()
+	switch {
+	case in.MR != nil && in.MR.MR != nil:
+		fmt.Fprintf(h, "%s!%d", in.MR.MR.Project(), in.MR.MR.IID)
+	case in.Command != nil && in.Command.Verb == VerbEscalate:
+		fmt.Fprintf(h, "%s!%d", in.Command.MR.Project, in.Command.MR.IID)
+	case in.Command != nil && in.Command.Escalation != "":
+		h.Write([]byte(in.Command.Escalation))
+	default:
+		h.Write([]byte(in.Escalation))
+	}
+	return int(h.Sum32() % uint32(len(e.locks)))
+}
+
+func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Reply, error) {
+	now := e.clock.Now()
+	g, err := e.load(ctx, in)
+	if err != nil {
+		return Reply{}, err
+	}
+	events, effects, err := decide(g, pol, in, now)
+	if err != nil {
+		return Reply{}, err
+	}
+	var replies []string
+	var queued []Effect
+	for _, ef := range effects {
+		if ef.Kind == EffectReply {
+			replies = append(replies, ef.Text)
+		} else {
+			queued = append(queued, ef)
+		}
+	}
+	reply := Reply{}
+	if g.Esc != nil {
+		reply.Escalation = g.Esc.ID
+	}
+	if len(events) == 0 {
+		reply.Text = strings.Join(replies, "\n")
+		return reply, nil
+	}
+	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now}
+	proj, touched := g.Esc, false
+	for _, ev := range events {
+		if ev.Kind != EventCapOverridden {
+			proj, touched = apply(proj, ev), true
+		}
+	}
+	if touched {
+		proj.Waiting = Waiting(proj, pol)
+		c.Escalation = proj
+		if g.Esc != nil {
+			c.Expect = g.Esc.Version
+		}
+	}
+	saved, err := e.store.Commit(ctx, c)
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		reply.Duplicate = true
+		reply.Text = "Already done: this request was processed before."
+		return reply, nil
+	case err != nil:
+		return Reply{}, err
+	}
+	id := reply.Escalation
+	if saved != nil {
+		id = saved.ID
+		reply.Escalation = id
+	}
+	reply.Text = strings.ReplaceAll(strings.Join(replies, "\n"), IDPlaceholder, id)
+	e.log.Info("committed", "escalation_id", id, "events", len(events), "effects", len(queued))
+	return reply, nil
+}
+
+// load reads what decide needs for in.
+func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
+	var g Given
+	var err error
+	switch {
+	case in.Kind == InputMR:
+		mr := in.MR.MR
+		g.Esc, err = e.store.FindByMR(ctx, mr.Project(), mr.IID)
+	case in.Kind == InputCommand && in.Command.Verb == VerbEscalate:
+		c := in.Command
+		g.Esc, err = e.store.FindByMR(ctx, c.MR.Project, c.MR.IID)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			var qerr error
+			g.Quota, qerr = e.store.Quota(ctx, in.Actor.Person, Quarter(e.clock.Now()))
+			if qerr != nil {
+				return g, fmt.Errorf("load quota of %s: %w", in.Actor.Person, qerr)
+			}
+		}
+	case in.Kind == InputCommand && in.Command.Verb == VerbOverrideCap:
+		return g, nil
+	default:
+		id := in.Escalation
+		if in.Command != nil && in.Command.Escalation != "" {
+			id = in.Command.Escalation
+		}
+		if id == "" {
+			return g, nil
+		}
+		g.Esc, err = e.store.FindEscalation(ctx, id)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return g, nil
+	}
+	if err != nil {
+		return g, fmt.Errorf("load escalation: %w", err)
+	}
+	return g, nil
+}

@@ -1,0 +1,204 @@
+package bot
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/threatgate/threatgate/policies"
+)
+
+// Quarter names the calendar quarter of t in UTC, such as "2026Q4"; caps
+// on manual escalations count per quarter.
+func Quarter(t time.Time) string {
+	t = t.UTC()
+	return fmt.Sprintf("%dQ%d", t.Year(), (int(t.Month())-1)/3+1)
+}
+
+// Body returns the effect's text with the escalation id filled in.
+func (e Effect) Body() string {
+	if e.Escalation == "" {
+		return e.Text
+	}
+	return strings.ReplaceAll(e.Text, IDPlaceholder, e.Escalation)
+}
+
+// summary is the opening text of an escalation: tier, signals with their
+// evidence, what is required, who approves, and the deadlines.
+func (d *decision) summary(t *policies.Tier) string {
+	e := d.esc
+	var b strings.Builder
+	kind := "Security review required"
+	if e.Manual {
+		kind = "Manual security escalation"
+		if e.Urgent {
+			kind = "URGENT manual security escalation"
+		}
+	}
+	fmt.Fprintf(&b, "%s: %s, tier %s (%s)", kind, d.id(), t.ID, t.Name)
+	if !e.Manual {
+		fmt.Fprintf(&b, ", score %d", e.Score)
+	}
+	b.WriteString(".\n")
+	if e.Manual {
+		fmt.Fprintf(&b, "Filed by %s: %s\n", e.Filer, e.Reason)
+		for _, f := range d.pol.Intake {
+			if v := e.Intake[f.ID]; v != "" {
+				fmt.Fprintf(&b, "- %s: %s\n", f.ID, v)
+			}
+		}
+	}
+	if len(e.Signals) > 0 {
+		b.WriteString("Signals:\n")
+		for _, s := range e.Signals {
+			fmt.Fprintf(&b, "- %s (%s, +%d)\n", s.ID, s.Category, s.Weight)
+			for i, ev := range s.Evidence {
+				if i == 3 {
+					fmt.Fprintf(&b, "  - and %d more\n", len(s.Evidence)-3)
+					break
+				}
+				fmt.Fprintf(&b, "  - %s\n", ev)
+			}
+		}
+	}
+	b.WriteString(d.requirements(t))
+	fmt.Fprintf(&b, "\nFirst response due %s; decision due %s.", e.FirstResponseDue.UTC().Format("2006-01-02 15:04 MST"), e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"))
+	return b.String()
+}
+
+// requirements says what a tier asks for: artifacts, approvals, checklist.
+func (d *decision) requirements(t *policies.Tier) string {
+	var b strings.Builder
+	if len(t.Artifacts) > 0 {
+		var names []string
+		for _, k := range t.Artifacts {
+			a, _ := d.pol.Artifact(k)
+			names = append(names, fmt.Sprintf("%s (%s)", k, a.Name))
+		}
+		fmt.Fprintf(&b, "Artifacts required: %s. Add each with /threatgate artifact %s <kind> <link>.\n", strings.Join(names, ", "), d.id())
+	}
+	var rows []string
+	for _, a := range t.Approvals {
+		rows = append(rows, fmt.Sprintf("%d from %s (%s)", a.Count, a.Group, a.Role))
+	}
+	fmt.Fprintf(&b, "Approvals: %s.", strings.Join(rows, ", "))
+	if len(t.Review) > 0 {
+		fmt.Fprintf(&b, " Review: %s.", strings.Join(t.Review, ", "))
+	}
+	if len(t.Inform) > 0 {
+		fmt.Fprintf(&b, " Informed: %s.", strings.Join(t.Inform, ", "))
+	}
+	if len(t.Checklist) > 0 {
+		fmt.Fprintf(&b, "\nEach approver answers the checklist: %s.", strings.Join(t.Checklist, ", "))
+	}
+	return b.String()
+}
+
+// decisionsText lists the decisions that count, with their rationale.
+func (d *decision) decisionsText(ds []Decision) string {
+	var b strings.Builder
+	for _, x := range ds {
+		if x.Stale {
+			continue
+		}
+		role := x.Group
+		if x.Arbiter {
+			role = "arbiter"
+		}
+		fmt.Fprintf(&b, "- %s", x.By)
+		if role != "" {
+			fmt.Fprintf(&b, " (%s)", role)
+		}
+		if x.Rationale != "" {
+			fmt.Fprintf(&b, ": %s", x.Rationale)
+		}
+		b.WriteString("\n")
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// statusText answers /threatgate status.
+func (d *decision) statusText() string {
+	e := d.esc
+	t := d.tier()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s!%d, tier %s (%s), %s", e.ID, e.Project, e.MRIID, e.Tier, e.TierName, e.State)
+	if e.State == StateDeferred {
+		fmt.Fprintf(&b, " until %s", e.DeferredUntil.Format("2006-01-02"))
+	}
+	if e.Bypassed {
+		b.WriteString(" (merged without approval: bypassed)")
+	}
+	b.WriteString(".\n")
+	if t != nil {
+		if m := e.MissingArtifacts(t); len(m) > 0 {
+			fmt.Fprintf(&b, "Missing artifacts: %s.\n", strings.Join(m, ", "))
+		}
+		filled := d.filled(t)
+		var rows []string
+		for _, a := range t.Approvals {
+			rows = append(rows, fmt.Sprintf("%s %d/%d", a.Group, min(filled[a.Group], a.Count), a.Count))
+		}
+		fmt.Fprintf(&b, "Approvals at %s: %s.\n", shortSHA(e.HeadSHA), strings.Join(rows, ", "))
+	}
+	if w := Waiting(e, d.pol); len(w) > 0 {
+		fmt.Fprintf(&b, "Waiting on: %s.\n", strings.Join(w, ", "))
+	}
+	if e.Risk != nil {
+		fmt.Fprintf(&b, "Residual risk: %d (by %s).\n", e.Risk.Score, e.Risk.By)
+	}
+	if n := len(e.Dissents); n > 0 {
+		fmt.Fprintf(&b, "Dissents: %d.\n", n)
+	}
+	if e.State.Active() && !e.DecisionDue.IsZero() {
+		left := e.DecisionDue.Sub(d.now).Round(time.Minute)
+		if left >= 0 {
+			fmt.Fprintf(&b, "Decision due %s (in %s).", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), left)
+		} else {
+			fmt.Fprintf(&b, "Decision was due %s (%s overdue).", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), -left)
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// BacklogText renders the open escalations for /threatgate backlog: urgent
+// ones first, then by decision deadline.
+func BacklogText(open []*Escalation, now time.Time) string {
+	if len(open) == 0 {
+		return "The backlog is empty: no escalation is waiting."
+	}
+	list := slices.Clone(open)
+	slices.SortStableFunc(list, func(a, b *Escalation) int {
+		if a.Urgent != b.Urgent {
+			if a.Urgent {
+				return -1
+			}
+			return 1
+		}
+		return a.DecisionDue.Compare(b.DecisionDue)
+	})
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d open escalation(s):\n", len(list))
+	for _, e := range list {
+		due := "no deadline"
+		if !e.DecisionDue.IsZero() {
+			left := e.DecisionDue.Sub(now).Round(time.Minute)
+			if left < 0 {
+				due = fmt.Sprintf("OVERDUE by %s", -left)
+			} else {
+				due = fmt.Sprintf("due in %s", left)
+			}
+		}
+		urgent := ""
+		if e.Urgent {
+			urgent = " URGENT"
+		}
+		fmt.Fprintf(&b, "- %s%s %s!%d %s %s, %s", e.ID, urgent, e.Project, e.MRIID, e.Tier, e.State, due)
+		if len(e.Waiting) > 0 {
+			fmt.Fprintf(&b, ", waiting on %s", strings.Join(e.Waiting, ", "))
+		}
+		b.WriteString("\n")
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
