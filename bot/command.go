@@ -461,7 +461,7 @@ func (p *parser) parse() error {
 		}
 		ref, _ := p.rest()
 		if ref == "" {
-			return problemf(p.cmd, "want a link or text after %s; usage: %s", c.Artifact, usage(c.Verb))
+			return problemf(p.cmd, "want a link or text after the kind %q; usage: %s", c.Artifact, usage(c.Verb))
 		}
 		if len(ref) > maxTextBytes {
 			return problemf(p.cmd, "the link or text is %d bytes; the limit is %d bytes", len(ref), maxTextBytes)

@@ -222,7 +222,7 @@ func TestParseCommandProblems(t *testing.T) {
 		// artifact
 		{"artifact without kind", "/threatgate artifact ESC-1", "/threatgate artifact: want an artifact kind such as threat-model, got nothing"},
 		{"artifact bad kind", "/threatgate artifact threat_model x", `want an artifact kind such as threat-model (letters, digits and -), got "threat_model"`},
-		{"artifact without ref", "/threatgate artifact ESC-1 threat-model\na note", "want a link or text after threat-model"},
+		{"artifact without ref", "/threatgate artifact ESC-1 threat-model\na note", `want a link or text after the kind "threat-model"`},
 
 		// defer
 		{"defer without when", "/threatgate defer ESC-1", "want a date such as 2025-07-01 or a duration such as 72h, 3d or 2w, got nothing"},

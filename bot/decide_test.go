@@ -1,0 +1,377 @@
+package bot
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/threatgate/threatgate/policies"
+)
+
+const testPolicyYAML = `
+version: 1
+signals:
+  - {id: auth, category: access-control, weight: 40, when: {paths: ["**/auth/**"]}}
+  - {id: secret, category: data-exposure, weight: 100, when: {added_lines: ['(?i)password\s*=']}}
+  - {id: ci, category: ci-cd, weight: 20, when: {paths: [".gitlab-ci.yml"]}}
+tiers:
+  - id: T3
+    name: critical
+    when: {min_score: 100}
+    artifacts: [threat-model, rollback-plan]
+    approvals: [{group: appsec, count: 2}, {group: leads, count: 1, role: risk-acceptance}]
+    checklist: [data-sensitivity]
+    max_residual_risk: 9
+  - id: T2
+    name: high
+    when: {min_score: 40}
+    artifacts: [threat-model]
+    approvals: [{group: appsec, count: 1}]
+    deferrable: true
+  - id: T1
+    name: elevated
+    when: {min_score: 20}
+    approvals: [{group: champions, count: 1}]
+    reset_approvals_on_push: false
+groups:
+  appsec: {members: [alice, bob, carol]}
+  leads: {members: [dave]}
+  champions: {members: [erin, ann]}
+people:
+  - {gitlab: ann}
+  - {gitlab: alice}
+  - {gitlab: bob}
+  - {gitlab: carol}
+  - {gitlab: dave}
+  - {gitlab: erin}
+  - {gitlab: mallory}
+caps: {manual_escalations_per_quarter: 2, override_group: leads}
+authority: {retier: [leads], arbiter: [leads]}
+`
+
+var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+
+func testPolicy(t testing.TB) *policies.Policy {
+	t.Helper()
+	p, err := policies.Load("test.yaml", []byte(testPolicyYAML))
+	if err != nil {
+		t.Fatalf("test policy: %v", err)
+	}
+	return p
+}
+
+// mrChange builds an MR input for project g/p!1 by ann, touching paths; a
+// path written "+text" is instead an added line in app.go.
+type mrOpt func(*MRInput)
+
+func sha(s string) mrOpt { return func(m *MRInput) { m.MR.SHA = s } }
+func at(min int) mrOpt {
+	return func(m *MRInput) { m.MR.UpdatedAt = t0.Add(time.Duration(min) * time.Minute) }
+}
+func action(a MRAction) mrOpt { return func(m *MRInput) { m.Action = a } }
+func committers(c ...string) mrOpt {
+	return func(m *MRInput) { m.CommitAuthors = c }
+}
+func paths(ps ...string) mrOpt {
+	return func(m *MRInput) {
+		for _, p := range ps {
+			m.MR.Changes = append(m.MR.Changes, policies.Change{OldPath: p, NewPath: p, Diff: "@@ -1 +1 @@\n+x\n"})
+		}
+	}
+}
+func secretLine() mrOpt {
+	return func(m *MRInput) {
+		m.MR.Changes = append(m.MR.Changes, policies.Change{OldPath: "app.go", NewPath: "app.go", Diff: "@@ -1,1 +1,2 @@\n ctx\n+password = \"hunter2\"\n"})
+	}
+}
+func labels(ls ...string) mrOpt { return func(m *MRInput) { m.MR.Labels = ls } }
+
+func mrIn(opts ...mrOpt) Input {
+	m := &MRInput{Action: MRUpdate, MR: &policies.MergeRequest{
+		IID: 1, PathWithNamespace: "g/p", Title: "change", TargetBranch: "main",
+		Author: policies.User{Username: "ann"}, SHA: "aaa111", UpdatedAt: t0, Labels: policies.Labels{},
+	}}
+	for _, o := range opts {
+		o(m)
+	}
+	return Input{Kind: InputMR, Actor: System, MR: m}
+}
+
+func cmd(t testing.TB, person, line string) Input {
+	t.Helper()
+	c, err := ParseCommand(line)
+	if err != nil {
+		t.Fatalf("parse %q: %v", line, err)
+	}
+	return Input{Kind: InputCommand, Actor: Identity{Person: person, Surface: "test"}, Command: &c, Escalation: "ESC-1"}
+}
+
+// history runs inputs through decide from nothing and returns the events
+// and the projection; every input must be accepted.
+func history(t testing.TB, pol *policies.Policy, quota Quota, ins ...Input) ([]Event, *Escalation) {
+	t.Helper()
+	var all []Event
+	var esc *Escalation
+	for i, in := range ins {
+		evs, _, err := decide(Given{Esc: esc, Quota: quota}, pol, in, t0.Add(time.Duration(i)*time.Minute))
+		if err != nil {
+			t.Fatalf("given input %d: %v", i, err)
+		}
+		for _, ev := range evs {
+			if ev.Escalation == "" && ev.Kind != EventCapOverridden {
+				ev.Escalation = "ESC-1"
+			}
+			if ev.Kind == EventCapOverridden {
+				quota.Overrides += ev.Data.Count
+				continue
+			}
+			all = append(all, ev)
+			esc = apply(esc, ev)
+		}
+	}
+	return all, esc
+}
+
+// brief renders an event as the tables expect it.
+func brief(ev Event) string {
+	s := string(ev.Kind) + " " + ev.Actor
+	d := ev.Data
+	switch ev.Kind {
+	case EventOpened, EventTierRaised, EventRetiered:
+		s += " " + d.Tier
+	case EventStateChanged:
+		s += fmt.Sprintf(" %s->%s", d.From, d.To)
+	case EventApproved:
+		s += " " + d.Group
+		if d.Arbiter {
+			s += " arbiter"
+		}
+	case EventMRUpdated:
+		if d.StaleFrom != "" {
+			s += " stale"
+		}
+	case EventMerged:
+		if d.Bypassed {
+			s += " bypassed"
+		}
+	case EventCapOverridden:
+		s += fmt.Sprintf(" %s+%d", d.Person, d.Count)
+	case EventArtifactAdded:
+		s += " " + d.Artifact
+	}
+	return s
+}
+
+func TestDecide(t *testing.T) {
+	pol := testPolicy(t)
+	openT2 := mrIn(action(MROpen), paths("src/auth/login.go"))
+	openT3 := mrIn(action(MROpen), paths("src/auth/login.go"), secretLine())
+	openT1 := mrIn(action(MROpen), paths(".gitlab-ci.yml"))
+	threat := cmd(t, "ann", "/threatgate artifact threat-model https://wiki/tm")
+	inReviewT2 := []Input{openT2, threat}
+	approvedT2 := append(slices.Clone(inReviewT2), cmd(t, "alice", "/approve looks fine"))
+
+	for _, tt := range []struct {
+		name  string
+		given []Input
+		quota Quota
+		when  Input
+		then  []string
+		err   string
+	}{
+		{name: "open on a tiered MR", when: openT2,
+			then: []string{"opened system T2"}},
+		{name: "docs-only MR opens nothing", when: mrIn(action(MROpen), paths("README.md")), then: nil},
+		{name: "artifact added moves to review", given: []Input{openT2}, when: threat,
+			then: []string{"artifact_added ann threat-model", "state_changed ann awaiting_artifacts->in_review"}},
+		{name: "unknown artifact kind refused", given: []Input{openT2}, when: cmd(t, "ann", "/threatgate artifact napkin x"),
+			err: `unknown artifact kind "napkin"`},
+		{name: "approval counted and approves", given: inReviewT2, when: cmd(t, "alice", "/approve ok"),
+			then: []string{"approval_added alice appsec", "state_changed alice in_review->approved"}},
+		{name: "approval refused while artifacts missing", given: []Input{openT2}, when: cmd(t, "alice", "/approve"),
+			err: "still needs threat-model"},
+		{name: "approval from MR author refused", given: []Input{openT1}, when: cmd(t, "ann", "/approve"),
+			err: "you wrote this merge request"},
+		{name: "approval from a commit author refused",
+			given: []Input{mrIn(action(MROpen), paths("src/auth/x.go"), committers("ann", "bob")), threat},
+			when:  cmd(t, "bob", "/approve"), err: "you wrote this merge request or commits"},
+		{name: "approval from outside the tier's groups refused", given: inReviewT2, when: cmd(t, "erin", "/approve"),
+			err: "not in a group that approves T2"},
+		{name: "approval from someone not in the policy refused", given: inReviewT2, when: cmd(t, "", "/approve"),
+			err: "not in the policy's people"},
+		{name: "second approval from the same person refused",
+			given: []Input{openT3, cmd(t, "ann", "/threatgate artifact threat-model x"), cmd(t, "ann", "/threatgate artifact rollback-plan y"),
+				cmd(t, "alice", "/approve --check data-sensitivity=none")},
+			when: cmd(t, "alice", "/approve --check data-sensitivity=none"), err: "already approved"},
+		{name: "checklist answers required", given: []Input{openT3, cmd(t, "ann", "/threatgate artifact threat-model x"), cmd(t, "ann", "/threatgate artifact rollback-plan y")},
+			when: cmd(t, "alice", "/approve fine"), err: "--check data-sensitivity=<answer>"},
+		{name: "T3 needs the whole matrix",
+			given: []Input{openT3, cmd(t, "ann", "/threatgate artifact threat-model x"), cmd(t, "ann", "/threatgate artifact rollback-plan y"),
+				cmd(t, "alice", "/approve --check data-sensitivity=none"), cmd(t, "bob", "/approve --check data-sensitivity=low")},
+			when: cmd(t, "dave", "/approve --check data-sensitivity=low accepted"),
+			then: []string{"approval_added dave leads", "state_changed dave in_review->approved"}},
+		{name: "approval goes stale on new commits",
+			given: approvedT2, when: mrIn(sha("bbb222"), at(5), paths("src/auth/login.go")),
+			then: []string{"mr_updated system stale", "state_changed system approved->in_review"}},
+		{name: "T1 keeps approvals across pushes",
+			given: []Input{openT1, cmd(t, "erin", "/approve")}, when: mrIn(sha("bbb222"), at(5), paths(".gitlab-ci.yml")),
+			then: []string{"mr_updated system"}},
+		{name: "tier rises on update",
+			given: inReviewT2, when: mrIn(sha("bbb222"), at(5), paths("src/auth/login.go"), secretLine()),
+			then: []string{"mr_updated system stale", "tier_raised system T3", "state_changed system in_review->awaiting_artifacts"}},
+		{name: "tier never falls on its own",
+			given: inReviewT2, when: mrIn(sha("bbb222"), at(5), paths(".gitlab-ci.yml")),
+			then: []string{"mr_updated system stale", "reclassified system"}},
+		{name: "retier needs authority", given: inReviewT2, when: cmd(t, "alice", "/threatgate retier T1 not that risky"),
+			err: "only members of leads may re-tier"},
+		{name: "retier by authority with rationale", given: inReviewT2, when: cmd(t, "dave", "/threatgate retier T1 only touches tests"),
+			then: []string{"retiered dave T1"}},
+		{name: "reject", given: inReviewT2, when: cmd(t, "bob", "/threatgate reject leaks tokens"),
+			then: []string{"rejection_added bob", "state_changed bob in_review->rejected"}},
+		{name: "approve after reject is refused for non-arbiters", given: append(slices.Clone(inReviewT2), cmd(t, "bob", "/threatgate reject no")),
+			when: cmd(t, "alice", "/approve"), err: "only an arbiter"},
+		{name: "conflicting approve and reject disputes",
+			given: []Input{openT3, cmd(t, "ann", "/threatgate artifact threat-model x"), cmd(t, "ann", "/threatgate artifact rollback-plan y"),
+				cmd(t, "alice", "/approve --check data-sensitivity=none")},
+			when: cmd(t, "bob", "/threatgate reject unsafe"),
+			then: []string{"rejection_added bob", "state_changed bob in_review->disputed"}},
+		{name: "arbiter settles a dispute",
+			given: []Input{openT3, cmd(t, "ann", "/threatgate artifact threat-model x"), cmd(t, "ann", "/threatgate artifact rollback-plan y"),
+				cmd(t, "alice", "/approve --check data-sensitivity=none"), cmd(t, "bob", "/threatgate reject unsafe")},
+			when: cmd(t, "dave", "/approve --check data-sensitivity=low risk accepted"),
+			then: []string{"approval_added dave leads arbiter", "state_changed dave disputed->approved"}},
+		{name: "dissent note recorded", given: approvedT2, when: cmd(t, "carol", "/threatgate dissent I would have asked for a pentest"),
+			then: []string{"dissent_recorded carol"}},
+		{name: "withdraw on MR close", given: inReviewT2, when: mrIn(action(MRClose), at(5), paths("src/auth/login.go")),
+			then: []string{"mr_updated system", "withdrawn system", "state_changed system in_review->withdrawn"}},
+		{name: "resume on reopen",
+			given: append(slices.Clone(inReviewT2), mrIn(action(MRClose), at(5), paths("src/auth/login.go"))),
+			when:  mrIn(action(MRReopen), at(6), paths("src/auth/login.go")),
+			then:  []string{"reopened system", "state_changed system withdrawn->in_review", "mr_updated system"}},
+		{name: "merge without approval is a bypass", given: inReviewT2, when: mrIn(action(MRMerge), at(5), paths("src/auth/login.go")),
+			then: []string{"mr_updated system", "merged system bypassed", "state_changed system in_review->merged"}},
+		{name: "merge after approval is no bypass", given: approvedT2, when: mrIn(action(MRMerge), at(5), paths("src/auth/login.go")),
+			then: []string{"mr_updated system", "merged system", "state_changed system approved->merged"}},
+		{name: "late duplicate of an old update changes nothing",
+			given: []Input{openT2, mrIn(sha("bbb222"), at(10), paths("src/auth/login.go"))},
+			when:  mrIn(sha("aaa111"), at(5), paths("src/auth/login.go")), then: nil},
+		{name: "manual escalation needs intake", when: cmd(t, "erin", "/escalate g/q!7 looks dodgy"),
+			err: "summary: Summarise"},
+		{name: "manual escalation filed", when: cmd(t, "erin", "/escalate g/q!7 --tier T2 looks dodgy\nsummary: token in logs\nassets: api\nexploit: read logs"),
+			then: []string{"opened erin T2"}},
+		{name: "manual escalation refused past the quarterly cap", quota: Quota{Manual: 2},
+			when: cmd(t, "erin", "/escalate g/q!7 dodgy\nsummary: s\nassets: a\nexploit: e"), err: "cap is 2"},
+		{name: "override-cap needs the override group", when: cmd(t, "alice", "/threatgate override-cap erin one more"),
+			err: "only members of leads"},
+		{name: "override-cap by the override group", when: cmd(t, "dave", "/threatgate override-cap erin 2 incident week"),
+			then: []string{"cap_overridden dave erin+2"}},
+		{name: "manual escalation allowed after an override", quota: Quota{Manual: 2, Overrides: 1},
+			when: cmd(t, "erin", "/escalate g/q!7 dodgy\nsummary: s\nassets: a\nexploit: e"), then: []string{"opened erin T1"}},
+		{name: "escalating an escalated MR refused", given: []Input{openT2}, when: cmd(t, "erin", "/escalate g/p!1 again\nsummary: s\nassets: a\nexploit: e"),
+			err: "already escalated as ESC-1"},
+		{name: "defer a deferrable tier", given: inReviewT2, when: cmd(t, "alice", "/threatgate defer 3d waiting for vendor"),
+			then: []string{"deferred alice", "state_changed alice in_review->deferred"}},
+		{name: "defer refused on a non-deferrable tier", given: []Input{openT3}, when: cmd(t, "alice", "/threatgate defer 3d later"),
+			err: "not deferrable"},
+		{name: "residual risk above the tier's maximum blocks approval",
+			given: []Input{openT3, cmd(t, "ann", "/threatgate artifact threat-model x"), cmd(t, "ann", "/threatgate artifact rollback-plan y"),
+				cmd(t, "alice", "/threatgate risk 16 public endpoint")},
+			when: cmd(t, "bob", "/approve --check data-sensitivity=none"), err: "residual risk of ESC-1 is 16"},
+		{name: "withdraw by command needs authority", given: inReviewT2, when: cmd(t, "alice", "/threatgate withdraw false positive"),
+			err: "only leads"},
+		{name: "command on a merged escalation refused",
+			given: append(slices.Clone(approvedT2), mrIn(action(MRMerge), at(5), paths("src/auth/login.go"))),
+			when:  cmd(t, "bob", "/threatgate reject too late"), err: "ESC-1 is merged"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, esc := history(t, pol, tt.quota, tt.given...)
+			got, _, err := decide(Given{Esc: esc, Quota: tt.quota}, pol, tt.when, t0.Add(time.Hour))
+			if tt.err != "" {
+				p, ok := IsProblem(err)
+				if !ok || !strings.Contains(p.Error(), tt.err) {
+					t.Fatalf("err = %v, want a Problem containing %q", err, tt.err)
+				}
+				if got != nil {
+					t.Errorf("refusal came with events %v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("err = %v, want accepted", err)
+			}
+			var briefs []string
+			for _, ev := range got {
+				briefs = append(briefs, brief(ev))
+			}
+			if !slices.Equal(briefs, tt.then) {
+				t.Errorf("events:\n got %q\nwant %q", briefs, tt.then)
+			}
+		})
+	}
+}
+
+func TestDecideGateEffects(t *testing.T) {
+	pol := testPolicy(t)
+	kinds := func(efs []Effect) []string {
+		var out []string
+		for _, e := range efs {
+			s := string(e.Kind)
+			if e.Kind == EffectStatus {
+				s += " " + e.Status + "@" + e.SHA
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	open := mrIn(action(MROpen), paths("src/auth/login.go"))
+	for _, tt := range []struct {
+		name  string
+		given []Input
+		when  Input
+		then  []string
+	}{
+		{"open sets pending, notes once, labels, opens the thread", nil, open,
+			[]string{"mr_note", "mr_labels", "thread_post", "reply", "status pending@aaa111"}},
+		{"approval sets success", []Input{open, cmd(t, "ann", "/threatgate artifact threat-model x")}, cmd(t, "alice", "/approve"),
+			[]string{"reply", "mr_note", "thread_post", "status success@aaa111"}},
+		{"new commits after approval: pending on the new head",
+			[]Input{open, cmd(t, "ann", "/threatgate artifact threat-model x"), cmd(t, "alice", "/approve")},
+			mrIn(sha("bbb222"), at(5), paths("src/auth/login.go")),
+			[]string{"thread_post", "status pending@bbb222"}},
+		{"reject sets failed", []Input{open, cmd(t, "ann", "/threatgate artifact threat-model x")}, cmd(t, "bob", "/threatgate reject no"),
+			[]string{"reply", "mr_note", "thread_post", "status failed@aaa111"}},
+		{"a redelivered open changes nothing", []Input{open}, open, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, esc := history(t, pol, Quota{}, tt.given...)
+			_, efs, err := decide(Given{Esc: esc}, pol, tt.when, t0.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := kinds(efs); !slices.Equal(got, tt.then) {
+				t.Errorf("effects:\n got %q\nwant %q", got, tt.then)
+			}
+		})
+	}
+}
+
+func TestReplayMatchesDecide(t *testing.T) {
+	pol := testPolicy(t)
+	evs, esc := history(t, pol, Quota{},
+		mrIn(action(MROpen), paths("src/auth/login.go")),
+		cmd(t, "ann", "/threatgate artifact threat-model https://wiki/tm"),
+		cmd(t, "alice", "/approve fine"),
+		mrIn(sha("bbb222"), at(5), paths("src/auth/login.go")))
+	got := Replay(evs)
+	if got.State != StateInReview || got.HeadSHA != "bbb222" || !got.Approvals[0].Stale {
+		t.Errorf("replayed state %s head %s approvals %+v", got.State, got.HeadSHA, got.Approvals)
+	}
+	if got.Version != uint64(len(evs)) || esc.Version != got.Version {
+		t.Errorf("Version = %d, want %d", got.Version, len(evs))
+	}
+	if w := Waiting(got, pol); !slices.Equal(w, []string{"alice", "bob", "carol"}) {
+		t.Errorf("Waiting = %v, want alice bob carol (the stale approval no longer counts)", w)
+	}
+}
