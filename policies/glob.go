@@ -1,6 +1,8 @@
 package policies
 
 import (
+	"encoding/binary"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -186,7 +188,8 @@ func splitTopLevel(s string) []string {
 type globMatcher struct {
 	g     *globSet
 	dirs  map[string]*dirState
-	seen  []uint32 // per state: generation stamp, to dedupe sets
+	sets  map[string]*dirState // by live set
+	seen  []uint32             // per state: generation stamp, to dedupe sets
 	gen   uint32
 	pseen []uint32 // per pattern: generation stamp, to dedupe results
 	pgen  uint32
@@ -197,6 +200,7 @@ type globMatcher struct {
 type dirState struct {
 	live []int32
 	last *lastTable
+	next map[string]*dirState // by the next directory segment
 }
 
 // lastTable answers "which patterns accept name as the last segment".
@@ -221,6 +225,7 @@ func (g *globSet) matcher() *globMatcher {
 	return &globMatcher{
 		g:     g,
 		dirs:  make(map[string]*dirState),
+		sets:  make(map[string]*dirState),
 		seen:  make([]uint32, len(g.states)),
 		pseen: make([]uint32, len(g.patterns)),
 	}
@@ -302,18 +307,43 @@ func (m *globMatcher) dir(dir string) *dirState {
 	if d, ok := m.dirs[dir]; ok {
 		return d
 	}
-	var live []int32
+	var d *dirState
 	if dir == "" {
-		live = m.dedupe(m.g.start)
+		d = m.intern(m.dedupe(m.g.start))
 	} else {
 		parent, seg := "", dir
 		if i := strings.LastIndexByte(dir, '/'); i >= 0 {
 			parent, seg = dir[:i], dir[i+1:]
 		}
-		live = m.step(m.dir(parent).live, seg)
+		p := m.dir(parent)
+		if next, ok := p.next[seg]; ok {
+			d = next
+		} else {
+			d = m.intern(m.step(p.live, seg))
+			if p.next == nil {
+				p.next = make(map[string]*dirState)
+			}
+			p.next[seg] = d
+		}
+	}
+	m.dirs[dir] = d
+	return d
+}
+
+// intern returns the one dirState for a set of live states, so that the
+// many directories that leave the same states live share one table: a
+// lazily built deterministic automaton.
+func (m *globMatcher) intern(live []int32) *dirState {
+	slices.Sort(live)
+	key := make([]byte, 0, 4*len(live))
+	for _, s := range live {
+		key = binary.LittleEndian.AppendUint32(key, uint32(s))
+	}
+	if d, ok := m.sets[string(key)]; ok {
+		return d
 	}
 	d := &dirState{live: live, last: m.table(live)}
-	m.dirs[dir] = d
+	m.sets[string(key)] = d
 	return d
 }
 
