@@ -1,0 +1,81 @@
+// Package store is the bbolt implementation of bot.Store: the escalation
+// projections and their indexes, the audit log with its hash chain, the
+// outbox of effects waiting for delivery, idempotency keys and quarterly
+// quotas, all in one file, threatgate.db, inside the data directory.
+//
+// It imports bot (the vocabulary it stores) and bbolt, and no adapter or
+// other SDK. Nothing outside this package sees a bbolt type.
+//
+// # Basics
+//
+// Everything one decision writes goes through Commit, in one bbolt Update
+// transaction: the events are appended to the chain, the projection and
+// its indexes are replaced, the effects are enqueued, the idempotency key
+// and the quotas are recorded. Either all of it is written or none of it.
+// Commit never uses bbolt's Batch, whose function may run twice.
+//
+// Stored times come from the caller (bot.Commit.At, the now of a read
+// method), never from time.Now, so that tests drive the clock.
+//
+// # Buckets
+//
+//	meta              schema_version, head_seq + head_hash (the end of the
+//	                  audit chain), next_escalation (n of the next ESC-n),
+//	                  next_quiet (counter for effect ids of commits without
+//	                  events). Integers are big-endian uint64.
+//	events            big-endian uint64 seq -> JSON of bot.Event. Append-only;
+//	                  seq is global across escalations and starts at 1.
+//	events_by_esc     escalation id + 0x00 + big-endian seq -> nil: one
+//	                  escalation's events in order.
+//	escalations       escalation id -> JSON of bot.Escalation (the projection).
+//	by_mr             "project!iid" -> escalation id. One escalation per MR,
+//	                  for ever: a second one for the same MR is refused.
+//	open_by_deadline  time key of DecisionDue + id -> nil, for escalations
+//	                  whose State.Active() is true, and only those.
+//	by_approver       person + 0x00 + id -> nil for each person in Waiting of
+//	                  an active escalation.
+//	outbox            effect id -> JSON of OutboxRecord.
+//	outbox_due        time key of NextAttempt + effect id -> nil, one entry per
+//	                  outbox record, so DueEffects reads only what is due.
+//	idempotency       key -> time key of its expiry.
+//	quota             person + "|" + quarter ("2026Q4") -> JSON of bot.Quota.
+//
+// A time key is 8 bytes that sort like the time: the Unix nanoseconds with
+// the sign bit flipped, big-endian; the zero time sorts last (an escalation
+// with no deadline comes after every one that has one).
+//
+// # Invariants
+//
+// Every index entry is derived from the stored projection or outbox
+// record it points to: Commit removes the entries of the previously stored
+// projection and adds those of the new one in the same transaction, so an
+// index never names something that is missing or out of date.
+//
+// The audit chain links every event to the one before it. An event's Hash
+// is the hex SHA-256 of its PrevHash (the 64 hex characters as text)
+// followed by the event's canonical JSON: encoding/json's output for the
+// bot.Event with Hash empty, exactly as written at commit. The stored
+// record is that JSON with `,"hash":"<hash>"` inserted before the closing
+// brace, so an auditor recomputes a hash by removing that last member from
+// the record. The first event's PrevHash is 64 zeros. Verify recomputes
+// the chain from the stored bytes, so a field added to bot.Event later
+// does not invalidate the hashes of older records.
+//
+// Effect ids are "<escalation id or global>/<seq>/<index>": the seq of the
+// first event of the commit (20 digits, zero-padded) and the effect's
+// index in bot.Commit.Effects (3 digits). A commit without events uses
+// "<head seq>-<n>" for the seq part, n counting such commits. Ids are
+// never reused, so the dispatcher can pass them on as idempotency keys.
+//
+// # Schema
+//
+// meta.schema_version counts the migrations applied. Open runs each
+// missing migration in its own transaction, in order, and refuses a file
+// whose version is newer than the binary knows.
+//
+// # Caveats
+//
+// The bbolt file holds an exclusive lock while open: a second process (or
+// a second Open in the same process) waits for the lock timeout and then
+// fails with ErrInUse.
+package store

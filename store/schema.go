@@ -1,0 +1,104 @@
+package store
+
+import (
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket names; doc.go says what each holds.
+var (
+	bucketMeta           = []byte("meta")
+	bucketEvents         = []byte("events")
+	bucketEventsByEsc    = []byte("events_by_esc")
+	bucketEscalations    = []byte("escalations")
+	bucketByMR           = []byte("by_mr")
+	bucketOpenByDeadline = []byte("open_by_deadline")
+	bucketByApprover     = []byte("by_approver")
+	bucketOutbox         = []byte("outbox")
+	bucketOutboxDue      = []byte("outbox_due")
+	bucketIdempotency    = []byte("idempotency")
+	bucketQuota          = []byte("quota")
+)
+
+// buckets lists every bucket the current schema has; Open checks they
+// exist after migrating.
+var buckets = [][]byte{
+	bucketMeta, bucketEvents, bucketEventsByEsc, bucketEscalations,
+	bucketByMR, bucketOpenByDeadline, bucketByApprover,
+	bucketOutbox, bucketOutboxDue, bucketIdempotency, bucketQuota,
+}
+
+// Keys in the meta bucket.
+const (
+	metaSchemaVersion  = "schema_version"
+	metaHeadSeq        = "head_seq"
+	metaHeadHash       = "head_hash"
+	metaNextEscalation = "next_escalation"
+	metaNextQuiet      = "next_quiet"
+)
+
+// A migration brings the file from one schema version to the next, inside
+// the transaction that also records the new version.
+type migration func(tx *bolt.Tx) error
+
+// migrations are the schema's history: migrations[i] takes a file from
+// version i to version i+1. Append only; never edit or reorder a released
+// one. The binary's schema version is len(migrations).
+var migrations = []migration{
+	// 1: the initial layout.
+	func(tx *bolt.Tx) error {
+		for _, name := range buckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	},
+}
+
+// schemaVersion reads the stored version: 0 for a new file.
+func schemaVersion(tx *bolt.Tx) uint64 {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0
+	}
+	return getU64(meta, metaSchemaVersion)
+}
+
+// migrate runs the migrations the file lacks, each in its own transaction,
+// and checks the result has every bucket.
+func (d *DB) migrate(ms []migration) error {
+	var v uint64
+	if err := d.bolt.View(func(tx *bolt.Tx) error { v = schemaVersion(tx); return nil }); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	known := uint64(len(ms))
+	if v > known {
+		return fmt.Errorf("the file has schema version %d but this threatgate knows only versions up to %d; run a newer threatgate (or restore a backup made by this version)", v, known)
+	}
+	for ; v < known; v++ {
+		err := d.bolt.Update(func(tx *bolt.Tx) error {
+			if err := ms[v](tx); err != nil {
+				return err
+			}
+			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+			if err != nil {
+				return err
+			}
+			return putU64(meta, metaSchemaVersion, v+1)
+		})
+		if err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+		d.log.Info("schema migrated", logSchemaVersion, v+1)
+	}
+	return d.bolt.View(func(tx *bolt.Tx) error {
+		for _, name := range buckets {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("schema version %d lacks bucket %s", v, name)
+			}
+		}
+		return nil
+	})
+}
