@@ -48,6 +48,8 @@ type Reply struct {
 	Duplicate  bool   // the input's key was seen before; nothing changed
 }
 
+const duplicateText = "Already done: this request was processed before."
+
 // maxAttempts bounds retries after a concurrent change to the same
 // escalation.
 const maxAttempts = 5
@@ -127,6 +129,15 @@ func (e *Engine) lockIndex(in Input) int {
 
 func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Reply, error) {
 	now := e.clock.Now()
+	if in.Key != "" {
+		seen, err := e.store.SeenKey(ctx, in.Key, now)
+		if err != nil {
+			return Reply{}, err
+		}
+		if seen {
+			return Reply{Duplicate: true, Text: duplicateText}, nil
+		}
+	}
 	g, err := e.load(ctx, in)
 	if err != nil {
 		return Reply{}, err
@@ -170,7 +181,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Repl
 	switch {
 	case errors.Is(err, ErrDuplicate):
 		reply.Duplicate = true
-		reply.Text = "Already done: this request was processed before."
+		reply.Text = duplicateText
 		return reply, nil
 	case err != nil:
 		return Reply{}, err

@@ -19,6 +19,9 @@ type Store interface {
 	// Quota returns a person's manual escalations and cap overrides in a
 	// quarter ("2026Q4").
 	Quota(ctx context.Context, person, quarter string) (Quota, error)
+	// SeenKey reports whether an input with this idempotency key was
+	// committed and the key has not expired at now.
+	SeenKey(ctx context.Context, key string, now time.Time) (bool, error)
 	// Commit appends the events to the audit log, saves the projection,
 	// updates the indexes and enqueues the effects in one transaction. It
 	// returns the projection as saved (with its id when it was new).

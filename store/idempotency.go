@@ -45,3 +45,20 @@ func (d *DB) PruneKeys(ctx context.Context, now time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// SeenKey reports whether key was committed and has not expired at now.
+func (d *DB) SeenKey(ctx context.Context, key string, now time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	seen := false
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketIdempotency).Get([]byte(key))
+		seen = len(v) == 8 && now.Before(keyTime(v))
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	return seen, nil
+}

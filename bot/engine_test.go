@@ -1,0 +1,245 @@
+package bot_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/bot/bottest"
+	"github.com/threatgate/threatgate/policies"
+	"github.com/threatgate/threatgate/store"
+)
+
+const enginePolicy = `
+version: 1
+signals:
+  - {id: auth, category: access-control, weight: 50, when: {paths: ["**/auth/**"]}}
+tiers:
+  - id: T2
+    name: high
+    when: {min_score: 50}
+    artifacts: [threat-model]
+    approvals: [{group: appsec, count: 1}]
+groups:
+  appsec: {members: [alice, bob]}
+  leads: {members: [dave]}
+people:
+  - {gitlab: ann, slack: UANN}
+  - {gitlab: alice, slack: UALICE}
+  - {gitlab: bob}
+  - {gitlab: dave}
+caps: {manual_escalations_per_quarter: 1, override_group: leads}
+authority: {retier: [leads], arbiter: [leads]}
+`
+
+type rig struct {
+	db    *store.DB
+	dir   string
+	eng   *bot.Engine
+	clock *bottest.Clock
+	pol   *policies.Policy
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	pol, err := policies.Load("engine.yaml", []byte(enginePolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	db, err := store.Open(dir, store.NoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{db: db, dir: dir, pol: pol, clock: bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))}
+	r.eng = bot.NewEngine(db, pol, r.clock, nil)
+	t.Cleanup(func() {
+		if _, err := r.db.Verify(context.Background()); err != nil {
+			t.Errorf("audit chain: %v", err)
+		}
+		r.db.Close()
+	})
+	return r
+}
+
+func mrInput(iid int64, sha string, updated time.Time, path string) bot.Input {
+	return bot.Input{Kind: bot.InputMR, MR: &bot.MRInput{Action: bot.MRUpdate, MR: &policies.MergeRequest{
+		IID: iid, PathWithNamespace: "shop/api", Title: "session rework", TargetBranch: "main", SHA: sha, UpdatedAt: updated,
+		Author: policies.User{Username: "ann"}, Changes: []policies.Change{{OldPath: path, NewPath: path}},
+	}}}
+}
+
+func command(t *testing.T, surface, id, line, thread string) bot.Input {
+	t.Helper()
+	c, err := bot.ParseCommand(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Surface: surface, ExternalID: id}, Command: &c, Escalation: thread}
+}
+
+func TestEngineApprovalPathIsDurable(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	in := mrInput(12, "aaa", r.clock.Now(), "internal/auth/session.go")
+	in.Key = "webhook-1"
+	rep, err := r.eng.Handle(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Escalation != "ESC-1" || !strings.Contains(rep.Text, "escalated as ESC-1") {
+		t.Fatalf("reply %+v, want ESC-1 named", rep)
+	}
+	// A redelivery of the same webhook changes nothing.
+	rep, err = r.eng.Handle(ctx, in)
+	if err != nil || !rep.Duplicate {
+		t.Fatalf("redelivery: %+v, %v; want Duplicate", rep, err)
+	}
+	due, _ := r.db.DueEffects(ctx, r.clock.Now(), 0)
+	notes := 0
+	for _, rec := range due {
+		if rec.Effect.Kind == bot.EffectMRNote {
+			notes++
+			if body := rec.Effect.Body(); !strings.Contains(body, "ESC-1") || strings.Contains(body, bot.IDPlaceholder) {
+				t.Errorf("note body %q does not name ESC-1", body)
+			}
+		}
+	}
+	if notes != 1 {
+		t.Errorf("%d MR notes queued, want 1", notes)
+	}
+
+	// The author hands in the artifact (identified through the policy's
+	// Slack id), someone else approves.
+	r.clock.Advance(time.Hour)
+	if _, err := r.eng.Handle(ctx, command(t, "slack", "UANN", "/threatgate artifact threat-model https://wiki/tm", "ESC-1")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.eng.Handle(ctx, command(t, "slack", "UANN", "/approve", "ESC-1"))
+	if p, ok := bot.IsProblem(err); !ok || !strings.Contains(p.Msg, "you wrote") {
+		t.Fatalf("author approving: %v, want a Problem", err)
+	}
+	rep, err = r.eng.Handle(ctx, command(t, "slack", "UALICE", "/approve ESC-1 reviewed the token rotation", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.Text, "Approval from alice") {
+		t.Errorf("reply %q", rep.Text)
+	}
+
+	// Reopen the file: everything is there.
+	r.db.Close()
+	db, err := store.Open(r.dir, store.NoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.db = db
+	esc, err := db.FindEscalation(ctx, "ESC-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if esc.State != bot.StateApproved || len(esc.Approvals) != 1 || esc.Approvals[0].Rationale != "reviewed the token rotation" {
+		t.Errorf("after reopen: state %s approvals %+v", esc.State, esc.Approvals)
+	}
+	events, _ := db.Events(ctx, "ESC-1")
+	if len(events) != int(esc.Version) {
+		t.Errorf("%d events, projection version %d", len(events), esc.Version)
+	}
+}
+
+func TestEngineRefusalWritesNothing(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.eng.Handle(ctx, mrInput(1, "aaa", r.clock.Now(), "auth/x.go")); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.db.Events(ctx, "ESC-1")
+	_, err := r.eng.Handle(ctx, command(t, "slack", "UALICE", "/approve", "ESC-1"))
+	if _, ok := bot.IsProblem(err); !ok {
+		t.Fatalf("approve before artifacts: %v, want a Problem", err)
+	}
+	_, err = r.eng.Handle(ctx, command(t, "slack", "UNKNOWN", "/threatgate dissent no", "ESC-1"))
+	if p, ok := bot.IsProblem(err); !ok || !strings.Contains(p.Msg, "not in the policy's people") {
+		t.Fatalf("stranger: %v", err)
+	}
+	_, err = r.eng.Handle(ctx, command(t, "slack", "UALICE", "/approve ESC-99", ""))
+	if p, ok := bot.IsProblem(err); !ok || !strings.Contains(p.Msg, "no escalation ESC-99") {
+		t.Fatalf("unknown escalation: %v", err)
+	}
+	after, _ := r.db.Events(ctx, "ESC-1")
+	if len(after) != len(before) {
+		t.Errorf("refusals wrote %d events", len(after)-len(before))
+	}
+}
+
+func TestEngineQuarterlyCap(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	file := func(iid int) error {
+		_, err := r.eng.Handle(ctx, command(t, "slack", "UANN", fmt.Sprintf("/escalate shop/api!%d odd crypto\nsummary: s\nassets: a\nexploit: e", iid), ""))
+		return err
+	}
+	if err := file(1); err != nil {
+		t.Fatal(err)
+	}
+	err := file(2)
+	if p, ok := bot.IsProblem(err); !ok || !strings.Contains(p.Msg, "cap is 1") {
+		t.Fatalf("second escalation: %v, want refused by the cap", err)
+	}
+	if _, err := r.eng.Handle(ctx, bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Person: "dave", Surface: "web"},
+		Command: &bot.Command{Verb: bot.VerbOverrideCap, Person: "ann", Count: 1, Text: "incident"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := file(2); err != nil {
+		t.Fatalf("after override: %v", err)
+	}
+	if err := file(3); err == nil {
+		t.Fatal("third escalation allowed; the override granted one")
+	}
+	// A new quarter starts afresh.
+	r.clock.Set(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err := file(3); err != nil {
+		t.Fatalf("new quarter: %v", err)
+	}
+	rep, err := r.eng.Handle(ctx, command(t, "slack", "UALICE", "/threatgate backlog", ""))
+	if err != nil || !strings.Contains(rep.Text, "3 open escalation(s)") {
+		t.Errorf("backlog: %q, %v", rep.Text, err)
+	}
+}
+
+func TestEngineConcurrentInputs(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 40 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := r.eng.Handle(ctx, mrInput(int64(i+1), "aaa", r.clock.Now(), "auth/x.go"))
+			errs <- err
+		}()
+		go func() {
+			defer wg.Done()
+			// The same MR again, racing its own open.
+			_, err := r.eng.Handle(ctx, mrInput(int64(i+1), "aaa", r.clock.Now(), "auth/x.go"))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && !errors.Is(err, bot.ErrConflict) {
+			t.Error(err)
+		}
+	}
+	all, _ := r.db.List(ctx)
+	if len(all) != 40 {
+		t.Errorf("%d escalations, want 40 (one per MR)", len(all))
+	}
+}
