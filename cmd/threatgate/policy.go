@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/threatgate/threatgate/policies"
 )
@@ -211,13 +212,26 @@ func (e *env) explainText(pol *policies.Policy, mr *policies.MergeRequest, res p
 	if len(t.Inform) > 0 {
 		fmt.Fprintf(w, "Inform: %s\n", strings.Join(t.Inform, ", "))
 	}
-	fmt.Fprintf(w, "Deadlines: first response %s, decision %s (urgent %s)\n", t.FirstResponse, t.Decision, t.UrgentDecision)
+	fmt.Fprintf(w, "Deadlines: first response %s, decision %s (urgent %s)\n", fmtDuration(t.FirstResponse), fmtDuration(t.Decision), fmtDuration(t.UrgentDecision))
 	if len(t.Checklist) > 0 {
 		fmt.Fprintf(w, "Checklist: %s\n", strings.Join(t.Checklist, ", "))
 	}
 	if len(t.Controls) > 0 {
 		fmt.Fprintf(w, "Controls: %s\n", strings.Join(t.Controls, ", "))
 	}
+}
+
+// fmtDuration writes a duration as a policy would: "3d", "8h", "90m".
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d > 0 && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d > 0 && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d > 0 && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
 }
 
 func unwrapPath(err error) error {
