@@ -169,10 +169,19 @@ func (d *decision) mr() error {
 		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target()})
 	}
 	d.update(mr, mi)
+	res := d.pol.Evaluate(mr)
 	if d.esc.State == StateWithdrawn {
-		return nil // withdrawn by a person: the MR is no longer gated
+		// Withdrawn by a person: the MR is no longer gated, unless it has
+		// since become riskier than what was withdrawn.
+		if res.Tier == nil || !policies.Higher(res.Tier, d.tier()) {
+			return nil
+		}
+		d.reclassify(res)
+		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target()})
+		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s resumed: the merge request now classifies as %s, above the tier it was withdrawn at.", d.id(), res.Tier.ID), Mention: d.approversOf(res.Tier)})
+		return nil
 	}
-	d.reclassify(mr)
+	d.reclassify(res)
 	return nil
 }
 
@@ -203,6 +212,14 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 	changed := false
 	if mr.Title != "" && mr.Title != e.Title {
 		data.Title, changed = mr.Title, true
+	}
+	if e.Author == "" && mr.Author.Username != "" {
+		// A manual escalation learns who wrote the MR when the forge
+		// first shows it.
+		data.Author, changed = mr.Author.Username, true
+	}
+	if e.MRURL == "" && mr.WebURL != "" {
+		data.MRURL, changed = mr.WebURL, true
 	}
 	if mr.Labels != nil && !slices.Equal([]string(mr.Labels), e.Labels) {
 		data.Labels, changed = slices.Clone([]string(mr.Labels)), true
@@ -236,8 +253,7 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 
 // reclassify raises the tier when the MR now classifies higher. A tier
 // never falls on its own: only /threatgate retier lowers it.
-func (d *decision) reclassify(mr *policies.MergeRequest) {
-	res := d.pol.Evaluate(mr)
+func (d *decision) reclassify(res policies.Result) {
 	cur := d.tier()
 	if res.Tier != nil && policies.Higher(res.Tier, cur) {
 		from := d.esc.Tier

@@ -123,6 +123,12 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		if d.Title != "" {
 			e.Title = d.Title
 		}
+		if d.Author != "" {
+			e.Author = d.Author
+		}
+		if d.MRURL != "" {
+			e.MRURL = d.MRURL
+		}
 		if d.Labels != nil {
 			e.Labels = d.Labels
 		}
