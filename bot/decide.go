@@ -149,7 +149,7 @@ func (d *decision) mr() error {
 		d.emit(EventMerged, EventData{Bypassed: bypassed, MRState: "merged"})
 		d.emit(EventStateChanged, EventData{From: e.State, To: StateMerged})
 		if bypassed {
-			d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s was merged while %s: recorded as a bypass of the security review.", d.id(), e.State)})
+			d.effect(Effect{Kind: EffectThreadPost, Security: true, Text: fmt.Sprintf("BYPASS: %s (%s!%d) was merged while %s, without the security approval its tier %s requires.", d.id(), e.Project, e.MRIID, e.State, e.Tier)})
 		}
 		return nil
 	case "closed":
@@ -815,7 +815,7 @@ func (d *decision) target() State {
 // settle moves the lifecycle where the events leave it and adds the
 // effects a transition or a new head needs.
 func (d *decision) settle() {
-	if d.esc == nil || len(d.events) == 0 {
+	if d.esc == nil || (len(d.events) == 0 && d.seenStatus() == nil) {
 		return
 	}
 	e := d.esc
@@ -858,6 +858,18 @@ func (d *decision) statusEffect() {
 	if now == "" || d.esc.HeadSHA == "" {
 		return
 	}
+	if st := d.seenStatus(); st != nil && !sameStatus(st.State, now) {
+		// The forge shows something else than the gate's state on the
+		// head: lost, stale, or set by someone else. Put the truth back.
+		// A missing status or one of ours that is out of date is simply set
+		// again; one set by someone else is recorded as forged.
+		if st.State != "" && !st.Ours {
+			d.emit(EventStatusForged, EventData{Person: st.Author, Text: fmt.Sprintf("status %q on %s was set by %s, not threatgate; reset to %q", st.State, shortSHA(st.SHA), st.Author, now)})
+			d.effect(Effect{Kind: EffectThreadPost, Security: true, Text: fmt.Sprintf("FORGED STATUS: %s found the gate's status %q on %s set by %s; it is reset to %q.", d.id(), st.State, shortSHA(st.SHA), st.Author, now)})
+		}
+		d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+		return
+	}
 	if d.g.Esc != nil {
 		before, bdesc := d.gate(d.g.Esc)
 		if before == now && bdesc == desc && d.g.Esc.HeadSHA == d.esc.HeadSHA {
@@ -865,6 +877,26 @@ func (d *decision) statusEffect() {
 		}
 	}
 	d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+}
+
+// seenStatus returns the gate's status the forge reported for the current
+// head, nil when the input did not carry one.
+func (d *decision) seenStatus() *ForgeStatus {
+	if d.in.Kind != InputMR || d.in.MR == nil || d.in.MR.Status == nil || d.in.MR.Status.SHA != d.esc.HeadSHA {
+		return nil
+	}
+	return d.in.MR.Status
+}
+
+// sameStatus reports whether the forge's state shows the gate's state.
+func sameStatus(seen, want string) bool {
+	switch want {
+	case StatusPending:
+		return seen == "pending" || seen == "running" || seen == "created"
+	case StatusFailed:
+		return seen == "failed" || seen == "canceled"
+	}
+	return seen == want
 }
 
 // gate returns the commit status an escalation asks for and its

@@ -86,6 +86,9 @@ func secretLine() mrOpt {
 		m.MR.Changes = append(m.MR.Changes, policies.Change{OldPath: "app.go", NewPath: "app.go", Diff: "@@ -1,1 +1,2 @@\n ctx\n+password = \"hunter2\"\n"})
 	}
 }
+func seen(state, author string, ours bool) mrOpt {
+	return func(m *MRInput) { m.Status = &ForgeStatus{SHA: m.MR.SHA, State: state, Author: author, Ours: ours} }
+}
 func labels(ls ...string) mrOpt { return func(m *MRInput) { m.MR.Labels = ls } }
 
 func mrIn(opts ...mrOpt) Input {
@@ -296,6 +299,8 @@ func TestDecide(t *testing.T) {
 		{name: "and then the MR author cannot approve it",
 			given: []Input{cmd(t, "erin", "/escalate g/p!1 --tier T1 odd\nsummary: s\nassets: a\nexploit: e"), mrIn(at(5), paths("docs/x.md"))},
 			when:  cmd(t, "ann", "/approve"), err: "you wrote this merge request"},
+		{name: "a forged success status is recorded", given: inReviewT2, when: mrIn(at(5), paths("src/auth/login.go"), seen("success", "mallory", false)),
+			then: []string{"mr_updated system", "status_forged system"}},
 		{name: "command on a merged escalation refused",
 			given: append(slices.Clone(approvedT2), mrIn(action(MRMerge), at(5), paths("src/auth/login.go"))),
 			when:  cmd(t, "bob", "/threatgate reject too late"), err: "ESC-1 is merged"},
@@ -358,6 +363,12 @@ func TestDecideGateEffects(t *testing.T) {
 		{"reject sets failed", []Input{open, cmd(t, "ann", "/threatgate artifact threat-model x")}, cmd(t, "bob", "/threatgate reject no"),
 			[]string{"reply", "mr_note", "thread_post", "status failed@aaa111"}},
 		{"a redelivered open changes nothing", []Input{open}, open, nil},
+		{"our pending status seen: nothing to do", []Input{open}, mrIn(at(1), paths("src/auth/login.go"), seen("pending", "threatgate-bot", true)),
+			[]string{"mr_labels"}[:0]},
+		{"a missing status is set again", []Input{open}, mrIn(at(1), paths("src/auth/login.go"), seen("", "", false)),
+			[]string{"status pending@aaa111"}},
+		{"a forged success is overwritten and reported", []Input{open}, mrIn(at(1), paths("src/auth/login.go"), seen("success", "mallory", false)),
+			[]string{"thread_post", "status pending@aaa111"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, esc := history(t, pol, Quota{}, tt.given...)
@@ -365,7 +376,7 @@ func TestDecideGateEffects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := kinds(efs); !slices.Equal(got, tt.then) {
+			if got := kinds(efs); !slices.Equal(got, tt.then) && (len(got) != 0 || len(tt.then) != 0) {
 				t.Errorf("effects:\n got %q\nwant %q", got, tt.then)
 			}
 		})

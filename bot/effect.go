@@ -34,4 +34,5 @@ type Effect struct {
 	Text       string     `json:"text,omitempty"`   // note, post or status description
 	Labels     []string   `json:"labels,omitempty"`
 	Mention    []string   `json:"mention,omitempty"` // person ids to mention
+	Security   bool       `json:"security,omitempty"` // thread_post: also post to the security channel
 }

@@ -159,7 +159,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Repl
 	if g.Esc != nil {
 		reply.Escalation = g.Esc.ID
 	}
-	if len(events) == 0 {
+	if len(events) == 0 && len(queued) == 0 {
 		reply.Text = strings.Join(replies, "\n")
 		return reply, nil
 	}

@@ -27,6 +27,7 @@ const (
 	EventMerged        EventKind = "merged"
 	EventStateChanged  EventKind = "state_changed" // the lifecycle moved; From/To say where
 	EventCapOverridden EventKind = "cap_overridden"
+	EventStatusForged  EventKind = "status_forged" // the gate's status on the head was not what threatgate set
 )
 
 // Event is one entry of the audit log. decide fills Kind, Escalation,

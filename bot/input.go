@@ -52,7 +52,18 @@ const (
 type MRInput struct {
 	Action        MRAction
 	MR            *policies.MergeRequest
-	CommitAuthors []string
+	CommitAuthors []string // usernames, or e-mail addresses where the forge gives only those
+	// Status is the gate's commit status on the head as the forge shows it
+	// now, nil when unknown (not fetched) or absent.
+	Status *ForgeStatus
+}
+
+// ForgeStatus is a commit status with the gate's name found on the MR head.
+type ForgeStatus struct {
+	SHA    string
+	State  string // pending, running, success, failed, canceled
+	Author string // who set it
+	Ours   bool   // set by threatgate's own account
 }
 
 // Input is one thing that arrived for the engine to decide on.

@@ -82,11 +82,14 @@ type MessageRef struct {
 }
 
 // Forge acts on the merge request: the gate's commit status, notes and
-// labels. Each call carries the effect's idempotency key.
+// labels. Each call gets the whole effect: e.ID is the idempotency key (a
+// retried call must not act twice), e.Body() the text. An error that has a
+// RetryAfter() time.Duration method asks the dispatcher to wait that long;
+// one with Permanent() bool returning true is not retried.
 type Forge interface {
-	SetStatus(ctx context.Context, key, project string, iid int64, sha, state, description string) error
-	PostNote(ctx context.Context, key, project string, iid int64, body string) error
-	AddLabels(ctx context.Context, key, project string, iid int64, labels []string) error
+	SetStatus(ctx context.Context, e Effect) error
+	PostNote(ctx context.Context, e Effect) error
+	AddLabels(ctx context.Context, e Effect) error
 }
 
 // Pager pages on-call when a deadline lapses.
