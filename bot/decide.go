@@ -415,13 +415,16 @@ func (d *decision) known(c *Command) error {
 func (d *decision) person() *policies.Person { return d.pol.Person("id", d.in.Actor.Person) }
 
 // isAuthor reports whether the actor wrote the MR or one of its commits.
-func (d *decision) isAuthor() bool {
-	pr := d.person()
+func (d *decision) isAuthor() bool { return wrote(d.person(), d.esc.Authors()) }
+
+// wrote reports whether person pr is one of authors, which holds GitLab
+// usernames and, for commits, e-mail addresses.
+func wrote(pr *policies.Person, authors []string) bool {
 	if pr == nil {
 		return false
 	}
-	for _, a := range d.esc.Authors() {
-		if a == pr.GitLab || a == pr.ID {
+	for _, a := range authors {
+		if a == pr.GitLab || a == pr.ID || (pr.Email != "" && strings.EqualFold(a, pr.Email)) {
 			return true
 		}
 	}
@@ -775,8 +778,7 @@ func (d *decision) target() State {
 		if x.Stale || (e.HeadSHA != "" && x.SHA != e.HeadSHA && t != nil && t.ResetApprovalsOnPush) {
 			return false
 		}
-		pr := d.pol.Person("id", x.By)
-		return pr == nil || !slices.Contains(authors, pr.GitLab)
+		return !wrote(d.pol.Person("id", x.By), authors)
 	}
 	var last *Decision
 	lastApproves := false
@@ -953,7 +955,7 @@ func (d *decision) countable(e *Escalation, t *policies.Tier) []Decision {
 		if a.Stale || (t.ResetApprovalsOnPush && e.HeadSHA != "" && a.SHA != e.HeadSHA) {
 			continue
 		}
-		if pr := d.pol.Person("id", a.By); pr != nil && slices.Contains(authors, pr.GitLab) {
+		if wrote(d.pol.Person("id", a.By), authors) {
 			continue
 		}
 		if !slices.ContainsFunc(out, func(b Decision) bool { return b.By == a.By }) {
@@ -1047,7 +1049,7 @@ func Waiting(e *Escalation, pol *policies.Policy) []string {
 		}
 		for _, m := range g.Members {
 			pr := pol.Person("id", m)
-			if pr == nil || slices.Contains(authors, pr.GitLab) || slices.Contains(out, m) ||
+			if pr == nil || wrote(pr, authors) || slices.Contains(out, m) ||
 				slices.ContainsFunc(done, func(x Decision) bool { return x.By == m }) {
 				continue
 			}

@@ -36,7 +36,7 @@ tiers:
     approvals: [{group: champions, count: 1}]
     reset_approvals_on_push: false
 groups:
-  appsec: {members: [alice, bob, carol]}
+  appsec: {members: [alice, bob, carol, frank]}
   leads: {members: [dave]}
   champions: {members: [erin, ann]}
 people:
@@ -47,6 +47,7 @@ people:
   - {gitlab: dave}
   - {gitlab: erin}
   - {gitlab: mallory}
+  - {gitlab: frank, email: Frank@example.com}
 caps: {manual_escalations_per_quarter: 2, override_group: leads}
 authority: {retier: [leads], arbiter: [leads]}
 `
@@ -200,6 +201,9 @@ func TestDecide(t *testing.T) {
 		{name: "approval from a commit author refused",
 			given: []Input{mrIn(action(MROpen), paths("src/auth/x.go"), committers("ann", "bob")), threat},
 			when:  cmd(t, "bob", "/approve"), err: "you wrote this merge request or commits"},
+		{name: "approval from a commit author known by e-mail refused",
+			given: []Input{mrIn(action(MROpen), paths("src/auth/x.go"), committers("ann", "frank@example.com")), threat},
+			when:  cmd(t, "frank", "/approve"), err: "you wrote this merge request or commits"},
 		{name: "approval from outside the tier's groups refused", given: inReviewT2, when: cmd(t, "erin", "/approve"),
 			err: "not in a group that approves T2"},
 		{name: "approval from someone not in the policy refused", given: inReviewT2, when: cmd(t, "", "/approve"),
@@ -397,7 +401,7 @@ func TestReplayMatchesDecide(t *testing.T) {
 	if got.Version != uint64(len(evs)) || esc.Version != got.Version {
 		t.Errorf("Version = %d, want %d", got.Version, len(evs))
 	}
-	if w := Waiting(got, pol); !slices.Equal(w, []string{"alice", "bob", "carol"}) {
+	if w := Waiting(got, pol); !slices.Equal(w, []string{"alice", "bob", "carol", "frank"}) {
 		t.Errorf("Waiting = %v, want alice bob carol (the stale approval no longer counts)", w)
 	}
 }
