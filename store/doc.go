@@ -39,6 +39,11 @@
 //	                  outbox record, so DueEffects reads only what is due.
 //	idempotency       key -> time key of its expiry.
 //	quota             person + "|" + quarter ("2026Q4") -> JSON of bot.Quota.
+//	inbox             big-endian uint64 id -> JSON of InboxItem: verified
+//	                  inputs (webhook bodies) recorded before they were
+//	                  acknowledged, until processed. Written with Batch
+//	                  (its function is safe to run twice).
+//	inbox_keys        delivery id (webhook UUID) -> expiry time key.
 //
 // A time key is 8 bytes that sort like the time: the Unix nanoseconds with
 // the sign bit flipped, big-endian; the zero time sorts last (an escalation

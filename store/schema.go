@@ -19,6 +19,8 @@ var (
 	bucketOutboxDue      = []byte("outbox_due")
 	bucketIdempotency    = []byte("idempotency")
 	bucketQuota          = []byte("quota")
+	bucketInbox          = []byte("inbox")
+	bucketInboxKeys      = []byte("inbox_keys")
 )
 
 // buckets lists every bucket the current schema has; Open checks they
@@ -27,6 +29,7 @@ var buckets = [][]byte{
 	bucketMeta, bucketEvents, bucketEventsByEsc, bucketEscalations,
 	bucketByMR, bucketOpenByDeadline, bucketByApprover,
 	bucketOutbox, bucketOutboxDue, bucketIdempotency, bucketQuota,
+	bucketInbox, bucketInboxKeys,
 }
 
 // Keys in the meta bucket.
