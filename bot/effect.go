@@ -1,5 +1,7 @@
 package bot
 
+import "time"
+
 // EffectKind names something to do outside threatgate once a decision is
 // committed.
 type EffectKind string
@@ -33,6 +35,17 @@ type Effect struct {
 	Status     string     `json:"status,omitempty"` // EffectStatus: pending, success, failed
 	Text       string     `json:"text,omitempty"`   // note, post or status description
 	Labels     []string   `json:"labels,omitempty"`
-	Mention    []string   `json:"mention,omitempty"` // person ids to mention
+	Mention    []string   `json:"mention,omitempty"`  // person ids to mention
 	Security   bool       `json:"security,omitempty"` // thread_post: also post to the security channel
+}
+
+// OutboxRecord is an effect waiting for delivery, with its delivery
+// history. Effect.ID is its id in the outbox and the idempotency key the
+// dispatcher passes on.
+type OutboxRecord struct {
+	Effect      Effect    `json:"effect"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+	LastError   string    `json:"last_error,omitempty"`
+	Created     time.Time `json:"created"`
 }

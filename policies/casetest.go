@@ -86,7 +86,19 @@ func LoadCases(file string, data []byte) ([]Case, error) {
 					}
 					mr, err := ParseMergeRequest("", raw)
 					if err != nil {
-						l.fail(resolve(v), f, "%v", err)
+						// Lines and columns would be those of the JSON made
+						// from the YAML; the mr key is the place to look.
+						ps := Problems(err)
+						if len(ps) == 0 {
+							ps = []*Problem{{Msg: err.Error()}}
+						}
+						for _, p := range ps {
+							pf := f
+							if p.Field != "" {
+								pf = f + "." + p.Field
+							}
+							l.fail(resolve(v), pf, "%s", p.Msg)
+						}
 						return
 					}
 					cs.MR = mr
@@ -129,6 +141,11 @@ func LoadCases(file string, data []byte) ([]Case, error) {
 			cases = append(cases, cs)
 		})
 	})
+	if root := resolve(doc.Content[0]); root.Kind == yaml.MappingNode && !l.has(root, "cases") {
+		// Otherwise a file with a typo in its only key would pass with
+		// nothing tested.
+		l.fail(root, "cases", "missing; want a list of cases")
+	}
 	if err := joinProblems(l.probs); err != nil {
 		return nil, err
 	}
@@ -149,7 +166,9 @@ func (p *Policy) Check(file string, cases []Case) []Failure {
 			got = res.Tier.ID
 		}
 		var msgs []string
-		if c.Tier != "" && c.Tier != got {
+		if c.Tier != "" && c.Tier != "none" && p.Tier(c.Tier) == nil {
+			msgs = append(msgs, fmt.Sprintf("tier %q is not defined in the policy", c.Tier))
+		} else if c.Tier != "" && c.Tier != got {
 			msgs = append(msgs, fmt.Sprintf("tier = %s, want %s (score %d)", got, c.Tier, res.Score))
 		}
 		if c.Signals != nil {

@@ -100,11 +100,7 @@ func (ev *evaluation) changedLines() int {
 	if !ev.counted {
 		ev.counted = true
 		for _, c := range ev.mr.Changes {
-			for line := range strings.Lines(c.Diff) {
-				if (line[0] == '+' && !strings.HasPrefix(line, "+++")) || (line[0] == '-' && !strings.HasPrefix(line, "---")) {
-					ev.changed++
-				}
-			}
+			diffLines(c.Diff, func(byte, string, int) { ev.changed++ })
 		}
 	}
 	return ev.changed
@@ -213,6 +209,12 @@ func (ev *evaluation) signal(s *Signal) ([]string, bool) {
 func (ev *evaluation) pathEvidence(c *Condition, ch *Change) string {
 	for k, id := range c.pathIDs {
 		pat := ev.p.paths.patterns[id]
+		if ch.DeletedFile {
+			// GitLab repeats the old path as new_path of a deleted file.
+			if ok, _ := doublestar.Match(pat, ch.OldPath); ok && ch.OldPath != "" {
+				return fmt.Sprintf("path %s (deleted) matches %q", ch.OldPath, c.Paths[k])
+			}
+		}
 		if ok, _ := doublestar.Match(pat, ch.NewPath); ok && ch.NewPath != "" {
 			if ch.RenamedFile && ch.OldPath != ch.NewPath {
 				return fmt.Sprintf("path %s (renamed from %s) matches %q", ch.NewPath, ch.OldPath, c.Paths[k])
@@ -235,31 +237,20 @@ func (ev *evaluation) addedLines(c *Condition, scope []int32, scoped bool) []str
 	var out []string
 	total := 0
 	search := func(ch *Change) {
-		newLine := 0
-		for line := range strings.Lines(ch.Diff) {
-			switch {
-			case strings.HasPrefix(line, "@@"):
-				newLine = hunkStart(line)
-				continue
-			case strings.HasPrefix(line, "+++"), strings.HasPrefix(line, "---"):
-				continue
-			case line[0] == '+':
-				text := strings.TrimRight(line[1:], "\r\n")
-				for k, re := range c.added {
-					if re.MatchString(text) {
-						total++
-						if len(out) < maxEvidence {
-							out = append(out, fmt.Sprintf("added line %s:%d matches %q: %s", ch.NewPath, newLine, c.AddedLines[k], truncate(strings.TrimSpace(text), 120)))
-						}
-						break
-					}
-				}
-				newLine++
-			case line[0] == '-':
-			default:
-				newLine++
+		diffLines(ch.Diff, func(op byte, text string, newLine int) {
+			if op != '+' {
+				return
 			}
-		}
+			for k, re := range c.added {
+				if re.MatchString(text) {
+					total++
+					if len(out) < maxEvidence {
+						out = append(out, fmt.Sprintf("added line %s:%d matches %q: %s", ch.NewPath, newLine, c.AddedLines[k], truncate(strings.TrimSpace(text), 120)))
+					}
+					return
+				}
+			}
+		})
 	}
 	if scoped {
 		for _, ci := range scope {
@@ -276,19 +267,69 @@ func (ev *evaluation) addedLines(c *Condition, scope []int32, scoped bool) []str
 	return out
 }
 
-// hunkStart reads the new-file start line of a hunk header "@@ -a,b +c,d @@".
-func hunkStart(h string) int {
-	i := strings.Index(h, " +")
+// diffLines calls fn for every line a unified diff adds (op '+') or
+// removes (op '-'), with its text (without the op and the line end) and,
+// for an added line, its line number in the new file (0 before any hunk
+// header).
+//
+// "+++ b/x" and "--- a/x" are file headers, not changes, except inside a
+// hunk whose header still expects lines: there they are an added "++ b/x"
+// or a removed "-- a/x" (an SQL comment, say). "\ No newline at end of
+// file" is neither and takes no line number.
+func diffLines(diff string, fn func(op byte, text string, newLine int)) {
+	newLine, oldLeft, newLeft := 0, 0, 0
+	for line := range strings.Lines(diff) {
+		inHunk := oldLeft > 0 || newLeft > 0
+		switch {
+		case strings.HasPrefix(line, "@@"):
+			newLine, oldLeft, newLeft = hunkHeader(line)
+		case line[0] == '+':
+			if !inHunk && strings.HasPrefix(line, "+++") {
+				continue
+			}
+			fn('+', strings.TrimRight(line[1:], "\r\n"), newLine)
+			newLine++
+			newLeft--
+		case line[0] == '-':
+			if !inHunk && strings.HasPrefix(line, "---") {
+				continue
+			}
+			fn('-', strings.TrimRight(line[1:], "\r\n"), 0)
+			oldLeft--
+		case line[0] == '\\':
+		default:
+			newLine++
+			oldLeft--
+			newLeft--
+		}
+	}
+}
+
+// hunkHeader reads a hunk header "@@ -a,b +c,d @@": the new-file start
+// line c and the old and new lengths b and d (1 when left out).
+func hunkHeader(h string) (start, oldLen, newLen int) {
+	_, oldLen = hunkRange(h, " -")
+	start, newLen = hunkRange(h, " +")
+	return start, oldLen, newLen
+}
+
+// hunkRange reads the "start,length" after marker in a hunk header.
+func hunkRange(h, marker string) (start, length int) {
+	i := strings.Index(h, marker)
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
-	rest := h[i+2:]
-	j := strings.IndexAny(rest, ", @")
-	if j < 0 {
-		return 0
+	rest := h[i+len(marker):]
+	if j := strings.IndexAny(rest, " @"); j >= 0 {
+		rest = rest[:j]
 	}
-	n, _ := strconv.Atoi(rest[:j])
-	return n
+	startText, lenText, hasLen := strings.Cut(rest, ",")
+	start, _ = strconv.Atoi(startText)
+	length = 1
+	if hasLen {
+		length, _ = strconv.Atoi(lenText)
+	}
+	return start, length
 }
 
 func capped(hits []string, what string) []string {

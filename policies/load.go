@@ -47,12 +47,68 @@ func Load(file string, data []byte) (*Policy, error) {
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, &Problem{File: file, Line: 1, Col: 1, Msg: "the policy is empty; want a mapping with version, signals, tiers, groups and people"}
 	}
+	if n := overExpanded(&doc); n != nil {
+		return nil, &Problem{File: file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf("aliases (*name) expand the policy by more than %d nodes or refer to themselves; write the repeated parts out", maxAliasExpansion)}
+	}
 	p := l.policy(doc.Content[0])
 	if err := joinProblems(l.probs); err != nil {
 		return nil, err
 	}
 	p.Source = file
 	return p, nil
+}
+
+// maxAliasExpansion bounds how many nodes aliases may add to a policy.
+// The loader walks an alias every time it is used, so without a bound a
+// small file of aliases to aliases would take hours and gigabytes to load.
+const maxAliasExpansion = 100_000
+
+// overExpanded returns the first alias that makes the document grow by
+// more than maxAliasExpansion nodes, or that contains itself; nil when the
+// document is within bounds.
+func overExpanded(doc *yaml.Node) *yaml.Node {
+	const inProgress = -1
+	size := map[*yaml.Node]int{}
+	added := 0
+	var culprit *yaml.Node
+	// count returns the number of nodes n stands for, aliases expanded,
+	// and adds what aliases contribute to added.
+	var count func(n *yaml.Node) int
+	count = func(n *yaml.Node) int {
+		if culprit != nil {
+			return 0
+		}
+		if n.Kind == yaml.AliasNode {
+			if n.Alias == nil {
+				return 1
+			}
+			k, ok := size[n.Alias]
+			if ok && k == inProgress {
+				culprit = n
+				return 0
+			}
+			if !ok {
+				k = count(n.Alias)
+			}
+			added += k
+			if added > maxAliasExpansion && culprit == nil {
+				culprit = n
+			}
+			return k
+		}
+		if k, ok := size[n]; ok && k != inProgress {
+			return k
+		}
+		size[n] = inProgress
+		total := 1
+		for _, c := range n.Content {
+			total += count(c)
+		}
+		size[n] = total
+		return total
+	}
+	count(doc)
+	return culprit
 }
 
 type loader struct {
@@ -168,6 +224,9 @@ func (l *loader) strs(n *yaml.Node, f string) []string {
 
 func (l *loader) num(n *yaml.Node, f string, min, max int) int {
 	want := fmt.Sprintf("a whole number from %d to %d", min, max)
+	if min == max {
+		want = strconv.Itoa(min)
+	}
 	n, ok := l.scalar(n, f, want)
 	if !ok {
 		return 0
@@ -389,7 +448,7 @@ func (l *loader) signals(p *Policy, n *yaml.Node, f string) []*Signal {
 	l.seq(n, f, func(i int, c *yaml.Node, f string) {
 		s := &Signal{}
 		var when *yaml.Node
-		l.fields(c, f, signalKeys, func(k string, v *yaml.Node, f string) {
+		isMap := l.fields(c, f, signalKeys, func(k string, v *yaml.Node, f string) {
 			switch k {
 			case "id":
 				s.ID = l.id(v, f)
@@ -405,6 +464,9 @@ func (l *loader) signals(p *Policy, n *yaml.Node, f string) []*Signal {
 			}
 		})
 		c = resolve(c)
+		if !isMap {
+			return // already reported; what is missing would only repeat it
+		}
 		if s.ID == "" && !l.has(c, "id") {
 			l.fail(c, f+".id", "missing")
 		}
@@ -468,11 +530,15 @@ func (l *loader) nonEmpty(n *yaml.Node, f string) []string {
 		}
 		out = append(out, s)
 	}
-	if len(out) == 0 && len(ss) == 0 {
+	if len(ss) == 0 && isList(n) {
 		l.fail(resolve(n), f, "empty list; remove the key or name at least one value")
 	}
 	return out
 }
+
+// isList reports whether n is a YAML list. strs has already reported
+// anything else, so "empty list" is said only of a real one.
+func isList(n *yaml.Node) bool { return resolve(n).Kind == yaml.SequenceNode }
 
 func (l *loader) globs(n *yaml.Node, f string) []string {
 	ss := l.strs(n, f)
@@ -484,7 +550,7 @@ func (l *loader) globs(n *yaml.Node, f string) []string {
 		}
 		out = append(out, s)
 	}
-	if len(ss) == 0 {
+	if len(ss) == 0 && isList(n) {
 		l.fail(resolve(n), f, "empty list; remove the key or give at least one pattern")
 	}
 	return out
@@ -505,7 +571,7 @@ func (l *loader) regexps(n *yaml.Node, f string) ([]string, []*regexp.Regexp) {
 		src = append(src, s)
 		res = append(res, re)
 	}
-	if len(ss) == 0 {
+	if len(ss) == 0 && isList(n) {
 		l.fail(resolve(n), f, "empty list; remove the key or give at least one regular expression")
 	}
 	return src, res
@@ -527,7 +593,7 @@ func (l *loader) tiers(n *yaml.Node, f string) []*Tier {
 	l.seq(n, f, func(i int, c *yaml.Node, f string) {
 		t := &Tier{ResetApprovalsOnPush: true, rank: len(out)}
 		set := map[string]*yaml.Node{}
-		l.fields(c, f, tierKeys, func(k string, v *yaml.Node, f string) {
+		isMap := l.fields(c, f, tierKeys, func(k string, v *yaml.Node, f string) {
 			set[k] = v
 			switch k {
 			case "id":
@@ -561,7 +627,9 @@ func (l *loader) tiers(n *yaml.Node, f string) []*Tier {
 						switch k {
 						case "group":
 							a.Group = l.str(v, f)
-							l.refer(v, f, "group", a.Group)
+							if a.Group != "" {
+								l.refer(v, f, "group", a.Group)
+							}
 						case "count":
 							a.Count = l.num(v, f, 1, 50)
 						case "role":
@@ -611,6 +679,12 @@ func (l *loader) tiers(n *yaml.Node, f string) []*Tier {
 			}
 		})
 		c = resolve(c)
+		if !isMap {
+			// Already reported. The tier still takes its place so that
+			// ranks and positions of the tiers after it stay right.
+			out = append(out, t)
+			return
+		}
 		switch {
 		case t.ID == "" && set["id"] == nil:
 			l.fail(c, f+".id", "missing")
@@ -623,17 +697,24 @@ func (l *loader) tiers(n *yaml.Node, f string) []*Tier {
 		}
 		if set["when"] == nil {
 			l.fail(c, f+".when", "missing; want min_score and/or any_signals")
-		} else if t.When.MinScore == 0 && len(t.When.AnySignals) == 0 && !l.has(set["when"], "min_score") && !l.has(set["when"], "any_signals") {
+		} else if w := resolve(set["when"]); w.Kind == yaml.MappingNode && t.When.MinScore == 0 && len(t.When.AnySignals) == 0 && !l.has(w, "min_score") && !l.has(w, "any_signals") {
 			l.fail(resolve(set["when"]), f+".when", "empty; want min_score and/or any_signals")
 		}
 		if len(t.Approvals) == 0 && set["approvals"] == nil {
 			l.fail(c, f+".approvals", "missing; a tier needs at least one approval row such as {group: appsec, count: 1}")
-		}
-		if t.FirstResponse == 0 && set["first_response"] == nil {
-			t.FirstResponse = DefaultFirstResponse
+		} else if a := resolve(set["approvals"]); a != nil && a.Kind == yaml.SequenceNode && len(a.Content) == 0 {
+			l.fail(a, f+".approvals", "empty; a tier needs at least one approval row such as {group: appsec, count: 1}")
 		}
 		if t.Decision == 0 && set["decision"] == nil {
 			t.Decision = DefaultDecision
+		}
+		if t.FirstResponse == 0 && set["first_response"] == nil {
+			// A tier that must be decided sooner than the default first
+			// response is answered within its decision time.
+			t.FirstResponse = DefaultFirstResponse
+			if t.Decision > 0 && t.Decision < t.FirstResponse {
+				t.FirstResponse = t.Decision
+			}
 		}
 		if t.UrgentDecision == 0 && set["urgent_decision"] == nil {
 			t.UrgentDecision = t.Decision / 4
@@ -670,7 +751,7 @@ func (l *loader) groups(p *Policy, n *yaml.Node, f string) {
 			continue
 		}
 		g := &Group{ID: k.Value}
-		l.fields(v, gf, []string{"members", "backups", "description"}, func(key string, v *yaml.Node, f string) {
+		isMap := l.fields(v, gf, []string{"members", "backups", "description"}, func(key string, v *yaml.Node, f string) {
 			switch key {
 			case "members":
 				g.Members = l.strs(v, f)
@@ -689,7 +770,7 @@ func (l *loader) groups(p *Policy, n *yaml.Node, f string) {
 				l.str(v, f)
 			}
 		})
-		if len(g.Members) == 0 {
+		if len(g.Members) == 0 && isMap {
 			l.fail(k, gf+".members", "missing or empty; a group needs at least one member")
 		}
 		p.Groups[g.ID] = g
@@ -702,10 +783,11 @@ var hoursRE = regexp.MustCompile(`^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0
 
 func (l *loader) people(n *yaml.Node, f string) []*Person {
 	var out []*Person
+	owner := map[string]string{} // "slack:U1" -> the person it was first given to
 	l.seq(n, f, func(i int, c *yaml.Node, f string) {
 		pr := &Person{}
 		set := map[string]*yaml.Node{}
-		l.fields(c, f, personKeys, func(k string, v *yaml.Node, f string) {
+		isMap := l.fields(c, f, personKeys, func(k string, v *yaml.Node, f string) {
 			set[k] = v
 			switch k {
 			case "id":
@@ -731,17 +813,42 @@ func (l *loader) people(n *yaml.Node, f string) []*Person {
 				}
 			case "hours":
 				pr.Hours = l.str(v, f)
-				if m := hoursRE.FindStringSubmatch(pr.Hours); m == nil || m[1]+m[2] >= m[3]+m[4] {
+				if m := hoursRE.FindStringSubmatch(pr.Hours); m == nil || m[1]+m[2] >= m[3]+m[4] || m[3] == "24" && m[4] != "00" {
 					l.fail(resolve(v), f, `want working hours such as "09:00-17:00" (start before end), got %q`, pr.Hours)
 				}
 			}
 		})
+		if !isMap {
+			return // already reported
+		}
 		if pr.ID == "" {
 			pr.ID = pr.GitLab
 		}
 		if pr.ID == "" {
 			l.fail(resolve(c), f, "a person needs an id or a gitlab username")
 			return
+		}
+		// Each identity names one person; a second claim is a mistake
+		// reported where it is written (the id, when it defaults to gitlab,
+		// is reported at the gitlab key).
+		var reported *yaml.Node
+		for _, k := range [][2]string{{"id", pr.ID}, {"gitlab", pr.GitLab}, {"slack", pr.Slack}, {"discord", pr.Discord}} {
+			if k[1] == "" {
+				continue
+			}
+			key := k[0] + ":" + k[1]
+			if other, dup := owner[key]; dup {
+				at := set[k[0]]
+				if at == nil {
+					at = set["gitlab"]
+				}
+				if at != reported {
+					l.fail(resolve(at), f+"."+k[0], "%s %q is already given to %s", k[0], k[1], other)
+				}
+				reported = at
+				continue
+			}
+			owner[key] = pr.ID
 		}
 		if pr.Location == nil {
 			pr.Location = time.UTC
@@ -764,10 +871,12 @@ func (l *loader) caps(p *Policy, n *yaml.Node, f string) {
 			p.Caps.ManualPerQuarter = l.num(v, f, 0, 1000)
 		case "override_group":
 			p.Caps.OverrideGroup = l.str(v, f)
-			l.refer(v, f, "group", p.Caps.OverrideGroup)
+			if p.Caps.OverrideGroup != "" {
+				l.refer(v, f, "group", p.Caps.OverrideGroup)
+			}
 		}
 	})
-	if p.Caps.ManualPerQuarter > 0 && p.Caps.OverrideGroup == "" {
+	if p.Caps.ManualPerQuarter > 0 && p.Caps.OverrideGroup == "" && !l.has(n, "override_group") {
 		l.fail(resolve(n), f+".override_group", "missing; name the group that may lift the cap")
 	}
 }
@@ -801,7 +910,7 @@ func (l *loader) schedule(p *Policy, n *yaml.Node, f string) {
 		if s == "" {
 			return
 		}
-		if _, err := cron.ParseStandard(s); err != nil {
+		if err := parseCron(s); err != nil {
 			l.fail(resolve(v), f, `bad schedule %q: %v; want a cron spec such as "0 9 * * MON-FRI" or "@every 5m"`, s, err)
 			return
 		}
@@ -862,9 +971,8 @@ func (l *loader) index(p *Policy) {
 				continue
 			}
 			key := k[0] + ":" + k[1]
-			if other, dup := p.personBy[key]; dup {
-				l.fail(nil, "people", "%s %q is given to both %s and %s", k[0], k[1], other.ID, pr.ID)
-				continue
+			if _, dup := p.personBy[key]; dup {
+				continue // reported by people
 			}
 			p.personBy[key] = pr
 		}
@@ -917,15 +1025,21 @@ func (l *loader) checkTiers(p *Policy, tiersNode *yaml.Node) {
 	if tiersNode != nil && len(p.Tiers) == 0 && resolve(tiersNode).Kind == yaml.SequenceNode {
 		l.fail(resolve(tiersNode), "tiers", "empty; a policy needs at least one tier")
 	}
-	maxScore := 0
+	// A signal whose weight is wrong counts 0 here; its problem is
+	// reported already, and the sum would only add a misleading one.
+	maxScore, weightsOK := 0, true
 	for _, s := range p.Signals {
 		maxScore += s.Weight
+		weightsOK = weightsOK && s.Weight > 0
 	}
 	for i, t := range p.Tiers {
 		f := fmt.Sprintf("tiers[%d]", i)
 		pos := item(tiersNode, i)
-		if t.When.MinScore > maxScore && len(p.Signals) > 0 {
-			l.fail(pos, f+".when.min_score", "tier %s can never match: min_score %d is above %d, the score of every signal firing at once", t.ID, t.When.MinScore, maxScore)
+		if pos == nil {
+			continue
+		}
+		if t.When.MinScore > maxScore && len(p.Signals) > 0 && weightsOK {
+			l.fail(child(child(pos, "when"), "min_score"), f+".when.min_score", "tier %s can never match: min_score %d is above %d, the score of every signal firing at once", t.ID, t.When.MinScore, maxScore)
 		}
 		for j := 0; j < i; j++ {
 			u := p.Tiers[j]
@@ -933,14 +1047,14 @@ func (l *loader) checkTiers(p *Policy, tiersNode *yaml.Node) {
 				continue // already reported as empty
 			}
 			if u.When.MinScore <= t.When.MinScore && (len(u.When.AnySignals) == 0 || len(t.When.AnySignals) > 0 && subset(t.When.AnySignals, u.When.AnySignals)) {
-				l.fail(pos, f+".when", "tier %s can never match: tier %s above it matches every MR that %s would (tiers are tried in order, highest first)", t.ID, u.ID, t.ID)
+				l.fail(child(pos, "when"), f+".when", "tier %s can never match: tier %s above it matches every MR that %s would (tiers are tried in order, highest first)", t.ID, u.ID, t.ID)
 				break
 			}
 		}
 		for j, a := range t.Approvals {
 			g := p.Groups[a.Group]
-			if g == nil {
-				continue
+			if g == nil || len(g.Members) == 0 {
+				continue // reported as undefined or empty
 			}
 			people := map[string]bool{}
 			for _, m := range g.Members {
@@ -954,10 +1068,26 @@ func (l *loader) checkTiers(p *Policy, tiersNode *yaml.Node) {
 				}
 			}
 			if a.Count > len(people) {
-				l.fail(pos, fmt.Sprintf("%s.approvals[%d].count", f, j), "tier %s can never be approved: it needs %d approvals from %s, which has %d people with its backups", t.ID, a.Count, a.Group, len(people))
+				row := item(child(pos, "approvals"), j)
+				l.fail(child(row, "count"), fmt.Sprintf("%s.approvals[%d].count", f, j), "tier %s can never be approved: it needs %d approvals from %s, which has %d people with its backups", t.ID, a.Count, a.Group, len(people))
 			}
 		}
 	}
+}
+
+// child returns the value of key in the mapping n, or n itself when there
+// is none, so that a problem points as close to its cause as it can.
+func child(n *yaml.Node, key string) *yaml.Node {
+	r := resolve(n)
+	if r == nil || r.Kind != yaml.MappingNode {
+		return n
+	}
+	for i := 0; i+1 < len(r.Content); i += 2 {
+		if r.Content[i].Value == key {
+			return resolve(r.Content[i+1])
+		}
+	}
+	return n
 }
 
 func subset(a, b []string) bool {
@@ -967,6 +1097,18 @@ func subset(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// parseCron checks a cron spec. robfig/cron panics on some malformed
+// specs (such as "TZ=UTC" with nothing after it); that is a bad spec too.
+func parseCron(spec string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot parse it")
+		}
+	}()
+	_, err = cron.ParseStandard(spec)
+	return err
 }
 
 // ParseDuration parses a Go duration ("90m", "48h") or a whole number of

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -61,7 +62,9 @@ type Labels []string
 func (ls *Labels) UnmarshalJSON(b []byte) error {
 	var raw []json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
+		// The decoder would place the error by its offset in b alone, so
+		// ParseMergeRequest places it by the field.
+		return &fieldError{field: "labels", msg: "want a list of label names or label objects, got " + truncate(string(b), 40)}
 	}
 	out := make(Labels, 0, len(raw))
 	for _, r := range raw {
@@ -75,13 +78,21 @@ func (ls *Labels) UnmarshalJSON(b []byte) error {
 			Name  string `json:"name"`
 		}
 		if err := json.Unmarshal(r, &o); err != nil {
-			return fmt.Errorf("want a label name or a label object, got %s", truncate(string(r), 40))
+			return &fieldError{field: "labels", msg: "want a label name or a label object, got " + truncate(string(r), 40)}
 		}
 		out = append(out, cmpOr(o.Title, o.Name))
 	}
 	*ls = out
 	return nil
 }
+
+// fieldError is a mistake in one top-level field that the JSON decoder
+// cannot place; jsonProblem finds the field's line.
+type fieldError struct {
+	field, msg string
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
 
 func cmpOr(a, b string) string {
 	if a != "" {
@@ -133,8 +144,12 @@ func ParseMergeRequest(file string, data []byte) (*MergeRequest, error) {
 	if err := dec.Decode(&mr); err != nil {
 		return nil, jsonProblem(file, data, err)
 	}
+	end := dec.InputOffset()
 	if _, err := dec.Token(); err != io.EOF {
-		line, col := position(data, dec.InputOffset())
+		for end < int64(len(data)) && isSpace(data[end]) {
+			end++
+		}
+		line, col := position(data, end)
 		return nil, &Problem{File: file, Line: line, Col: col, Msg: "unexpected data after the merge request object"}
 	}
 	var probs []*Problem
@@ -157,12 +172,29 @@ func ParseMergeRequest(file string, data []byte) (*MergeRequest, error) {
 func jsonProblem(file string, data []byte, err error) *Problem {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	var fe *fieldError
+	var pe *time.ParseError
 	switch {
+	case errors.As(err, &fe):
+		line, col := position(data, valueOffset(data, fe.field))
+		return &Problem{File: file, Line: line, Col: col, Field: fe.field, Msg: fe.msg}
+	case errors.As(err, &pe), strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+		// updated_at is the only time the MR keeps.
+		off := valueOffset(data, "updated_at")
+		line, col := position(data, off)
+		got := "something else"
+		if pe != nil {
+			got = strconv.Quote(pe.Value)
+		} else if off < int64(len(data)) {
+			got = "a JSON " + jsonKind(data[off])
+		}
+		return &Problem{File: file, Line: line, Col: col, Field: "updated_at", Msg: "want a time such as 2026-01-02T15:04:05Z, got " + got}
 	case errors.As(err, &se):
-		line, col := position(data, se.Offset)
+		// Offset counts the bad byte itself.
+		line, col := position(data, se.Offset-1)
 		return &Problem{File: file, Line: line, Col: col, Msg: "not valid JSON: " + se.Error()}
 	case errors.As(err, &te):
-		line, col := position(data, te.Offset)
+		line, col := position(data, valueStart(data, te.Offset))
 		field := te.Field
 		return &Problem{File: file, Line: line, Col: col, Field: field, Msg: fmt.Sprintf("want %s, got a JSON %s", jsonType(te.Type.String()), te.Value)}
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -187,6 +219,84 @@ func jsonType(t string) string {
 	}
 	return "an object"
 }
+
+// valueStart returns where the value of an *json.UnmarshalTypeError
+// starts. The decoder reports the offset just after a string, number or
+// literal, and just after the opening bracket of an object or array.
+func valueStart(data []byte, off int64) int64 {
+	if off <= 0 || off > int64(len(data)) {
+		return min(max(off, 0), int64(len(data)))
+	}
+	i := off - 1
+	switch data[i] {
+	case '{', '[':
+		return i
+	case '"':
+		for j := i - 1; j >= 0; j-- {
+			if data[j] != '"' {
+				continue
+			}
+			backslashes := 0
+			for k := j - 1; k >= 0 && data[k] == '\\'; k-- {
+				backslashes++
+			}
+			if backslashes%2 == 0 {
+				return j
+			}
+		}
+		return i
+	}
+	for i > 0 && !strings.ContainsRune(" \t\r\n:,[", rune(data[i-1])) {
+		i--
+	}
+	return i
+}
+
+// valueOffset returns the offset of the value of key in the top-level
+// object of data, or 0 when it cannot be found.
+func valueOffset(data []byte, key string) int64 {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return 0
+		}
+		if k == key {
+			off := dec.InputOffset()
+			for off < int64(len(data)) && (isSpace(data[off]) || data[off] == ':') {
+				off++
+			}
+			return off
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return 0
+		}
+	}
+	return 0
+}
+
+// jsonKind names the kind of JSON value that starts with b.
+func jsonKind(b byte) string {
+	switch b {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
 
 // position converts a byte offset to a 1-based line and column.
 func position(data []byte, off int64) (line, col int) {

@@ -11,15 +11,8 @@ import (
 	"github.com/threatgate/threatgate/bot"
 )
 
-// OutboxRecord is an effect waiting for delivery. Effect.ID is its id in
-// the outbox and the idempotency key the dispatcher passes on.
-type OutboxRecord struct {
-	Effect      bot.Effect `json:"effect"`
-	Attempts    int        `json:"attempts"`
-	NextAttempt time.Time  `json:"next_attempt"`
-	LastError   string     `json:"last_error,omitempty"`
-	Created     time.Time  `json:"created"`
-}
+// OutboxRecord is an effect waiting for delivery (bot.OutboxRecord).
+type OutboxRecord = bot.OutboxRecord
 
 // enqueue puts the effects of c into the outbox; headSeq is the chain
 // head before c's events.
@@ -126,6 +119,34 @@ func (d *DB) DueEffects(ctx context.Context, now time.Time, limit int) ([]Outbox
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read due effects: %w", err)
+	}
+	return out, nil
+}
+
+// PendingEffects returns up to limit effects waiting for delivery, due or
+// not, in id order: the effects of one escalation in the order they were
+// decided. limit <= 0 means no limit.
+func (d *DB) PendingEffects(ctx context.Context, limit int) ([]OutboxRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read pending effects: %w", err)
+	}
+	var out []OutboxRecord
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if limit > 0 && len(out) == limit {
+				break
+			}
+			var rec OutboxRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("outbox record %s: %w", k, err)
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read pending effects: %w", err)
 	}
 	return out, nil
 }
