@@ -73,6 +73,7 @@ type Message struct {
 	Thread     MessageRef // zero to open the escalation's thread
 	Text       string
 	Mention    []string
+	Security   bool // also post to the security channel
 }
 
 // MessageRef locates a posted message on its surface.

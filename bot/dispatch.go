@@ -1,0 +1,217 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Outbox is what the dispatcher needs of the store.
+type Outbox interface {
+	PendingEffects(ctx context.Context, limit int) ([]OutboxRecord, error)
+	EffectDone(ctx context.Context, id string) error
+	EffectFailed(ctx context.Context, id string, next time.Time, errText string) error
+}
+
+// Dispatcher delivers the outbox: commit statuses, MR notes and labels to
+// the forge, thread posts to chat, pages to the pager. Every delivery
+// carries the effect's id as its idempotency key; failures are retried
+// with backoff (or after the time a rate limit names), and an escalation's
+// effects are delivered in the order they were decided: when one fails,
+// the later ones of the same escalation wait for it.
+type Dispatcher struct {
+	outbox Outbox
+	forge  Forge
+	chat   Chat
+	pager  Pager
+	clock  Clock
+	log    *slog.Logger
+	wake   chan struct{}
+
+	// OnResult, when set, is told of every delivery attempt (for metrics).
+	OnResult func(kind EffectKind, err error)
+}
+
+// Backoff bounds.
+const (
+	minBackoff = time.Second
+	maxBackoff = 5 * time.Minute
+)
+
+// never is when a permanently failed effect would be tried again: it
+// stays in the outbox for an operator to see, and is not retried.
+var never = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// NewDispatcher builds a dispatcher. forge, chat and pager may be nil: the
+// effects meant for them are then dropped with a log line, as an
+// integration that is not configured cannot deliver them.
+func NewDispatcher(o Outbox, forge Forge, chat Chat, pager Pager, clock Clock, log *slog.Logger) *Dispatcher {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{outbox: o, forge: forge, chat: chat, pager: pager, clock: clock,
+		log: log.With("component", "dispatcher"), wake: make(chan struct{}, 1)}
+}
+
+// Wake asks the dispatcher to look at the outbox now (after a commit).
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx is done, looking at the outbox when woken and at
+// least every poll interval.
+func (d *Dispatcher) Run(ctx context.Context, poll time.Duration) error {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if _, err := d.DeliverDue(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("outbox pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// DeliverDue makes one pass over the outbox and returns how many effects
+// it delivered.
+func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
+	recs, err := d.outbox.PendingEffects(ctx, 0)
+	if err != nil {
+		return 0, err
+	}
+	now := d.clock.Now()
+	held := map[string]bool{} // escalations with an earlier effect still waiting
+	delivered := 0
+	for i, rec := range recs {
+		if ctx.Err() != nil {
+			return delivered, ctx.Err()
+		}
+		ef := rec.Effect
+		group := ef.Escalation
+		if group == "" {
+			group = ef.ID // effects of no escalation are independent
+		}
+		if held[group] || rec.NextAttempt.Equal(never) {
+			// A dead effect holds nothing up: the rest of its escalation
+			// still goes out.
+			continue
+		}
+		if rec.NextAttempt.After(now) {
+			held[group] = true
+			continue
+		}
+		if ef.Kind == EffectStatus && supersededStatus(recs[i+1:], ef) {
+			// A later status for the same head is queued: only the last
+			// one matters, so this one is not sent at all.
+			if err := d.outbox.EffectDone(ctx, ef.ID); err != nil {
+				return delivered, err
+			}
+			continue
+		}
+		err := d.deliver(ctx, ef)
+		if d.OnResult != nil {
+			d.OnResult(ef.Kind, err)
+		}
+		if err == nil {
+			if err := d.outbox.EffectDone(ctx, ef.ID); err != nil {
+				return delivered, err
+			}
+			delivered++
+			continue
+		}
+		next, permanent := d.retryAt(now, rec.Attempts+1, err)
+		held[group] = !permanent
+		log := d.log.With("effect_id", ef.ID, "kind", ef.Kind, "escalation_id", ef.Escalation, "attempt", rec.Attempts+1)
+		if permanent {
+			log.Error("delivery failed for good; fix the cause, the effect stays in the outbox", "err", err)
+		} else {
+			log.Warn("delivery failed, will retry", "retry_in", next.Sub(now), "err", err)
+		}
+		if err := d.outbox.EffectFailed(ctx, ef.ID, next, err.Error()); err != nil {
+			return delivered, err
+		}
+	}
+	return delivered, nil
+}
+
+// supersededStatus reports whether a later status effect for the same
+// escalation and head SHA is in rest.
+func supersededStatus(rest []OutboxRecord, ef Effect) bool {
+	for _, r := range rest {
+		if r.Effect.Kind == EffectStatus && r.Effect.Escalation == ef.Escalation && r.Effect.SHA == ef.SHA && ef.Escalation != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// retryAt says when to try again after the n-th failed attempt.
+func (d *Dispatcher) retryAt(now time.Time, n int, err error) (time.Time, bool) {
+	var perm interface{ Permanent() bool }
+	if errors.As(err, &perm) && perm.Permanent() {
+		return never, true
+	}
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+		return now.Add(ra.RetryAfter()), false
+	}
+	wait := minBackoff << min(n-1, 16)
+	if wait > maxBackoff || wait <= 0 {
+		wait = maxBackoff
+	}
+	return now.Add(wait), false
+}
+
+// errNotConfigured marks effects for an integration that is off.
+var errNotConfigured = errors.New("not configured")
+
+func (d *Dispatcher) deliver(ctx context.Context, ef Effect) error {
+	var err error
+	switch ef.Kind {
+	case EffectStatus, EffectMRNote, EffectMRLabels:
+		if d.forge == nil {
+			err = errNotConfigured
+			break
+		}
+		switch ef.Kind {
+		case EffectStatus:
+			err = d.forge.SetStatus(ctx, ef)
+		case EffectMRNote:
+			err = d.forge.PostNote(ctx, ef)
+		default:
+			err = d.forge.AddLabels(ctx, ef)
+		}
+	case EffectThreadPost:
+		if d.chat == nil {
+			err = errNotConfigured
+			break
+		}
+		_, err = d.chat.Post(ctx, Message{Key: ef.ID, Escalation: ef.Escalation, Text: ef.Body(), Mention: ef.Mention, Security: ef.Security})
+	case EffectPage:
+		if d.pager == nil {
+			err = errNotConfigured
+			break
+		}
+		err = d.pager.Trigger(ctx, ef.ID, ef.Body())
+	default:
+		d.log.Error("unknown effect kind, dropped", "effect_id", ef.ID, "kind", ef.Kind)
+		return nil
+	}
+	if errors.Is(err, errNotConfigured) {
+		d.log.Debug("no integration for effect, dropped", "effect_id", ef.ID, "kind", ef.Kind)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deliver %s %s: %w", ef.Kind, ef.ID, err)
+	}
+	return nil
+}
