@@ -49,3 +49,18 @@ type OutboxRecord struct {
 	LastError   string    `json:"last_error,omitempty"`
 	Created     time.Time `json:"created"`
 }
+
+// InboxItem is a verified input recorded before it was acknowledged: a
+// webhook body waiting to be processed (fetching the MR, deciding). It
+// stays in the store's inbox until it is done, so nothing acknowledged is
+// lost to a crash or an outage.
+type InboxItem struct {
+	ID          uint64    `json:"id"`
+	Key         string    `json:"key"`  // delivery id (webhook UUID); "" for none
+	Kind        string    `json:"kind"` // what Body is, e.g. "Merge Request Hook"
+	Body        []byte    `json:"body"`
+	At          time.Time `json:"at"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+	LastError   string    `json:"last_error,omitempty"`
+}

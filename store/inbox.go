@@ -13,20 +13,8 @@ import (
 	"github.com/threatgate/threatgate/bot"
 )
 
-// InboxItem is a verified input recorded before it was acknowledged: a
-// webhook body waiting to be processed (fetching the MR, deciding). It
-// stays in the inbox until InboxDone, so nothing acknowledged is lost to a
-// crash or an outage.
-type InboxItem struct {
-	ID          uint64    `json:"id"`
-	Key         string    `json:"key"`  // delivery id (webhook UUID); "" for none
-	Kind        string    `json:"kind"` // what Body is, e.g. "gitlab:Merge Request Hook"
-	Body        []byte    `json:"body"`
-	At          time.Time `json:"at"`
-	Attempts    int       `json:"attempts"`
-	NextAttempt time.Time `json:"next_attempt"`
-	LastError   string    `json:"last_error,omitempty"`
-}
+// InboxItem is a verified input waiting to be processed (bot.InboxItem).
+type InboxItem = bot.InboxItem
 
 // inboxKeyTTL is how long a delivery id is remembered after its item was
 // recorded: GitLab retries a webhook for far less.

@@ -1,0 +1,22 @@
+// Package gitlab is threatgate's GitLab adapter: it verifies and records
+// webhooks (Intake), turns them into bot inputs after fetching the MR's
+// current state through the API (Worker), reconciles what webhooks missed,
+// and implements bot.Forge (commit statuses or external status checks, MR
+// notes, labels) over gitlab.com/gitlab-org/api/client-go.
+//
+// # Basics
+//
+// Intake answers GitLab within milliseconds: it checks X-Gitlab-Token in
+// constant time before reading the body, bounds the body, checks it is
+// JSON, records it durably in the store's inbox (deduplicated by
+// X-Gitlab-Event-UUID or Idempotency-Key) and answers 200. Everything that
+// calls GitLab happens afterwards, in the Worker. A webhook is only a
+// trigger: the Worker fetches the MR as it is now, so a late or repeated
+// delivery can never move an escalation backwards.
+//
+// # Caveats
+//
+// The client runs with client-go's own retries off: the outbox owns
+// retries, and client-go would otherwise repeat POSTs (duplicate notes).
+// This package imports bot and policies, never another adapter.
+package gitlab

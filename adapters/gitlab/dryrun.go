@@ -1,0 +1,71 @@
+package gitlab
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/threatgate/threatgate/bot"
+)
+
+// DryRun is the forge used when gitlab.url is empty: it does nothing to
+// GitLab, logs what it would have done, and remembers the latest actions
+// so the dashboard and /api can show them.
+type DryRun struct {
+	Log   *slog.Logger
+	Clock bot.Clock
+
+	mu   sync.Mutex
+	seen []DryRunAction
+}
+
+// DryRunAction is one thing the dry-run forge would have done.
+type DryRunAction struct {
+	At         time.Time `json:"at"`
+	Kind       string    `json:"kind"`
+	Escalation string    `json:"escalation"`
+	Project    string    `json:"project"`
+	MRIID      int64     `json:"mr_iid"`
+	SHA        string    `json:"sha,omitempty"`
+	Status     string    `json:"status,omitempty"`
+	Text       string    `json:"text,omitempty"`
+	Labels     []string  `json:"labels,omitempty"`
+}
+
+var _ bot.Forge = (*DryRun)(nil)
+
+const dryRunKeep = 200
+
+func (d *DryRun) record(e bot.Effect) error {
+	a := DryRunAction{Kind: string(e.Kind), Escalation: e.Escalation, Project: e.Project, MRIID: e.MRIID, SHA: e.SHA, Status: e.Status, Text: e.Body(), Labels: e.Labels}
+	if d.Clock != nil {
+		a.At = d.Clock.Now()
+	}
+	if d.Log != nil {
+		d.Log.Info("dry run: would act on GitLab", "kind", a.Kind, "escalation_id", a.Escalation, "project", a.Project, "mr_iid", a.MRIID, "sha", a.SHA, "status", a.Status)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seen = append(d.seen, a)
+	if len(d.seen) > dryRunKeep {
+		d.seen = d.seen[len(d.seen)-dryRunKeep:]
+	}
+	return nil
+}
+
+// SetStatus records what status would have been set.
+func (d *DryRun) SetStatus(_ context.Context, e bot.Effect) error { return d.record(e) }
+
+// PostNote records what note would have been posted.
+func (d *DryRun) PostNote(_ context.Context, e bot.Effect) error { return d.record(e) }
+
+// AddLabels records what labels would have been added.
+func (d *DryRun) AddLabels(_ context.Context, e bot.Effect) error { return d.record(e) }
+
+// Actions returns the latest actions, newest last.
+func (d *DryRun) Actions() []DryRunAction {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]DryRunAction(nil), d.seen...)
+}

@@ -1,0 +1,264 @@
+package gitlab
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/threatgate/threatgate/bot"
+)
+
+// Inbox records verified inputs durably; store.DB implements it.
+type Inbox interface {
+	Enqueue(ctx context.Context, key, kind string, body []byte, at time.Time) (dup bool, err error)
+}
+
+// Webhook event kinds threatgate handles (the X-Gitlab-Event header).
+const (
+	EventMergeRequest = "Merge Request Hook"
+	EventNote         = "Note Hook"
+)
+
+// DefaultMaxBody bounds a webhook body.
+const DefaultMaxBody = 10 << 20
+
+// Intake is the http.Handler for POST /webhooks/gitlab.
+type Intake struct {
+	Secret  bot.Secret // the webhook's secret token; an empty secret refuses everything
+	Inbox   Inbox
+	Clock   bot.Clock
+	MaxBody int64 // default DefaultMaxBody
+	Log     *slog.Logger
+	// Wake, when set, is called after an input was recorded.
+	Wake func()
+	// Observe, when set, is told how each request ended: "accepted",
+	// "duplicate", "ignored", "unauthorized", "too_large", "bad_request",
+	// "method_not_allowed", "error".
+	Observe func(result string)
+}
+
+func (h *Intake) observe(result string) {
+	if h.Observe != nil {
+		h.Observe(result)
+	}
+}
+
+func (h *Intake) log() *slog.Logger {
+	if h.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Log
+}
+
+// tokenOK compares the header with the secret in constant time (over
+// digests, so the length does not leak either).
+func tokenOK(got string, want bot.Secret) bool {
+	if want == "" || got == "" {
+		return false
+	}
+	a := sha256.Sum256([]byte(got))
+	b := sha256.Sum256([]byte(want.Reveal()))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+func (h *Intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.observe("method_not_allowed")
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	// Verify before reading anything of the body.
+	if !tokenOK(r.Header.Get("X-Gitlab-Token"), h.Secret) {
+		h.observe("unauthorized")
+		h.log().Warn("webhook refused: bad or missing X-Gitlab-Token", "remote", r.RemoteAddr)
+		http.Error(w, "bad or missing X-Gitlab-Token", http.StatusUnauthorized)
+		return
+	}
+	kind := r.Header.Get("X-Gitlab-Event")
+	if kind != EventMergeRequest && kind != EventNote {
+		h.observe("ignored")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "ignored: threatgate handles Merge Request Hook and Note Hook\n")
+		return
+	}
+	limit := h.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	if r.ContentLength > limit {
+		h.observe("too_large")
+		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.observe("too_large")
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		h.observe("bad_request")
+		http.Error(w, "cannot read the body", http.StatusBadRequest)
+		return
+	}
+	relevant, err := screen(kind, body)
+	if err != nil {
+		h.observe("bad_request")
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !relevant {
+		h.observe("ignored")
+		io.WriteString(w, "ignored\n")
+		return
+	}
+	key := r.Header.Get("X-Gitlab-Event-UUID")
+	if key == "" {
+		key = r.Header.Get("Idempotency-Key")
+	}
+	if len(key) > 200 {
+		key = key[:200]
+	}
+	if key != "" {
+		key = "gitlab:" + key
+	}
+	dup, err := h.Inbox.Enqueue(r.Context(), key, kind, body, h.Clock.Now())
+	if err != nil {
+		h.observe("error")
+		h.log().Error("cannot record webhook", "err", err)
+		http.Error(w, "cannot record the event; GitLab will retry", http.StatusServiceUnavailable)
+		return
+	}
+	if dup {
+		h.observe("duplicate")
+		io.WriteString(w, "duplicate: already recorded\n")
+		return
+	}
+	h.observe("accepted")
+	io.WriteString(w, "recorded\n")
+	if h.Wake != nil {
+		h.Wake()
+	}
+}
+
+// mrHook is the part of a Merge Request Hook threatgate reads.
+type mrHook struct {
+	ObjectKind string `json:"object_kind"`
+	User       struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	Project struct {
+		ID                int64  `json:"id"`
+		PathWithNamespace string `json:"path_with_namespace"`
+		WebURL            string `json:"web_url"`
+	} `json:"project"`
+	ObjectAttributes struct {
+		IID          int64  `json:"iid"`
+		Title        string `json:"title"`
+		Description  string `json:"description"`
+		State        string `json:"state"`
+		Action       string `json:"action"`
+		OldRev       string `json:"oldrev"`
+		URL          string `json:"url"`
+		TargetBranch string `json:"target_branch"`
+		SourceBranch string `json:"source_branch"`
+		UpdatedAt    string `json:"updated_at"`
+		LastCommit   struct {
+			ID string `json:"id"`
+		} `json:"last_commit"`
+	} `json:"object_attributes"`
+	Labels []struct {
+		Title string `json:"title"`
+	} `json:"labels"`
+}
+
+// noteHook is the part of a Note Hook threatgate reads.
+type noteHook struct {
+	User struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	Project struct {
+		PathWithNamespace string `json:"path_with_namespace"`
+	} `json:"project"`
+	ObjectAttributes struct {
+		ID           int64  `json:"id"`
+		Note         string `json:"note"`
+		NoteableType string `json:"noteable_type"`
+	} `json:"object_attributes"`
+	MergeRequest struct {
+		IID int64 `json:"iid"`
+	} `json:"merge_request"`
+}
+
+// screen checks a body is a well-formed event threatgate acts on; an
+// error is a 400 for the sender.
+func screen(kind string, body []byte) (bool, error) {
+	switch kind {
+	case EventMergeRequest:
+		var h mrHook
+		if err := json.Unmarshal(body, &h); err != nil {
+			return false, errors.New("malformed JSON: " + jsonErr(err))
+		}
+		if h.Project.PathWithNamespace == "" || h.ObjectAttributes.IID <= 0 {
+			return false, errors.New("a Merge Request Hook needs project.path_with_namespace and object_attributes.iid")
+		}
+		return true, nil
+	case EventNote:
+		var h noteHook
+		if err := json.Unmarshal(body, &h); err != nil {
+			return false, errors.New("malformed JSON: " + jsonErr(err))
+		}
+		if h.ObjectAttributes.NoteableType != "MergeRequest" || commandLine(h.ObjectAttributes.Note) == "" {
+			return false, nil // ordinary comments are none of threatgate's business
+		}
+		if h.Project.PathWithNamespace == "" || h.MergeRequest.IID <= 0 || h.User.Username == "" {
+			return false, errors.New("a Note Hook needs project.path_with_namespace, merge_request.iid and user.username")
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+func jsonErr(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return se.Error()
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "field " + te.Field + " has the wrong type"
+	}
+	return "not a JSON object"
+}
+
+// commandLine returns the comment from its first "/threatgate" line on, or
+// "" when there is none. GitLab owns /approve in comments, so only the
+// /threatgate form is read here.
+func commandLine(note string) string {
+	for i, line := range strings.Split(note, "\n") {
+		t := strings.TrimSpace(line)
+		if t == "/threatgate" || strings.HasPrefix(t, "/threatgate ") {
+			return strings.Join(strings.Split(note, "\n")[i:], "\n")
+		}
+	}
+	return ""
+}
+
+// parseTime reads GitLab's webhook times: RFC 3339 or "2006-01-02 15:04:05 UTC".
+func parseTime(s string) time.Time {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05 MST", "2006-01-02 15:04:05 -0700"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
+}
