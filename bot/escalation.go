@@ -80,6 +80,7 @@ type Escalation struct {
 
 	DeferredUntil time.Time `json:"deferred_until,omitzero"`
 	Bypassed      bool      `json:"bypassed,omitempty"`
+	Forged        int       `json:"forged,omitempty"` // gate statuses found set by someone else
 
 	CreatedAt        time.Time `json:"created_at"`
 	UpdatedAt        time.Time `json:"updated_at"`

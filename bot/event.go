@@ -205,6 +205,8 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		if d.MRState != "" {
 			e.MRState = d.MRState
 		}
+	case EventStatusForged:
+		e.Forged++
 	case EventReopened:
 		e.MRState = "opened"
 	case EventStateChanged:

@@ -1,0 +1,131 @@
+// Package web serves threatgate's HTTP pages and JSON API: the list of
+// escalations now, the dashboard and the local chat console later. It
+// reads through small interfaces and imports bot and policies only.
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/policies"
+)
+
+// Lister lists every escalation; store.DB is one.
+type Lister interface {
+	List(ctx context.Context) ([]*bot.Escalation, error)
+}
+
+// API serves GET /api/escalations.
+type API struct {
+	Store  Lister
+	Policy func() *policies.Policy
+	Log    *slog.Logger
+}
+
+// EscalationJSON is one item of GET /api/escalations; its keys are a
+// contract with API users.
+type EscalationJSON struct {
+	ID               string           `json:"id"`
+	Project          string           `json:"project"`
+	MRIID            int64            `json:"mr_iid"`
+	MRURL            string           `json:"mr_url,omitempty"`
+	Title            string           `json:"title,omitempty"`
+	State            bot.State        `json:"state"`
+	Tier             string           `json:"tier"`
+	TierName         string           `json:"tier_name,omitempty"`
+	Score            int              `json:"score"`
+	HeadSHA          string           `json:"head_sha"`
+	MissingArtifacts []string         `json:"missing_artifacts"`
+	Approvals        []ApprovalJSON   `json:"approvals"`
+	Waiting          []string         `json:"waiting"`
+	Signals          []policies.Fired `json:"signals"`
+	Manual           bool             `json:"manual"`
+	Urgent           bool             `json:"urgent"`
+	Bypassed         bool             `json:"bypassed"`
+	CreatedAt        time.Time        `json:"created_at"`
+	UpdatedAt        time.Time        `json:"updated_at"`
+	DecisionDue      *time.Time       `json:"decision_due"`
+}
+
+// ApprovalJSON is one approval of an escalation.
+type ApprovalJSON struct {
+	By    string    `json:"by"`
+	Group string    `json:"group,omitempty"`
+	Role  string    `json:"role"`
+	SHA   string    `json:"sha"`
+	Stale bool      `json:"stale"`
+	At    time.Time `json:"at"`
+}
+
+// Convert renders an escalation as the API shows it.
+func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
+	j := EscalationJSON{
+		ID: e.ID, Project: e.Project, MRIID: e.MRIID, MRURL: e.MRURL, Title: e.Title, State: e.State,
+		Tier: e.Tier, TierName: e.TierName, Score: e.Score, HeadSHA: e.HeadSHA,
+		MissingArtifacts: []string{}, Approvals: []ApprovalJSON{}, Waiting: []string{}, Signals: []policies.Fired{},
+		Manual: e.Manual, Urgent: e.Urgent, Bypassed: e.Bypassed, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
+	}
+	if pol != nil {
+		if m := e.MissingArtifacts(pol.Tier(e.Tier)); m != nil {
+			j.MissingArtifacts = m
+		}
+	}
+	t := (*policies.Tier)(nil)
+	if pol != nil {
+		t = pol.Tier(e.Tier)
+	}
+	for _, a := range e.Approvals {
+		stale := a.Stale || (t != nil && t.ResetApprovalsOnPush && a.SHA != e.HeadSHA)
+		role := a.Role
+		if a.Arbiter {
+			role = "arbiter"
+		}
+		j.Approvals = append(j.Approvals, ApprovalJSON{By: a.By, Group: a.Group, Role: role, SHA: a.SHA, Stale: stale, At: a.At})
+	}
+	if e.Waiting != nil {
+		j.Waiting = e.Waiting
+	}
+	if e.Signals != nil {
+		j.Signals = e.Signals
+	}
+	if !e.DecisionDue.IsZero() {
+		d := e.DecisionDue
+		j.DecisionDue = &d
+	}
+	return j
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	all, err := a.Store.List(r.Context())
+	if err != nil {
+		if a.Log != nil {
+			a.Log.Error("list escalations", "err", err)
+		}
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	state := r.URL.Query().Get("state")
+	pol := a.Policy()
+	out := make([]EscalationJSON, 0, len(all))
+	for _, e := range all {
+		if state != "" && string(e.State) != state {
+			continue
+		}
+		out = append(out, Convert(e, pol))
+	}
+	slices.SortStableFunc(out, func(x, y EscalationJSON) int { return x.CreatedAt.Compare(y.CreatedAt) })
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
+}

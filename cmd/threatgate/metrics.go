@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/threatgate/threatgate/bot"
+)
+
+// metrics are threatgate's Prometheus series, on a registry of their own.
+type metrics struct {
+	reg        *prometheus.Registry
+	webhooks   *prometheus.CounterVec
+	processing *prometheus.HistogramVec
+	deliveries *prometheus.CounterVec
+	failures   *prometheus.CounterVec
+}
+
+// storeStats is what the scrape-time collector reads.
+type storeStats interface {
+	List(ctx context.Context) ([]*bot.Escalation, error)
+	OutboxDepth(ctx context.Context) (int, error)
+	InboxDepth(ctx context.Context) (int, error)
+}
+
+func newMetrics(st storeStats) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "threatgate_webhook_requests_total", Help: "Webhook requests by how they ended (accepted, duplicate, ignored, unauthorized, too_large, bad_request, error).",
+		}, []string{"source", "result"}),
+		processing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "threatgate_webhook_processing_seconds", Help: "Time from a webhook's arrival to its processing (fetch, decide, commit).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, []string{"kind", "result"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "threatgate_outbox_deliveries_total", Help: "Effects delivered from the outbox, by kind.",
+		}, []string{"kind"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "threatgate_outbox_delivery_failures_total", Help: "Failed delivery attempts of outbox effects, by kind.",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.webhooks, m.processing, m.deliveries, m.failures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&storeCollector{st: st})
+	return m
+}
+
+func (m *metrics) webhook(source string) func(string) {
+	return func(result string) { m.webhooks.WithLabelValues(source, result).Inc() }
+}
+
+func (m *metrics) processed(kind string, latency time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.processing.WithLabelValues(kind, result).Observe(latency.Seconds())
+}
+
+func (m *metrics) delivered(kind bot.EffectKind, err error) {
+	if err != nil {
+		m.failures.WithLabelValues(string(kind)).Inc()
+		return
+	}
+	m.deliveries.WithLabelValues(string(kind)).Inc()
+}
+
+// storeCollector reads gauges from the store at scrape time.
+type storeCollector struct{ st storeStats }
+
+var (
+	descOpen     = prometheus.NewDesc("threatgate_escalations", "Escalations by tier and state (merged and withdrawn included).", []string{"tier", "state"}, nil)
+	descOutbox   = prometheus.NewDesc("threatgate_outbox_depth", "Effects waiting in the outbox.", nil, nil)
+	descInbox    = prometheus.NewDesc("threatgate_inbox_depth", "Recorded webhooks waiting to be processed.", nil, nil)
+	descBypassed = prometheus.NewDesc("threatgate_bypasses", "Merges of escalated MRs that were not approved.", nil, nil)
+	descForged   = prometheus.NewDesc("threatgate_forged_statuses", "Gate statuses found set by someone other than threatgate.", nil, nil)
+	descUp       = prometheus.NewDesc("threatgate_store_up", "1 when the store could be read at this scrape.", nil, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descOpen, descOutbox, descInbox, descBypassed, descForged, descUp} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	all, err := c.st.List(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
+		return
+	}
+	type key struct{ tier, state string }
+	counts := map[key]int{}
+	bypassed, forged := 0, 0
+	for _, e := range all {
+		counts[key{e.Tier, string(e.State)}]++
+		if e.Bypassed {
+			bypassed++
+		}
+		forged += e.Forged
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(n), k.tier, k.state)
+	}
+	ch <- prometheus.MustNewConstMetric(descBypassed, prometheus.GaugeValue, float64(bypassed))
+	ch <- prometheus.MustNewConstMetric(descForged, prometheus.GaugeValue, float64(forged))
+	if n, err := c.st.OutboxDepth(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(n))
+	}
+	if n, err := c.st.InboxDepth(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(descInbox, prometheus.GaugeValue, float64(n))
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
+}
