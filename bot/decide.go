@@ -128,6 +128,10 @@ func (d *decision) mr() error {
 		res := d.pol.Evaluate(mr)
 		if res.Tier == nil {
 			d.reply("%s!%d: no tier applies (score %d); no escalation", mr.Project(), mr.IID, res.Score)
+			if mi.AnswerCheck && mr.SHA != "" {
+				d.effect(Effect{Kind: EffectStatus, Project: mr.Project(), MRIID: mr.IID, SHA: mr.SHA, Status: StatusSuccess,
+					Text: fmt.Sprintf("no security review needed (score %d)", res.Score)})
+			}
 			return nil
 		}
 		d.open(mr, mi.CommitAuthors, res, false, false, "", nil, res.Tier)
@@ -817,7 +821,7 @@ func (d *decision) target() State {
 // settle moves the lifecycle where the events leave it and adds the
 // effects a transition or a new head needs.
 func (d *decision) settle() {
-	if d.esc == nil || (len(d.events) == 0 && d.seenStatus() == nil) {
+	if d.esc == nil || (len(d.events) == 0 && d.seenStatus() == nil && !d.answerCheck()) {
 		return
 	}
 	e := d.esc
@@ -860,6 +864,10 @@ func (d *decision) statusEffect() {
 	if now == "" || d.esc.HeadSHA == "" {
 		return
 	}
+	if d.answerCheck() {
+		d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+		return
+	}
 	if st := d.seenStatus(); st != nil && !sameStatus(st.State, now) {
 		// The forge shows something else than the gate's state on the
 		// head: lost, stale, or set by someone else. Put the truth back.
@@ -879,6 +887,10 @@ func (d *decision) statusEffect() {
 		}
 	}
 	d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+}
+
+func (d *decision) answerCheck() bool {
+	return d.in.Kind == InputMR && d.in.MR != nil && d.in.MR.AnswerCheck
 }
 
 // seenStatus returns the gate's status the forge reported for the current

@@ -371,6 +371,10 @@ func TestDecideGateEffects(t *testing.T) {
 			[]string{"mr_labels"}[:0]},
 		{"a missing status is set again", []Input{open}, mrIn(at(1), paths("src/auth/login.go"), seen("", "", false)),
 			[]string{"status pending@aaa111"}},
+		{"an external status check on an MR without a tier is passed", nil, func() Input { i := mrIn(action(MROpen), paths("README.md")); i.MR.AnswerCheck = true; return i }(),
+			[]string{"reply", "status success@aaa111"}},
+		{"an external status check is answered even when nothing changed", []Input{open}, func() Input { i := mrIn(paths("src/auth/login.go")); i.MR.AnswerCheck = true; return i }(),
+			[]string{"status pending@aaa111"}},
 		{"a forged success is overwritten and reported", []Input{open}, mrIn(at(1), paths("src/auth/login.go"), seen("success", "mallory", false)),
 			[]string{"thread_post", "status pending@aaa111"}},
 	} {

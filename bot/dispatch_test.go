@@ -13,7 +13,7 @@ import (
 
 type rateLimited struct{ after time.Duration }
 
-func (r rateLimited) Error() string               { return "429 too many requests" }
+func (r rateLimited) Error() string             { return "429 too many requests" }
 func (r rateLimited) RetryAfter() time.Duration { return r.after }
 
 type permanent struct{}

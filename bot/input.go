@@ -56,6 +56,10 @@ type MRInput struct {
 	// Status is the gate's commit status on the head as the forge shows it
 	// now, nil when unknown (not fetched) or absent.
 	Status *ForgeStatus
+	// AnswerCheck says the forge asked for the gate's state (an external
+	// status check): the state is set again even when nothing changed,
+	// and an MR that needs no review is passed.
+	AnswerCheck bool
 }
 
 // ForgeStatus is a commit status with the gate's name found on the MR head.

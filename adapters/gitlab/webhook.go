@@ -2,8 +2,10 @@ package gitlab
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -24,6 +26,9 @@ type Inbox interface {
 const (
 	EventMergeRequest = "Merge Request Hook"
 	EventNote         = "Note Hook"
+	// EventStatusCheck marks an external status check request in the
+	// inbox (GitLab sends no X-Gitlab-Event for those).
+	EventStatusCheck = "External Status Check"
 )
 
 // DefaultMaxBody bounds a webhook body.
@@ -144,6 +149,81 @@ func (h *Intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.observe("accepted")
+	io.WriteString(w, "recorded\n")
+	if h.Wake != nil {
+		h.Wake()
+	}
+}
+
+// StatusCheck is the http.Handler for POST /webhooks/gitlab/status-check:
+// GitLab's external status check requests (gate mode
+// external_status_check). The body is signed: X-Gitlab-Signature is the
+// hex HMAC-SHA256 of the body with the check's shared secret.
+type StatusCheck struct {
+	Secret  bot.Secret
+	Inbox   Inbox
+	Clock   bot.Clock
+	MaxBody int64
+	Log     *slog.Logger
+	Wake    func()
+	Observe func(result string)
+}
+
+// ValidSignature reports whether sig is the hex HMAC-SHA256 of body under
+// secret, comparing in constant time.
+func ValidSignature(body []byte, sig string, secret bot.Secret) bool {
+	if secret == "" || sig == "" {
+		return false
+	}
+	got, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
+	if err != nil {
+		return false
+	}
+	m := hmac.New(sha256.New, []byte(secret.Reveal()))
+	m.Write(body)
+	return hmac.Equal(got, m.Sum(nil))
+}
+
+func (h *StatusCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	in := &Intake{Secret: h.Secret, Inbox: h.Inbox, Clock: h.Clock, MaxBody: h.MaxBody, Log: h.Log, Observe: h.Observe}
+	if r.Method != http.MethodPost {
+		in.observe("method_not_allowed")
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	sig := r.Header.Get("X-Gitlab-Signature")
+	if h.Secret == "" || sig == "" {
+		in.observe("unauthorized")
+		http.Error(w, "missing X-Gitlab-Signature", http.StatusUnauthorized)
+		return
+	}
+	limit := h.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		in.observe("too_large")
+		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if !ValidSignature(body, sig, h.Secret) {
+		in.observe("unauthorized")
+		in.log().Warn("status check refused: bad X-Gitlab-Signature", "remote", r.RemoteAddr)
+		http.Error(w, "bad X-Gitlab-Signature", http.StatusUnauthorized)
+		return
+	}
+	if ok, err := screen(EventMergeRequest, body); err != nil || !ok {
+		in.observe("bad_request")
+		http.Error(w, "want a merge request status check payload", http.StatusBadRequest)
+		return
+	}
+	if _, err := h.Inbox.Enqueue(r.Context(), "", EventStatusCheck, body, h.Clock.Now()); err != nil {
+		in.observe("error")
+		http.Error(w, "cannot record the request", http.StatusServiceUnavailable)
+		return
+	}
+	in.observe("accepted")
 	io.WriteString(w, "recorded\n")
 	if h.Wake != nil {
 		h.Wake()

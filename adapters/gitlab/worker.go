@@ -157,16 +157,17 @@ func (d dropped) Permanent() bool { return true }
 
 func (w *Worker) process(ctx context.Context, it bot.InboxItem) error {
 	switch it.Kind {
-	case EventMergeRequest:
+	case EventMergeRequest, EventStatusCheck:
 		var h mrHook
 		if err := json.Unmarshal(it.Body, &h); err != nil {
-			return dropped{"malformed Merge Request Hook: " + err.Error()}
+			return dropped{"malformed " + it.Kind + ": " + err.Error()}
 		}
 		in, err := w.mrInput(ctx, &h)
 		if err != nil {
 			return err
 		}
 		in.Key = it.Key
+		in.MR.AnswerCheck = it.Kind == EventStatusCheck
 		_, err = w.Engine.Handle(ctx, in)
 		return settle(err)
 	case EventNote:

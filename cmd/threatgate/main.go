@@ -37,6 +37,8 @@ const (
 const usageText = `threatgate gates security-sensitive GitLab merge requests behind a threat assessment.
 
 Usage:
+  threatgate serve [--config FILE]                    run the server (webhooks, gate, API, metrics)
+  threatgate reconcile [--config FILE]                compare every open escalation with GitLab once
   threatgate policy lint FILE...                      check policy files; prints file:line:col: problem
   threatgate policy explain [--policy FILE] [--format text|json] [MR-CHANGES.json | -]
                                                       classify one MR (GitLab's MR-changes JSON)
@@ -70,6 +72,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	case "policy":
 		return e.policy(args[1:])
+	case "serve":
+		return e.serve(args[1:])
+	case "reconcile":
+		return e.reconcile(args[1:])
 	}
 	return e.usage("unknown command %q", args[0])
 }

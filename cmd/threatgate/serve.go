@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/threatgate/threatgate/adapters/gitlab"
+	"github.com/threatgate/threatgate/adapters/web"
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/policies"
+	"github.com/threatgate/threatgate/store"
+)
+
+// wallClock is the real clock.
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+// server is threatgate's running parts. newServer builds it; run serves
+// until its context ends.
+type server struct {
+	cfg        Config
+	log        *slog.Logger
+	clock      bot.Clock
+	db         *store.DB
+	engine     *bot.Engine
+	dispatcher *bot.Dispatcher
+	worker     *gitlab.Worker
+	client     *gitlab.Client // nil in a dry run or without gitlab
+	dry        *gitlab.DryRun // set in a dry run
+	metrics    *metrics
+	handler    http.Handler
+	ready      atomic.Bool
+
+	// poll is how often the worker and dispatcher look for work they were
+	// not woken for (retries coming due).
+	poll time.Duration
+}
+
+func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, clock bot.Clock, log *slog.Logger) (*server, error) {
+	s := &server{cfg: cfg, log: log, clock: clock, db: db, poll: time.Second}
+	s.engine = bot.NewEngine(db, pol, clock, log)
+	s.metrics = newMetrics(db)
+	var forge bot.Forge
+	if g := cfg.GitLab; g != nil {
+		if g.URL == "" {
+			s.dry = &gitlab.DryRun{Log: log.With("component", "gitlab-dry-run"), Clock: clock}
+			forge = s.dry
+		} else {
+			c, err := gitlab.New(gitlab.Config{
+				BaseURL: g.URL, Token: sec.GitLabToken, StatusName: g.StatusName, Gate: g.Gate,
+				StatusCheckName: g.StatusCheckName, DashboardURL: cfg.PublicURL(), Timeout: g.Timeout,
+				Log: log.With("component", "gitlab"),
+			})
+			if err != nil {
+				return nil, fmt.Errorf("gitlab client: %w", err)
+			}
+			s.client, forge = c, c
+		}
+	}
+	s.dispatcher = bot.NewDispatcher(db, forge, nil, nil, clock, log)
+	s.dispatcher.OnResult = s.metrics.delivered
+	s.worker = &gitlab.Worker{Inbox: db, Engine: wakingEngine{s.engine, s.dispatcher}, Store: db, Clock: clock,
+		Log: log.With("component", "gitlab-worker"), OnProcessed: s.metrics.processed}
+	if s.client != nil {
+		s.worker.Fetch, s.worker.Notes = s.client, s.client
+	}
+
+	mux := http.NewServeMux()
+	if g := cfg.GitLab; g != nil {
+		mux.Handle("POST /webhooks/gitlab", &gitlab.Intake{Secret: sec.GitLabWebhookSecret, Inbox: db, Clock: clock,
+			MaxBody: cfg.MaxBodyBytes, Log: log.With("component", "gitlab-intake"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab")})
+		if g.Gate == GateExternalStatusCheck {
+			mux.Handle("POST /webhooks/gitlab/status-check", &gitlab.StatusCheck{Secret: sec.GitLabStatusCheckSecret, Inbox: db, Clock: clock,
+				MaxBody: cfg.MaxBodyBytes, Log: log.With("component", "gitlab-status-check"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab_status_check")})
+		}
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := db.OutboxDepth(r.Context()); err != nil {
+			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	guard := s.dashboardGuard(sec.DashboardToken)
+	mux.Handle("GET /api/escalations", guard(&web.API{Store: db, Policy: s.engine.Policy, Log: log}))
+	mux.Handle("POST /api/reconcile", guard(http.HandlerFunc(s.reconcileHandler)))
+	if s.dry != nil {
+		mux.Handle("GET /api/dry-run", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, s.dry.Actions())
+		})))
+	}
+	s.handler = mux
+	return s, nil
+}
+
+// wakingEngine wakes the dispatcher after every input, so effects go out
+// as soon as they are committed.
+type wakingEngine struct {
+	*bot.Engine
+	d *bot.Dispatcher
+}
+
+func (w wakingEngine) Handle(ctx context.Context, in bot.Input) (bot.Reply, error) {
+	rep, err := w.Engine.Handle(ctx, in)
+	w.d.Wake()
+	return rep, err
+}
+
+// dashboardGuard requires the dashboard token as a bearer token when one
+// is configured.
+func (s *server) dashboardGuard(token bot.Secret) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		if token == "" {
+			return h
+		}
+		want := sha256.Sum256([]byte(token.Reveal()))
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got := sha256.Sum256([]byte(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="threatgate"`)
+				http.Error(w, "this needs the dashboard token: Authorization: Bearer <token>", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+func (s *server) reconcileHandler(w http.ResponseWriter, r *http.Request) {
+	n, err := s.worker.Reconcile(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, map[string]int{"reconciled": n})
+}
+
+// run serves on ln and runs the background work until ctx ends, then
+// shuts down gracefully: no new connections, in-flight requests finish,
+// background loops stop between items (every item is committed or left
+// in the inbox/outbox for the next start).
+func (s *server) run(ctx context.Context, ln net.Listener) error {
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.worker.Run(bg, s.poll) }()
+	go func() { defer wg.Done(); s.dispatcher.Run(bg, s.poll) }()
+	if s.client != nil && s.cfg.GitLab != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.reconcileLoop(bg, s.cfg.GitLab.ReconcileEvery) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.housekeeping(bg) }()
+
+	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.ready.Store(true)
+	s.log.Info("threatgate is serving", "listen", ln.Addr().String(), "url", s.cfg.PublicURL())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.ready.Store(false)
+	s.log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if serr := hs.Shutdown(shutdownCtx); serr != nil {
+		s.log.Warn("http shutdown", "err", serr)
+	}
+	stopBG()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *server) reconcileLoop(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = 10 * time.Minute
+	}
+	for {
+		n, err := s.worker.Reconcile(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("reconcile failed", "err", err)
+		} else if ctx.Err() == nil {
+			s.log.Info("reconciled", "merge_requests", n)
+		}
+		s.dispatcher.Wake()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// housekeeping prunes expired idempotency keys hourly.
+func (s *server) housekeeping(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			now := s.clock.Now()
+			s.db.PruneKeys(ctx, now)
+			s.db.PruneInboxKeys(ctx, now)
+		}
+	}
+}
+
+func (e *env) serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configPath := fs.String("config", "", "config file (default: built-in defaults)")
+	rest, code := e.parseFlags(fs, args)
+	if code != 0 {
+		return max(code, 0)
+	}
+	if len(rest) > 0 {
+		return e.usage("serve takes no arguments, got %q", rest[0])
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := e.loadConfig(*configPath)
+	if err != nil {
+		return e.printProblems(err)
+	}
+	for _, name := range cfg.unavailable() {
+		fmt.Fprintf(e.stderr, "threatgate: the %s integration is configured but not available in this build yet; remove its section to start\n", name)
+		return exitFinding
+	}
+	sec, warnings, err := cfg.LoadSecrets(os.Getenv)
+	if err != nil {
+		return e.printProblems(err)
+	}
+	for _, w := range append(cfg.Warnings(), warnings...) {
+		log.Warn(w)
+	}
+	pol, err := loadPolicy(cfg.Policy)
+	if err != nil {
+		return e.printProblems(err)
+	}
+	db, err := store.Open(cfg.DataDir, store.Logger(log))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "threatgate: %v\n", err)
+		return exitFinding
+	}
+	defer db.Close()
+	s, err := newServer(cfg, sec, pol, db, wallClock{}, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "threatgate: %v\n", err)
+		return exitFinding
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "threatgate: listen on %s: %v\n", cfg.Listen, err)
+		return exitFinding
+	}
+	if err := s.run(e.ctx, ln); err != nil {
+		fmt.Fprintf(e.stderr, "threatgate: %v\n", err)
+		return exitFinding
+	}
+	return exitOK
+}
+
+// loadConfig reads the config file, or the defaults when path is "", and
+// validates it.
+func (e *env) loadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		var err error
+		if cfg, err = LoadConfig(path); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// unavailable names the configured integrations this build cannot run.
+func (c *Config) unavailable() []string {
+	var out []string
+	if c.Slack != nil {
+		out = append(out, "slack")
+	}
+	if c.Discord != nil {
+		out = append(out, "discord")
+	}
+	if c.PagerDuty != nil {
+		out = append(out, "pagerduty")
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
