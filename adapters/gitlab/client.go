@@ -1,0 +1,235 @@
+package gitlab
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	gl "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/policies"
+)
+
+// Gate modes: how threatgate blocks a merge request.
+const (
+	// GateStatus sets a commit status on the MR head, in its head
+	// pipeline, so that "Pipelines must succeed" waits for it.
+	GateStatus = "status"
+	// GateExternalStatusCheck answers the project's external status check
+	// (GitLab Ultimate), so that "Status checks must succeed" waits for it.
+	GateExternalStatusCheck = "external_status_check"
+)
+
+// DefaultStatusName is the name of the gate's commit status.
+const DefaultStatusName = "threatgate/security-review"
+
+// Config configures a Client. BaseURL and Token are required.
+type Config struct {
+	BaseURL string     // https://gitlab.example.com; client-go appends /api/v4/
+	Token   bot.Secret // a token with the api scope
+	// StatusName names the gate's commit status; default
+	// DefaultStatusName.
+	StatusName string
+	// Gate is GateStatus (default) or GateExternalStatusCheck.
+	Gate string
+	// StatusCheckName names the project's external status check that
+	// threatgate answers in GateExternalStatusCheck mode; default
+	// StatusName.
+	StatusCheckName string
+	// DashboardURL is threatgate's public dashboard; a status links to
+	// DashboardURL + "/escalations/" + the escalation id. "" for no link.
+	DashboardURL string
+	Timeout      time.Duration // per HTTP request; default 10s
+	// HTTPClient is optional (tests); its Timeout is set to Timeout when
+	// zero.
+	HTTPClient *http.Client
+	Log        *slog.Logger
+}
+
+// Client is the GitLab side of threatgate: it reads merge requests
+// (FetchMR) and acts on them as bot.Forge. It does not retry: the
+// dispatcher's outbox owns retries, and every error tells it whether to
+// wait (RetryAfter), give up (Permanent) or try again later. A Client is
+// safe for concurrent use.
+type Client struct {
+	api *gl.Client
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	mu     sync.Mutex
+	me     string           // the token's username, "" until known
+	checks map[string]int64 // project → id of its external status check
+	diffs  *lru             // changes and commit authors per MR head
+}
+
+var _ bot.Forge = (*Client)(nil)
+
+// diffCacheSize bounds the cache of MR changes.
+const diffCacheSize = 500
+
+// New returns a Client for cfg. It makes no request.
+func New(cfg Config) (*Client, error) {
+	base, err := checkBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("gitlab: the token is empty; give a token with the api scope")
+	}
+	switch cfg.Gate {
+	case "":
+		cfg.Gate = GateStatus
+	case GateStatus, GateExternalStatusCheck:
+	default:
+		return nil, fmt.Errorf("gitlab: gate: want %q or %q, got %q", GateStatus, GateExternalStatusCheck, cfg.Gate)
+	}
+	if cfg.StatusName == "" {
+		cfg.StatusName = DefaultStatusName
+	}
+	if cfg.StatusCheckName == "" {
+		cfg.StatusCheckName = cfg.StatusName
+	}
+	if cfg.DashboardURL != "" {
+		u, err := url.Parse(cfg.DashboardURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return nil, errors.New("gitlab: dashboard URL: want an http(s) URL without credentials, such as https://threatgate.example.com")
+		}
+		cfg.DashboardURL = strings.TrimRight(cfg.DashboardURL, "/")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	if hc.Timeout == 0 {
+		hc.Timeout = cfg.Timeout
+	}
+	cfg.HTTPClient = hc
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "gitlab")
+	api, err := gl.NewClient(cfg.Token.Reveal(),
+		gl.WithBaseURL(base),
+		gl.WithHTTPClient(hc),
+		// The outbox retries; client-go's own retries (6 attempts, POST
+		// included) would post notes twice and hide 429s.
+		gl.WithoutRetries(),
+		gl.WithURLWarningLogger(log),
+	)
+	if err != nil {
+		return nil, errors.New("gitlab: build the API client: invalid base URL")
+	}
+	return &Client{
+		api:    api,
+		cfg:    cfg,
+		log:    log,
+		now:    time.Now,
+		checks: make(map[string]int64),
+		diffs:  newLRU(diffCacheSize),
+	}, nil
+}
+
+// checkBaseURL accepts http(s)://host[:port][/path] without credentials,
+// query or fragment, and returns it without a trailing slash. Errors never
+// repeat the URL, which might carry a password.
+func checkBaseURL(raw string) (string, error) {
+	const want = "want the GitLab URL such as https://gitlab.example.com"
+	if raw == "" {
+		return "", errors.New("gitlab: base URL is empty; " + want)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", errors.New("gitlab: base URL is not a valid URL; " + want)
+	}
+	if u.User != nil {
+		return "", errors.New("gitlab: base URL carries a user name or password; remove it, the token authenticates")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
+		return "", errors.New("gitlab: base URL: " + want)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", errors.New("gitlab: base URL has a query or fragment; " + want)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// reqOpts returns the per-request options for ctx.
+func reqOpts(ctx context.Context) gl.RequestOptionFunc { return gl.WithContext(ctx) }
+
+// whoAmI returns the token's username, asking GitLab once.
+func (c *Client) whoAmI(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	me := c.me
+	c.mu.Unlock()
+	if me != "" {
+		return me, nil
+	}
+	u, _, err := c.api.Users.CurrentUser(reqOpts(ctx))
+	if err != nil {
+		return "", c.fail("find the token's user", err)
+	}
+	c.mu.Lock()
+	c.me = u.Username
+	c.mu.Unlock()
+	return u.Username, nil
+}
+
+// fetched is what the cache keeps of an MR head.
+type fetched struct {
+	changes []policies.Change
+	authors []string
+}
+
+// lru is a bounded least-recently-used cache. Callers hold Client.mu.
+type lru struct {
+	max   int
+	order *list.List // front = most recent; values are *lruEntry
+	items map[string]*list.Element
+}
+
+type lruEntry struct {
+	key string
+	val fetched
+}
+
+func newLRU(size int) *lru {
+	return &lru{max: size, order: list.New(), items: make(map[string]*list.Element)}
+}
+
+func (l *lru) get(key string) (fetched, bool) {
+	el, ok := l.items[key]
+	if !ok {
+		return fetched{}, false
+	}
+	l.order.MoveToFront(el)
+	return el.Value.(*lruEntry).val, true
+}
+
+func (l *lru) put(key string, v fetched) {
+	if el, ok := l.items[key]; ok {
+		el.Value.(*lruEntry).val = v
+		l.order.MoveToFront(el)
+		return
+	}
+	l.items[key] = l.order.PushFront(&lruEntry{key: key, val: v})
+	for l.order.Len() > l.max {
+		last := l.order.Back()
+		l.order.Remove(last)
+		delete(l.items, last.Value.(*lruEntry).key)
+	}
+}
+
+func (l *lru) len() int { return l.order.Len() }
