@@ -1,0 +1,148 @@
+package gitlab
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/store"
+)
+
+// wall is the real clock, for the load benchmark.
+type wall struct{}
+
+func (wall) Now() time.Time { return time.Now() }
+
+// bareHandler is the ceiling the intake is measured against: check the
+// token, decode the JSON, one bbolt Batch put, answer.
+func bareHandler(tb testing.TB) http.Handler {
+	db, err := bolt.Open(tb.TempDir()+"/bare.db", 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists([]byte("b")); return err })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Gitlab-Token")), []byte(testSecret)) != 1 {
+			http.Error(w, "no", 401)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "bad", 400)
+			return
+		}
+		var v map[string]any
+		if err := json.Unmarshal(body, &v); err != nil {
+			http.Error(w, "bad", 400)
+			return
+		}
+		err = db.Batch(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte("b"))
+			id, _ := b.NextSequence()
+			return b.Put(binary.BigEndian.AppendUint64(nil, id), body)
+		})
+		if err != nil {
+			http.Error(w, "err", 500)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+}
+
+// load posts n signed MR webhooks over conns connections and returns the
+// acknowledgement latencies.
+func load(b *testing.B, url string, conns, n int) []time.Duration {
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var next atomic.Int64
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				body := mrHookJSON(int64(i%1000+1), "update", fmt.Sprintf("%040d", i), at)
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("X-Gitlab-Event", EventMergeRequest)
+				req.Header.Set("X-Gitlab-Token", string(testSecret))
+				req.Header.Set("X-Gitlab-Event-UUID", fmt.Sprintf("bench-%d-%d", b.N, i))
+				start := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat[i] = time.Since(start)
+				if resp.StatusCode != 200 {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return lat
+}
+
+// BenchmarkWebhookAck measures webhook acknowledgement on loopback: the
+// real intake (token check, body bound, JSON screen, durable batched
+// record in the store's inbox) next to the bare ceiling. Run with
+//
+//	go test -run XXX -bench WebhookAck -benchtime 4000x ./adapters/gitlab/
+//
+// Each op is one webhook; events/s, p50 and p99 are reported.
+func BenchmarkWebhookAck(b *testing.B) {
+	for _, conns := range []int{16, 64} {
+		for _, kind := range []string{"bare", "intake"} {
+			b.Run(fmt.Sprintf("%s/conns=%d", kind, conns), func(b *testing.B) {
+				var h http.Handler
+				if kind == "bare" {
+					h = bareHandler(b)
+				} else {
+					db, err := store.Open(b.TempDir())
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { db.Close() })
+					h = &Intake{Secret: testSecret, Inbox: db, Clock: wall{}}
+				}
+				srv := httptest.NewServer(h)
+				defer srv.Close()
+				b.ResetTimer()
+				start := time.Now()
+				lat := load(b, srv.URL, conns, b.N)
+				elapsed := time.Since(start)
+				b.StopTimer()
+				slices.Sort(lat)
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+			})
+		}
+	}
+}
+
+var _ bot.Clock = wall{}
