@@ -42,6 +42,8 @@ Usage:
   threatgate policy lint FILE...                      check policy files; prints file:line:col: problem
   threatgate policy explain [--policy FILE] [--format text|json] [MR-CHANGES.json | -]
                                                       classify one MR (GitLab's MR-changes JSON)
+  threatgate policy explain [--policy FILE] [--format text|json] --mr MR-URL [--config FILE]
+                                                      classify a live MR (token from THREATGATE_GITLAB_TOKEN); changes nothing
   threatgate policy test [--policy FILE] FILE...      run policy test cases
   threatgate version                                  print the version
 

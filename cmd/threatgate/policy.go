@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/threatgate/threatgate/adapters/gitlab"
+	"github.com/threatgate/threatgate/bot"
 	"github.com/threatgate/threatgate/policies"
 )
 
@@ -106,12 +108,33 @@ func (e *env) policyExplain(args []string) int {
 	fs := flag.NewFlagSet("policy explain", flag.ContinueOnError)
 	policyPath := fs.String("policy", "", "policy file (default: the embedded policy)")
 	format := fs.String("format", "text", "output format: text or json")
+	mrURL := fs.String("mr", "", "explain a live merge request, given its URL (reads GitLab, changes nothing)")
+	configPath := fs.String("config", "", "config file (for --mr: where the GitLab token comes from)")
 	files, code := e.parseFlags(fs, args)
 	if code != 0 {
 		return max(code, 0)
 	}
 	if *format != "text" && *format != "json" {
 		return e.usage("policy explain: --format wants text or json, got %q", *format)
+	}
+	if *mrURL != "" {
+		if len(files) > 0 {
+			return e.usage("policy explain: give --mr or a file, not both")
+		}
+		pol, err := loadPolicy(*policyPath)
+		if err != nil {
+			return e.printProblems(err)
+		}
+		mr, err := e.fetchMR(*mrURL, *configPath)
+		if err != nil {
+			if p, ok := bot.IsProblem(err); ok {
+				fmt.Fprintf(e.stderr, "threatgate: --mr: %s\n", p.Msg)
+			} else {
+				fmt.Fprintf(e.stderr, "threatgate: %v\n", err)
+			}
+			return exitFinding
+		}
+		return e.explain(pol, mr, *format)
 	}
 	if len(files) > 1 {
 		return e.usage("policy explain: give one MR-changes file (or - for standard input), got %d", len(files))
@@ -140,6 +163,42 @@ func (e *env) policyExplain(args []string) int {
 	if err != nil {
 		return e.printProblems(err)
 	}
+	return e.explain(pol, mr, *format)
+}
+
+// fetchMR reads a live MR through the GitLab API; nothing is written.
+func (e *env) fetchMR(rawURL, configPath string) (*policies.MergeRequest, error) {
+	base, project, iid, err := gitlab.ParseMRURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg := DefaultConfig()
+	if configPath != "" {
+		if cfg, err = e.loadConfig(configPath); err != nil {
+			return nil, err
+		}
+	}
+	g := cfg.GitLab
+	if g == nil {
+		g = defaultGitLab()
+	}
+	token, _, err := g.Token(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	c, err := gitlab.New(gitlab.Config{BaseURL: base, Token: token, StatusName: g.StatusName, Timeout: g.Timeout})
+	if err != nil {
+		return nil, err
+	}
+	mi, err := c.FetchMR(e.ctx, project, iid)
+	if err != nil {
+		return nil, err
+	}
+	return mi.MR, nil
+}
+
+// explain prints the classification of mr.
+func (e *env) explain(pol *policies.Policy, mr *policies.MergeRequest, format string) int {
 	res := pol.Evaluate(mr)
 	x := explanation{Score: res.Score, Signals: res.Signals, Artifacts: []string{}, Approvals: []policies.Approval{}}
 	if x.Signals == nil {
@@ -150,7 +209,7 @@ func (e *env) policyExplain(args []string) int {
 		x.Artifacts = append(x.Artifacts, t.Artifacts...)
 		x.Approvals = append(x.Approvals, t.Approvals...)
 	}
-	if *format == "json" {
+	if format == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(x); err != nil {
