@@ -329,6 +329,26 @@ func TestReconcileCatchesMissedEvents(t *testing.T) {
 	}
 }
 
+func TestApprovalAfterALostPushIsForTheNewHead(t *testing.T) {
+	r := newRig(t, "status")
+	r.addMR(15, sha1, "auth/a.go")
+	r.hook(15, "open", sha1, "")
+	r.comment(15, "ann", "/threatgate artifact threat-model https://wiki/tm")
+	r.settle()
+	// A push whose webhook never arrives, then an approval.
+	r.clock.Advance(time.Minute)
+	r.gl.PushCommit("shop/api", 15, sha2, gitlabtest.Diff{OldPath: "auth/a.go", NewPath: "auth/a.go", Diff: "@@ -1 +1 @@\n-a\n+b\n"})
+	r.comment(15, "alice", "/threatgate approve")
+	r.settle()
+	e := r.escalation(15)
+	if e.HeadSHA != sha2 || e.Approvals[0].SHA != sha2 || e.State != bot.StateApproved {
+		t.Errorf("head %s, approval for %s, state %s: the approval must be for the head GitLab shows", e.HeadSHA, e.Approvals[0].SHA, e.State)
+	}
+	if st := r.lastStatus(sha2); st.State != "success" {
+		t.Errorf("status on the new head: %+v", st)
+	}
+}
+
 func TestMergeWithoutApprovalIsBypass(t *testing.T) {
 	r := newRig(t, "status")
 	r.addMR(8, sha1, "auth/a.go")

@@ -226,6 +226,19 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 	text := commandLine(h.ObjectAttributes.Note)
 	var answer string
 	cmd, err := bot.ParseCommand(text)
+	if err == nil && w.Fetch != nil && cmd.Verb != bot.VerbHelp {
+		// Bring the escalation up to date with the MR first: a decision
+		// must be about the head GitLab shows now, even if the webhook of
+		// the last push was lost.
+		mi, ferr := w.Fetch.FetchMR(ctx, project, iid)
+		if ferr != nil {
+			return fmt.Errorf("fetch %s!%d: %w", project, iid, ferr)
+		}
+		mi.Action = bot.MRSeen
+		if _, herr := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(herr) != nil {
+			return herr
+		}
+	}
 	if err == nil {
 		in := bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Surface: "gitlab", ExternalID: h.User.Username}, Command: &cmd, Key: it.Key}
 		if cmd.Verb != bot.VerbEscalate {
