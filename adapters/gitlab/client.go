@@ -73,8 +73,11 @@ type Client struct {
 
 var _ bot.Forge = (*Client)(nil)
 
-// diffCacheSize bounds the cache of MR changes.
-const diffCacheSize = 500
+// The cache of MR changes keeps at most this many MR heads and bytes.
+const (
+	diffCacheSize  = 500
+	diffCacheBytes = 64 << 20
+)
 
 // New returns a Client for cfg. It makes no request.
 func New(cfg Config) (*Client, error) {
@@ -138,7 +141,7 @@ func New(cfg Config) (*Client, error) {
 		log:    log,
 		now:    time.Now,
 		checks: make(map[string]int64),
-		diffs:  newLRU(diffCacheSize),
+		diffs:  newLRU(diffCacheSize, diffCacheBytes),
 	}, nil
 }
 
@@ -193,20 +196,37 @@ type fetched struct {
 	authors []string
 }
 
-// lru is a bounded least-recently-used cache. Callers hold Client.mu.
+// size estimates the memory f holds.
+func (f fetched) size() int {
+	n := 0
+	for _, c := range f.changes {
+		n += len(c.OldPath) + len(c.NewPath) + len(c.Diff) + 64
+	}
+	for _, a := range f.authors {
+		n += len(a) + 16
+	}
+	return n
+}
+
+// lru is a least-recently-used cache bounded by entries and bytes. An
+// entry larger than a quarter of the bytes is not kept. Callers hold
+// Client.mu.
 type lru struct {
-	max   int
-	order *list.List // front = most recent; values are *lruEntry
-	items map[string]*list.Element
+	max      int
+	maxBytes int
+	bytes    int
+	order    *list.List // front = most recent; values are *lruEntry
+	items    map[string]*list.Element
 }
 
 type lruEntry struct {
-	key string
-	val fetched
+	key  string
+	val  fetched
+	size int
 }
 
-func newLRU(size int) *lru {
-	return &lru{max: size, order: list.New(), items: make(map[string]*list.Element)}
+func newLRU(size, maxBytes int) *lru {
+	return &lru{max: size, maxBytes: maxBytes, order: list.New(), items: make(map[string]*list.Element)}
 }
 
 func (l *lru) get(key string) (fetched, bool) {
@@ -220,16 +240,24 @@ func (l *lru) get(key string) (fetched, bool) {
 
 func (l *lru) put(key string, v fetched) {
 	if el, ok := l.items[key]; ok {
-		el.Value.(*lruEntry).val = v
-		l.order.MoveToFront(el)
+		l.remove(el)
+	}
+	size := v.size()
+	if size > l.maxBytes/4 {
 		return
 	}
-	l.items[key] = l.order.PushFront(&lruEntry{key: key, val: v})
-	for l.order.Len() > l.max {
-		last := l.order.Back()
-		l.order.Remove(last)
-		delete(l.items, last.Value.(*lruEntry).key)
+	l.items[key] = l.order.PushFront(&lruEntry{key: key, val: v, size: size})
+	l.bytes += size
+	for l.order.Len() > l.max || l.bytes > l.maxBytes {
+		l.remove(l.order.Back())
 	}
+}
+
+func (l *lru) remove(el *list.Element) {
+	e := el.Value.(*lruEntry)
+	l.order.Remove(el)
+	delete(l.items, e.key)
+	l.bytes -= e.size
 }
 
 func (l *lru) len() int { return l.order.Len() }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/threatgate/threatgate/adapters/gitlab/gitlabtest"
 	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/policies"
 )
 
 // t0 is the clock of clients under test.
@@ -241,6 +242,20 @@ func TestErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("timeout is retryable", func(t *testing.T) {
+		srv := gitlabtest.New(t)
+		seedShop(srv)
+		c := newForgeClient(t, srv, func(cfg *Config) { cfg.Timeout = 50 * time.Millisecond })
+		srv.Fail(gitlabtest.Fault{Times: 1, Hang: true})
+		_, err := c.FetchMR(context.Background(), "shop/api", 12)
+		if err == nil || isPermanent(err) || !strings.Contains(err.Error(), "Timeout") {
+			t.Fatalf("err = %v, want a retryable timeout", err)
+		}
+		if _, err := c.FetchMR(context.Background(), "shop/api", 12); err != nil {
+			t.Fatalf("after the timeout: %v", err)
+		}
+	})
+
 	t.Run("connection refused and cancelled context are retryable", func(t *testing.T) {
 		srv := gitlabtest.New(t)
 		seedShop(srv)
@@ -391,7 +406,7 @@ func FuzzParseMRURL(f *testing.F) {
 }
 
 func TestLRU(t *testing.T) {
-	l := newLRU(2)
+	l := newLRU(2, 1<<20)
 	l.put("a", fetched{authors: []string{"a"}})
 	l.put("b", fetched{authors: []string{"b"}})
 	l.get("a") // a is now the most recent
@@ -406,5 +421,23 @@ func TestLRU(t *testing.T) {
 	}
 	if l.len() != 2 {
 		t.Errorf("len = %d, want 2", l.len())
+	}
+
+	// Bytes bound the cache too; an entry too large is not kept.
+	l = newLRU(10, 4000)
+	big := func(n int) fetched { return fetched{changes: []policies.Change{{Diff: strings.Repeat("x", n)}}} }
+	l.put("huge", big(2000))
+	if _, ok := l.get("huge"); ok {
+		t.Error("an entry over a quarter of the budget was kept")
+	}
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		l.put(k, big(900)) // 964 bytes each
+	}
+	if _, ok := l.get("a"); ok || l.len() != 4 || l.bytes != 4*964 {
+		t.Errorf("len %d, bytes %d: want the oldest evicted to stay within 4000 bytes", l.len(), l.bytes)
+	}
+	l.put("e", big(10))
+	if l.len() != 4 || l.bytes != 3*964+74 {
+		t.Errorf("replacing an entry: len %d, bytes %d", l.len(), l.bytes)
 	}
 }

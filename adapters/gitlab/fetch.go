@@ -16,8 +16,13 @@ import (
 
 // FetchMR reads merge request iid of project (a path such as "shop/api",
 // or a numeric id) as GitLab shows it now: the MR, all its diffs, the
-// e-mail addresses of its commits' authors and committers, and the gate's
-// status on its head. The result is an MRSeen input for the engine.
+// e-mail addresses of its commits' authors and committers (GitLab's
+// commits API gives no usernames), and the gate's status on its head: the
+// newest commit status named StatusName, Ours when the token's own user
+// set it. In GateExternalStatusCheck mode the status is the MR's external
+// status check; GitLab does not say who answered one, so Ours is always
+// true there. Status is never nil; its State is "" when there is none.
+// The result is an MRSeen input for the engine.
 //
 // Diffs and commits are cached per MR head (and base): a second fetch at
 // the same head asks GitLab only for the MR and the status. The token's

@@ -272,7 +272,7 @@ var ErrStatusCheckSignature = errors.New("external status check: missing or wron
 // under secret, the status check's shared secret. The comparison is in
 // constant time. It returns ErrStatusCheckSignature (wrapped) when the
 // signature is missing or wrong, another error when no secret is set.
-func (c *Client) VerifyStatusCheck(r *http.Request, body []byte, secret bot.Secret) error {
+func VerifyStatusCheck(r *http.Request, body []byte, secret bot.Secret) error {
 	if secret == "" {
 		return errors.New("external status check: no shared secret configured; set the same one on the status check in GitLab and in threatgate")
 	}

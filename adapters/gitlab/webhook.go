@@ -2,10 +2,8 @@ package gitlab
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -169,21 +167,6 @@ type StatusCheck struct {
 	Observe func(result string)
 }
 
-// ValidSignature reports whether sig is the hex HMAC-SHA256 of body under
-// secret, comparing in constant time.
-func ValidSignature(body []byte, sig string, secret bot.Secret) bool {
-	if secret == "" || sig == "" {
-		return false
-	}
-	got, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
-	if err != nil {
-		return false
-	}
-	m := hmac.New(sha256.New, []byte(secret.Reveal()))
-	m.Write(body)
-	return hmac.Equal(got, m.Sum(nil))
-}
-
 func (h *StatusCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in := &Intake{Secret: h.Secret, Inbox: h.Inbox, Clock: h.Clock, MaxBody: h.MaxBody, Log: h.Log, Observe: h.Observe}
 	if r.Method != http.MethodPost {
@@ -207,15 +190,15 @@ func (h *StatusCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
 		return
 	}
-	if !ValidSignature(body, sig, h.Secret) {
+	if err := VerifyStatusCheck(r, body, h.Secret); err != nil {
 		in.observe("unauthorized")
 		in.log().Warn("status check refused: bad X-Gitlab-Signature", "remote", r.RemoteAddr)
 		http.Error(w, "bad X-Gitlab-Signature", http.StatusUnauthorized)
 		return
 	}
-	if ok, err := screen(EventMergeRequest, body); err != nil || !ok {
+	if _, _, _, err := ParseStatusCheckRequest(body); err != nil {
 		in.observe("bad_request")
-		http.Error(w, "want a merge request status check payload", http.StatusBadRequest)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if _, err := h.Inbox.Enqueue(r.Context(), "", EventStatusCheck, body, h.Clock.Now()); err != nil {

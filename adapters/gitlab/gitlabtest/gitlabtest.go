@@ -33,7 +33,8 @@
 //
 // Failures are injected with Fail, FailNext, FailPath and FailAfter; a
 // fault with After set handles the request (a note is stored) and then
-// answers with the error, as when a response is lost. Every method is safe
+// answers with the error, as when a response is lost; one with Hang
+// answers nothing until the client gives up. Every method is safe
 // for concurrent use.
 package gitlabtest
 
@@ -149,6 +150,9 @@ type Fault struct {
 	// After handles the request first (what it creates is stored), then
 	// answers with the fault: a response lost on its way back.
 	After bool
+	// Hang answers nothing until the client gives up (its timeout or
+	// context), to test timeouts without sleeping. Status is ignored.
+	Hang bool
 }
 
 // Server is the fake GitLab. Set Token and BotUser before the first
@@ -163,7 +167,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	now       func() time.Time
-	nextID    int64
+	nextID    int64 // ids of projects, MRs, notes and statuses
+	nextPipe  int64 // ids of pipelines the fake creates
 	projects  map[int64]*project
 	byPath    map[string]int64
 	pipelines map[int64]*pipeline
@@ -215,6 +220,7 @@ func New(t testing.TB) *Server {
 		t:         t,
 		now:       time.Now,
 		nextID:    1000,
+		nextPipe:  900_000,
 		projects:  make(map[int64]*project),
 		byPath:    make(map[string]int64),
 		pipelines: make(map[int64]*pipeline),
@@ -234,6 +240,17 @@ func (s *Server) Client() *http.Client { return s.srv.Client() }
 func (s *Server) id() int64 {
 	s.nextID++
 	return s.nextID
+}
+
+// pipelineID returns an id for a pipeline the fake creates, far from the
+// ids tests seed.
+func (s *Server) pipelineID() int64 {
+	for {
+		s.nextPipe++
+		if s.pipelines[s.nextPipe] == nil {
+			return s.nextPipe
+		}
+	}
 }
 
 // fakeSHA derives a stable 40-hex SHA from parts.
@@ -298,9 +315,6 @@ func (s *Server) AddMR(m MR) {
 		}
 		s.pipelines[m.HeadPipelineID] = &pipeline{id: m.HeadPipelineID, projectID: p.id, sha: m.SHA, ref: ref}
 		m.HeadPipelineRef = ref
-		if m.HeadPipelineID > s.nextID {
-			s.nextID = m.HeadPipelineID
-		}
 	}
 	p.mrs[m.IID] = &mrState{mr: m, id: s.id(), createdAt: m.UpdatedAt}
 }
@@ -403,9 +417,6 @@ func (s *Server) SetHeadPipeline(project string, iid, id int64, ref string) {
 	s.pipelines[id] = &pipeline{id: id, projectID: p.id, sha: st.mr.SHA, ref: ref}
 	st.mr.HeadPipelineID = id
 	st.mr.HeadPipelineRef = ref
-	if id > s.nextID {
-		s.nextID = id
-	}
 }
 
 // SetState sets the MR's state: opened, closed, merged or locked.
@@ -451,7 +462,7 @@ func (s *Server) SetStatusAs(project, sha, name, state, username string) {
 	p.commits[sha] = true
 	pl := s.newestPipeline(p, sha, "")
 	if pl == nil {
-		pl = &pipeline{id: s.id(), projectID: p.id, sha: sha, ref: s.branchFor(p, sha), external: true}
+		pl = &pipeline{id: s.pipelineID(), projectID: p.id, sha: sha, ref: s.branchFor(p, sha), external: true}
 		s.pipelines[pl.id] = pl
 	}
 	p.statuses = append(p.statuses, &Status{
@@ -636,6 +647,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	token, bot := s.Token, s.BotUser
 	s.mu.Unlock()
 
+	if f != nil && f.Hang {
+		<-r.Context().Done()
+		return
+	}
 	if f != nil && !f.After {
 		writeFault(w, f)
 		return
@@ -1136,7 +1151,7 @@ func (s *Server) setStatus(p *project, sha string, body []byte, bot string) (int
 		return 0, nil, nil, notFound("References for commit")
 	}
 	if pl == nil {
-		pl = &pipeline{id: s.id(), projectID: p.id, sha: sha, ref: ref, external: true}
+		pl = &pipeline{id: s.pipelineID(), projectID: p.id, sha: sha, ref: ref, external: true}
 		s.pipelines[pl.id] = pl
 	}
 	// An existing running or pending status of ours with that name is
