@@ -1,0 +1,39 @@
+package web
+
+import (
+	"context"
+
+	"github.com/threatgate/threatgate/bot"
+)
+
+// Reader is what the pages read; store.DB is one.
+type Reader interface {
+	List(ctx context.Context) ([]*bot.Escalation, error)
+	FindEscalation(ctx context.Context, id string) (*bot.Escalation, error)
+	Events(ctx context.Context, escalationID string) ([]bot.Event, error)
+	// Verify walks the whole audit chain; it returns how many events it
+	// checked, or an error naming the first broken link.
+	Verify(ctx context.Context) (int, error)
+}
+
+// Handler decides on inputs; *bot.Engine is one.
+type Handler interface {
+	Handle(ctx context.Context, in bot.Input) (bot.Reply, error)
+}
+
+// Samples is the demo's simulated GitLab, driven from the console: it can
+// open a few realistic merge requests.
+type Samples interface {
+	Samples() []Sample
+	// OpenSample opens the sample MR with id as if GitLab had sent its
+	// webhook, and returns the escalation it led to ("" when the MR needs
+	// no review) and the engine's reply.
+	OpenSample(ctx context.Context, id string) (escalation, reply string, err error)
+}
+
+// Sample is one merge request the simulated GitLab can open.
+type Sample struct {
+	ID          string
+	Title       string
+	Description string
+}
