@@ -22,6 +22,7 @@ const (
 	VerbHelp        Verb = "help"         // show usage
 	VerbStatus      Verb = "status"       // show where an escalation stands
 	VerbBacklog     Verb = "backlog"      // list open escalations
+	VerbIntake      Verb = "intake"       // answer a manual escalation's intake fields
 	VerbReject      Verb = "reject"       // reject, with a rationale
 	VerbDissent     Verb = "dissent"      // record a dissenting note
 	VerbArtifact    Verb = "artifact"     // attach an artifact such as a threat model
@@ -86,6 +87,7 @@ var help = []struct {
 	{VerbRisk, "/threatgate risk [ESC-id] <1-25> [rationale]", "record the residual risk, likelihood (1-5) x impact (1-5)", "rationale"},
 	{VerbRetier, "/threatgate retier [ESC-id] <tier> <rationale>", "move an escalation to another tier", "rationale"},
 	{VerbWithdraw, "/threatgate withdraw [ESC-id] <reason>", "withdraw an escalation", "reason"},
+	{VerbIntake, "/threatgate intake [ESC-id] then lines \"field: answer\"", "answer the intake fields of a manual escalation (in its thread, just write the lines)", "note"},
 	{VerbOverrideCap, "/threatgate override-cap <person> [count] <rationale>", "grant a person count more manual escalations (default 1, at most 100)", "rationale"},
 	{VerbHelp, "/threatgate help [command]", "show this help, or one command's", ""},
 }
@@ -94,7 +96,7 @@ var help = []struct {
 // list them.
 var threatgateVerbs = []Verb{
 	VerbHelp, VerbStatus, VerbBacklog, VerbReject, VerbDissent, VerbArtifact, VerbDefer,
-	VerbAction, VerbRisk, VerbRetier, VerbWithdraw, VerbOverrideCap, VerbApprove, VerbEscalate,
+	VerbAction, VerbRisk, VerbRetier, VerbWithdraw, VerbOverrideCap, VerbApprove, VerbEscalate, VerbIntake,
 }
 
 // HelpText returns the usage line of v followed by what it does, or, for
@@ -138,6 +140,20 @@ func textName(v Verb) string {
 		}
 	}
 	return "text"
+}
+
+// ParseReply parses a message written in an escalation's thread: a
+// command, or, when it does not start with "/", lines such as
+// "summary: ..." answering the intake fields (a /threatgate intake).
+func ParseReply(s string) (Command, error) {
+	if t := strings.TrimLeftFunc(s, unicode.IsSpace); t != "" && !strings.HasPrefix(t, "/") {
+		c, err := ParseCommand("/threatgate intake\n" + t)
+		if err != nil {
+			return Command{}, problemf("", "in a thread, write a command such as /approve, or answer intake fields as lines \"field: answer\"")
+		}
+		return c, nil
+	}
+	return ParseCommand(s)
 }
 
 // ParseSlash parses a slash command delivered as command and text apart,
@@ -444,6 +460,14 @@ func (p *parser) parse() error {
 		return p.freeText(true)
 	case VerbApprove:
 		return p.freeText(false)
+	case VerbIntake:
+		if err := p.freeText(false); err != nil {
+			return err
+		}
+		if len(c.Fields) == 0 {
+			return problemf(p.cmd, "want lines such as \"summary: what is wrong\" after the command")
+		}
+		return nil
 	case VerbStatus:
 		return p.nothingMore("takes at most an escalation id such as ESC-12")
 	case VerbReject, VerbDissent, VerbAction, VerbWithdraw:
@@ -967,6 +991,9 @@ func (c Command) String() string {
 		if c.Urgent {
 			b.WriteString(" --urgent")
 		}
+		rest(first)
+	case VerbIntake:
+		esc()
 		rest(first)
 	case VerbApprove:
 		esc()

@@ -337,3 +337,23 @@ func TestHelpText(t *testing.T) {
 		t.Errorf(`HelpText("nope") = %q, want ""`, got)
 	}
 }
+
+func TestParseReplyIntake(t *testing.T) {
+	c, err := ParseReply("summary: token in logs\nassets: api")
+	if err != nil || c.Verb != VerbIntake || c.Fields["summary"] != "token in logs" || c.Fields["assets"] != "api" {
+		t.Fatalf("ParseReply = %+v, %v", c, err)
+	}
+	if c, err := ParseReply("/approve ok"); err != nil || c.Verb != VerbApprove {
+		t.Errorf("a command in a thread: %+v, %v", c, err)
+	}
+	if _, err := ParseReply("just chatting"); err == nil {
+		t.Error("plain chat accepted as intake")
+	}
+	if _, err := ParseCommand("/threatgate intake ESC-3"); err == nil {
+		t.Error("intake without fields accepted")
+	}
+	again, err := ParseCommand(c.String())
+	if err != nil || again.Verb != VerbIntake {
+		t.Errorf("round trip: %q -> %+v, %v", c.String(), again, err)
+	}
+}

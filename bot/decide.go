@@ -315,7 +315,24 @@ func (d *decision) open(mr *policies.MergeRequest, commitAuthors []string, res p
 	if len(t.Artifacts) > 0 {
 		data.To = StateAwaitingArtifacts
 	}
-	d.emit(EventOpened, data)
+	if manual {
+		if missing := d.missingIntake(intake); len(missing) > 0 {
+			// Not filed until the intake is in: asked for in the thread,
+			// no gate, nothing counted yet.
+			data.To = StateIntake
+			data.FirstResponseDue, data.DecisionDue = time.Time{}, time.Time{}
+			d.emit(EventOpened, data)
+			ask := fmt.Sprintf("Manual escalation %s of %s!%d (%s %s) by %s: %s\nBefore it counts as filed, %s, please answer each as a line \"field: answer\" in this thread:%s",
+				d.id(), data.Project, data.MRIID, t.ID, t.Name, d.actor(), reason, d.actor(), intakePrompts(missing))
+			d.effect(Effect{Kind: EffectThreadPost, Text: ask, Mention: []string{d.actor()}})
+			d.reply("%s opened as a draft; answer its intake in the thread (or here, as lines \"field: answer\"):%s", IDPlaceholder, intakePrompts(missing))
+			return
+		}
+		d.emit(EventOpened, data)
+		d.emit(EventFiled, EventData{FirstResponseDue: data.FirstResponseDue, DecisionDue: data.DecisionDue})
+	} else {
+		d.emit(EventOpened, data)
+	}
 	summary := d.summary(t)
 	d.effect(Effect{Kind: EffectMRNote, Text: summary})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
@@ -362,6 +379,10 @@ func (d *decision) command() error {
 	if d.esc.State.Ended() && c.Verb != VerbDissent && c.Verb != VerbAction {
 		return problemf(verbField(c.Verb), "%s is %s; only dissent and action items can still be recorded", d.esc.ID, d.esc.State)
 	}
+	if d.esc.State == StateIntake && c.Verb != VerbIntake && c.Verb != VerbWithdraw && c.Verb != VerbDissent && c.Verb != VerbAction {
+		missing := d.missingIntake(d.esc.Intake)
+		return problemf(verbField(c.Verb), "%s is not filed yet: %s must answer its intake first:%s", d.esc.ID, d.esc.Filer, intakePrompts(missing))
+	}
 	switch c.Verb {
 	case VerbApprove:
 		return d.approve(c)
@@ -378,6 +399,8 @@ func (d *decision) command() error {
 		return nil
 	case VerbArtifact:
 		return d.artifact(c)
+	case VerbIntake:
+		return d.intake(c)
 	case VerbDefer:
 		return d.deferral(c)
 	case VerbRisk:
@@ -461,17 +484,79 @@ func (d *decision) escalate(c *Command) error {
 		slices.Sort(unknown)
 		return problemf(f, "unknown intake field %s; want %s", strings.Join(unknown, ", "), strings.Join(d.intakeIDs(), ", "))
 	}
-	var missing []string
-	for _, fld := range d.pol.Intake {
-		if strings.TrimSpace(c.Fields[fld.ID]) == "" {
-			missing = append(missing, fmt.Sprintf("%s: %s", fld.ID, fld.Prompt))
-		}
-	}
-	if len(missing) > 0 {
-		return problemf(f, "an escalation needs this before it counts as filed; add each as a line \"field: text\" after the command:\n%s", strings.Join(missing, "\n"))
-	}
 	mr := &policies.MergeRequest{IID: c.MR.IID, PathWithNamespace: c.MR.Project, WebURL: c.MR.URL}
 	d.open(mr, nil, policies.Result{Tier: t}, true, c.Urgent, c.Text, c.Fields, t)
+	return nil
+}
+
+// missingIntake lists the intake fields e still lacks, in policy order.
+func (d *decision) missingIntake(have map[string]string) []policies.IntakeField {
+	var out []policies.IntakeField
+	for _, f := range d.pol.Intake {
+		if strings.TrimSpace(have[f.ID]) == "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func intakePrompts(fs []policies.IntakeField) string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "\n%s: %s", f.ID, f.Prompt)
+	}
+	return b.String()
+}
+
+// intake records answers to a manual escalation's intake fields; when the
+// last one is in, the escalation is filed: it counts against the filer's
+// cap, and the review (and the gate) starts.
+func (d *decision) intake(c *Command) error {
+	f, e := "/threatgate intake", d.esc
+	if e.State != StateIntake {
+		return problemf(f, "%s is already filed; its intake cannot change now", e.ID)
+	}
+	if d.in.Actor.Person != e.Filer && !d.pol.InAny(d.in.Actor.Person, d.pol.Authority.Retier) {
+		return problemf(f, "only %s, who filed %s, can answer its intake", e.Filer, e.ID)
+	}
+	var unknown []string
+	for k := range c.Fields {
+		if !slices.ContainsFunc(d.pol.Intake, func(f policies.IntakeField) bool { return f.ID == k }) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return problemf(f, "unknown intake field %s; want %s", strings.Join(unknown, ", "), strings.Join(d.intakeIDs(), ", "))
+	}
+	d.emit(EventIntake, EventData{Intake: c.Fields})
+	if missing := d.missingIntake(d.esc.Intake); len(missing) > 0 {
+		d.reply("Noted. %s still needs:%s", d.id(), intakePrompts(missing))
+		return nil
+	}
+	return d.file()
+}
+
+// file turns a complete manual escalation into a filed one.
+func (d *decision) file() error {
+	e := d.esc
+	if lim := d.pol.Caps.ManualPerQuarter; lim > 0 && d.g.Quota.Manual >= lim+d.g.Quota.Overrides {
+		return problemf("/escalate", "you have filed %d manual escalations in %s and the cap is %d; someone in %s can allow more with /threatgate override-cap %s <rationale>",
+			d.g.Quota.Manual, Quarter(d.now), lim+d.g.Quota.Overrides, d.pol.Caps.OverrideGroup, e.Filer)
+	}
+	t := d.tier()
+	to := StateInReview
+	if t != nil && len(t.Artifacts) > 0 {
+		to = StateAwaitingArtifacts
+	}
+	fr, dd := d.deadlines(t, e.Urgent)
+	d.emit(EventFiled, EventData{FirstResponseDue: fr, DecisionDue: dd})
+	d.emit(EventStateChanged, EventData{From: StateIntake, To: to})
+	summary := d.summary(t)
+	d.effect(Effect{Kind: EffectMRNote, Text: summary})
+	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
+	d.effect(Effect{Kind: EffectThreadPost, Text: "Filed. " + summary, Mention: d.approversOf(t)})
+	d.reply("%s is filed (%s %s); the review has started.", d.id(), t.ID, t.Name)
 	return nil
 }
 
@@ -825,7 +910,7 @@ func (d *decision) settle() {
 		return
 	}
 	e := d.esc
-	if !e.State.Ended() && e.State != StateDeferred {
+	if !e.State.Ended() && e.State != StateDeferred && e.State != StateIntake {
 		if to := d.target(); to != e.State {
 			from := e.State
 			d.emit(EventStateChanged, EventData{From: from, To: to})
@@ -927,7 +1012,7 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 			return "", ""
 		}
 		return StatusSuccess, fmt.Sprintf("%s withdrawn", e.ID)
-	case StateMerged:
+	case StateMerged, StateIntake:
 		return "", ""
 	case StateDisputed:
 		return StatusPending, fmt.Sprintf("%s disputed: waiting for an arbiter", e.ID)

@@ -264,10 +264,26 @@ func TestDecide(t *testing.T) {
 		{name: "late duplicate of an old update changes nothing",
 			given: []Input{openT2, mrIn(sha("bbb222"), at(10), paths("src/auth/login.go"))},
 			when:  mrIn(sha("aaa111"), at(5), paths("src/auth/login.go")), then: nil},
-		{name: "manual escalation needs intake", when: cmd(t, "erin", "/escalate g/q!7 looks dodgy"),
-			err: "summary: Summarise"},
+		{name: "manual escalation without intake opens a draft", when: cmd(t, "erin", "/escalate g/q!7 looks dodgy"),
+			then: []string{"opened erin T1"}},
+		{name: "intake answered in part", given: []Input{cmd(t, "erin", "/escalate g/q!7 --tier T2 looks dodgy")},
+			when: func() Input {
+				c, _ := ParseReply("summary: token in logs")
+				return Input{Kind: InputCommand, Actor: Identity{Person: "erin", Surface: "test"}, Command: &c, Escalation: "ESC-1"}
+			}(),
+			then: []string{"intake_answered erin"}},
+		{name: "intake complete files the escalation", given: []Input{cmd(t, "erin", "/escalate g/q!7 --tier T2 looks dodgy\nsummary: s")},
+			when: func() Input {
+				c, _ := ParseReply("assets: api\nexploit: read the logs")
+				return Input{Kind: InputCommand, Actor: Identity{Person: "erin", Surface: "test"}, Command: &c, Escalation: "ESC-1"}
+			}(),
+			then: []string{"intake_answered erin", "filed erin", "state_changed erin intake->awaiting_artifacts"}},
+		{name: "only the filer answers the intake", given: []Input{cmd(t, "erin", "/escalate g/q!7 --tier T2 looks dodgy")},
+			when: cmd(t, "alice", "/threatgate intake\nsummary: x"), err: "only erin"},
+		{name: "a draft cannot be approved", given: []Input{cmd(t, "erin", "/escalate g/q!7 --tier T1 looks dodgy")},
+			when: cmd(t, "alice", "/approve"), err: "not filed yet"},
 		{name: "manual escalation filed", when: cmd(t, "erin", "/escalate g/q!7 --tier T2 looks dodgy\nsummary: token in logs\nassets: api\nexploit: read logs"),
-			then: []string{"opened erin T2"}},
+			then: []string{"opened erin T2", "filed erin"}},
 		{name: "manual escalation refused past the quarterly cap", quota: Quota{Manual: 2},
 			when: cmd(t, "erin", "/escalate g/q!7 dodgy\nsummary: s\nassets: a\nexploit: e"), err: "cap is 2"},
 		{name: "override-cap needs the override group", when: cmd(t, "alice", "/threatgate override-cap erin one more"),
@@ -275,7 +291,7 @@ func TestDecide(t *testing.T) {
 		{name: "override-cap by the override group", when: cmd(t, "dave", "/threatgate override-cap erin 2 incident week"),
 			then: []string{"cap_overridden dave erin+2"}},
 		{name: "manual escalation allowed after an override", quota: Quota{Manual: 2, Overrides: 1},
-			when: cmd(t, "erin", "/escalate g/q!7 dodgy\nsummary: s\nassets: a\nexploit: e"), then: []string{"opened erin T1"}},
+			when: cmd(t, "erin", "/escalate g/q!7 dodgy\nsummary: s\nassets: a\nexploit: e"), then: []string{"opened erin T1", "filed erin"}},
 		{name: "escalating an escalated MR refused", given: []Input{openT2}, when: cmd(t, "erin", "/escalate g/p!1 again\nsummary: s\nassets: a\nexploit: e"),
 			err: "already escalated as ESC-1"},
 		{name: "defer a deferrable tier", given: inReviewT2, when: cmd(t, "alice", "/threatgate defer 3d waiting for vendor"),

@@ -225,6 +225,12 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 			return g, nil
 		}
 		g.Esc, err = e.store.FindEscalation(ctx, id)
+		if err == nil && in.Command != nil && in.Command.Verb == VerbIntake && g.Esc.Filer != "" {
+			// Filing counts against the filer's cap.
+			if g.Quota, err = e.store.Quota(ctx, g.Esc.Filer, Quarter(e.clock.Now())); err != nil {
+				return g, fmt.Errorf("load quota of %s: %w", g.Esc.Filer, err)
+			}
+		}
 	}
 	if errors.Is(err, ErrNotFound) {
 		return g, nil

@@ -243,3 +243,39 @@ func TestEngineConcurrentInputs(t *testing.T) {
 		t.Errorf("%d escalations, want 40 (one per MR)", len(all))
 	}
 }
+
+func TestEngineIntakeInThreadCountsWhenFiled(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	rep, err := r.eng.Handle(ctx, command(t, "slack", "UANN", "/escalate shop/api!40 weird token handling", ""))
+	if err != nil || rep.Escalation != "ESC-1" || !strings.Contains(rep.Text, "summary:") {
+		t.Fatalf("draft: %+v, %v", rep, err)
+	}
+	if q, _ := r.db.Quota(ctx, "ann", bot.Quarter(r.clock.Now())); q.Manual != 0 {
+		t.Errorf("a draft counted against the cap: %+v", q)
+	}
+	reply := func(text string) (bot.Reply, error) {
+		c, err := bot.ParseReply(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.eng.Handle(ctx, bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Surface: "slack", ExternalID: "UANN"}, Command: &c, Escalation: "ESC-1"})
+	}
+	if rep, err := reply("summary: tokens logged in plain text"); err != nil || !strings.Contains(rep.Text, "assets:") {
+		t.Fatalf("partial intake: %+v, %v", rep, err)
+	}
+	if rep, err := reply("assets: api\nexploit: anyone with log access replays sessions"); err != nil || !strings.Contains(rep.Text, "filed") {
+		t.Fatalf("complete intake: %+v, %v", rep, err)
+	}
+	e, _ := r.db.FindEscalation(ctx, "ESC-1")
+	if e.State != bot.StateInReview && e.State != bot.StateAwaitingArtifacts {
+		t.Errorf("filed escalation is %s", e.State)
+	}
+	if q, _ := r.db.Quota(ctx, "ann", bot.Quarter(r.clock.Now())); q.Manual != 1 {
+		t.Errorf("filing did not count: %+v", q)
+	}
+	// At the cap (1), a second draft can be opened only with room left.
+	if _, err := r.eng.Handle(ctx, command(t, "slack", "UANN", "/escalate shop/api!41 again", "")); err == nil {
+		t.Error("a draft past the cap was accepted")
+	}
+}

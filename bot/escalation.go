@@ -11,6 +11,7 @@ import (
 type State string
 
 const (
+	StateIntake            State = "intake" // a manual escalation waiting for its intake fields; not filed yet
 	StateAwaitingArtifacts State = "awaiting_artifacts"
 	StateInReview          State = "in_review"
 	StateApproved          State = "approved"
@@ -25,7 +26,7 @@ const (
 // approvals, an arbiter or the end of a deferral.
 func (s State) Active() bool {
 	switch s {
-	case StateAwaitingArtifacts, StateInReview, StateDisputed, StateDeferred:
+	case StateIntake, StateAwaitingArtifacts, StateInReview, StateDisputed, StateDeferred:
 		return true
 	}
 	return false

@@ -10,13 +10,15 @@ import (
 type EventKind string
 
 const (
-	EventOpened        EventKind = "opened"         // an escalation starts (automatic or manual)
-	EventMRUpdated     EventKind = "mr_updated"     // the MR changed: head SHA, title, labels, target branch
-	EventReclassified  EventKind = "reclassified"   // new signals or score without a tier change
-	EventTierRaised    EventKind = "tier_raised"    // the MR now classifies into a higher tier
-	EventRetiered      EventKind = "retiered"       // an authorised person set the tier, with a rationale
-	EventArtifactAdded EventKind = "artifact_added" // evidence handed in
-	EventApproved      EventKind = "approval_added" // an approval, counted or not
+	EventOpened        EventKind = "opened"          // an escalation starts (automatic or manual)
+	EventMRUpdated     EventKind = "mr_updated"      // the MR changed: head SHA, title, labels, target branch
+	EventReclassified  EventKind = "reclassified"    // new signals or score without a tier change
+	EventTierRaised    EventKind = "tier_raised"     // the MR now classifies into a higher tier
+	EventRetiered      EventKind = "retiered"        // an authorised person set the tier, with a rationale
+	EventIntake        EventKind = "intake_answered" // intake fields of a manual escalation answered
+	EventFiled         EventKind = "filed"           // a manual escalation has its intake: it counts, and is gated
+	EventArtifactAdded EventKind = "artifact_added"  // evidence handed in
+	EventApproved      EventKind = "approval_added"  // an approval, counted or not
 	EventRejected      EventKind = "rejection_added"
 	EventDissent       EventKind = "dissent_recorded"
 	EventAction        EventKind = "action_added"
@@ -174,6 +176,13 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		}
 		if !d.DecisionDue.IsZero() {
 			e.DecisionDue = d.DecisionDue
+		}
+	case EventIntake:
+		if e.Intake == nil {
+			e.Intake = map[string]string{}
+		}
+		for k, v := range d.Intake {
+			e.Intake[k] = v
 		}
 	case EventArtifactAdded:
 		a := Artifact{Kind: d.Artifact, Ref: d.Ref, By: ev.Actor, SHA: ev.SHA, At: ev.At}

@@ -262,6 +262,7 @@ func TestReopenFindsEverything(t *testing.T) {
 	mustCommit(t, db, change(esc, bot.Event{Kind: bot.EventDissent, Actor: "bob", At: t0, Data: bot.EventData{Text: "hmm"}}, nil))
 	manual := openCommit("acme/api", 2, t0, t0.Add(2*time.Hour))
 	manual.Events[0].Actor, manual.Events[0].Data.Manual = "ann", true
+	manual.Events = append(manual.Events, bot.Event{Kind: bot.EventFiled, Actor: "ann", At: t0})
 	mustCommit(t, db, manual)
 	wantEvents := allEvents(t, db)
 	mustClose(t, db)
@@ -294,8 +295,8 @@ func TestReopenFindsEverything(t *testing.T) {
 	if e := mustCommit(t, db, openCommit("acme/api", 3, t0, t0)); e.ID != "ESC-3" {
 		t.Errorf("next ID after reopen = %q, want ESC-3", e.ID)
 	}
-	if n, err := db.Verify(ctx); err != nil || n != 4 {
-		t.Errorf("Verify = %d, %v, want 4, nil", n, err)
+	if n, err := db.Verify(ctx); err != nil || n != 5 {
+		t.Errorf("Verify = %d, %v, want 5, nil", n, err)
 	}
 }
 

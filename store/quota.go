@@ -37,13 +37,14 @@ func (d *DB) Quota(ctx context.Context, person, quarter string) (bot.Quota, erro
 	return q, nil
 }
 
-// countQuota adds what ev counts against a quota: a manual opening for its
-// actor, a cap override for the person it names, in the quarter of ev.At.
+// countQuota adds what ev counts against a quota: a manual escalation
+// filed (its intake complete) for its actor, a cap override for the person
+// it names, in the quarter of ev.At.
 func countQuota(tx *bolt.Tx, ev bot.Event) error {
 	var person string
 	var manual, overrides int
 	switch {
-	case ev.Kind == bot.EventOpened && ev.Data.Manual:
+	case ev.Kind == bot.EventFiled:
 		person, manual = ev.Actor, 1
 	case ev.Kind == bot.EventCapOverridden:
 		person, overrides = ev.Data.Person, ev.Data.Count

@@ -34,6 +34,7 @@ func TestQuotaCountsAcrossQuarters(t *testing.T) {
 		t.Helper()
 		c := openCommit("acme/api", iid, at, at.Add(time.Hour))
 		c.Events[0].Actor, c.Events[0].Data.Manual = actor, true
+		c.Events = append(c.Events, bot.Event{Kind: bot.EventFiled, Actor: actor, At: at})
 		mustCommit(t, db, c)
 	}
 	manual(1, "ann", lastOfQ1)
