@@ -918,6 +918,20 @@ func (d *decision) settle() {
 		}
 	}
 	d.statusEffect()
+	// The card shows "due in ..." which moves with time: compare the cards
+	// as of now, so only a real change edits the thread.
+	if now := d.card(d.esc); len(d.events) > 0 && now != d.card(d.g.Esc) {
+		d.effect(Effect{Kind: EffectThreadSummary, Text: now, Mention: Waiting(d.esc, d.pol)})
+		if d.g.Esc == nil {
+			// A new thread: its summary is the parent message, so it goes
+			// out before the first post in it.
+			sum := d.effects[len(d.effects)-1]
+			if i := slices.IndexFunc(d.effects, func(e Effect) bool { return e.Kind == EffectThreadPost }); i >= 0 {
+				copy(d.effects[i+1:], d.effects[i:len(d.effects)-1])
+				d.effects[i] = sum
+			}
+		}
+	}
 }
 
 func (d *decision) transitioned(from, to State) {

@@ -109,7 +109,7 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 			held[group] = true
 			continue
 		}
-		if ef.Kind == EffectStatus && supersededStatus(recs[i+1:], ef) {
+		if (ef.Kind == EffectStatus || ef.Kind == EffectThreadSummary) && superseded(recs[i+1:], ef) {
 			// A later status for the same head is queued: only the last
 			// one matters, so this one is not sent at all.
 			if err := d.outbox.EffectDone(ctx, ef.ID); err != nil {
@@ -143,11 +143,15 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	return delivered, nil
 }
 
-// supersededStatus reports whether a later status effect for the same
-// escalation and head SHA is in rest.
-func supersededStatus(rest []OutboxRecord, ef Effect) bool {
+// superseded reports whether rest holds a later effect that makes ef
+// pointless: a status for the same escalation and head, or a newer
+// summary of the same escalation.
+func superseded(rest []OutboxRecord, ef Effect) bool {
+	if ef.Escalation == "" {
+		return false
+	}
 	for _, r := range rest {
-		if r.Effect.Kind == EffectStatus && r.Effect.Escalation == ef.Escalation && r.Effect.SHA == ef.SHA && ef.Escalation != "" {
+		if r.Effect.Kind == ef.Kind && r.Effect.Escalation == ef.Escalation && r.Effect.SHA == ef.SHA {
 			return true
 		}
 	}
@@ -190,12 +194,12 @@ func (d *Dispatcher) deliver(ctx context.Context, ef Effect) error {
 		default:
 			err = d.forge.AddLabels(ctx, ef)
 		}
-	case EffectThreadPost:
+	case EffectThreadPost, EffectThreadSummary:
 		if d.chat == nil {
 			err = errNotConfigured
 			break
 		}
-		_, err = d.chat.Post(ctx, Message{Key: ef.ID, Escalation: ef.Escalation, Text: ef.Body(), Mention: ef.Mention, Security: ef.Security})
+		_, err = d.chat.Post(ctx, Message{Key: ef.ID, Escalation: ef.Escalation, Text: ef.Body(), Mention: ef.Mention, Security: ef.Security, Summary: ef.Kind == EffectThreadSummary})
 	case EffectPage:
 		if d.pager == nil {
 			err = errNotConfigured

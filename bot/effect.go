@@ -12,7 +12,10 @@ const (
 	EffectMRNote     EffectKind = "mr_note"     // post a note on the MR
 	EffectMRLabels   EffectKind = "mr_labels"   // add labels to the MR
 	EffectThreadPost EffectKind = "thread_post" // post in the escalation's chat thread (opening it if needed)
-	EffectPage       EffectKind = "page"        // page on-call
+	// EffectThreadSummary replaces the escalation's summary (the thread's
+	// parent message) in place: state, what is missing, who is waited on.
+	EffectThreadSummary EffectKind = "thread_summary"
+	EffectPage          EffectKind = "page" // page on-call
 )
 
 // Status values of the gate's commit status.

@@ -74,6 +74,9 @@ type Message struct {
 	Text       string
 	Mention    []string
 	Security   bool // also post to the security channel
+	// Summary marks the thread's parent message: the adapter edits it in
+	// place (posting it, and so opening the thread, the first time).
+	Summary bool
 }
 
 // MessageRef locates a posted message on its surface.

@@ -202,3 +202,84 @@ func BacklogText(open []*Escalation, now time.Time) string {
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
+
+// card is the escalation's summary, the parent message of its thread,
+// kept current in place: where it stands, what is missing and from whom,
+// who is waited on, and when it is due.
+func (d *decision) card(e *Escalation) string {
+	if e == nil {
+		return ""
+	}
+	t := d.pol.Tier(e.Tier)
+	var b strings.Builder
+	mr := fmt.Sprintf("%s!%d", e.Project, e.MRIID)
+	if e.Title != "" {
+		mr += fmt.Sprintf(" %q", e.Title)
+	}
+	fmt.Fprintf(&b, "%s · %s · %s %s · %s", d.id(), mr, e.Tier, e.TierName, strings.ReplaceAll(string(e.State), "_", " "))
+	if e.Urgent {
+		b.WriteString(" · URGENT")
+	}
+	if e.Bypassed {
+		b.WriteString(" · BYPASSED")
+	}
+	if e.State == StateIntake {
+		fmt.Fprintf(&b, "\nWaiting for %s to answer the intake:%s", e.Filer, intakePrompts(d.missingIntake(e.Intake)))
+		return b.String()
+	}
+	if t != nil && len(t.Artifacts) > 0 {
+		var parts []string
+		for _, k := range t.Artifacts {
+			if i := slices.IndexFunc(e.Artifacts, func(a Artifact) bool { return a.Kind == k }); i >= 0 {
+				parts = append(parts, fmt.Sprintf("%s ✓ (%s)", k, e.Artifacts[i].By))
+			} else {
+				parts = append(parts, k+" missing")
+			}
+		}
+		line := "Artifacts: " + strings.Join(parts, ", ")
+		if len(e.MissingArtifacts(t)) > 0 {
+			if who := d.askedOf(e); who != "" {
+				line += " (asked of " + who + ")"
+			}
+		}
+		b.WriteString("\n" + line)
+	}
+	if t != nil {
+		filled := d.assign(e, t)
+		var rows []string
+		for _, a := range t.Approvals {
+			rows = append(rows, fmt.Sprintf("%s %d/%d", a.Group, min(filled[a.Group], a.Count), a.Count))
+		}
+		fmt.Fprintf(&b, "\nApprovals at %s: %s", shortSHA(e.HeadSHA), strings.Join(rows, ", "))
+	}
+	if w := Waiting(e, d.pol); len(w) > 0 {
+		fmt.Fprintf(&b, "\nWaiting on: %s", strings.Join(w, ", "))
+	}
+	if e.State == StateDeferred {
+		fmt.Fprintf(&b, "\nDeferred until %s", e.DeferredUntil.UTC().Format("2006-01-02 15:04 MST"))
+	}
+	if e.State.Active() && !e.DecisionDue.IsZero() {
+		left := e.DecisionDue.Sub(d.now).Round(time.Minute)
+		if left >= 0 {
+			fmt.Fprintf(&b, "\nDecision due %s (in %s)", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), left)
+		} else {
+			fmt.Fprintf(&b, "\nDecision OVERDUE since %s", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"))
+		}
+	}
+	return b.String()
+}
+
+// askedOf names who is asked for missing artifacts: the MR author (as a
+// person of the policy when known) and the filer of a manual escalation.
+func (d *decision) askedOf(e *Escalation) string {
+	var who []string
+	if p := d.pol.Person("gitlab", e.Author); p != nil {
+		who = append(who, p.ID)
+	} else if e.Author != "" {
+		who = append(who, e.Author)
+	}
+	if e.Filer != "" && !slices.Contains(who, e.Filer) {
+		who = append(who, e.Filer)
+	}
+	return strings.Join(who, ", ")
+}
