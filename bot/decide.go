@@ -149,11 +149,18 @@ func (d *decision) mr() error {
 	switch state {
 	case "merged":
 		d.update(mr, mi)
-		bypassed := e.State != StateApproved
+		// Judged on the head that was merged: an approval of an older head
+		// does not cover it. A person with authority may have released
+		// the gate by withdrawing the escalation; that is no bypass.
+		released := d.esc.State == StateWithdrawn && d.esc.MRState != "closed"
+		bypassed := !released && (d.esc.State != StateApproved || d.target() != StateApproved)
+		from := d.esc.State
 		d.emit(EventMerged, EventData{Bypassed: bypassed, MRState: "merged"})
-		d.emit(EventStateChanged, EventData{From: e.State, To: StateMerged})
+		d.emit(EventStateChanged, EventData{From: from, To: StateMerged})
 		if bypassed {
-			d.effect(Effect{Kind: EffectThreadPost, Security: true, Text: fmt.Sprintf("BYPASS: %s (%s!%d) was merged while %s, without the security approval its tier %s requires.", d.id(), e.Project, e.MRIID, e.State, e.Tier)})
+			text := fmt.Sprintf("BYPASS: %s (%s!%d) was merged at %s while %s, without the security approval its tier %s requires for that commit.", d.id(), e.Project, e.MRIID, shortSHA(d.esc.HeadSHA), from, e.Tier)
+			d.effect(Effect{Kind: EffectThreadPost, Security: true, Text: text})
+			d.effect(Effect{Kind: EffectMRNote, Text: text})
 		}
 		return nil
 	case "closed":
@@ -233,13 +240,17 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 	}
 	if mr.TargetBranch != "" && mr.TargetBranch != e.TargetBranch {
 		data.TargetBranch, changed = mr.TargetBranch, true
+		if e.TargetBranch != "" {
+			// Retargeted: the diff under review is another one now.
+			data.StaleFrom = "retarget from " + e.TargetBranch
+		}
 	}
 	if mi.CommitAuthors != nil && !slices.Equal(mi.CommitAuthors, e.CommitAuthors) {
 		data.CommitAuthors, changed = slices.Clone(mi.CommitAuthors), true
 	}
 	if mr.SHA != "" && mr.SHA != e.HeadSHA {
 		changed = true
-		if t := d.tier(); t == nil || t.ResetApprovalsOnPush {
+		if t := d.tier(); (t == nil || t.ResetApprovalsOnPush) && data.StaleFrom == "" {
 			data.StaleFrom = e.HeadSHA
 			if data.StaleFrom == "" {
 				data.StaleFrom = "none"
@@ -412,6 +423,9 @@ func (d *decision) command() error {
 	}
 	return problemf("/threatgate", "unknown verb %q; %s", c.Verb, HelpText(""))
 }
+
+// VerbField names a verb's command as the user typed it, for Problems.
+func VerbField(v Verb) string { return verbField(v) }
 
 func verbField(v Verb) string {
 	switch v {
@@ -1049,8 +1063,8 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 	if len(need) == 0 {
 		desc = fmt.Sprintf("%s %s: in review", e.ID, e.Tier)
 	}
-	if len(desc) > 140 {
-		desc = desc[:137] + "..."
+	if r := []rune(desc); len(r) > 140 {
+		desc = string(r[:137]) + "..."
 	}
 	return StatusPending, desc
 }

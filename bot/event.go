@@ -147,21 +147,18 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		if !d.MRUpdatedAt.IsZero() {
 			e.MRUpdatedAt = d.MRUpdatedAt
 		}
-		if ev.SHA != "" && ev.SHA != e.HeadSHA {
-			if d.StaleFrom != "" {
-				// The tier resets approvals on push: what was given for
-				// an older head stops counting but stays on record.
-				for i := range e.Approvals {
-					if e.Approvals[i].SHA != ev.SHA {
-						e.Approvals[i].Stale = true
-					}
-				}
-				for i := range e.Rejections {
-					if e.Rejections[i].SHA != ev.SHA {
-						e.Rejections[i].Stale = true
-					}
-				}
+		if d.StaleFrom != "" {
+			// New commits (when the tier resets approvals on push) or a
+			// new target branch: what was decided before stops counting
+			// but stays on record.
+			for i := range e.Approvals {
+				e.Approvals[i].Stale = true
 			}
+			for i := range e.Rejections {
+				e.Rejections[i].Stale = true
+			}
+		}
+		if ev.SHA != "" && ev.SHA != e.HeadSHA {
 			e.HeadSHA = ev.SHA
 		}
 	case EventReclassified:

@@ -60,7 +60,11 @@ func (c *Client) FetchMR(ctx context.Context, project string, iid int64) (*bot.M
 		}
 	}
 
-	status, err := c.gateStatus(ctx, op, project, iid, head)
+	var headPipeline int64
+	if hp := mr.HeadPipeline; hp != nil && hp.SHA == head {
+		headPipeline = hp.ID
+	}
+	status, err := c.gateStatus(ctx, op, project, iid, head, headPipeline)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +151,11 @@ func (c *Client) fetchChanges(ctx context.Context, op, project string, iid int64
 
 // gateStatus returns the gate as GitLab shows it on head: the newest
 // commit status named StatusName, or in external status check mode the
-// MR's status check. State is "" when there is none.
-func (c *Client) gateStatus(ctx context.Context, op, project string, iid int64, head string) (*bot.ForgeStatus, error) {
+// MR's status check. State is "" when there is none, and when the head
+// pipeline (headPipeline, 0 when unknown) does not carry it: a re-run
+// pipeline on the same commit starts without the gate, and only a status
+// inside the head pipeline blocks the merge.
+func (c *Client) gateStatus(ctx context.Context, op, project string, iid int64, head string, headPipeline int64) (*bot.ForgeStatus, error) {
 	st := &bot.ForgeStatus{SHA: head}
 	if head == "" {
 		return st, nil
@@ -177,6 +184,9 @@ func (c *Client) gateStatus(ctx context.Context, op, project string, iid int64, 
 		return nil, c.fail(op+": list statuses", err)
 	}
 	if newest == nil {
+		return st, nil
+	}
+	if headPipeline != 0 && newest.PipelineID != headPipeline {
 		return st, nil
 	}
 	st.State = newest.Status

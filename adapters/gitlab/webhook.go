@@ -124,9 +124,11 @@ func (h *Intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ignored\n")
 		return
 	}
-	key := r.Header.Get("X-Gitlab-Event-UUID")
+	// GitLab keeps Idempotency-Key across its retries and a manual
+	// "Resend request"; X-Gitlab-Event-UUID is the fallback.
+	key := r.Header.Get("Idempotency-Key")
 	if key == "" {
-		key = r.Header.Get("Idempotency-Key")
+		key = r.Header.Get("X-Gitlab-Event-UUID")
 	}
 	if len(key) > 200 {
 		key = key[:200]
@@ -256,9 +258,13 @@ type noteHook struct {
 		ID           int64  `json:"id"`
 		Note         string `json:"note"`
 		NoteableType string `json:"noteable_type"`
+		CreatedAt    string `json:"created_at"`
 	} `json:"object_attributes"`
 	MergeRequest struct {
-		IID int64 `json:"iid"`
+		IID        int64 `json:"iid"`
+		LastCommit struct {
+			ID string `json:"id"`
+		} `json:"last_commit"`
 	} `json:"merge_request"`
 }
 
@@ -282,6 +288,9 @@ func screen(kind string, body []byte) (bool, error) {
 		}
 		if h.ObjectAttributes.NoteableType != "MergeRequest" || commandLine(h.ObjectAttributes.Note) == "" {
 			return false, nil // ordinary comments are none of threatgate's business
+		}
+		if strings.Contains(h.ObjectAttributes.Note, "<!-- threatgate:") {
+			return false, nil // threatgate's own notes quote commands; never run them
 		}
 		if h.Project.PathWithNamespace == "" || h.MergeRequest.IID <= 0 || h.User.Username == "" {
 			return false, errors.New("a Note Hook needs project.path_with_namespace, merge_request.iid and user.username")

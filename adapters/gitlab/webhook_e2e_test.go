@@ -116,12 +116,24 @@ func (r *rig) hook(iid int64, action, sha, uuid string) int {
 func (r *rig) comment(iid int64, person, note string) {
 	r.t.Helper()
 	r.seq++
+	r.rawNote(iid, person, note, int64(9000+r.seq), "", r.clock.Now())
+}
+
+// rawNote posts a Note Hook with the note id, the MR head the author saw
+// ("" for none) and when the note was written.
+func (r *rig) rawNote(iid int64, person, note string, id int64, seenSHA string, created time.Time) {
+	r.t.Helper()
+	r.seq++
+	mr := map[string]any{"iid": iid}
+	if seenSHA != "" {
+		mr["last_commit"] = map[string]any{"id": seenSHA}
+	}
 	body, _ := json.Marshal(map[string]any{
 		"object_kind":       "note",
 		"user":              map[string]any{"username": person},
 		"project":           map[string]any{"path_with_namespace": "shop/api"},
-		"object_attributes": map[string]any{"id": 9000 + r.seq, "note": note, "noteable_type": "MergeRequest"},
-		"merge_request":     map[string]any{"iid": iid},
+		"object_attributes": map[string]any{"id": id, "note": note, "noteable_type": "MergeRequest", "created_at": created.Format(time.RFC3339)},
+		"merge_request":     mr,
 	})
 	req, _ := http.NewRequest(http.MethodPost, r.srv.URL+"/webhooks/gitlab", bytes.NewReader(body))
 	req.Header.Set("X-Gitlab-Event", EventNote)
@@ -498,5 +510,116 @@ func TestManyConcurrentEventsNoneLost(t *testing.T) {
 	all, _ := r.db.List(context.Background())
 	if len(all) != mrs/2 {
 		t.Errorf("%d escalations, want %d (the auth MRs)", len(all), mrs/2)
+	}
+}
+
+func TestCommentDecisionsAreForWhatTheirAuthorSaw(t *testing.T) {
+	r := newRig(t, "status")
+	r.addMR(20, sha1, "auth/a.go")
+	r.hook(20, "open", sha1, "")
+	r.comment(20, "ann", "/threatgate artifact threat-model https://wiki/tm")
+	r.settle()
+	// alice reviewed sha1; ann pushes sha2 before the comment is processed.
+	r.rawNote(20, "alice", "/threatgate approve", 7001, sha1, r.clock.Now())
+	r.gl.PushCommit("shop/api", 20, sha2, gitlabtest.Diff{OldPath: "auth/a.go", NewPath: "auth/a.go", Diff: "@@ -1 +1 @@\n-a\n+evil()\n"})
+	r.settle()
+	if e := r.escalation(20); e.State == bot.StateApproved || len(e.Approvals) != 0 {
+		t.Fatalf("an approval of %s counted for %s: %s %+v", sha1, sha2, e.State, e.Approvals)
+	}
+	if notes := r.gl.Notes("shop/api", 20); !containsAny(notes, "moved from 11111111 to 22222222") {
+		t.Errorf("alice was not told why: %q", notes)
+	}
+	// An old comment resent later does not approve either.
+	r.rawNote(20, "alice", "/threatgate approve", 7002, sha2, r.clock.Now().Add(-time.Hour))
+	r.settle()
+	if e := r.escalation(20); len(e.Approvals) != 0 {
+		t.Errorf("a comment an hour old approved: %+v", e.Approvals)
+	}
+	// A fresh approval of the head counts; the same note delivered again
+	// (a new delivery id) runs once.
+	r.rawNote(20, "alice", "/threatgate approve", 7003, sha2, r.clock.Now())
+	r.rawNote(20, "alice", "/threatgate approve", 7003, sha2, r.clock.Now())
+	r.settle()
+	if e := r.escalation(20); e.State != bot.StateApproved || len(e.Approvals) != 1 || e.Approvals[0].SHA != sha2 {
+		t.Errorf("fresh approval: %s %+v", e.State, e.Approvals)
+	}
+	if n := len(r.gl.Notes("shop/api", 20)); n > 6 {
+		t.Errorf("%d notes: the duplicate note was answered again", n)
+	}
+}
+
+func TestCommentsSpeakForTheirOwnMR(t *testing.T) {
+	r := newRig(t, "status")
+	r.addMR(30, sha1, "auth/a.go")
+	r.addMR(31, sha1, "auth/b.go")
+	r.hook(30, "open", sha1, "")
+	r.hook(31, "open", sha1, "")
+	r.settle()
+	r.comment(31, "eve", "/threatgate status ESC-1")
+	r.settle()
+	notes := r.gl.Notes("shop/api", 31)
+	if containsAny(notes, "shop/api!30") || !containsAny(notes, "not this merge request's escalation") {
+		t.Errorf("another MR's escalation was shown or no refusal: %q", notes)
+	}
+	// threatgate's own notes quote commands; they are never run.
+	before := len(r.gl.Notes("shop/api", 31))
+	r.comment(31, gitlabtest.DefaultBotUser, "@eve try /threatgate help\n\n<!-- threatgate:effect=x -->")
+	r.settle()
+	if n := len(r.gl.Notes("shop/api", 31)); n != before {
+		t.Errorf("threatgate answered its own note")
+	}
+}
+
+func TestReconcileCatchesAMissedReopenAndARerunPipeline(t *testing.T) {
+	r := newRig(t, "status")
+	ctx := context.Background()
+	r.addMR(40, sha1, "auth/a.go")
+	r.hook(40, "open", sha1, "")
+	r.settle()
+	r.clock.Advance(time.Minute)
+	r.gl.SetState("shop/api", 40, "closed")
+	r.hook(40, "close", sha1, "")
+	r.settle()
+	if e := r.escalation(40); e.State != bot.StateWithdrawn {
+		t.Fatalf("after close: %s", e.State)
+	}
+	// Reopened and pushed, both webhooks lost.
+	r.clock.Advance(time.Minute)
+	r.gl.SetState("shop/api", 40, "opened")
+	r.gl.PushCommit("shop/api", 40, sha2, gitlabtest.Diff{OldPath: "auth/a.go", NewPath: "auth/a.go", Diff: "@@ -1 +1 @@\n-a\n+b\n"})
+	r.gl.SetHeadPipeline("shop/api", 40, 900, "")
+	r.worker.Reconcile(ctx)
+	r.settle()
+	if e := r.escalation(40); e.State == bot.StateWithdrawn || e.HeadSHA != sha2 {
+		t.Fatalf("after reconcile: %s at %s", e.State, e.HeadSHA)
+	}
+	if st := r.lastStatus(sha2); st.State != "pending" || st.PipelineID != 900 {
+		t.Fatalf("status on the new head: %+v", st)
+	}
+	// Someone re-runs the pipeline: a new head pipeline on the same commit
+	// starts without the gate, and reconcile puts it back in.
+	r.gl.SetHeadPipeline("shop/api", 40, 901, "")
+	r.worker.Reconcile(ctx)
+	r.settle()
+	if st := r.lastStatus(sha2); st.State != "pending" || st.PipelineID != 901 {
+		t.Errorf("status after a re-run pipeline: %+v, want pending in pipeline 901", st)
+	}
+}
+
+func TestAuthFailuresDoNotLoseWebhooks(t *testing.T) {
+	r := newRig(t, "status")
+	r.addMR(50, sha1, "auth/a.go")
+	r.gl.FailPath("/merge_requests/50", 3, 401)
+	r.hook(50, "open", sha1, "")
+	r.settle()
+	if d, _ := r.db.InboxDepth(context.Background()); d != 1 {
+		t.Fatalf("inbox depth %d after a 401: the webhook must wait, not vanish", d)
+	}
+	for range 5 {
+		r.clock.Advance(10 * time.Minute)
+		r.settle()
+	}
+	if e := r.escalation(50); e.Tier != "T2" {
+		t.Errorf("escalation %+v", e)
 	}
 }

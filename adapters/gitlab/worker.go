@@ -61,6 +61,17 @@ type Worker struct {
 // maxInboxBackoff bounds the wait between attempts at one item.
 const maxInboxBackoff = 10 * time.Minute
 
+// maxCommentAge is how old an approving or rejecting MR comment may be
+// when it arrives.
+const maxCommentAge = 15 * time.Minute
+
+func short(sha string) string {
+	if len(sha) > 8 {
+		return sha[:8]
+	}
+	return sha
+}
+
 func (w *Worker) log() *slog.Logger {
 	if w.Log == nil {
 		return slog.New(slog.DiscardHandler)
@@ -122,14 +133,21 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 			w.OnProcessed(it.Kind, w.Clock.Now().Sub(it.At), err)
 		}
 		log := w.log().With("inbox_id", it.ID, "kind", it.Kind, "attempt", it.Attempts+1)
+		var drop dropped
 		switch {
 		case err == nil:
-		case permanent(err):
+		case errors.As(err, &drop):
 			log.Error("webhook dropped: it cannot succeed", "err", err)
 		default:
+			// GitLab's 401/403/404 are permanent for one call but not for
+			// an acknowledged webhook: a token gets renewed, a permission
+			// fixed. Keep the item and retry slowly; never lose it.
 			wait := time.Second << min(it.Attempts, 20)
 			if wait > maxInboxBackoff || wait <= 0 {
 				wait = maxInboxBackoff
+			}
+			if permanent(err) {
+				log.Error("webhook processing failed; fix the cause, it is retried", "retry_in", wait, "err", err)
 			}
 			var ra interface{ RetryAfter() time.Duration }
 			if errors.As(err, &ra) && ra.RetryAfter() > wait {
@@ -226,6 +244,15 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 	text := commandLine(h.ObjectAttributes.Note)
 	var answer string
 	cmd, err := bot.ParseCommand(text)
+	decision := err == nil && (cmd.Verb == bot.VerbApprove || cmd.Verb == bot.VerbReject)
+	if err == nil && decision {
+		// A decision counts only for the code its author saw, and only when
+		// it is fresh: a resent or long-delayed old comment must not
+		// approve what was pushed since.
+		if created := parseTime(h.ObjectAttributes.CreatedAt); !created.IsZero() && it.At.Sub(created) > maxCommentAge {
+			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("this comment was written at %s, more than %s before it reached threatgate; write the command again", created.Format(time.RFC3339), maxCommentAge)}
+		}
+	}
 	if err == nil && w.Fetch != nil && cmd.Verb != bot.VerbHelp {
 		// Bring the escalation up to date with the MR first: a decision
 		// must be about the head GitLab shows now, even if the webhook of
@@ -238,22 +265,40 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 		if _, herr := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(herr) != nil {
 			return herr
 		}
+		if seen := h.MergeRequest.LastCommit.ID; decision && seen != "" && mi.MR.SHA != "" && seen != mi.MR.SHA {
+			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("the merge request moved from %s to %s since your comment; review the new commits and write the command again", short(seen), short(mi.MR.SHA))}
+		}
 	}
 	if err == nil {
-		in := bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Surface: "gitlab", ExternalID: h.User.Username}, Command: &cmd, Key: it.Key}
-		if cmd.Verb != bot.VerbEscalate {
-			esc, ferr := w.Store.FindByMR(ctx, project, iid)
-			switch {
-			case errors.Is(ferr, bot.ErrNotFound):
-			case ferr != nil:
-				return ferr
-			default:
-				in.Escalation = esc.ID
+		key := it.Key
+		if id := h.ObjectAttributes.ID; id > 0 {
+			// One note runs once, whatever GitLab resends.
+			key = fmt.Sprintf("gitlab-note:%s:%d", project, id)
+		}
+		in := bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Surface: "gitlab", ExternalID: h.User.Username}, Command: &cmd, Key: key}
+		esc, ferr := w.Store.FindByMR(ctx, project, iid)
+		switch {
+		case errors.Is(ferr, bot.ErrNotFound):
+		case ferr != nil:
+			return ferr
+		default:
+			in.Escalation = esc.ID
+		}
+		if cmd.Escalation != "" && cmd.Verb != bot.VerbEscalate && cmd.Escalation != in.Escalation {
+			// A comment speaks for its own MR: no reading or deciding
+			// another project's escalation from here.
+			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("%s is not this merge request's escalation; use the command on its own MR or in its chat thread", cmd.Escalation)}
+		} else {
+			if cmd.Verb == bot.VerbEscalate {
+				in.Escalation = ""
+			}
+			var rep bot.Reply
+			rep, err = w.Engine.Handle(ctx, in)
+			answer = rep.Text
+			if rep.Duplicate {
+				return nil // this note ran before: nothing to add
 			}
 		}
-		var rep bot.Reply
-		rep, err = w.Engine.Handle(ctx, in)
-		answer = rep.Text
 	}
 	if p, ok := bot.IsProblem(err); ok {
 		answer = "threatgate could not do that: " + p.Error()
@@ -288,7 +333,10 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, e := range all {
-		if e.State.Ended() || e.Project == "" || e.MRIID == 0 {
+		// Merged is final, and so is a withdrawal by a person; an MR that
+		// was closed may have been reopened without us hearing of it.
+		closed := e.State == bot.StateWithdrawn && e.MRState == "closed"
+		if (e.State.Ended() && !closed) || e.Project == "" || e.MRIID == 0 {
 			continue
 		}
 		if ctx.Err() != nil {

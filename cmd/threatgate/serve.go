@@ -263,6 +263,9 @@ func (e *env) serve(args []string) int {
 	for _, w := range append(cfg.Warnings(), warnings...) {
 		log.Warn(w)
 	}
+	if cfg.Web == nil && sec.DashboardToken == "" && !loopback(cfg.Listen) {
+		log.Warn("listen is not a loopback address and no dashboard token is set: anyone who can reach " + cfg.Listen + " can read the dashboard and /api and trigger reconciliation; add web.dashboard_token_env")
+	}
 	pol, err := loadPolicy(cfg.Policy)
 	if err != nil {
 		return e.printProblems(err)
