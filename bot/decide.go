@@ -1030,6 +1030,12 @@ func sameStatus(seen, want string) bool {
 // description; "" when the gate has nothing to say (merged, closed).
 func (d *decision) gate(e *Escalation) (status, description string) {
 	t := d.pol.Tier(e.Tier)
+	if e.ID == "" {
+		// New: the store assigns the id; Effect.Body fills it in.
+		c := *e
+		c.ID = IDPlaceholder
+		e = &c
+	}
 	switch e.State {
 	case StateApproved:
 		return StatusSuccess, fmt.Sprintf("%s approved (%s)", e.ID, e.Tier)

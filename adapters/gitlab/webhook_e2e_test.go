@@ -220,7 +220,7 @@ func TestGateApprovalPath(t *testing.T) {
 	}
 	r.settle()
 	st := r.lastStatus(sha1)
-	if st.State != "pending" || st.PipelineID != 512 || !strings.Contains(st.TargetURL, "/escalations/ESC-1") || !strings.Contains(st.Description, "threat-model") {
+	if st.State != "pending" || st.PipelineID != 512 || !strings.Contains(st.TargetURL, "/escalations/ESC-1") || !strings.HasPrefix(st.Description, "ESC-1 T2") || !strings.Contains(st.Description, "threat-model") {
 		t.Fatalf("status after open: %+v; want pending in the head pipeline, linking ESC-1, naming what is missing", st)
 	}
 	notes := r.gl.Notes("shop/api", 12)

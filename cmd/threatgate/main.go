@@ -37,6 +37,7 @@ const (
 const usageText = `threatgate gates security-sensitive GitLab merge requests behind a threat assessment.
 
 Usage:
+  threatgate demo [--listen ADDR] [--data DIR]        try threatgate locally: simulated GitLab, seeded escalations, console
   threatgate serve [--config FILE]                    run the server (webhooks, gate, API, metrics)
   threatgate reconcile [--config FILE]                compare every open escalation with GitLab once
   threatgate policy lint FILE...                      check policy files; prints file:line:col: problem
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.serve(args[1:])
 	case "reconcile":
 		return e.reconcile(args[1:])
+	case "demo":
+		return e.demo(args[1:])
 	}
 	return e.usage("unknown command %q", args[0])
 }
