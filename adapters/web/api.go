@@ -1,6 +1,9 @@
-// Package web serves threatgate's HTTP pages and JSON API: the list of
-// escalations now, the dashboard and the local chat console later. It
-// reads through small interfaces and imports bot and policies only.
+// Package web serves threatgate's HTTP pages and JSON API: the dashboard,
+// a page per escalation with its audit timeline, the list of escalations
+// as JSON, and the local chat console. Server (server.go) ties them
+// together behind the dashboard token; pages are html/template with
+// embedded assets, no JavaScript needed. It reads through small
+// interfaces and imports bot and policies only.
 package web
 
 import (
@@ -103,7 +106,7 @@ func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		apiError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
 	all, err := a.Store.List(r.Context())
@@ -111,7 +114,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a.Log != nil {
 			a.Log.Error("list escalations", "err", err)
 		}
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		apiError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
 	state := r.URL.Query().Get("state")
@@ -125,7 +128,16 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortStableFunc(out, func(x, y EscalationJSON) int { return x.CreatedAt.Compare(y.CreatedAt) })
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(out)
+}
+
+// apiError answers with status and {"error": msg}.
+func apiError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }

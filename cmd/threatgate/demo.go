@@ -541,19 +541,20 @@ func (sd *seeder) run() {
 // engine, dispatcher, worker, health, metrics, /api) with the simulator
 // as the forge and chat as the chat surface (nil: thread posts are
 // dropped). It wires the simulator to the engine and mounts demoHandler.
-func newDemoServer(cfg Config, pol *policies.Policy, db *store.DB, clock bot.Clock, log *slog.Logger, sim *simulator, chat bot.Chat) (*server, error) {
+func newDemoServer(cfg Config, pol *policies.Policy, db *store.DB, clock bot.Clock, log *slog.Logger, sim *simulator) (*server, error) {
 	cfg.GitLab = nil // no webhooks, no API: the simulator is GitLab
-	s, err := newServer(cfg, Secrets{}, pol, db, clock, log)
+	if cfg.Web == nil {
+		cfg.Web = &WebConfig{}
+	}
+	cfg.Web.Console = true
+	s, err := newServer(cfg, Secrets{}, pol, db, clock, log, extras{
+		Forge: sim, Samples: sim,
+		Banner: "Demo mode: a simulated GitLab and the embedded policy; the console lets you act as anyone.",
+	})
 	if err != nil {
 		return nil, err
 	}
-	// newServer takes no forge: give the dispatcher the simulator, and
-	// everything that wakes it the new dispatcher.
-	s.dispatcher = bot.NewDispatcher(db, sim, chat, nil, clock, log)
-	s.dispatcher.OnResult = s.metrics.delivered
-	eng := wakingEngine{s.engine, s.dispatcher}
-	s.worker.Engine = eng
-	sim.handler = eng
+	sim.handler = wakingEngine{s.engine, s.dispatcher}
 	s.handler = demoHandler(s, sim)
 	return s, nil
 }
@@ -674,7 +675,7 @@ func (e *env) demo(args []string) int {
 		fmt.Fprintf(e.stderr, "threatgate: demo: %v\n", err)
 		return exitFinding
 	}
-	s, err := newDemoServer(cfg, pol, db, clock, log, sim, nil)
+	s, err := newDemoServer(cfg, pol, db, clock, log, sim)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "threatgate: demo: %v\n", err)
 		return exitFinding

@@ -51,7 +51,7 @@ func (e *env) reconcile(args []string) int {
 	if err != nil {
 		return e.printProblems(err)
 	}
-	s, err := newServer(cfg, sec, pol, db, wallClock{}, log)
+	s, err := newServer(cfg, sec, pol, db, wallClock{}, log, extras{})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "threatgate: %v\n", err)
 		return exitFinding

@@ -41,6 +41,8 @@ type server struct {
 	engine     *bot.Engine
 	dispatcher *bot.Dispatcher
 	worker     *gitlab.Worker
+	web        *web.Server
+	console    *web.Console   // nil unless web.console is on (always in the demo)
 	client     *gitlab.Client // nil in a dry run or without gitlab
 	dry        *gitlab.DryRun // set in a dry run
 	metrics    *metrics
@@ -52,12 +54,21 @@ type server struct {
 	poll time.Duration
 }
 
-func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, clock bot.Clock, log *slog.Logger) (*server, error) {
+// extras are the parts only some commands add to the server: the demo's
+// simulated GitLab as the forge and its sample MRs for the console, and a
+// banner on every page.
+type extras struct {
+	Forge   bot.Forge
+	Samples web.Samples
+	Banner  string
+}
+
+func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, clock bot.Clock, log *slog.Logger, x extras) (*server, error) {
 	s := &server{cfg: cfg, log: log, clock: clock, db: db, poll: time.Second}
 	s.engine = bot.NewEngine(db, pol, clock, log)
 	s.metrics = newMetrics(db)
-	var forge bot.Forge
-	if g := cfg.GitLab; g != nil {
+	forge := x.Forge
+	if g := cfg.GitLab; g != nil && forge == nil {
 		if g.URL == "" {
 			s.dry = &gitlab.DryRun{Log: log.With("component", "gitlab-dry-run"), Clock: clock}
 			forge = s.dry
@@ -73,9 +84,21 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 			s.client, forge = c, c
 		}
 	}
-	s.dispatcher = bot.NewDispatcher(db, forge, nil, nil, clock, log)
+
+	s.web = &web.Server{Store: db, Policy: s.engine.Policy, Clock: clock, Log: log, DashboardToken: sec.DashboardToken, Banner: x.Banner}
+	var chat bot.Chat
+	if cfg.Web != nil && cfg.Web.Console {
+		s.console = &web.Console{Web: s.web, Samples: x.Samples, Log: log.With("component", "console")}
+		s.web.Console = s.console
+		chat = s.console
+	}
+	s.dispatcher = bot.NewDispatcher(db, forge, chat, nil, clock, log)
 	s.dispatcher.OnResult = s.metrics.delivered
-	s.worker = &gitlab.Worker{Inbox: db, Engine: wakingEngine{s.engine, s.dispatcher}, Store: db, Clock: clock,
+	eng := wakingEngine{s.engine, s.dispatcher}
+	if s.console != nil {
+		s.console.Engine = eng
+	}
+	s.worker = &gitlab.Worker{Inbox: db, Engine: eng, Store: db, Clock: clock,
 		Log: log.With("component", "gitlab-worker"), OnProcessed: s.metrics.processed}
 	if s.client != nil {
 		s.worker.Fetch, s.worker.Notes = s.client, s.client
@@ -104,13 +127,15 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	guard := s.dashboardGuard(sec.DashboardToken)
-	mux.Handle("GET /api/escalations", guard(&web.API{Store: db, Policy: s.engine.Policy, Log: log}))
 	mux.Handle("POST /api/reconcile", guard(http.HandlerFunc(s.reconcileHandler)))
 	if s.dry != nil {
 		mux.Handle("GET /api/dry-run", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, s.dry.Actions())
 		})))
 	}
+	// Everything else is the web UI: dashboard, escalation pages,
+	// /api/escalations, login, and the console when it is on.
+	mux.Handle("/", s.web.Handler())
 	s.handler = mux
 	return s, nil
 }
@@ -276,7 +301,7 @@ func (e *env) serve(args []string) int {
 		return exitFinding
 	}
 	defer db.Close()
-	s, err := newServer(cfg, sec, pol, db, wallClock{}, log)
+	s, err := newServer(cfg, sec, pol, db, wallClock{}, log, extras{})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "threatgate: %v\n", err)
 		return exitFinding

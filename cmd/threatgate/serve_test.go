@@ -74,7 +74,7 @@ func TestServeEndToEnd(t *testing.T) {
 	defer db.Close()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := newServer(cfg, sec, pol, db, wallClock{}, log)
+	s, err := newServer(cfg, sec, pol, db, wallClock{}, log, extras{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,340 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/policies"
+)
+
+// Console is the local chat surface: one thread per escalation, a box to
+// type the same commands as in Slack, and a picker for which person of the
+// policy you act as. It implements bot.Chat, so the dispatcher posts into
+// its threads exactly as it would into Slack. Because it lets anyone act as
+// anyone, it is on only in demo mode or when web.console is configured, and
+// its page says so. Threads live in memory; the escalations themselves are
+// in the store.
+type Console struct {
+	Web     *Server // renders the page in the shared layout, and its CSRF
+	Engine  Handler
+	Samples Samples // the demo's simulated GitLab; nil outside the demo
+	Log     *slog.Logger
+
+	mu      sync.Mutex
+	threads map[string]*thread
+	general []Post // replies to commands outside any thread
+	keys    map[string]bool
+}
+
+var _ bot.Chat = (*Console)(nil)
+
+// thread is one escalation's conversation.
+type thread struct {
+	ID      string
+	Summary string
+	Posts   []Post
+	Updated time.Time
+}
+
+// Post is one message in a thread.
+type Post struct {
+	At      time.Time
+	From    string // "threatgate", or the person who typed
+	Text    string
+	Mention []string
+	Kind    string // "bot", "user", "reply", "refusal", "security"
+}
+
+const maxPosts = 500
+
+func (c *Console) init() {
+	if c.threads == nil {
+		c.threads = map[string]*thread{}
+		c.keys = map[string]bool{}
+	}
+}
+
+func (c *Console) now() time.Time {
+	if c.Web != nil && c.Web.Clock != nil {
+		return c.Web.Clock.Now()
+	}
+	return time.Now()
+}
+
+// Post records m in its escalation's thread; the summary replaces the
+// thread's parent message. A message whose key was posted before is not
+// posted again.
+func (c *Console) Post(_ context.Context, m bot.Message) (bot.MessageRef, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.init()
+	ref := bot.MessageRef{Channel: "console", TS: m.Key}
+	if m.Key != "" && c.keys[m.Key] {
+		return ref, nil
+	}
+	c.keys[m.Key] = true
+	t := c.thread(m.Escalation)
+	t.Updated = c.now()
+	if m.Summary {
+		t.Summary = m.Text
+		return ref, nil
+	}
+	kind := "bot"
+	if m.Security {
+		kind = "security"
+	}
+	c.add(t, Post{At: t.Updated, From: "threatgate", Text: m.Text, Mention: m.Mention, Kind: kind})
+	return ref, nil
+}
+
+func (c *Console) thread(id string) *thread {
+	t := c.threads[id]
+	if t == nil {
+		t = &thread{ID: id}
+		c.threads[id] = t
+	}
+	return t
+}
+
+func (c *Console) add(t *thread, p Post) {
+	t.Posts = append(t.Posts, p)
+	if len(t.Posts) > maxPosts {
+		t.Posts = t.Posts[len(t.Posts)-maxPosts:]
+	}
+}
+
+// Thread returns a copy of an escalation's thread: its summary and posts.
+func (c *Console) Thread(id string) (summary string, posts []Post) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.init()
+	if t := c.threads[id]; t != nil {
+		return t.Summary, slices.Clone(t.Posts)
+	}
+	return "", nil
+}
+
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/console" || r.URL.Path == "/console/":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			c.Web.RenderError(w, r, http.StatusMethodNotAllowed, "Use the forms on the console page.")
+			return
+		}
+		c.page(w, r)
+	case r.URL.Path == "/console/send" && r.Method == http.MethodPost:
+		c.send(w, r)
+	case r.URL.Path == "/console/sample" && r.Method == http.MethodPost:
+		c.sample(w, r)
+	default:
+		c.Web.NotFound(w, r)
+	}
+}
+
+// consoleView is what templates/console.html reads as .Data.
+type consoleView struct {
+	People   []personView
+	As       string
+	Threads  []threadView
+	Current  *threadView
+	General  []Post
+	Samples  []Sample
+	CSRF     string
+	Help     string
+	Prompt   string
+	Notice   string
+	Draft    string
+	Escalate string // example /escalate command
+}
+
+type personView struct {
+	ID, Name, Groups string
+}
+
+type threadView struct {
+	ID, Title, State, Tier string
+	Summary                string
+	Posts                  []Post
+	Active                 bool
+}
+
+// person returns the policy person the form acts as: as when it exists,
+// else the first person of the policy.
+func (c *Console) person(pol *policies.Policy, as string) string {
+	if pol.Person("id", as) != nil {
+		return as
+	}
+	if len(pol.People) > 0 {
+		return pol.People[0].ID
+	}
+	return ""
+}
+
+func (c *Console) page(w http.ResponseWriter, r *http.Request) {
+	pol := c.Web.policy()
+	q := r.URL.Query()
+	v := consoleView{As: c.person(pol, q.Get("as")), CSRF: c.Web.CSRFToken(w, r), Help: bot.HelpText(""), Notice: q.Get("notice")}
+	for _, p := range pol.People {
+		var groups []string
+		for _, g := range sortedGroups(pol) {
+			if pol.InGroup(p.ID, g) {
+				groups = append(groups, g)
+			}
+		}
+		name := p.Name
+		if name == "" {
+			name = p.ID
+		}
+		v.People = append(v.People, personView{ID: p.ID, Name: name, Groups: strings.Join(groups, ", ")})
+	}
+	if c.Samples != nil {
+		v.Samples = c.Samples.Samples()
+	}
+	all, err := c.Web.Store.List(r.Context())
+	if err != nil {
+		c.Web.fail(w, r, err)
+		return
+	}
+	slices.SortStableFunc(all, func(a, b *bot.Escalation) int { return b.UpdatedAt.Compare(a.UpdatedAt) })
+	current := q.Get("thread")
+	c.mu.Lock()
+	c.init()
+	for _, e := range all {
+		tv := threadView{ID: e.ID, Title: fmt.Sprintf("%s!%d %s", e.Project, e.MRIID, e.Title), State: strings.ReplaceAll(string(e.State), "_", " "), Tier: e.Tier, Active: e.ID == current}
+		if t := c.threads[e.ID]; t != nil {
+			tv.Summary, tv.Posts = t.Summary, slices.Clone(t.Posts)
+		}
+		v.Threads = append(v.Threads, tv)
+		if tv.Active {
+			cur := tv
+			v.Current = &cur
+		}
+	}
+	v.General = slices.Clone(c.general)
+	c.mu.Unlock()
+	if v.Current != nil {
+		v.Prompt = "Reply in " + v.Current.ID + ": a command such as /approve or /threatgate status, or intake answers as lines \"field: answer\"."
+	} else {
+		v.Prompt = "Type a command: /escalate group/proj!12 <reason>, /threatgate backlog, /threatgate help."
+	}
+	c.Web.Render(w, r, "console", "Console", v)
+}
+
+// consoleURL is where the console page shows person as in thread.
+func consoleURL(as, thread, notice string) string {
+	q := url.Values{}
+	if as != "" {
+		q.Set("as", as)
+	}
+	if thread != "" {
+		q.Set("thread", thread)
+	}
+	if notice != "" {
+		q.Set("notice", notice)
+	}
+	return "/console?" + q.Encode()
+}
+
+func (c *Console) send(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if !c.Web.CheckCSRF(r) {
+		c.Web.RenderError(w, r, http.StatusForbidden, "The form expired or did not come from this console; reload the console and try again.")
+		return
+	}
+	pol := c.Web.policy()
+	as := r.PostFormValue("as")
+	if pol.Person("id", as) == nil {
+		c.Web.RenderError(w, r, http.StatusBadRequest, fmt.Sprintf("No person %q in the policy; pick someone in the console's \"acting as\" list.", as))
+		return
+	}
+	thread := r.PostFormValue("thread")
+	text := strings.TrimSpace(r.PostFormValue("text"))
+	if text == "" {
+		http.Redirect(w, r, consoleURL(as, thread, "Type a command first."), http.StatusSeeOther)
+		return
+	}
+	var cmd bot.Command
+	var err error
+	if thread != "" {
+		cmd, err = bot.ParseReply(text)
+	} else {
+		cmd, err = bot.ParseCommand(text)
+	}
+	var rep bot.Reply
+	if err == nil {
+		rep, err = c.Engine.Handle(r.Context(), bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Person: as, Surface: "web", ExternalID: as}, Command: &cmd, Escalation: thread})
+	}
+	target := thread
+	if rep.Escalation != "" && (thread == "" || cmd.Verb == bot.VerbEscalate) {
+		target = rep.Escalation
+	}
+	answer, kind := rep.Text, "reply"
+	if p, ok := bot.IsProblem(err); ok {
+		answer, kind = p.Error(), "refusal"
+	} else if err != nil {
+		c.Web.fail(w, r, err)
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	c.init()
+	user := Post{At: now, From: as, Text: text, Kind: "user"}
+	bot := Post{At: now, From: "threatgate", Text: answer, Kind: kind}
+	if target == "" {
+		c.general = append(c.general, user, bot)
+		if len(c.general) > maxPosts {
+			c.general = c.general[len(c.general)-maxPosts:]
+		}
+	} else {
+		t := c.thread(target)
+		c.add(t, user)
+		c.add(t, bot)
+		t.Updated = now
+	}
+	c.mu.Unlock()
+	http.Redirect(w, r, consoleURL(as, target, ""), http.StatusSeeOther)
+}
+
+func (c *Console) sample(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if !c.Web.CheckCSRF(r) {
+		c.Web.RenderError(w, r, http.StatusForbidden, "The form expired or did not come from this console; reload the console and try again.")
+		return
+	}
+	if c.Samples == nil {
+		c.Web.RenderError(w, r, http.StatusNotFound, "Sample merge requests exist only in demo mode (threatgate demo).")
+		return
+	}
+	as := r.PostFormValue("as")
+	esc, reply, err := c.Samples.OpenSample(r.Context(), r.PostFormValue("sample"))
+	if err != nil {
+		if p, ok := bot.IsProblem(err); ok {
+			c.Web.RenderError(w, r, http.StatusBadRequest, p.Error())
+			return
+		}
+		c.Web.fail(w, r, err)
+		return
+	}
+	notice := reply
+	if esc == "" && notice == "" {
+		notice = "That merge request needs no security review: no escalation."
+	}
+	http.Redirect(w, r, consoleURL(as, esc, notice), http.StatusSeeOther)
+}
+
+func sortedGroups(pol *policies.Policy) []string {
+	var out []string
+	for g := range pol.Groups {
+		out = append(out, g)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,370 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/policies"
+)
+
+// escalationView is what templates/escalation.html shows.
+type escalationView struct {
+	E         *bot.Escalation
+	Tier      *policies.Tier // nil when the policy no longer has the tier
+	Row       escRow
+	Signals   []signalView
+	Intake    []pair
+	Artifacts []artifactView
+	Missing   int
+	Matrix    []matrixRow
+	Other     []decisionView // approvals that fill no row of the matrix (arbiters, former tiers)
+	Approvals []decisionView // every approval, with its checklist
+	Rejected  []decisionView
+	Timeline  []eventView
+	Chain     chainStatus
+}
+
+type signalView struct {
+	policies.Fired
+	Description string
+}
+
+type pair struct{ Key, Value string }
+
+type artifactView struct {
+	Kind     string
+	Name     string
+	Required bool
+	In       bool
+	bot.Artifact
+}
+
+// matrixRow is one row of the tier's approvals matrix and who approved
+// for it.
+type matrixRow struct {
+	policies.Approval
+	Valid     int // approvals that count
+	Approvals []decisionView
+}
+
+type decisionView struct {
+	bot.Decision
+	Stale  bool // by flag, or given for an older head in a tier that resets approvals on push
+	Checks []pair
+}
+
+type eventView struct {
+	bot.Event
+	Summary string
+}
+
+// chainStatus is the outcome of verifying the whole audit chain.
+type chainStatus struct {
+	OK     bool
+	Events int
+	Err    string
+}
+
+// maxIDLen bounds an escalation id from the URL; longer ones cannot exist.
+const maxIDLen = 64
+
+func (s *Server) escalation(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !plausibleID(id) {
+		s.NotFound(w, r)
+		return
+	}
+	ctx := r.Context()
+	e, err := s.Store.FindEscalation(ctx, id)
+	if errors.Is(err, bot.ErrNotFound) {
+		s.RenderError(w, r, http.StatusNotFound, fmt.Sprintf("There is no escalation %s.", id))
+		return
+	}
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("find %s: %w", id, err))
+		return
+	}
+	events, err := s.Store.Events(ctx, e.ID)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("events of %s: %w", e.ID, err))
+		return
+	}
+	var chain chainStatus
+	chain.Events, err = s.Store.Verify(ctx)
+	if err != nil {
+		chain.Err = err.Error()
+		s.log.Error("audit chain broken", "escalation_id", e.ID, "err", err)
+	} else {
+		chain.OK = true
+	}
+	v := buildEscalation(e, events, s.policy(), s.now())
+	v.Chain = chain
+	s.Render(w, r, "escalation", e.ID+" "+e.Project+"!"+fmt.Sprint(e.MRIID), v)
+}
+
+// plausibleID reports whether id could name an escalation, so that odd
+// input gets a 404 without reaching the store.
+func plausibleID(id string) bool {
+	if id == "" || len(id) > maxIDLen {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// buildEscalation computes the escalation page; it is a pure function of
+// its arguments.
+func buildEscalation(e *bot.Escalation, events []bot.Event, pol *policies.Policy, now time.Time) *escalationView {
+	v := &escalationView{E: e, Row: newRow(e, now)}
+	if pol != nil {
+		v.Tier = pol.Tier(e.Tier)
+	}
+	for _, f := range e.Signals {
+		sv := signalView{Fired: f}
+		if pol != nil {
+			if sig := pol.Signal(f.ID); sig != nil {
+				sv.Description = sig.Description
+			}
+		}
+		v.Signals = append(v.Signals, sv)
+	}
+	var fields []string // the policy's intake order, then any others by name
+	if pol != nil {
+		for _, f := range pol.Intake {
+			fields = append(fields, f.ID)
+		}
+	}
+	v.Intake = orderedChecks(e.Intake, fields)
+
+	// Artifacts: the tier's, in its order, then any others handed in.
+	var required []string
+	if v.Tier != nil {
+		required = v.Tier.Artifacts
+	}
+	name := func(kind string) string {
+		if pol != nil {
+			if a, ok := pol.Artifact(kind); ok && a.Name != "" {
+				return a.Name
+			}
+		}
+		return kind
+	}
+	for _, k := range required {
+		av := artifactView{Kind: k, Name: name(k), Required: true}
+		if i := slices.IndexFunc(e.Artifacts, func(a bot.Artifact) bool { return a.Kind == k }); i >= 0 {
+			av.In, av.Artifact = true, e.Artifacts[i]
+		} else {
+			v.Missing++
+		}
+		v.Artifacts = append(v.Artifacts, av)
+	}
+	for _, a := range e.Artifacts {
+		if !slices.Contains(required, a.Kind) {
+			v.Artifacts = append(v.Artifacts, artifactView{Kind: a.Kind, Name: name(a.Kind), In: true, Artifact: a})
+		}
+	}
+
+	var checklist []string
+	if v.Tier != nil {
+		checklist = v.Tier.Checklist
+	}
+	decision := func(d bot.Decision) decisionView {
+		dv := decisionView{Decision: d, Stale: d.Stale || (v.Tier != nil && v.Tier.ResetApprovalsOnPush && e.HeadSHA != "" && d.SHA != e.HeadSHA)}
+		dv.Checks = orderedChecks(d.Checks, checklist)
+		return dv
+	}
+	for _, a := range e.Approvals {
+		v.Approvals = append(v.Approvals, decision(a))
+	}
+	for _, d := range e.Rejections {
+		v.Rejected = append(v.Rejected, decision(d))
+	}
+	placed := make([]bool, len(v.Approvals))
+	if v.Tier != nil {
+		for _, row := range v.Tier.Approvals {
+			mr := matrixRow{Approval: row}
+			for i, a := range v.Approvals {
+				if placed[i] || a.Arbiter || a.Group != row.Group || (row.Role != "" && a.Role != "" && a.Role != row.Role) {
+					continue
+				}
+				placed[i] = true
+				mr.Approvals = append(mr.Approvals, a)
+				if !a.Stale {
+					mr.Valid++
+				}
+			}
+			v.Matrix = append(v.Matrix, mr)
+		}
+	}
+	for i, a := range v.Approvals {
+		if !placed[i] {
+			v.Other = append(v.Other, a)
+		}
+	}
+
+	for _, ev := range events {
+		v.Timeline = append(v.Timeline, eventView{Event: ev, Summary: summarize(ev)})
+	}
+	return v
+}
+
+// orderedChecks lists the answers in checks in the order of items, then
+// any others by name: checklist answers, intake fields.
+func orderedChecks(checks map[string]string, items []string) []pair {
+	var out []pair
+	for _, k := range items {
+		if a, ok := checks[k]; ok {
+			out = append(out, pair{k, a})
+		}
+	}
+	var rest []string
+	for k := range checks {
+		if !slices.Contains(items, k) {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	for _, k := range rest {
+		out = append(out, pair{k, checks[k]})
+	}
+	return out
+}
+
+// maxSummary bounds the text quoted in a timeline entry.
+const maxSummary = 200
+
+// summarize describes an event's data in a short line for the timeline.
+func summarize(ev bot.Event) string {
+	d := ev.Data
+	var parts []string
+	add := func(format string, args ...any) { parts = append(parts, fmt.Sprintf(format, args...)) }
+	text := func() {
+		if t := strings.TrimSpace(d.Text); t != "" {
+			add("“%s”", clip(t))
+		}
+	}
+	switch ev.Kind {
+	case bot.EventOpened:
+		add("%s!%d in tier %s", d.Project, d.MRIID, tierText(d.Tier, d.TierName))
+		add("score %d, %d %s", d.Score, len(d.Signals), plural(len(d.Signals), "signal", "signals"))
+		if d.Manual {
+			add("manual")
+		}
+		if d.Urgent {
+			add("urgent")
+		}
+		if !d.DecisionDue.IsZero() {
+			add("decision due %s", formatUTC(d.DecisionDue))
+		}
+		text()
+	case bot.EventMRUpdated:
+		if ev.SHA != "" {
+			add("head %s", shortSHA(ev.SHA))
+		}
+		if d.Title != "" {
+			add("title %q", clip(d.Title))
+		}
+		if d.MRState != "" {
+			add("MR %s", d.MRState)
+		}
+		if d.TargetBranch != "" {
+			add("target %s", d.TargetBranch)
+		}
+		if d.Labels != nil {
+			add("labels %s", strings.Join(d.Labels, ", "))
+		}
+		if d.StaleFrom != "" {
+			add("approvals for %s now stale", shortSHA(d.StaleFrom))
+		}
+	case bot.EventReclassified:
+		add("score %d, %d %s", d.Score, len(d.Signals), plural(len(d.Signals), "signal", "signals"))
+	case bot.EventTierRaised, bot.EventRetiered:
+		add("%s → %s", d.FromTier, tierText(d.Tier, d.TierName))
+		if ev.Kind == bot.EventTierRaised {
+			add("score %d", d.Score)
+		}
+		if !d.DecisionDue.IsZero() {
+			add("decision due %s", formatUTC(d.DecisionDue))
+		}
+		text()
+	case bot.EventIntake:
+		keys := make([]string, 0, len(d.Intake))
+		for k := range d.Intake {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		add("answered %s", strings.Join(keys, ", "))
+	case bot.EventFiled:
+		add("filed: the review starts")
+		if !d.DecisionDue.IsZero() {
+			add("decision due %s", formatUTC(d.DecisionDue))
+		}
+	case bot.EventArtifactAdded:
+		add("%s: %s", d.Artifact, clip(d.Ref))
+	case bot.EventApproved, bot.EventRejected:
+		if d.Arbiter {
+			add("as arbiter")
+		}
+		if d.Group != "" {
+			add("for %s", d.Group)
+		}
+		if d.Role != "" {
+			add("role %s", d.Role)
+		}
+		if len(d.Checks) > 0 {
+			add("%d checklist %s", len(d.Checks), plural(len(d.Checks), "answer", "answers"))
+		}
+		text()
+	case bot.EventRisk:
+		add("residual risk %d/25", d.Risk)
+		text()
+	case bot.EventDeferred:
+		add("until %s", formatUTC(d.Until))
+		text()
+	case bot.EventMerged:
+		if d.Bypassed {
+			add("merged without approval (bypassed)")
+		}
+	case bot.EventStateChanged:
+		add("%s → %s", words(string(d.From)), words(string(d.To)))
+	case bot.EventCapOverridden:
+		add("%s may file %d more", d.Person, d.Count)
+		text()
+	case bot.EventStatusForged:
+		if t := strings.TrimSpace(d.Text); t != "" {
+			add("%s", clip(t))
+		} else {
+			add("the gate's status on the head was set by someone else")
+		}
+	default:
+		text()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func tierText(id, name string) string {
+	if name == "" {
+		return id
+	}
+	return id + " (" + name + ")"
+}
+
+func words(s string) string { return strings.ReplaceAll(s, "_", " ") }
+
+// clip shortens s to maxSummary runes.
+func clip(s string) string {
+	if r := []rune(s); len(r) > maxSummary {
+		return string(r[:maxSummary]) + "…"
+	}
+	return s
+}
