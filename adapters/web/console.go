@@ -147,7 +147,6 @@ type consoleView struct {
 	Current  *threadView
 	General  []Post
 	Samples  []Sample
-	CSRF     string
 	Help     string
 	Prompt   string
 	Notice   string
@@ -181,7 +180,7 @@ func (c *Console) person(pol *policies.Policy, as string) string {
 func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 	pol := c.Web.policy()
 	q := r.URL.Query()
-	v := consoleView{As: c.person(pol, q.Get("as")), CSRF: c.Web.CSRFToken(w, r), Help: bot.HelpText(""), Notice: q.Get("notice")}
+	v := consoleView{As: c.person(pol, q.Get("as")), Help: bot.HelpText(""), Notice: q.Get("notice")}
 	for _, p := range pol.People {
 		var groups []string
 		for _, g := range sortedGroups(pol) {
