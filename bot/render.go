@@ -152,11 +152,11 @@ func (d *decision) statusText() string {
 		fmt.Fprintf(&b, "Dissents: %d.\n", n)
 	}
 	if e.State.Active() && !e.DecisionDue.IsZero() {
-		left := e.DecisionDue.Sub(d.now).Round(time.Minute)
+		left := e.DecisionDue.Sub(d.now)
 		if left >= 0 {
-			fmt.Fprintf(&b, "Decision due %s (in %s).", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), left)
+			fmt.Fprintf(&b, "Decision due %s (in %s).", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), humanDuration(left))
 		} else {
-			fmt.Fprintf(&b, "Decision was due %s (%s overdue).", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), -left)
+			fmt.Fprintf(&b, "Decision was due %s (%s overdue).", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), humanDuration(left))
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
@@ -183,11 +183,11 @@ func BacklogText(open []*Escalation, now time.Time) string {
 	for _, e := range list {
 		due := "no deadline"
 		if !e.DecisionDue.IsZero() {
-			left := e.DecisionDue.Sub(now).Round(time.Minute)
+			left := e.DecisionDue.Sub(now)
 			if left < 0 {
-				due = fmt.Sprintf("OVERDUE by %s", -left)
+				due = fmt.Sprintf("OVERDUE by %s", humanDuration(left))
 			} else {
-				due = fmt.Sprintf("due in %s", left)
+				due = fmt.Sprintf("due in %s", humanDuration(left))
 			}
 		}
 		urgent := ""
@@ -259,9 +259,9 @@ func (d *decision) card(e *Escalation) string {
 		fmt.Fprintf(&b, "\nDeferred until %s", e.DeferredUntil.UTC().Format("2006-01-02 15:04 MST"))
 	}
 	if e.State.Active() && !e.DecisionDue.IsZero() {
-		left := e.DecisionDue.Sub(d.now).Round(time.Minute)
+		left := e.DecisionDue.Sub(d.now)
 		if left >= 0 {
-			fmt.Fprintf(&b, "\nDecision due %s (in %s)", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), left)
+			fmt.Fprintf(&b, "\nDecision due %s (in %s)", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), humanDuration(left))
 		} else {
 			fmt.Fprintf(&b, "\nDecision OVERDUE since %s", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"))
 		}
@@ -282,4 +282,26 @@ func (d *decision) askedOf(e *Escalation) string {
 		who = append(who, e.Filer)
 	}
 	return strings.Join(who, ", ")
+}
+
+// humanDuration writes d the way people read deadlines: "3d 4h", "5h 12m",
+// "12m"; never more than two units.
+func humanDuration(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	d = d.Round(time.Minute)
+	days, d := d/(24*time.Hour), d%(24*time.Hour)
+	hours, mins := d/time.Hour, (d%time.Hour)/time.Minute
+	switch {
+	case days > 0 && hours > 0:
+		return fmt.Sprintf("%dd %dh", days, hours)
+	case days > 0:
+		return fmt.Sprintf("%dd", days)
+	case hours > 0 && mins > 0:
+		return fmt.Sprintf("%dh %dm", hours, mins)
+	case hours > 0:
+		return fmt.Sprintf("%dh", hours)
+	}
+	return fmt.Sprintf("%dm", mins)
 }

@@ -73,7 +73,7 @@ func newRig(t *testing.T, gate string) *rig {
 	clock := bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	eng := bot.NewEngine(db, pol, clock, nil)
 	r := &rig{t: t, gl: gl, client: client, db: db, clock: clock}
-	r.worker = &Worker{Inbox: db, Fetch: client, Engine: eng, Store: db, Notes: client, Clock: clock}
+	r.worker = &Worker{Inbox: db, Fetch: client, Engine: eng, Store: db, Answer: true, Clock: clock}
 	r.disp = bot.NewDispatcher(db, client, nil, nil, clock, nil)
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/gitlab", &Intake{Secret: testSecret, Inbox: db, Clock: clock})
@@ -621,5 +621,30 @@ func TestAuthFailuresDoNotLoseWebhooks(t *testing.T) {
 	}
 	if e := r.escalation(50); e.Tier != "T2" {
 		t.Errorf("escalation %+v", e)
+	}
+}
+
+func TestCommentAnswersSurviveAnOutage(t *testing.T) {
+	r := newRig(t, "status")
+	r.addMR(60, sha1, "auth/a.go")
+	r.hook(60, "open", sha1, "")
+	r.settle()
+	before := len(r.gl.Notes("shop/api", 60))
+	r.gl.FailAfter(http.MethodPost, "/notes", 1, 502) // stored, but the answer is lost on its way back
+	r.gl.FailPath("/notes", 2, 500)
+	r.comment(60, "ann", "/threatgate status")
+	for range 6 {
+		r.settle()
+		r.clock.Advance(5 * time.Minute)
+	}
+	notes := r.gl.Notes("shop/api", 60)
+	answers := 0
+	for _, n := range notes[before:] {
+		if strings.Contains(n, "@ann ESC-1") {
+			answers++
+		}
+	}
+	if answers != 1 {
+		t.Errorf("%d answers to the comment, want exactly 1: %q", answers, notes[before:])
 	}
 }

@@ -29,15 +29,11 @@ type Handler interface {
 	Handle(ctx context.Context, in bot.Input) (bot.Reply, error)
 }
 
-// Escalations finds escalations; store.DB is one.
+// Escalations finds escalations and queues effects; store.DB is one.
 type Escalations interface {
 	FindByMR(ctx context.Context, project string, iid int64) (*bot.Escalation, error)
 	List(ctx context.Context) ([]*bot.Escalation, error)
-}
-
-// NotePoster answers MR comments; *Client is one.
-type NotePoster interface {
-	PostNote(ctx context.Context, e bot.Effect) error
+	Commit(ctx context.Context, c *bot.Commit) (*bot.Escalation, error)
 }
 
 // Worker turns recorded webhooks into engine inputs, fetching each MR's
@@ -48,7 +44,9 @@ type Worker struct {
 	Fetch  Fetcher // nil: dry run, the MR is read from the webhook alone
 	Engine Handler
 	Store  Escalations
-	Notes  NotePoster // where answers to MR comments go; nil: nowhere
+	// Answer, when true, answers MR comments with an MR note (queued in the
+	// outbox); off in a dry run, where nothing is posted to GitLab.
+	Answer bool
 	Clock  bot.Clock
 	Log    *slog.Logger
 	// OnProcessed, when set, is told of every processed item: its kind,
@@ -305,15 +303,16 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 	} else if err != nil {
 		return err
 	}
-	if w.Notes == nil || answer == "" {
+	if answer == "" || !w.Answer {
 		return nil
 	}
-	ef := bot.Effect{ID: fmt.Sprintf("comment-%d", h.ObjectAttributes.ID), Kind: bot.EffectMRNote, Project: project, MRIID: iid,
-		Text: "@" + h.User.Username + " " + answer}
-	if err := w.Notes.PostNote(ctx, ef); err != nil {
-		// The command is committed; a lost answer is logged, not retried
-		// (retrying would run the command again).
-		w.log().Warn("cannot answer MR comment", "project", project, "mr_iid", iid, "err", err)
+	// The answer goes out through the outbox like every other call to
+	// GitLab: retried when GitLab is down, posted once (the key makes a
+	// second processing of this comment enqueue nothing).
+	ef := bot.Effect{Kind: bot.EffectMRNote, Project: project, MRIID: iid, Text: "@" + h.User.Username + " " + answer}
+	key := fmt.Sprintf("gitlab-answer:%s:%d", project, h.ObjectAttributes.ID)
+	if _, err := w.Store.Commit(ctx, &bot.Commit{Effects: []bot.Effect{ef}, Key: key, At: w.Clock.Now()}); err != nil && !errors.Is(err, bot.ErrDuplicate) {
+		return fmt.Errorf("queue the answer to comment %d: %w", h.ObjectAttributes.ID, err)
 	}
 	return nil
 }

@@ -101,7 +101,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	s.worker = &gitlab.Worker{Inbox: db, Engine: eng, Store: db, Clock: clock,
 		Log: log.With("component", "gitlab-worker"), OnProcessed: s.metrics.processed}
 	if s.client != nil {
-		s.worker.Fetch, s.worker.Notes = s.client, s.client
+		s.worker.Fetch, s.worker.Answer = s.client, true
 	}
 
 	mux := http.NewServeMux()
