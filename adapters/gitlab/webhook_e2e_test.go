@@ -450,9 +450,6 @@ func TestExternalStatusCheckMode(t *testing.T) {
 }
 
 func TestManyConcurrentEventsNoneLost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("5,000 webhooks: skipped with -short")
-	}
 	r := newRig(t, "status")
 	const mrs, perMR = 500, 10
 	for i := range mrs {

@@ -493,7 +493,7 @@ func TestConfigSecretFromFile(t *testing.T) {
 
 func TestConfigSecretFileReadableByOthersWarns(t *testing.T) {
 	if runtime.GOOS == "windows" {
-		t.Skip("no Unix permissions")
+		t.Skip("needs Unix file permissions, which Windows does not have; threatgate's targets are Linux")
 	}
 	p := writeSecret(t, "R0UT1NG\n", 0o644)
 	c := mustLoad(t, "pagerduty:\n  routing_key_file: "+p+"\n")
