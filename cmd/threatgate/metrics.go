@@ -74,7 +74,8 @@ func (m *metrics) delivered(kind bot.EffectKind, err error) {
 type storeCollector struct{ st storeStats }
 
 var (
-	descOpen     = prometheus.NewDesc("threatgate_escalations", "Escalations by tier and state (merged and withdrawn included).", []string{"tier", "state"}, nil)
+	descAll      = prometheus.NewDesc("threatgate_escalations", "Escalations by tier and state (merged and withdrawn included).", []string{"tier", "state"}, nil)
+	descOpen     = prometheus.NewDesc("threatgate_escalations_open", "Open escalations (waiting on people: intake, artifacts, review, dispute, deferral) by tier and state.", []string{"tier", "state"}, nil)
 	descOutbox   = prometheus.NewDesc("threatgate_outbox_depth", "Effects waiting in the outbox.", nil, nil)
 	descInbox    = prometheus.NewDesc("threatgate_inbox_depth", "Recorded webhooks waiting to be processed.", nil, nil)
 	descBypassed = prometheus.NewDesc("threatgate_bypasses", "Merges of escalated MRs that were not approved.", nil, nil)
@@ -83,7 +84,7 @@ var (
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOpen, descOutbox, descInbox, descBypassed, descForged, descUp} {
+	for _, d := range []*prometheus.Desc{descAll, descOpen, descOutbox, descInbox, descBypassed, descForged, descUp} {
 		ch <- d
 	}
 }
@@ -107,7 +108,10 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		forged += e.Forged
 	}
 	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(n), k.tier, k.state)
+		ch <- prometheus.MustNewConstMetric(descAll, prometheus.GaugeValue, float64(n), k.tier, k.state)
+		if bot.State(k.state).Active() {
+			ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(n), k.tier, k.state)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(descBypassed, prometheus.GaugeValue, float64(bypassed))
 	ch <- prometheus.MustNewConstMetric(descForged, prometheus.GaugeValue, float64(forged))

@@ -166,6 +166,7 @@ func TestServeEndToEnd(t *testing.T) {
 	for _, want := range []string{
 		`threatgate_webhook_requests_total{result="accepted",source="gitlab"} 1`,
 		`threatgate_escalations{state="awaiting_artifacts",tier="T2"} 1`,
+		`threatgate_escalations_open{state="awaiting_artifacts",tier="T2"} 1`,
 		`threatgate_webhook_processing_seconds_count{kind="Merge Request Hook",result="ok"} 1`,
 		`threatgate_outbox_deliveries_total{kind="status"}`,
 		`threatgate_outbox_depth`,
