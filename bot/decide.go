@@ -1156,10 +1156,11 @@ func (d *decision) waiting() []string {
 }
 
 // Waiting lists the people an escalation waits on for approvals, in
-// policy order. It is empty unless the escalation is in review.
+// policy order. It is empty unless the escalation is in review (while
+// artifacts are missing it waits on their authors, not on approvers).
 func Waiting(e *Escalation, pol *policies.Policy) []string {
-	if e == nil || (e.State != StateInReview && e.State != StateAwaitingArtifacts) {
-		return nil
+	if e == nil || e.State != StateInReview {
+		return nil // while artifacts are missing, approvers cannot act yet
 	}
 	t := pol.Tier(e.Tier)
 	if t == nil {

@@ -279,7 +279,7 @@ func TestDecide(t *testing.T) {
 				return Input{Kind: InputCommand, Actor: Identity{Person: "erin", Surface: "test"}, Command: &c, Escalation: "ESC-1"}
 			}(),
 			then: []string{"intake_answered erin"}},
-		{name: "intake complete files the escalation", given: []Input{cmd(t, "erin", "/escalate g/q!7 --tier T2 looks dodgy\nsummary: s")},
+		{name: "intake complete files the escalation (deadlines set: see TestFiledHasDeadlines)", given: []Input{cmd(t, "erin", "/escalate g/q!7 --tier T2 looks dodgy\nsummary: s")},
 			when: func() Input {
 				c, _ := ParseReply("assets: api\nexploit: read the logs")
 				return Input{Kind: InputCommand, Actor: Identity{Person: "erin", Surface: "test"}, Command: &c, Escalation: "ESC-1"}
@@ -441,5 +441,15 @@ func TestHumanDuration(t *testing.T) {
 		if got := humanDuration(d); got != want {
 			t.Errorf("humanDuration(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestFiledHasDeadlines(t *testing.T) {
+	pol := testPolicy(t)
+	c, _ := ParseReply("summary: s\nassets: a\nexploit: e")
+	_, esc := history(t, pol, Quota{}, cmd(t, "erin", "/escalate g/q!7 --tier T2 looks dodgy"),
+		Input{Kind: InputCommand, Actor: Identity{Person: "erin", Surface: "test"}, Command: &c, Escalation: "ESC-1"})
+	if esc.State != StateAwaitingArtifacts || esc.DecisionDue.IsZero() || esc.FirstResponseDue.IsZero() {
+		t.Errorf("filed through the thread: state %s, first response due %s, decision due %s", esc.State, esc.FirstResponseDue, esc.DecisionDue)
 	}
 }

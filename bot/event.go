@@ -174,6 +174,8 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		if !d.DecisionDue.IsZero() {
 			e.DecisionDue = d.DecisionDue
 		}
+	case EventFiled:
+		e.FirstResponseDue, e.DecisionDue = d.FirstResponseDue, d.DecisionDue
 	case EventIntake:
 		if e.Intake == nil {
 			e.Intake = map[string]string{}

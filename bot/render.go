@@ -259,12 +259,9 @@ func (d *decision) card(e *Escalation) string {
 		fmt.Fprintf(&b, "\nDeferred until %s", e.DeferredUntil.UTC().Format("2006-01-02 15:04 MST"))
 	}
 	if e.State.Active() && !e.DecisionDue.IsZero() {
-		left := e.DecisionDue.Sub(d.now)
-		if left >= 0 {
-			fmt.Fprintf(&b, "\nDecision due %s (in %s)", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), humanDuration(left))
-		} else {
-			fmt.Fprintf(&b, "\nDecision OVERDUE since %s", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"))
-		}
+		// Absolute times only: the card is edited when the escalation
+		// changes, not as the clock moves, so "in 3h" would go stale.
+		fmt.Fprintf(&b, "\nDecision due %s", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"))
 	}
 	return b.String()
 }
@@ -304,4 +301,12 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh", hours)
 	}
 	return fmt.Sprintf("%dm", mins)
+}
+
+// Card renders an escalation's thread summary as of now, the same text the
+// thread_summary effect carries; a chat surface that lost its thread (the
+// console after a restart) shows it instead.
+func Card(e *Escalation, pol *policies.Policy, now time.Time) string {
+	d := &decision{pol: pol, now: now, esc: e}
+	return d.card(e)
 }

@@ -211,6 +211,11 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 		if t := c.threads[e.ID]; t != nil {
 			tv.Summary, tv.Posts = t.Summary, slices.Clone(t.Posts)
 		}
+		if tv.Summary == "" {
+			// Threads live in memory; after a restart the summary is
+			// rendered from the escalation itself.
+			tv.Summary = bot.Card(e, pol, c.now())
+		}
 		v.Threads = append(v.Threads, tv)
 		if tv.Active {
 			cur := tv
@@ -244,6 +249,10 @@ func consoleURL(as, thread, notice string) string {
 
 func (c *Console) send(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		c.Web.RenderError(w, r, http.StatusRequestEntityTooLarge, "The message is too long: a command is at most 8 KiB.")
+		return
+	}
 	if !c.Web.CheckCSRF(r) {
 		c.Web.RenderError(w, r, http.StatusForbidden, "The form expired or did not come from this console; reload the console and try again.")
 		return
@@ -255,6 +264,12 @@ func (c *Console) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	thread := r.PostFormValue("thread")
+	if thread != "" {
+		if _, err := c.Web.Store.FindEscalation(r.Context(), thread); err != nil {
+			c.Web.RenderError(w, r, http.StatusNotFound, fmt.Sprintf("No escalation %q: pick a thread from the console's list.", thread))
+			return
+		}
+	}
 	text := strings.TrimSpace(r.PostFormValue("text"))
 	if text == "" {
 		http.Redirect(w, r, consoleURL(as, thread, "Type a command first."), http.StatusSeeOther)

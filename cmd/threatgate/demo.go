@@ -604,7 +604,7 @@ func demoHandler(s *server, sim *simulator) http.Handler {
 		}
 		writeJSON(w, out)
 	})
-	return mux
+	return s.local(mux)
 }
 
 // demo runs `threatgate demo`: the embedded policy, the console on, the

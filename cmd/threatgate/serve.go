@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +50,7 @@ type server struct {
 	metrics    *metrics
 	handler    http.Handler
 	ready      atomic.Bool
+	open       bool // no dashboard token: the pages are guarded by the Host check
 
 	// poll is how often the worker and dispatcher look for work they were
 	// not woken for (retries coming due).
@@ -126,7 +129,8 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	guard := s.dashboardGuard(sec.DashboardToken)
+	s.open = sec.DashboardToken == ""
+	guard := func(h http.Handler) http.Handler { return s.local(s.dashboardGuard(sec.DashboardToken)(h)) }
 	mux.Handle("POST /api/reconcile", guard(http.HandlerFunc(s.reconcileHandler)))
 	if s.dry != nil {
 		mux.Handle("GET /api/dry-run", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +139,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	}
 	// Everything else is the web UI: dashboard, escalation pages,
 	// /api/escalations, login, and the console when it is on.
-	mux.Handle("/", s.web.Handler())
+	mux.Handle("/", s.local(s.web.Handler()))
 	s.handler = mux
 	return s, nil
 }
@@ -151,6 +155,36 @@ func (w wakingEngine) Handle(ctx context.Context, in bot.Input) (bot.Reply, erro
 	rep, err := w.Engine.Handle(ctx, in)
 	w.d.Wake()
 	return rep, err
+}
+
+// local protects the pages when no dashboard token is set: they are then
+// open to whoever reaches the listener, which is loopback by default, and
+// a Host check keeps a web page in the user's browser from reaching them
+// through DNS rebinding. Only loopback names and addresses, the listen
+// host and the host of the public URL are accepted.
+func (s *server) local(h http.Handler) http.Handler {
+	if !s.open {
+		return h
+	}
+	allowed := map[string]bool{"localhost": true}
+	if u, err := url.Parse(s.cfg.PublicURL()); err == nil && u.Hostname() != "" {
+		allowed[strings.ToLower(u.Hostname())] = true
+	}
+	if host, _, err := net.SplitHostPort(s.cfg.Listen); err == nil && host != "" {
+		allowed[strings.ToLower(host)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(strings.Trim(host, "[]"))
+		if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || allowed[host] {
+			h.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "threatgate does not answer to the host name "+strconv.Quote(r.Host)+" without a dashboard token; set web.public_url to the name people use, or set web.dashboard_token_env", http.StatusMisdirectedRequest)
+	})
 }
 
 // dashboardGuard requires the dashboard token as a bearer token when one

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -217,5 +218,42 @@ func TestExplainLiveMR(t *testing.T) {
 	code, _, stderr = runCLI(t, "", "policy", "explain", "--mr", gl.URL+"/shop/api/-/merge_requests/12")
 	if code != exitFinding || !strings.Contains(stderr, "THREATGATE_GITLAB_TOKEN") {
 		t.Errorf("no token: exit %d, %q", code, stderr)
+	}
+}
+
+func TestPagesRefuseForeignHostsWithoutAToken(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Web = &WebConfig{Console: true}
+	pol, _ := policies.Default()
+	db, err := store.Open(t.TempDir(), store.NoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := newServer(cfg, Secrets{}, pol, db, wallClock{}, slog.New(slog.DiscardHandler), extras{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]int{
+		"127.0.0.1:8080": 200, "localhost:8080": 200, "[::1]:8080": 200,
+		"attacker.example:8080": http.StatusMisdirectedRequest, "evil.127.0.0.1.nip.io": http.StatusMisdirectedRequest,
+	} {
+		for _, path := range []string{"/", "/console", "/api/escalations"} {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Host = host
+			w := httptest.NewRecorder()
+			s.handler.ServeHTTP(w, req)
+			if w.Code != want {
+				t.Errorf("GET %s with Host %s: %d, want %d", path, host, w.Code, want)
+			}
+		}
+	}
+	// Health and metrics answer any host (probes use IPs and service names).
+	req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+	req.Host = "10.0.0.7:8080"
+	w := httptest.NewRecorder()
+	s.handler.ServeHTTP(w, req)
+	if w.Code != 200 {
+		t.Errorf("/healthz with a foreign host: %d", w.Code)
 	}
 }
