@@ -207,9 +207,10 @@ func newRow(e *bot.Escalation, now time.Time) escRow {
 	}
 	if !e.DecisionDue.IsZero() {
 		r.Left = e.DecisionDue.Sub(now)
-		r.Overdue = e.State.Active() && r.Left < 0
+		// A deferred escalation is paused by a decision, not late.
+		r.Overdue = e.State.Active() && e.State != bot.StateDeferred && r.Left < 0
 	}
-	r.PastFirstResponse = e.State.Active() && pastFirstResponse(e, now)
+	r.PastFirstResponse = e.State.Active() && e.State != bot.StateDeferred && pastFirstResponse(e, now)
 	return r
 }
 
