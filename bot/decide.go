@@ -187,12 +187,31 @@ func (d *decision) mr() error {
 		if res.Tier == nil || !policies.Higher(res.Tier, d.tier()) {
 			return nil
 		}
-		d.reclassify(res)
+		d.reclassify(res, false)
 		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target()})
 		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s resumed: the merge request now classifies as %s, above the tier it was withdrawn at.", d.id(), res.Tier.ID), Mention: d.approversOf(res.Tier)})
 		return nil
 	}
-	d.reclassify(res)
+	if d.esc.State != StateIntake || res.Tier == nil {
+		d.reclassify(res, false)
+		return nil
+	}
+	// A draft manual escalation must not hold back the automatic gate: the
+	// MR needs review on its own, so the review starts now, whatever the
+	// draft's intake.
+	d.reclassify(res, true)
+	t := d.tier()
+	fr, dd := d.deadlines(t, d.esc.Urgent)
+	d.emit(EventFiled, EventData{FirstResponseDue: fr, DecisionDue: dd, Text: "the merge request itself classifies as " + res.Tier.ID})
+	to := StateInReview
+	if len(t.Artifacts) > 0 {
+		to = StateAwaitingArtifacts
+	}
+	d.emit(EventStateChanged, EventData{From: StateIntake, To: to})
+	summary := d.summary(t)
+	d.effect(Effect{Kind: EffectMRNote, Text: summary})
+	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
+	d.effect(Effect{Kind: EffectThreadPost, Text: "The merge request needs a security review on its own: " + summary, Mention: d.approversOf(t)})
 	return nil
 }
 
@@ -268,7 +287,8 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 
 // reclassify raises the tier when the MR now classifies higher. A tier
 // never falls on its own: only /threatgate retier lowers it.
-func (d *decision) reclassify(res policies.Result) {
+// With quiet, only the events are recorded; the caller announces.
+func (d *decision) reclassify(res policies.Result, quiet bool) {
 	cur := d.tier()
 	if res.Tier != nil && policies.Higher(res.Tier, cur) {
 		from := d.esc.Tier
@@ -280,6 +300,9 @@ func (d *decision) reclassify(res policies.Result) {
 			dd = d.esc.DecisionDue
 		}
 		d.emit(EventTierRaised, EventData{Tier: res.Tier.ID, TierName: res.Tier.Name, FromTier: from, Score: res.Score, Signals: res.Signals, FirstResponseDue: fr, DecisionDue: dd})
+		if quiet {
+			return
+		}
 		text := fmt.Sprintf("%s: tier raised from %s to %s (score %d).\n%s", d.id(), from, res.Tier.ID, res.Score, d.requirements(res.Tier))
 		d.effect(Effect{Kind: EffectMRNote, Text: text})
 		d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(res.Tier.ID)}})

@@ -38,13 +38,14 @@ func (d *DB) Quota(ctx context.Context, person, quarter string) (bot.Quota, erro
 }
 
 // countQuota adds what ev counts against a quota: a manual escalation
-// filed (its intake complete) for its actor, a cap override for the person
+// filed (its intake complete) for its actor (not when the MR's own
+// classification started the review), a cap override for the person
 // it names, in the quarter of ev.At.
 func countQuota(tx *bolt.Tx, ev bot.Event) error {
 	var person string
 	var manual, overrides int
 	switch {
-	case ev.Kind == bot.EventFiled:
+	case ev.Kind == bot.EventFiled && ev.Actor != "system":
 		person, manual = ev.Actor, 1
 	case ev.Kind == bot.EventCapOverridden:
 		person, overrides = ev.Data.Person, ev.Data.Count
