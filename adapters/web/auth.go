@@ -210,7 +210,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	value, exp := s.sessions.issue(s.now())
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: value, Path: "/", Expires: exp, MaxAge: int(sessionTTL / time.Second),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secureCookies(r),
 	})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -229,10 +229,16 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secureCookies(r)})
 	to := "/"
 	if s.DashboardToken != "" {
 		to = "/login"
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// secureCookies says whether cookies get the Secure flag: over TLS, or
+// when threatgate is reached through https (a TLS-terminating proxy).
+func (s *Server) secureCookies(r *http.Request) bool {
+	return r.TLS != nil || s.HTTPS
 }

@@ -149,7 +149,6 @@ type consoleView struct {
 	Samples  []Sample
 	Help     string
 	Prompt   string
-	Notice   string
 	Draft    string
 	Escalate string // example /escalate command
 }
@@ -180,7 +179,7 @@ func (c *Console) person(pol *policies.Policy, as string) string {
 func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 	pol := c.Web.policy()
 	q := r.URL.Query()
-	v := consoleView{As: c.person(pol, q.Get("as")), Help: bot.HelpText(""), Notice: q.Get("notice")}
+	v := consoleView{As: c.person(pol, q.Get("as")), Help: bot.HelpText("")}
 	for _, p := range pol.People {
 		var groups []string
 		for _, g := range sortedGroups(pol) {
@@ -233,16 +232,13 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 }
 
 // consoleURL is where the console page shows person as in thread.
-func consoleURL(as, thread, notice string) string {
+func consoleURL(as, thread string) string {
 	q := url.Values{}
 	if as != "" {
 		q.Set("as", as)
 	}
 	if thread != "" {
 		q.Set("thread", thread)
-	}
-	if notice != "" {
-		q.Set("notice", notice)
 	}
 	return "/console?" + q.Encode()
 }
@@ -272,7 +268,7 @@ func (c *Console) send(w http.ResponseWriter, r *http.Request) {
 	}
 	text := strings.TrimSpace(r.PostFormValue("text"))
 	if text == "" {
-		http.Redirect(w, r, consoleURL(as, thread, "Type a command first."), http.StatusSeeOther)
+		http.Redirect(w, r, consoleURL(as, thread), http.StatusSeeOther)
 		return
 	}
 	var cmd bot.Command
@@ -314,7 +310,7 @@ func (c *Console) send(w http.ResponseWriter, r *http.Request) {
 		t.Updated = now
 	}
 	c.mu.Unlock()
-	http.Redirect(w, r, consoleURL(as, target, ""), http.StatusSeeOther)
+	http.Redirect(w, r, consoleURL(as, target), http.StatusSeeOther)
 }
 
 func (c *Console) sample(w http.ResponseWriter, r *http.Request) {
@@ -337,11 +333,22 @@ func (c *Console) sample(w http.ResponseWriter, r *http.Request) {
 		c.Web.fail(w, r, err)
 		return
 	}
-	notice := reply
-	if esc == "" && notice == "" {
-		notice = "That merge request needs no security review: no escalation."
+	if reply == "" {
+		reply = "That merge request needs no security review: no escalation."
 	}
-	http.Redirect(w, r, consoleURL(as, esc, notice), http.StatusSeeOther)
+	// The answer goes into the thread (or the general channel), not into
+	// the URL, where anyone could write a fake one into a link.
+	now := c.now()
+	c.mu.Lock()
+	c.init()
+	p := Post{At: now, From: "threatgate", Text: reply, Kind: "reply"}
+	if esc == "" {
+		c.general = append(c.general, p)
+	} else {
+		c.add(c.thread(esc), p)
+	}
+	c.mu.Unlock()
+	http.Redirect(w, r, consoleURL(as, esc), http.StatusSeeOther)
 }
 
 func sortedGroups(pol *policies.Policy) []string {

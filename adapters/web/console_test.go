@@ -103,8 +103,14 @@ func TestConsoleActsAsAPersonAndShowsTheThread(t *testing.T) {
 	console.Post(context.Background(), bot.Message{Key: "p1", Escalation: "ESC-1", Text: "Security review required"})
 	console.Post(context.Background(), bot.Message{Key: "p1", Escalation: "ESC-1", Text: "Security review required"}) // a retry
 	sum, posts := console.Thread("ESC-1")
-	if sum != "ESC-1 · summary v2" || len(posts) != 1 {
-		t.Errorf("thread: summary %q, %d posts; want the summary replaced in place and the retried post once", sum, len(posts))
+	bots := 0
+	for _, p := range posts {
+		if p.Kind == "bot" {
+			bots++
+		}
+	}
+	if sum != "ESC-1 · summary v2" || bots != 1 || posts[0].Kind != "reply" || !strings.Contains(posts[0].Text, "escalated as ESC-1") {
+		t.Errorf("thread: summary %q, posts %+v; want the sample's answer, the summary replaced in place and the retried post once", sum, posts)
 	}
 
 	send := func(as, text string) string {

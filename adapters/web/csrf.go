@@ -15,7 +15,8 @@ import (
 // form field matches the cookie; another site can neither read the cookie
 // nor compute the field.
 type csrf struct {
-	key []byte
+	key    []byte
+	secure bool // cookies are Secure even when the request is plain HTTP (TLS proxy)
 }
 
 const csrfCookie = "threatgate_csrf"
@@ -43,7 +44,7 @@ func (c *csrf) token(w http.ResponseWriter, r *http.Request) string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	v := base64.RawURLEncoding.EncodeToString(b)
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || c.secure})
 	return c.sign(v)
 }
 

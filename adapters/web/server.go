@@ -61,6 +61,7 @@ type Server struct {
 	DashboardToken bot.Secret   // when non-empty: pages, /api and the console need it (bearer token or login cookie)
 	Console        http.Handler // mounted at /console and /console/ when non-nil
 	Banner         string       // optional notice on every page, e.g. "Demo mode: ..."
+	HTTPS          bool         // people reach threatgate over https (behind a proxy): cookies are Secure
 
 	once     sync.Once
 	tmpl     *template.Template
@@ -80,6 +81,7 @@ func (s *Server) setup() {
 		}
 		s.log = s.log.With("component", "web")
 		s.csrf = newCSRF()
+		s.csrf.secure = s.HTTPS
 		s.sessions = newSessions()
 		s.tmpl = template.Must(template.New("web").Funcs(s.funcs()).ParseFS(templateFS, "templates/*.html"))
 	})

@@ -88,7 +88,8 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		}
 	}
 
-	s.web = &web.Server{Store: db, Policy: s.engine.Policy, Clock: clock, Log: log, DashboardToken: sec.DashboardToken, Banner: x.Banner}
+	s.web = &web.Server{Store: db, Policy: s.engine.Policy, Clock: clock, Log: log, DashboardToken: sec.DashboardToken, Banner: x.Banner,
+		HTTPS: strings.HasPrefix(cfg.PublicURL(), "https://")}
 	var chat bot.Chat
 	if cfg.Web != nil && cfg.Web.Console {
 		s.console = &web.Console{Web: s.web, Samples: x.Samples, Log: log.With("component", "console")}
