@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -40,9 +41,14 @@ const (
 	maxBackoff = 5 * time.Minute
 )
 
-// never is when a permanently failed effect would be tried again: it
-// stays in the outbox for an operator to see, and is not retried.
-var never = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+// permanentRetry is how long an effect that failed for a reason retrying
+// will not fix (a 401, 403, 404 or 422) waits: long enough not to hammer
+// GitLab, short enough that it goes out once an operator has fixed the
+// token or the permission. It holds none of its escalation's other effects.
+const permanentRetry = 6 * time.Hour
+
+// permanentMark starts the LastError of an effect that failed for good.
+const permanentMark = "permanent: "
 
 // NewDispatcher builds a dispatcher. forge, chat and pager may be nil: the
 // effects meant for them are then dropped with a log line, as an
@@ -100,9 +106,9 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 		if group == "" {
 			group = ef.ID // effects of no escalation are independent
 		}
-		if held[group] || rec.NextAttempt.Equal(never) {
-			// A dead effect holds nothing up: the rest of its escalation
-			// still goes out.
+		if held[group] || (rec.NextAttempt.After(now) && strings.HasPrefix(rec.LastError, permanentMark)) {
+			// A permanently failing effect holds nothing up: the rest of
+			// its escalation still goes out.
 			continue
 		}
 		if rec.NextAttempt.After(now) {
@@ -132,11 +138,15 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 		held[group] = !permanent
 		log := d.log.With("effect_id", ef.ID, "kind", ef.Kind, "escalation_id", ef.Escalation, "attempt", rec.Attempts+1)
 		if permanent {
-			log.Error("delivery failed for good; fix the cause, the effect stays in the outbox", "err", err)
+			log.Error("delivery failed and will not succeed as things are; fix the cause, it is tried again later", "retry_in", permanentRetry, "err", err)
 		} else {
 			log.Warn("delivery failed, will retry", "retry_in", next.Sub(now), "err", err)
 		}
-		if err := d.outbox.EffectFailed(ctx, ef.ID, next, err.Error()); err != nil {
+		text := err.Error()
+		if permanent {
+			text = permanentMark + text
+		}
+		if err := d.outbox.EffectFailed(ctx, ef.ID, next, text); err != nil {
 			return delivered, err
 		}
 	}
@@ -162,7 +172,7 @@ func superseded(rest []OutboxRecord, ef Effect) bool {
 func (d *Dispatcher) retryAt(now time.Time, n int, err error) (time.Time, bool) {
 	var perm interface{ Permanent() bool }
 	if errors.As(err, &perm) && perm.Permanent() {
-		return never, true
+		return now.Add(permanentRetry), true
 	}
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) && ra.RetryAfter() > 0 {

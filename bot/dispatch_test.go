@@ -133,11 +133,18 @@ func TestDispatcherHonoursRateLimitsAndGivesUpOnPermanent(t *testing.T) {
 	recs, _ = r.db.PendingEffects(ctx, 0)
 	dead := 0
 	for _, rec := range recs {
-		if rec.NextAttempt.Year() == 9999 && strings.Contains(rec.LastError, "404") {
+		if rec.NextAttempt.Equal(r.clock.Now().Add(6*time.Hour)) && strings.HasPrefix(rec.LastError, "permanent: ") && strings.Contains(rec.LastError, "404") {
 			dead++
 		}
 	}
 	if dead != len(recs) || dead == 0 {
-		t.Errorf("after permanent failures, want every effect dead (not retried, not holding the others): %+v", recs)
+		t.Errorf("after permanent failures, want every effect tried (none held back by another) and waiting 6h: %+v", recs)
+	}
+	// Fixed (a new token): they go out at the next try.
+	fail = nil
+	r.clock.Advance(6 * time.Hour)
+	d.DeliverDue(ctx)
+	if left, _ := r.db.PendingEffects(ctx, 0); len(left) != 0 {
+		t.Errorf("%d effects still waiting after the cause was fixed", len(left))
 	}
 }
