@@ -3,6 +3,7 @@ package gitlab
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -128,4 +129,34 @@ func TestCommandLine(t *testing.T) {
 			t.Errorf("commandLine(%q) = %q, want %q", note, got, want)
 		}
 	}
+}
+
+// FuzzScreen: the webhook screen never panics, whatever the body.
+func FuzzScreen(f *testing.F) {
+	for _, name := range []string{"mr-open.json", "note.json"} {
+		b, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(EventMergeRequest, b)
+		f.Add(EventNote, b)
+	}
+	f.Add(EventNote, []byte(`{"object_attributes":{"noteable_type":"MergeRequest","note":"/threatgate"}}`))
+	f.Add(EventMergeRequest, []byte(`[]`))
+	f.Fuzz(func(t *testing.T, kind string, body []byte) {
+		ok, err := screen(kind, body)
+		if ok && err != nil {
+			t.Fatalf("screen(%q) = true with error %v", kind, err)
+		}
+		if ok {
+			// A body the screen accepts must be one the worker can read.
+			var h mrHook
+			var n noteHook
+			if kind == EventMergeRequest && json.Unmarshal(body, &h) != nil || kind == EventNote && json.Unmarshal(body, &n) != nil {
+				t.Fatalf("screen accepted a body the worker cannot decode")
+			}
+		}
+		commandLine(string(body))
+		parseTime(string(body))
+	})
 }
