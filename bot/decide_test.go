@@ -40,13 +40,13 @@ groups:
   leads: {members: [dave]}
   champions: {members: [erin, ann]}
 people:
-  - {gitlab: ann}
-  - {gitlab: alice}
-  - {gitlab: bob}
-  - {gitlab: carol}
-  - {gitlab: dave}
-  - {gitlab: erin}
-  - {gitlab: mallory}
+  - {gitlab: ann, email: ann@example.com}
+  - {gitlab: alice, email: alice@example.com}
+  - {gitlab: bob, email: bob@example.com}
+  - {gitlab: carol, email: carol@example.com}
+  - {gitlab: dave, email: dave@example.com}
+  - {gitlab: erin, email: erin@example.com}
+  - {gitlab: mallory, email: mallory@example.com}
   - {gitlab: frank, email: Frank@example.com}
 caps: {manual_escalations_per_quarter: 2, override_group: leads}
 authority: {retier: [leads], arbiter: [leads]}

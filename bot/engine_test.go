@@ -29,10 +29,10 @@ groups:
   appsec: {members: [alice, bob]}
   leads: {members: [dave]}
 people:
-  - {gitlab: ann, slack: UANN}
-  - {gitlab: alice, slack: UALICE}
-  - {gitlab: bob}
-  - {gitlab: dave}
+  - {gitlab: ann, slack: UANN, email: ann@example.com}
+  - {gitlab: alice, slack: UALICE, email: alice@example.com}
+  - {gitlab: bob, email: bob@example.com}
+  - {gitlab: dave, email: dave@example.com}
 caps: {manual_escalations_per_quarter: 1, override_group: leads}
 authority: {retier: [leads], arbiter: [leads]}
 `

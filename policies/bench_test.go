@@ -61,7 +61,7 @@ func benchPolicy(tb testing.TB, rules []string) *Policy {
 			b.WriteString(fmt.Sprintf("        - %q\n", r))
 		}
 	}
-	b.WriteString("tiers:\n  - id: T1\n    when: {min_score: 1}\n    approvals: [{group: g}]\ngroups:\n  g: {members: [a]}\npeople:\n  - {gitlab: a}\n")
+	b.WriteString("tiers:\n  - id: T1\n    when: {min_score: 1}\n    approvals: [{group: g}]\ngroups:\n  g: {members: [a]}\npeople:\n  - {gitlab: a, email: a@example.com}\n")
 	p, err := Load("bench.yaml", []byte(b.String()))
 	if err != nil {
 		tb.Fatal(err)

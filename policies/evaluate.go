@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bmatcuk/doublestar/v4"
 )
@@ -169,14 +170,14 @@ func (ev *evaluation) signal(s *Signal) ([]string, bool) {
 		evidence = append(evidence, fmt.Sprintf("project %q matches %q", proj, pat))
 	}
 	if len(c.title) > 0 {
-		e, ok := anyRegexp(c.title, c.Title, "title", ev.mr.Title)
+		e, ok := anyRegexp(c.title, c.Title, "title", ev.mr.Title, s.Redact)
 		if !ok {
 			return nil, false
 		}
 		evidence = append(evidence, e)
 	}
 	if len(c.desc) > 0 {
-		e, ok := anyRegexp(c.desc, c.Description, "description", ev.mr.Description)
+		e, ok := anyRegexp(c.desc, c.Description, "description", ev.mr.Description, s.Redact)
 		if !ok {
 			return nil, false
 		}
@@ -196,7 +197,7 @@ func (ev *evaluation) signal(s *Signal) ([]string, bool) {
 		evidence = append(evidence, fmt.Sprintf("author %q", ev.mr.Author.Username))
 	}
 	if len(c.added) > 0 {
-		hits := ev.addedLines(c, inScope, len(c.Paths) > 0)
+		hits := ev.addedLines(c, inScope, len(c.Paths) > 0, s.Redact)
 		if len(hits) == 0 {
 			return nil, false
 		}
@@ -233,7 +234,11 @@ func (ev *evaluation) pathEvidence(c *Condition, ch *Change) string {
 
 // addedLines searches the lines the diff adds, in the changes in scope
 // (all of them unless the signal also has paths), for any of the regexps.
-func (ev *evaluation) addedLines(c *Condition, scope []int32, scoped bool) []string {
+//
+// With redact, the text of a matching line is masked from the fifth
+// character of the match on (see Mask), so that a secret the signal found
+// is never shown or stored.
+func (ev *evaluation) addedLines(c *Condition, scope []int32, scoped bool, redact bool) []string {
 	var out []string
 	total := 0
 	search := func(ch *Change) {
@@ -242,10 +247,14 @@ func (ev *evaluation) addedLines(c *Condition, scope []int32, scoped bool) []str
 				return
 			}
 			for k, re := range c.added {
-				if re.MatchString(text) {
+				if loc := re.FindStringIndex(text); loc != nil {
 					total++
 					if len(out) < maxEvidence {
-						out = append(out, fmt.Sprintf("added line %s:%d matches %q: %s", ch.NewPath, newLine, c.AddedLines[k], truncate(strings.TrimSpace(text), 120)))
+						shown := text
+						if redact {
+							shown = Mask(text, loc[0])
+						}
+						out = append(out, fmt.Sprintf("added line %s:%d matches %q: %s", ch.NewPath, newLine, c.AddedLines[k], truncate(strings.TrimSpace(shown), 120)))
 					}
 					return
 				}
@@ -351,10 +360,14 @@ func anyGlob(patterns []string, s string) (string, bool) {
 	return "", false
 }
 
-func anyRegexp(res []*regexp.Regexp, src []string, what, s string) (string, bool) {
+func anyRegexp(res []*regexp.Regexp, src []string, what, s string, redact bool) (string, bool) {
 	for k, re := range res {
 		if loc := re.FindStringIndex(s); loc != nil {
-			return fmt.Sprintf("%s matches %q: %q", what, src[k], truncate(s[loc[0]:loc[1]], 80)), true
+			shown := s[loc[0]:loc[1]]
+			if redact {
+				shown = Mask(shown, 0)
+			}
+			return fmt.Sprintf("%s matches %q: %q", what, src[k], truncate(shown, 80)), true
 		}
 	}
 	return "", false
@@ -380,4 +393,29 @@ func wildcard(pattern, s string) bool {
 		s = s[i+len(mid):]
 	}
 	return strings.HasSuffix(s, last)
+}
+
+// maskRun is what replaces masked text: always the same length, so that
+// not even the length of a secret is shown.
+const maskRun = "****************************"
+
+// Mask hides line from the fifth character of the match that starts at
+// byte offset start to its end: a rule often matches the key ("API_KEY =")
+// and the secret follows it, so "API_KEY = \"sk_live_123\"" reads
+// "API_****************************". What comes before the match is kept.
+func Mask(line string, start int) string {
+	if start < 0 || start > len(line) {
+		start = 0
+	}
+	keep := start
+	for n := 0; n < 4 && keep < len(line); n++ {
+		_, size := utf8.DecodeRuneInString(line[keep:])
+		keep += size
+	}
+	if keep >= len(line) && start < len(line) {
+		// A match of four characters or fewer: hide all but the first.
+		_, size := utf8.DecodeRuneInString(line[start:])
+		keep = start + size
+	}
+	return line[:keep] + maskRun
 }

@@ -19,7 +19,7 @@ func signalPolicy(t *testing.T, signals string) *Policy {
 func tierPolicy(t *testing.T, signals, tiers string) *Policy {
 	t.Helper()
 	src := "version: 1\nsignals:\n" + signals + "tiers:\n" + tiers +
-		"groups:\n  g: {members: [a]}\npeople:\n  - {gitlab: a}\n"
+		"groups:\n  g: {members: [a]}\npeople:\n  - {gitlab: a, email: a@example.com}\n"
 	p, err := Load("test.yaml", []byte(src))
 	if err != nil {
 		t.Fatalf("Load:\n%s\n%v", src, err)

@@ -44,7 +44,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("version: 1\nsignals: &a [*a]\n"))
 	f.Add([]byte("schedule: {sweep: \"TZ=UTC\", digest: \"CRON_TZ=Europe/Berlin\"}\n"))
-	f.Add([]byte("people:\n  - {gitlab: a, slack: U1, hours: \"09:00-24:00\"}\n  - {gitlab: a, slack: U1, timezone: Local}\n"))
+	f.Add([]byte("people:\n  - {gitlab: a, slack: U1, hours: \"09:00-24:00\", email: a@example.com}\n  - {gitlab: a, slack: U1, timezone: Local, email: a@example.com}\n"))
 	f.Add([]byte("tiers:\n  - {id: T1, when: {min_score: 1}, decision: 1h, approvals: []}\n  - [x]\n"))
 	f.Add([]byte("signals:\n  - {id: s, weight: x, when: {paths: [\"{a,b}/**/[c\"], added_lines: [\"(?P<n>\"]}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

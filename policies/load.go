@@ -112,9 +112,10 @@ func overExpanded(doc *yaml.Node) *yaml.Node {
 }
 
 type loader struct {
-	file  string
-	probs []*Problem
-	refs  []ref
+	file     string
+	probs    []*Problem
+	refs     []ref
+	badEmail map[*Person]bool // people with an address already reported as malformed
 }
 
 // ref is a name that must be defined somewhere else in the policy; it is
@@ -311,7 +312,7 @@ func (l *loader) policy(root *yaml.Node) *Policy {
 		Intake:   slices.Clone(DefaultIntake),
 		paths:    &globSet{},
 	}
-	var signalsNode, tiersNode *yaml.Node
+	var signalsNode, tiersNode, peopleNode *yaml.Node
 	ok := l.fields(root, "", topKeys, func(k string, v *yaml.Node, f string) {
 		switch k {
 		case "version":
@@ -329,6 +330,7 @@ func (l *loader) policy(root *yaml.Node) *Policy {
 		case "groups":
 			l.groups(p, v, f)
 		case "people":
+			peopleNode = v
 			p.People = l.people(v, f)
 		case "caps":
 			l.caps(p, v, f)
@@ -353,6 +355,7 @@ func (l *loader) policy(root *yaml.Node) *Policy {
 	l.index(p)
 	l.checkRefs(p)
 	l.checkTiers(p, tiersNode)
+	l.checkEmails(p, peopleNode)
 	return p
 }
 
@@ -439,7 +442,7 @@ func (l *loader) artifacts(n *yaml.Node, f string) []ArtifactKind {
 	return out
 }
 
-var signalKeys = []string{"id", "category", "weight", "description", "when"}
+var signalKeys = []string{"id", "category", "weight", "description", "when", "redact"}
 var conditionKeys = []string{"paths", "labels", "target_branches", "projects", "title", "description", "added_lines", "min_changed_lines", "authors"}
 
 func (l *loader) signals(p *Policy, n *yaml.Node, f string) []*Signal {
@@ -458,6 +461,8 @@ func (l *loader) signals(p *Policy, n *yaml.Node, f string) []*Signal {
 				s.Weight = l.num(v, f, 1, 1000)
 			case "description":
 				s.Description = l.str(v, f)
+			case "redact":
+				s.Redact = l.flag(v, f)
 			case "when":
 				when = v
 				s.When = l.condition(p, v, f)
@@ -777,7 +782,10 @@ func (l *loader) groups(p *Policy, n *yaml.Node, f string) {
 	}
 }
 
-var personKeys = []string{"id", "name", "gitlab", "slack", "discord", "email", "timezone", "hours"}
+var personKeys = []string{"id", "name", "gitlab", "gitlab_id", "slack", "discord", "email", "emails", "timezone", "hours"}
+
+// emailRE is a plausible e-mail address: something@domain, no spaces.
+var emailRE = regexp.MustCompile(`^[^\s@]+@[^\s@]+$`)
 
 var hoursRE = regexp.MustCompile(`^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$`)
 
@@ -800,8 +808,30 @@ func (l *loader) people(n *yaml.Node, f string) []*Person {
 				pr.Slack = l.str(v, f)
 			case "discord":
 				pr.Discord = l.str(v, f)
-			case "email":
-				pr.Email = l.str(v, f)
+			case "gitlab_id":
+				pr.GitLabID = int64(l.num(v, f, 1, 1<<31-1))
+			case "email", "emails":
+				for j, e := range l.strs(v, f) {
+					ef := f
+					if k == "emails" {
+						ef = fmt.Sprintf("%s[%d]", f, j)
+					}
+					e = strings.TrimSpace(e)
+					if !emailRE.MatchString(e) {
+						l.fail(resolve(item(v, j)), ef, "want an e-mail address such as alice@example.com, got %q", e)
+						if l.badEmail == nil {
+							l.badEmail = map[*Person]bool{}
+						}
+						l.badEmail[pr] = true
+						continue
+					}
+					if !slices.ContainsFunc(pr.Emails, func(x string) bool { return strings.EqualFold(x, e) }) {
+						pr.Emails = append(pr.Emails, e)
+					}
+				}
+				if len(pr.Emails) > 0 {
+					pr.Email = pr.Emails[0]
+				}
 			case "timezone":
 				pr.Timezone = l.str(v, f)
 				if pr.Timezone != "" {
@@ -849,6 +879,29 @@ func (l *loader) people(n *yaml.Node, f string) []*Person {
 				continue
 			}
 			owner[key] = pr.ID
+		}
+		for _, e := range pr.Emails {
+			key := "email:" + strings.ToLower(e)
+			if other, dup := owner[key]; dup && other != pr.ID {
+				at := set["emails"]
+				if at == nil {
+					at = set["email"]
+				}
+				l.fail(resolve(at), f+".emails", "e-mail %q is already given to %s", e, other)
+				continue
+			}
+			owner[key] = pr.ID
+		}
+		if pr.GitLabID != 0 {
+			key := fmt.Sprintf("gitlab_id:%d", pr.GitLabID)
+			if other, dup := owner[key]; dup {
+				l.fail(resolve(set["gitlab_id"]), f+".gitlab_id", "gitlab_id %d is already given to %s", pr.GitLabID, other)
+			} else {
+				owner[key] = pr.ID
+			}
+			if pr.GitLab == "" {
+				l.fail(resolve(set["gitlab_id"]), f+".gitlab", "missing; gitlab_id pins the numeric id of a gitlab username, so give the username too")
+			}
 		}
 		if pr.Location == nil {
 			pr.Location = time.UTC
@@ -975,6 +1028,11 @@ func (l *loader) index(p *Policy) {
 				continue // reported by people
 			}
 			p.personBy[key] = pr
+		}
+		for _, e := range pr.Emails {
+			if key := "email:" + strings.ToLower(e); p.personBy[key] == nil {
+				p.personBy[key] = pr
+			}
 		}
 	}
 }
@@ -1172,4 +1230,61 @@ func pathErr(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// checkEmails fails closed on people whose own commits could not be
+// recognised: everyone who may approve (a member of a group in some tier's
+// approvals matrix, or of one of its backups), arbitrate, re-tier or
+// withdraw needs at least one e-mail address, because GitLab names the
+// authors of commits only by e-mail. Without one, such a person could
+// approve code they wrote.
+func (l *loader) checkEmails(p *Policy, peopleNode *yaml.Node) {
+	powerful := map[string]string{} // group -> why it matters
+	for _, t := range p.Tiers {
+		for _, a := range t.Approvals {
+			if _, ok := powerful[a.Group]; !ok {
+				powerful[a.Group] = "approves tier " + t.ID
+			}
+			if g := p.Groups[a.Group]; g != nil {
+				for _, b := range g.Backups {
+					if _, ok := powerful[b]; !ok {
+						powerful[b] = "stands in for " + a.Group
+					}
+				}
+			}
+		}
+	}
+	for _, g := range p.Authority.Retier {
+		if _, ok := powerful[g]; !ok {
+			powerful[g] = "may re-tier and withdraw"
+		}
+	}
+	for _, g := range p.Authority.Arbiter {
+		if _, ok := powerful[g]; !ok {
+			powerful[g] = "arbitrates disputes"
+		}
+	}
+	groups := make([]string, 0, len(powerful))
+	for g := range powerful {
+		groups = append(groups, g)
+	}
+	slices.Sort(groups)
+	reported := map[string]bool{}
+	for _, g := range groups {
+		grp := p.Groups[g]
+		if grp == nil {
+			continue
+		}
+		for _, m := range grp.Members {
+			pr := p.personBy["id:"+m]
+			if pr == nil || len(pr.Emails) > 0 || reported[m] || l.badEmail[pr] {
+				continue
+			}
+			reported[m] = true
+			i := slices.Index(p.People, pr)
+			l.fail(item(peopleNode, i), fmt.Sprintf("people[%d].emails", i),
+				"%s is in group %s, which %s, but has no e-mail address: threatgate could not tell the commits %s wrote and would count their approval of them; add emails: [%s@...] (every address %s commits with)",
+				m, g, powerful[g], m, m, m)
+		}
+	}
 }

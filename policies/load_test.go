@@ -32,7 +32,7 @@ tiers:
 groups:
   appsec: {members: [alice]}
 people:
-  - {gitlab: alice}
+  - {gitlab: alice, email: alice@example.com}
 `
 
 // edit replaces old, which must occur in goodPolicy once, with new.
@@ -119,8 +119,8 @@ tiers:
 groups:
   g: {members: [a, b]}
 people:
-  - {gitlab: a}
-  - {id: b, gitlab: bee, timezone: Europe/Berlin, hours: "08:00-24:00"}
+  - {gitlab: a, email: a@example.com}
+  - {id: b, gitlab: bee, timezone: Europe/Berlin, hours: "08:00-24:00", email: b@example.com}
 artifacts:
   - {id: threat-model, prompt: "Use the wiki template."}
   - {id: pentest}
@@ -265,13 +265,13 @@ func TestLoadProblems(t *testing.T) {
 		{"duplicate tier id", edit(t, "groups:\n", "  - id: T1\n    when: {min_score: 5}\n    approvals: [{group: appsec}]\ngroups:\n"), []want{
 			{11, 9, "tiers[1].id", `duplicate tier id "T1"`},
 		}},
-		{"duplicate person slack id", edit(t, "  - {gitlab: alice}\n", "  - {gitlab: alice, slack: U1}\n  - {gitlab: bob, slack: U1}\n"), []want{
+		{"duplicate person slack id", edit(t, "  - {gitlab: alice, email: alice@example.com}\n", "  - {gitlab: alice, slack: U1, email: alice@example.com}\n  - {gitlab: bob, slack: U1, email: bob@example.com}\n"), []want{
 			{15, 26, "people[1].slack", `slack "U1" is already given to alice`},
 		}},
-		{"duplicate person gitlab", edit(t, "  - {gitlab: alice}\n", "  - {gitlab: alice}\n  - {gitlab: alice, name: Alice Two}\n"), []want{
+		{"duplicate person gitlab", edit(t, "  - {gitlab: alice, email: alice@example.com}\n", "  - {gitlab: alice, email: alice@example.com}\n  - {gitlab: alice, name: Alice Two, email: alice@example.com}\n"), []want{
 			{15, 14, "people[1].id", `id "alice" is already given to alice`},
 		}},
-		{"person without id", edit(t, "  - {gitlab: alice}\n", "  - {gitlab: alice}\n  - {name: Nobody}\n"), []want{
+		{"person without id", edit(t, "  - {gitlab: alice, email: alice@example.com}\n", "  - {gitlab: alice, email: alice@example.com}\n  - {name: Nobody}\n"), []want{
 			{15, 5, "people[1]", "a person needs an id or a gitlab username"},
 		}},
 		{"min_score above every signal", edit(t, "{min_score: 10}", "{min_score: 500}"), []want{
@@ -290,7 +290,7 @@ tiers:
 groups:
   appsec: {members: [alice]}
 people:
-  - {gitlab: alice}
+  - {gitlab: alice, email: alice@example.com}
 `, []want{
 			{7, 20, "tiers[1].when", "tier T1 can never match: tier T2 above it matches every MR that T1 would"},
 		}},
@@ -337,7 +337,7 @@ people:
 			{3, 3, "signals", "want a list, got a mapping"},
 		}},
 		{"signal a string", edit(t, "tiers:\n", "  - auth\ntiers:\n"), []want{
-			{7, 5, "signals[1]", `want a mapping with keys id, category, weight, description, when, got "auth"`},
+			{7, 5, "signals[1]", `want a mapping with keys id, category, weight, description, when, redact, got "auth"`},
 		}},
 		{"flag not a bool", edit(t, "    approvals:", "    page_on_lapse: maybe\n    approvals:"), []want{
 			{10, 20, "tiers[0].page_on_lapse", `want true or false, got "maybe"`},
@@ -348,16 +348,16 @@ people:
 		{"bad id", edit(t, "id: auth", "id: auth code"), []want{
 			{3, 9, "signals[0].id", `want an id of letters, digits, '-', '_' or '.' (at most 64), got "auth code"`},
 		}},
-		{"bad timezone", edit(t, "{gitlab: alice}", "{gitlab: alice, timezone: Mars/Olympus}"), []want{
+		{"bad timezone", edit(t, "{gitlab: alice, email: alice@example.com}", "{gitlab: alice, timezone: Mars/Olympus, email: alice@example.com}"), []want{
 			{14, 31, "people[0].timezone", `unknown time zone "Mars/Olympus"; want an IANA name such as Europe/Berlin`},
 		}},
 		{"bad schedule timezone", goodPolicy + "schedule: {timezone: Nowhere}\n", []want{
 			{15, 22, "schedule.timezone", `unknown time zone "Nowhere"`},
 		}},
-		{"hours backwards", edit(t, "{gitlab: alice}", `{gitlab: alice, hours: "17:00-09:00"}`), []want{
+		{"hours backwards", edit(t, "{gitlab: alice, email: alice@example.com}", `{gitlab: alice, hours: "17:00-09:00", email: alice@example.com}`), []want{
 			{14, 28, "people[0].hours", `want working hours such as "09:00-17:00" (start before end), got "17:00-09:00"`},
 		}},
-		{"hours past midnight", edit(t, "{gitlab: alice}", `{gitlab: alice, hours: "09:00-24:30"}`), []want{
+		{"hours past midnight", edit(t, "{gitlab: alice, email: alice@example.com}", `{gitlab: alice, hours: "09:00-24:30", email: alice@example.com}`), []want{
 			{14, 28, "people[0].hours", `got "09:00-24:30"`},
 		}},
 		{"bad cron spec", goodPolicy + "schedule:\n  digest: \"0 25 * * *\"\n", []want{
@@ -378,7 +378,7 @@ people:
 		{"group without members", edit(t, "{members: [alice]}", "{backups: []}"), []want{
 			{12, 3, "groups.appsec.members", "missing or empty; a group needs at least one member"},
 		}},
-		{"missing version, signals, tiers", "groups:\n  appsec: {members: [alice]}\npeople:\n  - {gitlab: alice}\n", []want{
+		{"missing version, signals, tiers", "groups:\n  appsec: {members: [alice]}\npeople:\n  - {gitlab: alice, email: alice@example.com}\n", []want{
 			{1, 1, "version", "missing; want version: 1"},
 			{1, 1, "signals", "missing; a policy needs at least one signal"},
 			{1, 1, "tiers", "missing; a policy needs at least one tier"},
@@ -452,7 +452,7 @@ tiers:
 groups:
   appsec: {members: [alice]}
 people:
-  - {gitlab: alice}
+  - {gitlab: alice, email: alice@example.com}
 `
 		if _, err := Load("p.yaml", []byte(src)); err != nil {
 			t.Errorf("tiers\n  - %s\nLoad = %v", tiers, err)
@@ -477,7 +477,7 @@ tiers:
 groups:
   appsec: {members: [alice]}
 people:
-  - {gitlab: alice, timezone: Moon/Base}
+  - {gitlab: alice, timezone: Moon/Base, email: alice@example.com}
 `
 	_, err := Load("p.yaml", []byte(src))
 	checkProblems(t, err, []want{
@@ -563,7 +563,7 @@ tiers:
 groups:
   appsec: {members: [alice]}
 people:
-  - {gitlab: alice}
+  - {gitlab: alice, email: alice@example.com}
 `
 	p, err := Load("p.yaml", []byte(src))
 	if err != nil {

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -49,6 +50,10 @@ type Signal struct {
 	Weight      int
 	Description string
 	When        Condition
+	// Redact masks what the signal's added_lines condition matched in its
+	// evidence, everywhere: it found a secret, and threatgate must not
+	// republish or store it.
+	Redact bool
 }
 
 // Condition is the `when` of a signal. Lists within one condition are OR;
@@ -121,9 +126,11 @@ type Person struct {
 	ID       string // defaults to the GitLab username
 	Name     string
 	GitLab   string
+	GitLabID int64 // pinned numeric GitLab user id; 0 to resolve the username through the API
 	Slack    string
 	Discord  string
-	Email    string
+	Email    string   // the first of Emails, "" when there is none
+	Emails   []string // every address the person commits with; matched without regard to case
 	Timezone string
 	Hours    string // working hours such as "09:00-17:00"; empty means 09:00-17:00
 	Location *time.Location
@@ -179,10 +186,14 @@ func Higher(a, b *Tier) bool {
 }
 
 // Person finds a person by their id on a surface: "id", "gitlab", "slack",
-// "discord". It returns nil when nobody matches.
+// "discord", or by "email" (give the address in lower case). It returns nil
+// when nobody matches.
 func (p *Policy) Person(surface, id string) *Person {
 	if id == "" {
 		return nil
+	}
+	if surface == "email" {
+		id = strings.ToLower(strings.TrimSpace(id))
 	}
 	return p.personBy[surface+":"+id]
 }

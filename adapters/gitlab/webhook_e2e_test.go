@@ -36,8 +36,8 @@ groups:
   appsec: {members: [alice, bob]}
 people:
   - {gitlab: ann, email: ann@example.com}
-  - {gitlab: alice}
-  - {gitlab: bob}
+  - {gitlab: alice, email: alice@example.com}
+  - {gitlab: bob, email: bob@example.com}
 `
 
 const statusName = "threatgate/security-review"

@@ -49,10 +49,10 @@ groups:
   appsec: {members: [alice, bob]}
   leads: {members: [dave]}
 people:
-  - {gitlab: ann, slack: UANN, name: Ann Author}
-  - {gitlab: alice, slack: UALICE, name: Alice Appsec}
-  - {gitlab: bob, slack: UBOB}
-  - {gitlab: dave, slack: UDAVE}
+  - {gitlab: ann, slack: UANN, name: Ann Author, email: ann@example.com}
+  - {gitlab: alice, slack: UALICE, name: Alice Appsec, email: alice@example.com}
+  - {gitlab: bob, slack: UBOB, email: bob@example.com}
+  - {gitlab: dave, slack: UDAVE, email: dave@example.com}
 authority: {retier: [leads], arbiter: [leads]}
 `
 

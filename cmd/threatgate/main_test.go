@@ -50,7 +50,7 @@ tiers:
 groups:
   appsec: {members: [alice]}
 people:
-  - {gitlab: alice}
+  - {gitlab: alice, email: alice@example.com}
 `
 
 func TestUsageErrorsExit2(t *testing.T) {
