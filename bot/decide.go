@@ -482,17 +482,50 @@ func (d *decision) person() *policies.Person { return d.pol.Person("id", d.in.Ac
 func (d *decision) isAuthor() bool { return wrote(d.person(), d.esc.Authors()) }
 
 // wrote reports whether person pr is one of authors, which holds GitLab
-// usernames and, for commits, e-mail addresses.
+// usernames and, for commits, e-mail addresses (matched against every
+// address of the person, without regard to case).
 func wrote(pr *policies.Person, authors []string) bool {
 	if pr == nil {
 		return false
 	}
 	for _, a := range authors {
-		if a == pr.GitLab || a == pr.ID || (pr.Email != "" && strings.EqualFold(a, pr.Email)) {
+		if a == "" {
+			continue
+		}
+		if a == pr.GitLab || a == pr.ID {
 			return true
+		}
+		a = strings.TrimSpace(a)
+		for _, m := range pr.Emails {
+			if strings.EqualFold(a, m) {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// UnknownAuthors returns the authors and committers of e's commits (GitLab
+// gives their e-mail addresses) that match nobody in the policy, so that an
+// approver sees who else wrote the change. They do not stop anyone from
+// approving: only a match can.
+func UnknownAuthors(e *Escalation, pol *policies.Policy) []string {
+	if e == nil || pol == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range e.CommitAuthors {
+		var pr *policies.Person
+		if strings.Contains(a, "@") {
+			pr = pol.Person("email", a)
+		} else if pr = pol.Person("gitlab", a); pr == nil {
+			pr = pol.Person("id", a)
+		}
+		if pr == nil && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func (d *decision) escalate(c *Command) error {
