@@ -149,10 +149,16 @@ func (d *decision) mr() error {
 	switch state {
 	case "merged":
 		d.update(mr, mi)
-		// Judged on the head that was merged: an approval of an older head
-		// does not cover it. A person with authority may have released
-		// the gate by withdrawing the escalation; that is no bypass.
-		released := d.esc.State == StateWithdrawn && d.esc.MRState != "closed"
+		// Judged on the head that was merged, classified afresh: an
+		// approval of an older head, or of a lower tier than this head
+		// classifies into, does not cover it. A withdrawal releases the
+		// gate only for the head it was made on, and only while the
+		// policy does not tier that head.
+		res := d.pol.Evaluate(mr)
+		released := d.esc.State == StateWithdrawn && d.esc.MRState != "closed" && d.withdrawalHolds(res)
+		if !released {
+			d.reclassify(res, true)
+		}
 		bypassed := !released && (d.esc.State != StateApproved || d.target() != StateApproved)
 		from := d.esc.State
 		d.emit(EventMerged, EventData{Bypassed: bypassed, MRState: "merged"})
@@ -179,17 +185,27 @@ func (d *decision) mr() error {
 		// settle moves it back to where it belongs.
 		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target()})
 	}
+	withdrawnAt := d.esc.WithdrawnSHA
 	d.update(mr, mi)
 	res := d.pol.Evaluate(mr)
 	if d.esc.State == StateWithdrawn {
-		// Withdrawn by a person: the MR is no longer gated, unless it has
-		// since become riskier than what was withdrawn.
-		if res.Tier == nil || !policies.Higher(res.Tier, d.tier()) {
+		// Withdrawn by a person. The gate follows the current head: the
+		// withdrawal holds only for the head it was made on, and never
+		// for a head the policy tiers.
+		if d.withdrawalHolds(res) {
 			return nil
 		}
-		d.reclassify(res, false)
-		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target()})
-		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s resumed: the merge request now classifies as %s, above the tier it was withdrawn at.", d.id(), res.Tier.ID), Mention: d.approversOf(res.Tier)})
+		d.reclassify(res, true)
+		t := d.tier()
+		why := fmt.Sprintf("new commits at %s since it was withdrawn at %s (a withdrawal holds only for the head it was made on)", shortSHA(d.esc.HeadSHA), shortSHA(withdrawnAt))
+		if res.Tier != nil {
+			why = fmt.Sprintf("the merge request's head %s classifies as %s (score %d), and a withdrawal cannot release a change the policy tiers", shortSHA(d.esc.HeadSHA), res.Tier.ID, res.Score)
+		}
+		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target(), Text: why})
+		text := fmt.Sprintf("%s is back in review as %s: %s.\n%s", d.id(), t.ID, why, d.requirements(t))
+		d.effect(Effect{Kind: EffectMRNote, Text: text})
+		d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
+		d.effect(Effect{Kind: EffectThreadPost, Text: text, Mention: d.approversOf(t)})
 		return nil
 	}
 	if d.esc.State != StateIntake || res.Tier == nil {
@@ -248,7 +264,7 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 		// first shows it.
 		data.Author, changed = mr.Author.Username, true
 	}
-	if e.MRURL == "" && mr.WebURL != "" {
+	if mr.WebURL != "" && mr.WebURL != e.MRURL {
 		data.MRURL, changed = mr.WebURL, true
 	}
 	if mr.Labels != nil && !slices.Equal([]string(mr.Labels), e.Labels) {
@@ -290,6 +306,15 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 // With quiet, only the events are recorded; the caller announces.
 func (d *decision) reclassify(res policies.Result, quiet bool) {
 	cur := d.tier()
+	if d.esc.RetierSHA != "" && d.esc.RetierSHA == d.esc.HeadSHA && !policies.Higher(res.Tier, d.pol.Tier(d.esc.RetierFrom)) {
+		// An authorised person re-tiered this very head, knowing what it
+		// classified into: that holds until the head moves or the change
+		// classifies higher still.
+		cur = d.pol.Tier(d.esc.RetierFrom)
+		if policies.Higher(d.tier(), cur) {
+			cur = d.tier()
+		}
+	}
 	if res.Tier != nil && policies.Higher(res.Tier, cur) {
 		from := d.esc.Tier
 		fr, dd := d.deadlines(res.Tier, d.esc.Urgent)
@@ -554,8 +579,11 @@ func (d *decision) escalate(c *Command) error {
 		slices.Sort(unknown)
 		return problemf(f, "unknown intake field %s; want %s", strings.Join(unknown, ", "), strings.Join(d.intakeIDs(), ", "))
 	}
-	mr := &policies.MergeRequest{IID: c.MR.IID, PathWithNamespace: c.MR.Project, WebURL: c.MR.URL}
+	// The MR's link, title, head and authors come from the forge (the
+	// refresh below), never from the URL the filer typed.
+	mr := &policies.MergeRequest{IID: c.MR.IID, PathWithNamespace: c.MR.Project}
 	d.open(mr, nil, policies.Result{Tier: t}, true, c.Urgent, c.Text, c.Fields, t)
+	d.effect(Effect{Kind: EffectRefresh})
 	return nil
 }
 
@@ -694,6 +722,9 @@ func (d *decision) approve(c *Command) error {
 	if d.isAuthor() {
 		return problemf(f, "you wrote this merge request or commits in it; someone else must approve %s", e.ID)
 	}
+	if isFiler(e, me) {
+		return problemf(f, "you filed %s, so your approval does not count towards its tier's approvals; someone else in %s must approve it (you can still record your view with /threatgate dissent or /threatgate risk)", e.ID, strings.Join(approvalGroups(t), ", "))
+	}
 	arbiter := false
 	switch e.State {
 	case StateDeferred:
@@ -718,6 +749,9 @@ func (d *decision) approve(c *Command) error {
 	}
 	for _, a := range e.Approvals {
 		if a.By == me && !a.Stale && a.SHA == e.HeadSHA {
+			if r := RiskOf(e, d.pol); r != nil && t.MaxResidualRisk > 0 && r.Score > t.MaxResidualRisk && a.At.Before(r.At) && d.acceptsRisk(me) {
+				continue // the risk was assessed again since: accepting it is a new decision
+			}
 			return problemf(f, "you already approved %s at %s", e.ID, shortSHA(e.HeadSHA))
 		}
 	}
@@ -743,8 +777,21 @@ func (d *decision) approve(c *Command) error {
 	if len(missing) > 0 {
 		return problemf(f, "%s asks every approver to answer its checklist; add %s", t.ID, strings.Join(missing, " "))
 	}
-	if t.MaxResidualRisk > 0 && e.Risk != nil && e.Risk.Score > t.MaxResidualRisk {
-		return problemf(f, "the residual risk of %s is %d, above the %d that %s accepts; lower it with /threatgate risk after mitigation, or reject", e.ID, e.Risk.Score, t.MaxResidualRisk, t.ID)
+	if t.MaxResidualRisk > 0 && RiskOf(e, d.pol) == nil {
+		return problemf(f, "%s accepts a residual risk of at most %d and none is recorded for %s yet; someone other than the merge request's author records it first with /threatgate risk %s <1-25> <rationale>, then approve",
+			t.ID, t.MaxResidualRisk, e.ID, e.ID)
+	}
+	acceptNote := ""
+	if r := RiskOf(e, d.pol); t.MaxResidualRisk > 0 && r.Score > t.MaxResidualRisk {
+		groups := RiskAcceptanceGroups(d.pol)
+		switch {
+		case len(groups) == 0:
+			return problemf(f, "the residual risk of %s is %d, above the %d that %s accepts, and no group in the policy has the %s role to accept it; lower it with /threatgate risk after mitigation, or reject", e.ID, r.Score, t.MaxResidualRisk, t.ID, RoleRiskAcceptance)
+		case d.acceptsRisk(me):
+			acceptNote = fmt.Sprintf(" It accepts the residual risk of %d, above %s's %d.", r.Score, t.ID, t.MaxResidualRisk)
+		default:
+			acceptNote = fmt.Sprintf(" The residual risk is %d, above %s's %d: it also needs an approval from someone with the %s role (%s).", r.Score, t.ID, t.MaxResidualRisk, RoleRiskAcceptance, strings.Join(groups, ", "))
+		}
 	}
 	row := policies.Approval{Role: "arbiter"}
 	if len(rows) > 0 {
@@ -758,7 +805,7 @@ func (d *decision) approve(c *Command) error {
 		}
 	}
 	d.emit(EventApproved, EventData{Group: row.Group, Role: row.Role, Text: c.Text, Checks: c.Checks, Arbiter: arbiter})
-	d.reply("Approval from %s recorded on %s at %s.", me, d.id(), shortSHA(e.HeadSHA))
+	d.reply("Approval from %s recorded on %s at %s.%s", me, d.id(), shortSHA(e.HeadSHA), acceptNote)
 	return nil
 }
 
@@ -856,7 +903,11 @@ func (d *decision) risk(c *Command) error {
 	d.emit(EventRisk, EventData{Risk: c.Risk, Text: c.Text})
 	msg := fmt.Sprintf("Residual risk of %s set to %d.", d.id(), c.Risk)
 	if t.MaxResidualRisk > 0 && c.Risk > t.MaxResidualRisk {
-		msg += fmt.Sprintf(" That is above the %d %s accepts: it cannot be approved until the risk is lowered.", t.MaxResidualRisk, t.ID)
+		if groups := RiskAcceptanceGroups(d.pol); len(groups) > 0 {
+			msg += fmt.Sprintf(" That is above the %d %s accepts: besides its approvals it needs one from someone with the %s role (%s), given after this assessment.", t.MaxResidualRisk, t.ID, RoleRiskAcceptance, strings.Join(groups, ", "))
+		} else {
+			msg += fmt.Sprintf(" That is above the %d %s accepts, and no group has the %s role: it cannot be approved until the risk is lowered.", t.MaxResidualRisk, t.ID, RoleRiskAcceptance)
+		}
 	}
 	d.reply("%s", msg)
 	return nil
@@ -864,6 +915,9 @@ func (d *decision) risk(c *Command) error {
 
 func (d *decision) retier(c *Command) error {
 	f, e := "/threatgate retier", d.esc
+	if d.isAuthor() {
+		return problemf(f, "you wrote this merge request or commits in it, so you cannot re-tier %s; ask %s", e.ID, strings.Join(d.pol.Authority.Retier, ", "))
+	}
 	if !d.pol.InAny(d.in.Actor.Person, d.pol.Authority.Retier) {
 		who := "nobody: the policy's authority.retier names no group"
 		if len(d.pol.Authority.Retier) > 0 {
@@ -905,17 +959,46 @@ func (d *decision) retier(c *Command) error {
 func (d *decision) withdraw(c *Command) error {
 	f, e := "/threatgate withdraw", d.esc
 	me := d.in.Actor.Person
+	if d.isAuthor() {
+		return problemf(f, "you wrote this merge request or commits in it, so you cannot withdraw %s; close the merge request if it is abandoned", e.ID)
+	}
 	if !d.pol.InAny(me, d.pol.Authority.Retier) && !(e.Manual && e.Filer == me) {
 		return problemf(f, "only %s, or the engineer who filed a manual escalation, may withdraw it", strings.Join(d.pol.Authority.Retier, ", "))
 	}
 	if e.State == StateWithdrawn {
 		return problemf(f, "%s is already withdrawn", e.ID)
 	}
+	if t := Classified(e, d.pol); t != nil {
+		return problemf(f, "%s cannot be withdrawn: its merge request classifies as %s on its own at %s (score %d), and only its approvals can release such a change; approve it, or re-tier it with /threatgate retier %s <tier> <rationale>",
+			e.ID, t.ID, shortSHA(e.HeadSHA), e.Score, e.ID)
+	}
 	d.emit(EventWithdrawn, EventData{Text: c.Text})
 	d.emit(EventStateChanged, EventData{From: e.State, To: StateWithdrawn})
 	d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s withdrawn by %s: %s", d.id(), me, c.Text)})
-	d.reply("%s withdrawn.", d.id())
+	if e.HeadSHA == "" {
+		d.reply("%s withdrawn. It resumes as soon as its merge request has a head: a withdrawal holds only for the head it was made on.", d.id())
+	} else {
+		d.reply("%s withdrawn for %s only: new commits, or a change the policy tiers, put it back in review.", d.id(), shortSHA(e.HeadSHA))
+	}
 	return nil
+}
+
+// Classified returns the tier the policy puts e's current head in, from
+// the signals and score last evaluated on it; nil when no tier applies.
+// It is what a withdrawal can never release.
+func Classified(e *Escalation, pol *policies.Policy) *policies.Tier {
+	if e == nil || pol == nil || (e.Score == 0 && len(e.Signals) == 0) {
+		return nil
+	}
+	return pol.Select(e.Score, e.Signals)
+}
+
+// withdrawalHolds reports whether a person's withdrawal of the escalation
+// still releases the gate for the MR as just evaluated (res): only on the
+// head it was made on, and only when the policy does not tier that head.
+func (d *decision) withdrawalHolds(res policies.Result) bool {
+	e := d.esc
+	return res.Tier == nil && e.WithdrawnSHA != "" && e.WithdrawnSHA == e.HeadSHA
 }
 
 // --- time -----------------------------------------------------------------
@@ -932,45 +1015,135 @@ func (d *decision) tick() {
 // target derives the state an escalation under review belongs in.
 func (d *decision) target() State {
 	e, t := d.esc, d.tier()
-	authors := e.Authors()
-	valid := func(x Decision) bool {
-		if x.Stale || (e.HeadSHA != "" && x.SHA != e.HeadSHA && t != nil && t.ResetApprovalsOnPush) {
-			return false
-		}
-		return !wrote(d.pol.Person("id", x.By), authors)
-	}
 	var last *Decision
 	lastApproves := false
 	for i := range e.Approvals {
-		if a := &e.Approvals[i]; a.Arbiter && valid(*a) && (last == nil || !a.At.Before(last.At)) {
+		if a := &e.Approvals[i]; a.Arbiter && d.counts(e, t, *a, true) && (last == nil || !a.At.Before(last.At)) {
 			last, lastApproves = a, true
 		}
 	}
 	for i := range e.Rejections {
-		if r := &e.Rejections[i]; r.Arbiter && valid(*r) && (last == nil || !r.At.Before(last.At)) {
+		if r := &e.Rejections[i]; r.Arbiter && d.counts(e, t, *r, false) && (last == nil || !r.At.Before(last.At)) {
 			last, lastApproves = r, false
 		}
 	}
+	missing := len(e.MissingArtifacts(t)) > 0
 	if last != nil {
-		if lastApproves {
-			return StateApproved
+		if !lastApproves {
+			return StateRejected
 		}
-		return StateRejected
+		// An arbiter settles a dispute, never the tier's evidence or an
+		// unaccepted risk.
+		switch {
+		case missing:
+			return StateAwaitingArtifacts
+		case t != nil && !d.riskAccepted(e, t):
+			return StateInReview
+		}
+		return StateApproved
 	}
-	approvals := slices.ContainsFunc(e.Approvals, valid)
-	rejections := slices.ContainsFunc(e.Rejections, valid)
+	approvals := slices.ContainsFunc(e.Approvals, func(x Decision) bool { return d.counts(e, t, x, true) })
+	rejections := slices.ContainsFunc(e.Rejections, func(x Decision) bool { return d.counts(e, t, x, false) })
 	switch {
 	case approvals && rejections:
 		return StateDisputed
 	case rejections:
 		return StateRejected
-	case len(e.MissingArtifacts(t)) > 0:
+	case missing:
 		return StateAwaitingArtifacts
 	}
-	if t != nil && d.satisfied(t) && (t.MaxResidualRisk == 0 || e.Risk == nil || e.Risk.Score <= t.MaxResidualRisk) {
+	if t != nil && d.satisfied(t) && d.riskAccepted(e, t) {
 		return StateApproved
 	}
 	return StateInReview
+}
+
+// counts reports whether decision x (an approval when approval is true)
+// counts for e now: not stale, for the current head when the tier resets
+// on push, not by an author of the MR or its commits and, for an
+// approval, not by the filer of a manual escalation.
+func (d *decision) counts(e *Escalation, t *policies.Tier, x Decision, approval bool) bool {
+	if x.Stale || (e.HeadSHA != "" && x.SHA != e.HeadSHA && t != nil && t.ResetApprovalsOnPush) {
+		return false
+	}
+	if approval && isFiler(e, x.By) {
+		return false
+	}
+	return !wrote(d.pol.Person("id", x.By), e.Authors())
+}
+
+// isFiler reports whether person filed e as a manual escalation: their
+// approval of it never counts.
+func isFiler(e *Escalation, person string) bool {
+	return e != nil && e.Manual && e.Filer != "" && e.Filer == person
+}
+
+func approvalGroups(t *policies.Tier) []string {
+	var out []string
+	for _, a := range t.Approvals {
+		if !slices.Contains(out, a.Group) {
+			out = append(out, a.Group)
+		}
+	}
+	return out
+}
+
+// RoleRiskAcceptance is the approvals-matrix role whose holders may accept
+// a residual risk above a tier's max_residual_risk.
+const RoleRiskAcceptance = "risk-acceptance"
+
+// RiskAcceptanceGroups returns the groups that some tier's approvals
+// matrix gives the risk-acceptance role, in policy order.
+func RiskAcceptanceGroups(pol *policies.Policy) []string {
+	var out []string
+	for _, t := range pol.Tiers {
+		for _, a := range t.Approvals {
+			if a.Role == RoleRiskAcceptance && !slices.Contains(out, a.Group) {
+				out = append(out, a.Group)
+			}
+		}
+	}
+	return out
+}
+
+// acceptsRisk reports whether person may accept a residual risk: they
+// may act for a group with the risk-acceptance role.
+func (d *decision) acceptsRisk(person string) bool {
+	for _, g := range RiskAcceptanceGroups(d.pol) {
+		if d.pol.MayStandIn(person, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// RiskOf returns e's residual-risk assessment when it counts: recorded,
+// and not by an author of the MR or its commits; nil otherwise.
+func RiskOf(e *Escalation, pol *policies.Policy) *Note {
+	if e == nil || e.Risk == nil || wrote(pol.Person("id", e.Risk.By), e.Authors()) {
+		return nil
+	}
+	return e.Risk
+}
+
+// riskAccepted reports whether e's residual risk lets tier t approve it:
+// a tier with max_residual_risk needs a recorded score and, above the
+// ceiling, an approval that counts from someone with the risk-acceptance
+// role, given after that score was recorded.
+func (d *decision) riskAccepted(e *Escalation, t *policies.Tier) bool {
+	if t.MaxResidualRisk == 0 {
+		return true
+	}
+	r := RiskOf(e, d.pol)
+	if r == nil {
+		return false
+	}
+	if r.Score <= t.MaxResidualRisk {
+		return true
+	}
+	return slices.ContainsFunc(e.Approvals, func(a Decision) bool {
+		return !a.At.Before(r.At) && d.counts(e, t, a, true) && d.acceptsRisk(a.By)
+	})
 }
 
 // settle moves the lifecycle where the events leave it and adds the
@@ -1098,10 +1271,12 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 	case StateRejected:
 		return StatusFailed, fmt.Sprintf("%s rejected (%s)", e.ID, e.Tier)
 	case StateWithdrawn:
-		if e.MRState == "closed" {
+		if e.MRState == "closed" || e.WithdrawnSHA == "" || e.WithdrawnSHA != e.HeadSHA {
+			// Closed, or a withdrawal that does not cover this head (the
+			// next MR input puts it back in review): nothing to release.
 			return "", ""
 		}
-		return StatusSuccess, fmt.Sprintf("%s withdrawn", e.ID)
+		return StatusSuccess, fmt.Sprintf("%s withdrawn at %s", e.ID, shortSHA(e.WithdrawnSHA))
 	case StateMerged, StateIntake:
 		return "", ""
 	case StateDisputed:
@@ -1120,6 +1295,13 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 				need = append(need, fmt.Sprintf("%d/%d %s", filled[a.Group], a.Count, a.Group))
 			}
 		}
+		if t.MaxResidualRisk > 0 {
+			if r := RiskOf(e, d.pol); r == nil {
+				need = append(need, "a residual risk score")
+			} else if !d.riskAccepted(e, t) {
+				need = append(need, fmt.Sprintf("%s (risk %d > %d)", RoleRiskAcceptance, r.Score, t.MaxResidualRisk))
+			}
+		}
 	}
 	desc := fmt.Sprintf("%s %s: needs %s", e.ID, e.Tier, strings.Join(need, "; "))
 	if len(need) == 0 {
@@ -1136,13 +1318,9 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 // countable returns the approvals that count for e now: not stale, for the
 // head (when the tier resets on push), and not by an author.
 func (d *decision) countable(e *Escalation, t *policies.Tier) []Decision {
-	authors := e.Authors()
 	var out []Decision
 	for _, a := range e.Approvals {
-		if a.Stale || (t.ResetApprovalsOnPush && e.HeadSHA != "" && a.SHA != e.HeadSHA) {
-			continue
-		}
-		if wrote(d.pol.Person("id", a.By), authors) {
+		if !d.counts(e, t, a, true) {
 			continue
 		}
 		if !slices.ContainsFunc(out, func(b Decision) bool { return b.By == a.By }) {
@@ -1227,6 +1405,20 @@ func Waiting(e *Escalation, pol *policies.Policy) []string {
 	done := d.countable(e, t)
 	authors := e.Authors()
 	var out []string
+	if d.satisfied(t) && RiskOf(e, pol) != nil && !d.riskAccepted(e, t) {
+		// Every slot is filled; the risk above the ceiling waits on
+		// someone who may accept it.
+		for _, g := range RiskAcceptanceGroups(pol) {
+			if grp := pol.Groups[g]; grp != nil {
+				for _, m := range grp.Members {
+					if pr := pol.Person("id", m); pr != nil && !wrote(pr, authors) && !isFiler(e, m) && !slices.Contains(out, m) {
+						out = append(out, m)
+					}
+				}
+			}
+		}
+		return out
+	}
 	for _, a := range t.Approvals {
 		if filled[a.Group] >= a.Count {
 			continue
@@ -1237,7 +1429,7 @@ func Waiting(e *Escalation, pol *policies.Policy) []string {
 		}
 		for _, m := range g.Members {
 			pr := pol.Person("id", m)
-			if pr == nil || wrote(pr, authors) || slices.Contains(out, m) ||
+			if pr == nil || wrote(pr, authors) || isFiler(e, m) || slices.Contains(out, m) ||
 				slices.ContainsFunc(done, func(x Decision) bool { return x.By == m }) {
 				continue
 			}

@@ -33,6 +33,17 @@ type Dispatcher struct {
 
 	// OnResult, when set, is told of every delivery attempt (for metrics).
 	OnResult func(kind EffectKind, err error)
+	// Refresher reads an MR from the forge and feeds it to the engine, for
+	// EffectRefresh (a manual escalation learns its MR's title, head and
+	// authors, and gets its gate). Nil: those effects are dropped.
+	Refresher Refresher
+}
+
+// Refresher reads the MR of an effect (Project, MRIID) as the forge shows
+// it now and hands it to the engine as an MR input, as a webhook would.
+// An MR the forge does not have is no error: its webhook will come.
+type Refresher interface {
+	Refresh(ctx context.Context, e Effect) error
 }
 
 // Backoff bounds.
@@ -210,6 +221,12 @@ func (d *Dispatcher) deliver(ctx context.Context, ef Effect) error {
 			break
 		}
 		_, err = d.chat.Post(ctx, Message{Key: ef.ID, Escalation: ef.Escalation, Text: ef.Body(), Mention: ef.Mention, Security: ef.Security, Summary: ef.Kind == EffectThreadSummary})
+	case EffectRefresh:
+		if d.Refresher == nil {
+			err = errNotConfigured
+			break
+		}
+		err = d.Refresher.Refresh(ctx, ef)
 	case EffectPage:
 		if d.pager == nil {
 			err = errNotConfigured

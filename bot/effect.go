@@ -16,6 +16,10 @@ const (
 	// parent message) in place: state, what is missing, who is waited on.
 	EffectThreadSummary EffectKind = "thread_summary"
 	EffectPage          EffectKind = "page" // page on-call
+	// EffectRefresh reads the MR (Project, MRIID) from the forge and feeds
+	// it to the engine, as a webhook would: a manual escalation gets its
+	// MR's title, link, head, authors and gate this way.
+	EffectRefresh EffectKind = "mr_refresh"
 )
 
 // Status values of the gate's commit status.

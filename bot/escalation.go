@@ -79,6 +79,18 @@ type Escalation struct {
 	// missing, for nudges, the approver index and bottleneck reports.
 	Waiting []string `json:"waiting,omitempty"`
 
+	// WithdrawnSHA is the head a person withdrew the escalation on, and
+	// WithdrawnBy who; a withdrawal holds for that head only (and only while
+	// the policy does not tier it). Both are cleared when it resumes.
+	WithdrawnSHA string `json:"withdrawn_sha,omitempty"`
+	WithdrawnBy  string `json:"withdrawn_by,omitempty"`
+	// RetierSHA is the head an authorised person re-tiered the escalation
+	// on, and RetierFrom the tier it had then: on that head the tier does
+	// not rise back to RetierFrom on its own; a new head is classified
+	// afresh.
+	RetierSHA  string `json:"retier_sha,omitempty"`
+	RetierFrom string `json:"retier_from,omitempty"`
+
 	DeferredUntil time.Time `json:"deferred_until,omitzero"`
 	Bypassed      bool      `json:"bypassed,omitempty"`
 	Forged        int       `json:"forged,omitempty"` // gate statuses found set by someone else

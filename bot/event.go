@@ -167,6 +167,8 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		e.Tier, e.TierName = d.Tier, d.TierName
 		if ev.Kind == EventTierRaised {
 			e.Score, e.Signals = d.Score, d.Signals
+		} else {
+			e.RetierSHA, e.RetierFrom = ev.SHA, d.FromTier
 		}
 		if !d.FirstResponseDue.IsZero() {
 			e.FirstResponseDue = d.FirstResponseDue
@@ -212,6 +214,9 @@ func apply(esc *Escalation, ev Event) *Escalation {
 	case EventWithdrawn:
 		if d.MRState != "" {
 			e.MRState = d.MRState
+		} else {
+			// Withdrawn by a person: for this head only.
+			e.WithdrawnSHA, e.WithdrawnBy = ev.SHA, ev.Actor
 		}
 	case EventStatusForged:
 		e.Forged++
@@ -227,6 +232,9 @@ func apply(esc *Escalation, ev Event) *Escalation {
 			e.Resume = ""
 			if e.State == StateDeferred {
 				e.DeferredUntil = time.Time{}
+			}
+			if e.State == StateWithdrawn {
+				e.WithdrawnSHA, e.WithdrawnBy = "", ""
 			}
 		}
 		e.State = d.To

@@ -138,6 +138,8 @@ func TestBrowserConsoleToDashboard(t *testing.T) {
 	say("frank", "/threatgate artifact impact-matrix https://wiki.example.com/impact/sessions", "impact-matrix added")
 	say("alice", "/approve too early", "still needs test-evidence")
 	say("frank", "/threatgate artifact test-evidence https://ci.example.com/jobs/4242", "every required artifact is in")
+	say("alice", "/approve --check data-sensitivity=none --check access-implications=tighter --check regulatory=none --check cross-system-dependencies=none rotation reviewed", "none is recorded")
+	say("bob", "/threatgate risk 4 likelihood 2, impact 2", "Residual risk of")
 	say("alice", "/approve --check data-sensitivity=none --check access-implications=tighter --check regulatory=none --check cross-system-dependencies=none rotation reviewed", "Approval from alice")
 
 	step("see the dashboard", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("body")))

@@ -495,6 +495,7 @@ func (sd *seeder) run() {
 	sd.do("grace", esc, "/threatgate artifact impact-matrix https://wiki.example.com/security/impact/reporting-replica")
 	sd.do("grace", esc, "/threatgate artifact test-evidence terraform plan attached to the MR: one new ingress rule, nothing else")
 	sd.at(14*demoDay + 2*time.Hour)
+	sd.do("alice", esc, "/threatgate risk 6 Likelihood 2 (the vendor's credentials), impact 3 (aggregated sales data)")
 	sd.do("alice", esc, "/approve"+seedChecks("reporting replica: aggregated sales, no customer PII", "read-only role for the vendor", "vendor DPA signed", "the BI dashboards share the replica")+
 		" Acceptable for a read-only replica with a dedicated role.")
 	sd.at(14*demoDay - 3*time.Hour)
@@ -517,6 +518,7 @@ func (sd *seeder) run() {
 	sd.do("grace", esc, "/threatgate artifact test-evidence https://gitlab.example.com/acme/identity-service/-/pipelines/88702")
 	sd.do("grace", esc, "/threatgate artifact rollback-plan Feature flag sso_new_idp; off restores the old login")
 	sd.at(4 * demoDay)
+	sd.do("bob", esc, "/threatgate risk 8 Likelihood 2 (TLS verification is off only in staging), impact 4 (every staff login)")
 	sd.do("alice", esc, "/approve"+seedChecks("ID tokens carry e-mail addresses", "new login path for all staff", "SOC2 access review", "the old IdP stays until cut-over")+
 		" Only with the TLS verification restored before production; tracked as an action item.")
 	sd.do("alice", esc, "/threatgate action Remove InsecureSkipVerify before the production rollout")
