@@ -71,6 +71,7 @@ type simulator struct {
 	mu      sync.Mutex
 	nextIID int64
 	opened  map[string]*simOpened // by escalation id
+	byMR    map[string]*simOpened // every MR it opened, by "project!iid"
 	mrs     map[string]*SimMR     // by "project!iid"
 	actions []gitlab.DryRunAction
 	done    map[string]bool // effect ids acted on: a retried delivery does not act twice
@@ -104,8 +105,9 @@ type SimMR struct {
 }
 
 var (
-	_ bot.Forge   = (*simulator)(nil)
-	_ web.Samples = (*simulator)(nil)
+	_ bot.Forge     = (*simulator)(nil)
+	_ bot.Refresher = (*simulator)(nil)
+	_ web.Samples   = (*simulator)(nil)
 )
 
 // simKeep bounds the action log; per-MR records are kept whole.
@@ -115,7 +117,7 @@ const simKeep = 1000
 // first opening gets; each opening gets the next, so the same sample can
 // be opened again and again.
 func newSimulator(clock bot.Clock, firstIID int64) (*simulator, error) {
-	s := &simulator{clock: clock, nextIID: firstIID, opened: map[string]*simOpened{}, mrs: map[string]*SimMR{}, done: map[string]bool{}}
+	s := &simulator{clock: clock, nextIID: firstIID, opened: map[string]*simOpened{}, byMR: map[string]*simOpened{}, mrs: map[string]*SimMR{}, done: map[string]bool{}}
 	for _, d := range demoSamples {
 		name := path.Join("samples", d.file)
 		data, err := samplesFS.ReadFile(name)
@@ -195,11 +197,13 @@ func (s *simulator) open(ctx context.Context, h web.Handler, id string, now time
 	if err != nil {
 		return bot.Reply{}, fmt.Errorf("open sample %s as %s!%d: %w", id, mr.PathWithNamespace, iid, err)
 	}
+	o := &simOpened{mr: &mr, authors: slices.Clone(smp.authors)}
+	s.mu.Lock()
+	s.byMR[fmt.Sprintf("%s!%d", mr.PathWithNamespace, iid)] = o
 	if rep.Escalation != "" {
-		s.mu.Lock()
-		s.opened[rep.Escalation] = &simOpened{mr: &mr, authors: slices.Clone(smp.authors)}
-		s.mu.Unlock()
+		s.opened[rep.Escalation] = o
 	}
+	s.mu.Unlock()
 	return rep, nil
 }
 
@@ -239,6 +243,29 @@ func (s *simulator) change(ctx context.Context, h web.Handler, id string, now ti
 		return bot.Reply{}, fmt.Errorf("%s %s: %w", action, id, err)
 	}
 	return rep, nil
+}
+
+// Refresh feeds the MR of e (a manual escalation's) to the engine as the
+// simulated GitLab shows it now, as the GitLab worker does for serve. An
+// MR the simulator never opened is left alone: there is nothing to show.
+func (s *simulator) Refresh(ctx context.Context, e bot.Effect) error {
+	s.mu.Lock()
+	var mr policies.MergeRequest
+	var authors []string
+	o, found := s.byMR[fmt.Sprintf("%s!%d", e.Project, e.MRIID)]
+	if found {
+		mr, authors = *o.mr, slices.Clone(o.authors)
+	}
+	h := s.handler
+	s.mu.Unlock()
+	if !found || h == nil {
+		return nil
+	}
+	_, err := h.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: &bot.MRInput{Action: bot.MRSeen, MR: &mr, CommitAuthors: authors}})
+	if _, ok := bot.IsProblem(err); ok {
+		return nil
+	}
+	return err
 }
 
 // newIID hands out the next MR number.
@@ -557,6 +584,7 @@ func newDemoServer(cfg Config, pol *policies.Policy, db *store.DB, clock bot.Clo
 		return nil, err
 	}
 	sim.handler = wakingEngine{s.engine, s.dispatcher}
+	s.dispatcher.Refresher = sim
 	s.handler = demoHandler(s, sim)
 	return s, nil
 }

@@ -447,3 +447,47 @@ func TestDemoBadFlags(t *testing.T) {
 func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return run(ctx, append([]string{"demo"}, args...), nil, stdout, stderr)
 }
+
+// TestDemoManualEscalationLearnsItsMR: a manual escalation of an MR the
+// policy does not tier asks the (simulated) GitLab for the MR, and so gets
+// its title, link, head, authors and a pending gate, like an automatic one.
+func TestDemoManualEscalationLearnsItsMR(t *testing.T) {
+	clock := bottest.NewClock(demoT0)
+	r := newDemoRig(t, clock)
+	ctx := context.Background()
+	if esc, _, err := r.sim.OpenSample(ctx, "docs-only"); err != nil || esc != "" {
+		t.Fatalf("docs-only: escalation %q, err %v; want none", esc, err)
+	}
+	var project string
+	var iid int64
+	for _, o := range r.sim.byMR {
+		project, iid = o.mr.PathWithNamespace, o.mr.IID
+	}
+	line := "/escalate https://evil.example/" + project + "/-/merge_requests/" + strconv.FormatInt(iid, 10) + " --tier T2 the docs describe an internal endpoint\nsummary: s\nassets: a\nexploit: e"
+	c, err := bot.ParseCommand(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.engine.Handle(ctx, bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Person: "erin", Surface: "web"}, Command: &c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := bot.NewDispatcher(r.db, r.sim, nil, nil, clock, nil)
+	d.Refresher = r.sim
+	for range 3 { // the refresh commits the MR's facts, whose effects go out next
+		if _, err := d.DeliverDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := r.db.FindEscalation(ctx, rep.Escalation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Title == "" || e.HeadSHA == "" || e.Author == "" || strings.Contains(e.MRURL, "evil.example") || e.MRURL == "" {
+		t.Errorf("manual escalation: title %q, head %q, author %q, url %q; want the MR's own, not the typed URL", e.Title, e.HeadSHA, e.Author, e.MRURL)
+	}
+	mr, _ := r.sim.MR(project, iid)
+	if mr.Status != bot.StatusPending || mr.SHA != e.HeadSHA || !strings.Contains(mr.StatusText, e.ID) {
+		t.Errorf("gate %q %q on %s; want pending on %s naming %s", mr.Status, mr.StatusText, mr.SHA, e.HeadSHA, e.ID)
+	}
+}
