@@ -517,3 +517,29 @@ func TestFiledHasDeadlines(t *testing.T) {
 		t.Errorf("filed through the thread: state %s, first response due %s, decision due %s", esc.State, esc.FirstResponseDue, esc.DecisionDue)
 	}
 }
+
+// TestCardShowsRiskAndUnknownAuthors: approvers see on the card whether the
+// residual risk is recorded and accepted, and who wrote commits that
+// nobody in the policy is (their approval could not be told apart).
+func TestCardShowsRiskAndUnknownAuthors(t *testing.T) {
+	pol := testPolicy(t)
+	_, esc := history(t, pol, Quota{},
+		mrIn(action(MROpen), paths("src/auth/login.go"), secretLine(), committers("ann@example.com", "stranger@elsewhere.example", "Bob@Example.com")))
+	card := Card(esc, pol, t0)
+	for _, want := range []string{"Residual risk: not recorded (at most 9", "Commit authors not in the policy: stranger@elsewhere.example"} {
+		if !strings.Contains(card, want) {
+			t.Errorf("card lacks %q:\n%s", want, card)
+		}
+	}
+	if strings.Contains(card, "ann@example.com") || strings.Contains(strings.ToLower(card), "bob@example.com") {
+		t.Errorf("card lists known people as unknown:\n%s", card)
+	}
+	if u := UnknownAuthors(esc, pol); !slices.Equal(u, []string{"stranger@elsewhere.example"}) {
+		t.Errorf("UnknownAuthors = %v", u)
+	}
+	// bob wrote a commit (his address in another case): he cannot approve.
+	_, esc = history(t, pol, Quota{}, mrIn(action(MROpen), paths("src/auth/login.go"), committers("BOB@example.COM")), cmd(t, "ann", "/threatgate artifact threat-model x"))
+	if _, _, err := decide(Given{Esc: esc}, pol, cmd(t, "bob", "/approve"), t0); err == nil || !strings.Contains(err.Error(), "you wrote") {
+		t.Errorf("bob approving his own commit: err = %v", err)
+	}
+}

@@ -35,6 +35,14 @@ func (s State) Active() bool {
 // Ended reports whether the MR is gone: merged or withdrawn.
 func (s State) Ended() bool { return s == StateMerged || s == StateWithdrawn }
 
+// Watched reports whether e's MR must still be compared with the forge
+// (reconcile): everything but a merge. A closed MR may be reopened, and a
+// withdrawal by a person holds only until the head moves or the policy
+// tiers it, so neither is final.
+func (e *Escalation) Watched() bool {
+	return e != nil && e.State != StateMerged && e.Project != "" && e.MRIID != 0
+}
+
 // Escalation is one MR under review: the projection of its events.
 // Version counts the events applied; the store uses it to refuse a commit
 // made from a stale read.

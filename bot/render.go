@@ -251,6 +251,19 @@ func (d *decision) card(e *Escalation) string {
 			rows = append(rows, fmt.Sprintf("%s %d/%d", a.Group, min(filled[a.Group], a.Count), a.Count))
 		}
 		fmt.Fprintf(&b, "\nApprovals at %s: %s", shortSHA(e.HeadSHA), strings.Join(rows, ", "))
+		if t.MaxResidualRisk > 0 {
+			switch r := RiskOf(e, d.pol); {
+			case r == nil:
+				fmt.Fprintf(&b, "\nResidual risk: not recorded (at most %d; /threatgate risk %s <1-25>)", t.MaxResidualRisk, d.id())
+			case r.Score > t.MaxResidualRisk && !d.riskAccepted(e, t):
+				fmt.Fprintf(&b, "\nResidual risk: %d, above %d: needs a %s approval", r.Score, t.MaxResidualRisk, RoleRiskAcceptance)
+			default:
+				fmt.Fprintf(&b, "\nResidual risk: %d (at most %d)", r.Score, t.MaxResidualRisk)
+			}
+		}
+	}
+	if u := UnknownAuthors(e, d.pol); len(u) > 0 {
+		fmt.Fprintf(&b, "\nCommit authors not in the policy: %s", strings.Join(u, ", "))
 	}
 	if w := Waiting(e, d.pol); len(w) > 0 {
 		fmt.Fprintf(&b, "\nWaiting on: %s", strings.Join(w, ", "))
