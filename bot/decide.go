@@ -285,7 +285,8 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 	}
 	if mr.SHA != "" && mr.SHA != e.HeadSHA {
 		changed = true
-		if t := d.tier(); (t == nil || t.ResetApprovalsOnPush) && data.StaleFrom == "" {
+		if t := d.tier(); (t == nil || t.ResetApprovalsOnPush || (e.HeadSHA == "" && len(e.Approvals)+len(e.Rejections) > 0)) && data.StaleFrom == "" {
+			// Decisions taken before any head was known never carry over.
 			data.StaleFrom = e.HeadSHA
 			if data.StaleFrom == "" {
 				data.StaleFrom = "none"
@@ -721,6 +722,9 @@ func (d *decision) approve(c *Command) error {
 	me := d.in.Actor.Person
 	if d.isAuthor() {
 		return problemf(f, "you wrote this merge request or commits in it; someone else must approve %s", e.ID)
+	}
+	if e.HeadSHA == "" {
+		return problemf(f, "%s's merge request has not been read from GitLab yet, so there is no commit to approve; approve once its head is shown (/threatgate status %s)", e.ID, e.ID)
 	}
 	if isFiler(e, me) {
 		return problemf(f, "you filed %s, so your approval does not count towards its tier's approvals; someone else in %s must approve it (you can still record your view with /threatgate dissent or /threatgate risk)", e.ID, strings.Join(approvalGroups(t), ", "))
