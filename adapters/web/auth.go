@@ -108,20 +108,68 @@ func (s *Server) tokenOK(got string) bool {
 }
 
 // authenticate returns how r proves it may read: "bearer", "cookie", or
-// "" when it does not.
-func (s *Server) authenticate(r *http.Request) string {
+// "" when it does not. A bearer token is checked only when the client's
+// address is not throttled (see throttle.go); when it is, wait says for
+// how long, and the request should get 429.
+func (s *Server) authenticate(r *http.Request) (via string, wait time.Duration) {
 	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
-		if s.tokenOK(strings.TrimSpace(h[7:])) {
-			return "bearer"
+		if s.checkToken(r, "bearer", strings.TrimSpace(h[7:]), &wait) {
+			return "bearer", 0
 		}
-		return ""
+		return "", wait
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if _, _, ok := s.sessions.check(c.Value, s.now()); ok {
-			return "cookie"
+			return "cookie", 0
 		}
 	}
-	return ""
+	return "", 0
+}
+
+// checkToken checks a token presented by r through the throttle of its
+// client address: it reports whether it is the dashboard token, and sets
+// *wait when the address may not try now (the token is then not looked
+// at).
+func (s *Server) checkToken(r *http.Request, via, token string, wait *time.Duration) bool {
+	key := clientKey(r, s.TrustedProxies)
+	w, ok := s.limiter.begin(key, s.now())
+	if !ok {
+		*wait = w
+		return false
+	}
+	return s.endAttempt(key, via, token)
+}
+
+// endAttempt ends the attempt begun for the address key by checking
+// token: the right one forgets the address, a wrong one counts against it
+// and is logged with the address and its count, never with the token.
+func (s *Server) endAttempt(key, via, token string) bool {
+	if s.tokenOK(token) {
+		s.limiter.succeed(key)
+		return true
+	}
+	n, blocked := s.limiter.fail(key, s.now())
+	attrs := []any{logClient, key, logFailures, n, logVia, via}
+	if blocked > 0 {
+		attrs = append(attrs, logRetryIn, blocked)
+	}
+	s.log.Warn("dashboard token refused", attrs...)
+	return false
+}
+
+// tooMany answers a request whose address must wait before it tries a
+// token again.
+func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, page func(msg string)) {
+	w.Header().Set("Retry-After", retryAfter(wait))
+	msg := "Too many wrong dashboard tokens from your address. Try again in " + formatDuration(wait.Round(time.Second)) + "."
+	if wait < time.Minute {
+		msg = "Too many wrong dashboard tokens from your address. Try again in " + retryAfter(wait) + " s."
+	}
+	if page != nil {
+		page(msg)
+		return
+	}
+	s.RenderError(w, r, http.StatusTooManyRequests, msg)
 }
 
 // authVia returns how the request was authenticated by requireAuth.
@@ -139,13 +187,23 @@ func (s *Server) requireAuth(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		if via := s.authenticate(r); via != "" {
+		via, wait := s.authenticate(r)
+		if via != "" {
 			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authKey, via)))
+			return
+		}
+		api := r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/")
+		if wait > 0 {
+			var page func(string)
+			if api {
+				page = func(msg string) { apiError(w, http.StatusTooManyRequests, msg) }
+			}
+			s.tooMany(w, r, wait, page)
 			return
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="threatgate"`)
 		switch {
-		case r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/"):
+		case api:
 			apiError(w, http.StatusUnauthorized, "this needs the dashboard token: Authorization: Bearer <token>")
 		case r.Method == http.MethodGet || r.Method == http.MethodHead:
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
@@ -183,27 +241,43 @@ type loginView struct {
 // loginForm serves GET /login.
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 	next := localPath(r.URL.Query().Get("next"))
-	if s.DashboardToken == "" || s.authenticate(r) != "" {
+	if s.DashboardToken == "" {
+		http.Redirect(w, r, next, http.StatusFound)
+		return
+	}
+	if via, _ := s.authenticate(r); via != "" {
 		http.Redirect(w, r, next, http.StatusFound)
 		return
 	}
 	s.Render(w, r, "login", "Sign in", loginView{Next: next})
 }
 
-// login serves POST /login: the CSRF field first, then the token.
+// login serves POST /login: the throttle of the client's address first
+// (before the form is read), then the CSRF field, then the token.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
+	if s.DashboardToken == "" {
+		if !s.csrf.check(r) {
+			s.RenderError(w, r, http.StatusForbidden, "The form had expired or did not come from this page. Open the sign-in page again and retry.")
+			return
+		}
+		http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
+		return
+	}
+	key := clientKey(r, s.TrustedProxies)
+	if wait, ok := s.limiter.begin(key, s.now()); !ok {
+		s.tooMany(w, r, wait, func(msg string) {
+			s.RenderStatus(w, r, http.StatusTooManyRequests, "login", "Sign in", loginView{Next: "/", Error: msg})
+		})
+		return
+	}
 	if !s.csrf.check(r) {
+		s.limiter.abandon(key)
 		s.RenderError(w, r, http.StatusForbidden, "The form had expired or did not come from this page. Open the sign-in page again and retry.")
 		return
 	}
 	next := localPath(r.PostFormValue("next"))
-	if s.DashboardToken == "" {
-		http.Redirect(w, r, next, http.StatusSeeOther)
-		return
-	}
-	if !s.tokenOK(r.PostFormValue("token")) {
-		s.log.Warn("dashboard sign-in refused", "remote", r.RemoteAddr)
+	if !s.endAttempt(key, "login", r.PostFormValue("token")) {
 		s.RenderStatus(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{Next: next, Error: "That is not the dashboard token."})
 		return
 	}
@@ -241,4 +315,34 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 // when threatgate is reached through https (a TLS-terminating proxy).
 func (s *Server) secureCookies(r *http.Request) bool {
 	return r.TLS != nil || s.HTTPS
+}
+
+// RequireToken lets h serve only requests that carry the dashboard token
+// as "Authorization: Bearer <token>", for endpoints that machines call
+// (/metrics, /api/reconcile); there is no login form or cookie for them.
+// Others get 401 with WWW-Authenticate, or 429 with Retry-After while
+// their address is throttled for wrong tokens (see throttle.go). Without
+// a dashboard token, h serves everyone.
+func (s *Server) RequireToken(h http.Handler) http.Handler {
+	s.setup()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.DashboardToken == "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		var wait time.Duration
+		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "Bearer ") {
+			if s.checkToken(r, "bearer", strings.TrimSpace(a[7:]), &wait) {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		if wait > 0 {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			http.Error(w, "too many wrong dashboard tokens from this address; retry later", http.StatusTooManyRequests)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="threatgate"`)
+		http.Error(w, "this needs the dashboard token: Authorization: Bearer <token>", http.StatusUnauthorized)
+	})
 }

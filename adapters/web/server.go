@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +45,8 @@ var staticFS embed.FS
 //	/console, /console/      Console, any method, the path unchanged (when Console is set)
 //
 // Everything but /login, /logout and /static needs the dashboard token
-// when one is configured (see auth.go). Unknown paths get a 404 page.
+// when one is configured (see auth.go); wrong tokens are throttled per
+// client address (see throttle.go). Unknown paths get a 404 page.
 // Every response carries the security headers (see secure): the CSP
 // allows scripts and styles from /static only, plus inline scripts that
 // carry the page's nonce (Page.Nonce); no inline style attributes.
@@ -62,13 +64,27 @@ type Server struct {
 	Console        http.Handler // mounted at /console and /console/ when non-nil
 	Banner         string       // optional notice on every page, e.g. "Demo mode: ..."
 	HTTPS          bool         // people reach threatgate over https (behind a proxy): cookies are Secure
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed when the client's address is needed (throttling wrong
+	// tokens, see throttle.go). Empty: the TCP peer is the client and the
+	// header is ignored.
+	TrustedProxies []netip.Prefix
 
 	once     sync.Once
 	tmpl     *template.Template
 	csrf     *csrf
 	sessions *sessions
+	limiter  *limiter
 	log      *slog.Logger
 }
+
+// Log keys.
+const (
+	logClient   = "client"   // the client address a request is throttled by
+	logFailures = "failures" // wrong tokens from that address so far
+	logVia      = "via"      // how a token was presented: login, bearer
+	logRetryIn  = "retry_in" // how long the address must now wait
+)
 
 // setup parses the templates and makes the per-process keys, once. The
 // templates are embedded, so a parse error is a bug in this build: it
@@ -83,6 +99,7 @@ func (s *Server) setup() {
 		s.csrf = newCSRF()
 		s.csrf.secure = s.HTTPS
 		s.sessions = newSessions()
+		s.limiter = newLimiter(maxTracked)
 		s.tmpl = template.Must(template.New("web").Funcs(s.funcs()).ParseFS(templateFS, "templates/*.html"))
 	})
 }
