@@ -206,22 +206,23 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.init()
 	for _, e := range all {
-		tv := threadView{ID: e.ID, Title: fmt.Sprintf("%s!%d %s", e.Project, e.MRIID, e.Title), State: strings.ReplaceAll(string(e.State), "_", " "), Tier: e.Tier, Active: e.ID == current}
+		tv := threadView{ID: e.ID, Title: neutralize(fmt.Sprintf("%s!%d %s", e.Project, e.MRIID, e.Title)), State: strings.ReplaceAll(string(e.State), "_", " "), Tier: e.Tier, Active: e.ID == current}
 		if t := c.threads[e.ID]; t != nil {
-			tv.Summary, tv.Posts = t.Summary, slices.Clone(t.Posts)
+			tv.Summary, tv.Posts = t.Summary, inert(t.Posts)
 		}
 		if tv.Summary == "" {
 			// Threads live in memory; after a restart the summary is
 			// rendered from the escalation itself.
 			tv.Summary = bot.Card(e, pol, c.now())
 		}
+		tv.Summary = neutralize(tv.Summary)
 		v.Threads = append(v.Threads, tv)
 		if tv.Active {
 			cur := tv
 			v.Current = &cur
 		}
 	}
-	v.General = slices.Clone(c.general)
+	v.General = inert(c.general)
 	c.mu.Unlock()
 	if v.Current != nil {
 		v.Prompt = "Reply in " + v.Current.ID + ": a command such as /approve or /threatgate status, or intake answers as lines \"field: answer\"."
@@ -256,13 +257,13 @@ func (c *Console) send(w http.ResponseWriter, r *http.Request) {
 	pol := c.Web.policy()
 	as := r.PostFormValue("as")
 	if pol.Person("id", as) == nil {
-		c.Web.RenderError(w, r, http.StatusBadRequest, fmt.Sprintf("No person %q in the policy; pick someone in the console's \"acting as\" list.", as))
+		c.Web.RenderError(w, r, http.StatusBadRequest, neutralize(fmt.Sprintf("No person %q in the policy; pick someone in the console's \"acting as\" list.", as)))
 		return
 	}
 	thread := r.PostFormValue("thread")
 	if thread != "" {
 		if _, err := c.Web.Store.FindEscalation(r.Context(), thread); err != nil {
-			c.Web.RenderError(w, r, http.StatusNotFound, fmt.Sprintf("No escalation %q: pick a thread from the console's list.", thread))
+			c.Web.RenderError(w, r, http.StatusNotFound, neutralize(fmt.Sprintf("No escalation %q: pick a thread from the console's list.", thread)))
 			return
 		}
 	}
@@ -327,7 +328,7 @@ func (c *Console) sample(w http.ResponseWriter, r *http.Request) {
 	esc, reply, err := c.Samples.OpenSample(r.Context(), r.PostFormValue("sample"))
 	if err != nil {
 		if p, ok := bot.IsProblem(err); ok {
-			c.Web.RenderError(w, r, http.StatusBadRequest, p.Error())
+			c.Web.RenderError(w, r, http.StatusBadRequest, neutralize(p.Error()))
 			return
 		}
 		c.Web.fail(w, r, err)
@@ -349,6 +350,18 @@ func (c *Console) sample(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Unlock()
 	http.Redirect(w, r, consoleURL(as, esc), http.StatusSeeOther)
+}
+
+// inert returns a copy of posts whose texts mention nobody (see
+// neutralize): every text the console shows may quote text from outside
+// threatgate. Who threatgate mentions is each post's Mention list, which
+// the page renders apart.
+func inert(posts []Post) []Post {
+	out := slices.Clone(posts)
+	for i := range out {
+		out[i].Text = neutralize(out[i].Text)
+	}
+	return out
 }
 
 func sortedGroups(pol *policies.Policy) []string {

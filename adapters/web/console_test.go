@@ -154,3 +154,29 @@ func TestConsoleRefusesForgedForms(t *testing.T) {
 		t.Errorf("unknown console path: %d", code)
 	}
 }
+
+func TestConsoleMentionsFromOutsideAreInert(t *testing.T) {
+	site, console, srv, client := consoleSite(t)
+	site.handle(site.mr(5, "abc5", "@here hotfix <!channel>", bot.MROpen, "internal/auth/session.go"))
+	ctx := context.Background()
+	console.Post(ctx, bot.Message{Key: "s", Escalation: "ESC-1", Summary: true, Text: "ESC-1 · shop/api!5 @here hotfix <!channel>"})
+	console.Post(ctx, bot.Message{Key: "p", Escalation: "ESC-1", Text: "Evidence: +// @all see <!channel> and <@U999>", Mention: []string{"alice", "bob"}})
+
+	_, page := getPage(t, client, srv.URL+"/console?as=bob&thread=ESC-1")
+	token := csrfField.FindStringSubmatch(page)[1]
+	// What people type is echoed too, and so is the engine's answer.
+	code, page := postForm(t, client, srv.URL+"/console/send", url.Values{"csrf": {token}, "as": {"bob"}, "thread": {"ESC-1"}, "text": {"/threatgate dissent ESC-1 @everyone <!here> look"}})
+	if code != 200 {
+		t.Fatalf("send: %d", code)
+	}
+	wantNotContains(t, page, "@all", "@here", "@everyone", "&lt;!channel&gt;", "&lt;!here&gt;", "&lt;@U999")
+	wantContains(t, page,
+		"@\u200dall see &lt;\u200d!channel&gt; and &lt;\u200d@\u200dU999&gt;", // the post
+		"shop/api!5 @\u200dhere hotfix &lt;\u200d!channel&gt;",                // the summary and the thread list
+		"@\u200deveryone &lt;\u200d!here&gt; look",                            // what bob typed
+		`<span class="mention">@alice @bob</span>`)                            // threatgate's own mentions
+	// The thread itself keeps the text as posted.
+	if _, posts := console.Thread("ESC-1"); !strings.Contains(posts[0].Text, "@all see <!channel>") {
+		t.Errorf("stored post = %q, want it unchanged", posts[0].Text)
+	}
+}

@@ -28,6 +28,10 @@ type escalationView struct {
 	Rejected  []decisionView
 	Timeline  []eventView
 	Chain     chainStatus
+	// UnknownAuthors are the authors and committers of the MR's commits
+	// that nobody in the policy matches (bot.UnknownAuthors): an approver
+	// should know who else wrote the change.
+	UnknownAuthors []string
 }
 
 type signalView struct {
@@ -125,7 +129,7 @@ func plausibleID(id string) bool {
 // buildEscalation computes the escalation page; it is a pure function of
 // its arguments.
 func buildEscalation(e *bot.Escalation, events []bot.Event, pol *policies.Policy, now time.Time) *escalationView {
-	v := &escalationView{E: e, Row: newRow(e, now)}
+	v := &escalationView{E: e, Row: newRow(e, now), UnknownAuthors: bot.UnknownAuthors(e, pol)}
 	if pol != nil {
 		v.Tier = pol.Tier(e.Tier)
 	}
