@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -101,6 +102,14 @@ type WebConfig struct {
 	DashboardTokenEnv  string // when this or DashboardTokenFile is set, the dashboard and /api need this bearer token
 	DashboardTokenFile string
 	Console            bool // the local chat console, which lets anyone act as anyone
+	// MetricsPublic serves /metrics to anyone who reaches the listener:
+	// no dashboard token and no Host check. Off: /metrics needs the
+	// dashboard token when there is one, and the Host check otherwise.
+	MetricsPublic bool
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes,
+	// as written) whose X-Forwarded-For names the client. Empty: the TCP
+	// peer is the client.
+	TrustedProxies []string
 }
 
 // Defaults.
@@ -229,7 +238,7 @@ var (
 	slackKeys     = []string{"bot_token_env", "bot_token_file", "signing_secret_env", "signing_secret_file", "api_url", "channel", "security_channel"}
 	discordKeys   = []string{"bot_token_env", "bot_token_file", "public_key", "api_url", "channel_id", "security_channel_id", "application_id"}
 	pagerdutyKeys = []string{"routing_key_env", "routing_key_file", "events_url"}
-	webKeys       = []string{"public_url", "dashboard_token_env", "dashboard_token_file", "console"}
+	webKeys       = []string{"public_url", "dashboard_token_env", "dashboard_token_file", "console", "metrics_public", "trusted_proxies"}
 )
 
 func (d *configDecoder) config(root *yaml.Node, c *Config) {
@@ -377,6 +386,10 @@ func (d *configDecoder) web(n *yaml.Node, section string) *WebConfig {
 			d.path(v, f, &w.DashboardTokenFile)
 		case "console":
 			d.flag(v, f, &w.Console)
+		case "metrics_public":
+			d.flag(v, f, &w.MetricsPublic)
+		case "trusted_proxies":
+			d.strs(v, f, &w.TrustedProxies)
 		}
 	})
 	return w
@@ -565,6 +578,35 @@ func (d *configDecoder) size(n *yaml.Node, f string, dst *int64) {
 	*dst = v << shift
 }
 
+// strs reads a list of strings; each item's place is remembered as
+// field[i] for Validate.
+func (d *configDecoder) strs(n *yaml.Node, f string, dst *[]string) {
+	n = resolveNode(n)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.fail(n, f, "want a list, got %s", describeNode(n))
+		return
+	}
+	out := []string{}
+	for i, item := range n.Content {
+		field := fmt.Sprintf("%s[%d]", f, i)
+		it := resolveNode(item)
+		switch {
+		case isNull(it):
+			d.fail(item, field, "want a string, got nothing")
+		case it.Kind != yaml.ScalarNode:
+			d.fail(it, field, "want a string, got %s", describeNode(it))
+		default:
+			at := *it
+			d.src.at[field] = at
+			out = append(out, it.Value)
+		}
+	}
+	*dst = out
+}
+
 func (d *configDecoder) flag(n *yaml.Node, f string, dst *bool) {
 	n, ok := d.scalar(n, f, "true or false")
 	if !ok {
@@ -718,6 +760,11 @@ func (c *Config) Validate() error {
 		if w.DashboardTokenEnv != "" || w.DashboardTokenFile != "" {
 			v.secret("web", "dashboard_token", w.DashboardTokenEnv, w.DashboardTokenFile)
 		}
+		for i, p := range w.TrustedProxies {
+			if _, err := parseProxy(p); err != nil {
+				v.fail(fmt.Sprintf("web.trusted_proxies[%d]", i), `want an IP address or a CIDR prefix such as "10.0.0.0/8" or "::1", got %q`, p)
+			}
+		}
 	}
 	return joinConfigProblems(v.probs)
 }
@@ -813,6 +860,39 @@ func (c Config) PublicURL() string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
+// parseProxy parses one item of web.trusted_proxies: an address (a
+// prefix of its full length) or a CIDR prefix.
+func parseProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("zoned address %s", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Proxies returns web.trusted_proxies parsed; items that do not parse
+// (Validate reports them) are left out.
+func (w *WebConfig) Proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range w.TrustedProxies {
+		if p, err := parseProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Warnings returns what an operator should hear about a valid config:
 // things that work but are probably not meant. serve logs them.
 func (c Config) Warnings() []string {
@@ -826,6 +906,13 @@ func (c Config) Warnings() []string {
 		}
 		if c.Web.DashboardTokenEnv == "" && c.Web.DashboardTokenFile == "" {
 			w = append(w, "web has no dashboard_token_env or dashboard_token_file and listen is not a loopback address: anyone who can reach "+c.Listen+" can read the dashboard and /api")
+		}
+	}
+	if c.Web != nil {
+		for _, p := range c.Web.Proxies() {
+			if p.Bits() == 0 {
+				w = append(w, "web.trusted_proxies holds "+p.String()+", which trusts every address: any client can name the address its wrong dashboard tokens count against in X-Forwarded-For; list only your reverse proxies")
+			}
 		}
 	}
 	return w
@@ -1074,7 +1161,8 @@ func (c Config) attrs() []slog.Attr {
 		as = append(as, slog.Group("web",
 			"public_url", redactURL(w.PublicURL),
 			"dashboard_token_env", w.DashboardTokenEnv, "dashboard_token_file", w.DashboardTokenFile,
-			"console", w.Console))
+			"console", w.Console, "metrics_public", w.MetricsPublic,
+			"trusted_proxies", strings.Join(w.TrustedProxies, ",")))
 	}
 	return as
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -155,7 +156,7 @@ func TestConfigEmptySectionsTurnIntegrationsOn(t *testing.T) {
 	if *c.PagerDuty != (PagerDutyConfig{RoutingKeyEnv: "THREATGATE_PAGERDUTY_ROUTING_KEY", EventsURL: "https://events.pagerduty.com"}) {
 		t.Errorf("pagerduty = %+v", *c.PagerDuty)
 	}
-	if *c.Web != (WebConfig{}) {
+	if !reflect.DeepEqual(*c.Web, WebConfig{}) {
 		t.Errorf("web = %+v", *c.Web)
 	}
 }

@@ -2,15 +2,24 @@ package main
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/threatgate/threatgate/adapters/gitlab"
 	"github.com/threatgate/threatgate/bot"
 )
 
 // metrics are threatgate's Prometheus series, on a registry of their own.
+//
+// Every series is an aggregate: labels say what kind of thing happened
+// (source, result, kind, tier, state), never which escalation, MR or
+// person it was, so the number of series does not grow with use and
+// /metrics tells a reader nothing about any one review. Label values that
+// come from other packages are checked against the values known here
+// (label); anything else is counted as "other".
 type metrics struct {
 	reg        *prometheus.Registry
 	webhooks   *prometheus.CounterVec
@@ -31,7 +40,7 @@ func newMetrics(st storeStats) *metrics {
 	m := &metrics{
 		reg: reg,
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "threatgate_webhook_requests_total", Help: "Webhook requests by how they ended (accepted, duplicate, ignored, unauthorized, too_large, bad_request, error).",
+			Name: "threatgate_webhook_requests_total", Help: "Webhook requests by how they ended (accepted, duplicate, ignored, unauthorized, too_large, bad_request, method_not_allowed, error, other).",
 		}, []string{"source", "result"}),
 		processing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "threatgate_webhook_processing_seconds", Help: "Time from a webhook's arrival to its processing (fetch, decide, commit).",
@@ -50,8 +59,29 @@ func newMetrics(st storeStats) *metrics {
 	return m
 }
 
+// The label values each series may have; see label.
+var (
+	webhookSources  = []string{"gitlab", "gitlab_status_check"}
+	webhookResults  = []string{"accepted", "duplicate", "ignored", "unauthorized", "too_large", "bad_request", "method_not_allowed", "error"}
+	processingKinds = []string{gitlab.EventMergeRequest, gitlab.EventNote, gitlab.EventStatusCheck}
+	effectKinds     = []string{string(bot.EffectReply), string(bot.EffectStatus), string(bot.EffectMRNote), string(bot.EffectMRLabels),
+		string(bot.EffectThreadPost), string(bot.EffectThreadSummary), string(bot.EffectPage), string(bot.EffectRefresh)}
+	escalationStates = []bot.State{bot.StateIntake, bot.StateAwaitingArtifacts, bot.StateInReview, bot.StateDisputed, bot.StateDeferred,
+		bot.StateApproved, bot.StateRejected, bot.StateMerged, bot.StateWithdrawn}
+)
+
+// label returns v when it is one of known, and "other" otherwise, so that
+// no label can carry an id, a name or anything else without bound.
+func label(v string, known []string) string {
+	if slices.Contains(known, v) {
+		return v
+	}
+	return "other"
+}
+
 func (m *metrics) webhook(source string) func(string) {
-	return func(result string) { m.webhooks.WithLabelValues(source, result).Inc() }
+	source = label(source, webhookSources)
+	return func(result string) { m.webhooks.WithLabelValues(source, label(result, webhookResults)).Inc() }
 }
 
 func (m *metrics) processed(kind string, latency time.Duration, err error) {
@@ -59,18 +89,21 @@ func (m *metrics) processed(kind string, latency time.Duration, err error) {
 	if err != nil {
 		result = "error"
 	}
-	m.processing.WithLabelValues(kind, result).Observe(latency.Seconds())
+	m.processing.WithLabelValues(label(kind, processingKinds), result).Observe(latency.Seconds())
 }
 
 func (m *metrics) delivered(kind bot.EffectKind, err error) {
+	k := label(string(kind), effectKinds)
 	if err != nil {
-		m.failures.WithLabelValues(string(kind)).Inc()
+		m.failures.WithLabelValues(k).Inc()
 		return
 	}
-	m.deliveries.WithLabelValues(string(kind)).Inc()
+	m.deliveries.WithLabelValues(k).Inc()
 }
 
-// storeCollector reads gauges from the store at scrape time.
+// storeCollector reads gauges from the store at scrape time: counts by
+// tier (ids the policy defines, a handful) and state, and totals; nothing
+// per escalation.
 type storeCollector struct{ st storeStats }
 
 var (
@@ -101,7 +134,11 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[key]int{}
 	bypassed, forged := 0, 0
 	for _, e := range all {
-		counts[key{e.Tier, string(e.State)}]++
+		st := "other"
+		if slices.Contains(escalationStates, e.State) {
+			st = string(e.State)
+		}
+		counts[key{e.Tier, st}]++
 		if e.Bypassed {
 			bypassed++
 		}

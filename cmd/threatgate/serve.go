@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -90,6 +88,9 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 
 	s.web = &web.Server{Store: db, Policy: s.engine.Policy, Clock: clock, Log: log, DashboardToken: sec.DashboardToken, Banner: x.Banner,
 		HTTPS: strings.HasPrefix(cfg.PublicURL(), "https://")}
+	if cfg.Web != nil {
+		s.web.TrustedProxies = cfg.Web.Proxies()
+	}
 	var chat bot.Chat
 	if cfg.Web != nil && cfg.Web.Console {
 		s.console = &web.Console{Web: s.web, Samples: x.Samples, Log: log.With("component", "console")}
@@ -109,14 +110,20 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	}
 
 	mux := http.NewServeMux()
+	// The webhooks take POST only. Every other method gets 405 here,
+	// whichever handler would have been reached; without this route, a GET
+	// would fall through to the web UI's "/".
+	var intake, statusCheck http.Handler
 	if g := cfg.GitLab; g != nil {
-		mux.Handle("POST /webhooks/gitlab", &gitlab.Intake{Secret: sec.GitLabWebhookSecret, Inbox: db, Clock: clock,
-			MaxBody: cfg.MaxBodyBytes, Log: log.With("component", "gitlab-intake"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab")})
+		intake = &gitlab.Intake{Secret: sec.GitLabWebhookSecret, Inbox: db, Clock: clock,
+			MaxBody: cfg.MaxBodyBytes, Log: log.With("component", "gitlab-intake"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab")}
 		if g.Gate == GateExternalStatusCheck {
-			mux.Handle("POST /webhooks/gitlab/status-check", &gitlab.StatusCheck{Secret: sec.GitLabStatusCheckSecret, Inbox: db, Clock: clock,
-				MaxBody: cfg.MaxBodyBytes, Log: log.With("component", "gitlab-status-check"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab_status_check")})
+			statusCheck = &gitlab.StatusCheck{Secret: sec.GitLabStatusCheckSecret, Inbox: db, Clock: clock,
+				MaxBody: cfg.MaxBodyBytes, Log: log.With("component", "gitlab-status-check"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab_status_check")}
 		}
 	}
+	webhook(mux, "/webhooks/gitlab", intake, "the gitlab section is not in the config")
+	webhook(mux, "/webhooks/gitlab/status-check", statusCheck, "gitlab.gate is not external_status_check")
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() {
@@ -129,9 +136,17 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	s.open = sec.DashboardToken == ""
-	guard := func(h http.Handler) http.Handler { return s.local(s.dashboardGuard(sec.DashboardToken)(h)) }
+	// /metrics: public only when the config says so; otherwise it needs the
+	// dashboard token when there is one, and the pages' Host check when
+	// there is none.
+	metrics := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	if cfg.Web != nil && cfg.Web.MetricsPublic {
+		mux.Handle("GET /metrics", metrics)
+	} else {
+		mux.Handle("GET /metrics", s.local(s.web.RequireToken(metrics)))
+	}
+	guard := func(h http.Handler) http.Handler { return s.local(s.web.RequireToken(h)) }
 	mux.Handle("POST /api/reconcile", guard(http.HandlerFunc(s.reconcileHandler)))
 	if s.dry != nil {
 		mux.Handle("GET /api/dry-run", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -188,24 +203,21 @@ func (s *server) local(h http.Handler) http.Handler {
 	})
 }
 
-// dashboardGuard requires the dashboard token as a bearer token when one
-// is configured.
-func (s *server) dashboardGuard(token bot.Secret) func(http.Handler) http.Handler {
-	return func(h http.Handler) http.Handler {
-		if token == "" {
-			return h
-		}
-		want := sha256.Sum256([]byte(token.Reveal()))
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got := sha256.Sum256([]byte(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
-			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="threatgate"`)
-				http.Error(w, "this needs the dashboard token: Authorization: Bearer <token>", http.StatusUnauthorized)
-				return
-			}
-			h.ServeHTTP(w, r)
+// webhook routes path: POST to h, any other method 405 with "Allow:
+// POST". When h is nil (that webhook is not configured) every method
+// gets 404 saying why.
+func webhook(mux *http.ServeMux, path string, h http.Handler, off string) {
+	if h == nil {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "this webhook is off: "+off, http.StatusNotFound)
 		})
+		return
 	}
+	mux.Handle("POST "+path, h)
+	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+	})
 }
 
 func (s *server) reconcileHandler(w http.ResponseWriter, r *http.Request) {

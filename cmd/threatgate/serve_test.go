@@ -160,7 +160,10 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("item: %v", list[0])
 	}
 
-	code, metrics := get("/metrics", "")
+	if code, _ := get("/metrics", ""); code != 401 {
+		t.Errorf("/metrics without the dashboard token: %d, want 401", code)
+	}
+	code, metrics := get("/metrics", dashboardToken)
 	if code != 200 {
 		t.Fatalf("/metrics %d", code)
 	}
@@ -238,7 +241,7 @@ func TestPagesRefuseForeignHostsWithoutAToken(t *testing.T) {
 		"127.0.0.1:8080": 200, "localhost:8080": 200, "[::1]:8080": 200,
 		"attacker.example:8080": http.StatusMisdirectedRequest, "evil.127.0.0.1.nip.io": http.StatusMisdirectedRequest,
 	} {
-		for _, path := range []string{"/", "/console", "/api/escalations"} {
+		for _, path := range []string{"/", "/console", "/api/escalations", "/metrics"} {
 			req := httptest.NewRequest(http.MethodGet, path, nil)
 			req.Host = host
 			w := httptest.NewRecorder()
@@ -248,7 +251,8 @@ func TestPagesRefuseForeignHostsWithoutAToken(t *testing.T) {
 			}
 		}
 	}
-	// Health and metrics answer any host (probes use IPs and service names).
+	// Health answers any host (probes use IPs and service names); /metrics
+	// does with web.metrics_public (see TestMetricsHostCheckWithoutAToken).
 	req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
 	req.Host = "10.0.0.7:8080"
 	w := httptest.NewRecorder()
