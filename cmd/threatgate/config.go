@@ -705,6 +705,11 @@ func (c *Config) Validate() error {
 	if g := c.GitLab; g != nil {
 		if g.URL != "" {
 			v.url("gitlab.url", g.URL)
+			if c.Web != nil && c.Web.Console {
+				// The console lets anyone act as anyone: with a real GitLab
+				// behind the gate, that is anyone approving anything.
+				v.fail("web.console", "the console lets anyone act as anyone, so it cannot be on while threatgate gates a real GitLab (gitlab.url is set); try it with `threatgate demo`, or against a dry run (no gitlab.url)")
+			}
 		}
 		v.secret("gitlab", "token", g.TokenEnv, g.TokenFile)
 		v.secret("gitlab", "webhook_secret", g.WebhookSecretEnv, g.WebhookSecretFile)

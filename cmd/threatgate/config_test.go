@@ -435,6 +435,16 @@ func TestConfigPublicURL(t *testing.T) {
 	}
 }
 
+// TestConsoleRefusedWithARealGitLab: the console's "act as anyone" must
+// never approve a real merge request.
+func TestConsoleRefusedWithARealGitLab(t *testing.T) {
+	c := mustLoad(t, "gitlab:\n  url: https://gitlab.example.com\nweb:\n  console: true\n")
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "web.console: the console lets anyone act as anyone") {
+		t.Errorf("Validate = %v, want a problem at web.console", err)
+	}
+}
+
 func TestConfigWarnings(t *testing.T) {
 	c := mustLoad(t, "listen: ':8080'\ngitlab:\nweb:\n  console: true\n")
 	got := strings.Join(c.Warnings(), "\n")
