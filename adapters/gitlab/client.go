@@ -66,9 +66,10 @@ type Client struct {
 	now func() time.Time
 
 	mu     sync.Mutex
-	me     string           // the token's username, "" until known
-	checks map[string]int64 // project → id of its external status check
-	diffs  *lru             // changes and commit authors per MR head
+	me     string               // the token's username, "" until known
+	checks map[string]int64     // project → id of its external status check
+	diffs  *lru                 // changes and commit authors per MR head
+	users  map[string]userEntry // lower-case username → numeric id (UserID)
 }
 
 var _ bot.Forge = (*Client)(nil)
@@ -142,6 +143,7 @@ func New(cfg Config) (*Client, error) {
 		now:    time.Now,
 		checks: make(map[string]int64),
 		diffs:  newLRU(diffCacheSize, diffCacheBytes),
+		users:  make(map[string]userEntry),
 	}, nil
 }
 

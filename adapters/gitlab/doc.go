@@ -14,6 +14,20 @@
 // trigger: the Worker fetches the MR as it is now, so a late or repeated
 // delivery can never move an escalation backwards.
 //
+// MR-comment commands ("/threatgate approve" in a comment) are the same:
+// the Note Hook only names a note. The Worker reads the note back from the
+// API (NoteReader; *Client is one) and runs its text as its author, known
+// by numeric user id: the policy person with the author's username, only
+// when that person's pinned gitlab_id, or the id the username resolves to
+// (cached for an hour), is the author's. The note's created_at and the
+// MR's diff versions say when it was written and which head its author
+// saw. Without the API (dry run, demo) only help runs. Every refusal is
+// answered in the MR.
+//
+// Every note threatgate posts goes through Neutralize: text from outside
+// can neither mention anyone nor run a quick action. The one mention
+// threatgate makes is the author of the comment it answers.
+//
 // # Caveats
 //
 // The client runs with client-go's own retries off: the outbox owns

@@ -57,8 +57,12 @@ func (d *DryRun) record(e bot.Effect) error {
 // SetStatus records what status would have been set.
 func (d *DryRun) SetStatus(_ context.Context, e bot.Effect) error { return d.record(e) }
 
-// PostNote records what note would have been posted.
-func (d *DryRun) PostNote(_ context.Context, e bot.Effect) error { return d.record(e) }
+// PostNote records what note would have been posted, neutralised and with
+// its mentions, as Client.PostNote would post it.
+func (d *DryRun) PostNote(_ context.Context, e bot.Effect) error {
+	e.Text = noteText(e)
+	return d.record(e)
+}
 
 // AddLabels records what labels would have been added.
 func (d *DryRun) AddLabels(_ context.Context, e bot.Effect) error { return d.record(e) }

@@ -211,15 +211,18 @@ func (c *Client) targetURL(escalation string) string {
 }
 
 // PostNote posts e.Body() on MR e.MRIID of e.Project, marked with e.ID.
-// Before posting it looks for the marker among the MR's 100 newest notes
-// and posts nothing when an earlier attempt did (its answer lost to a
-// timeout), so a retried effect never posts twice.
+// The body is neutralised first (Neutralize: no mention, no quick action
+// from the text, which may quote what outsiders wrote); the only mentions
+// are the GitLab usernames in e.Mention, put before it. Before posting it
+// looks for the marker among the MR's 100 newest notes and posts nothing
+// when an earlier attempt did (its answer lost to a timeout), so a retried
+// effect never posts twice.
 func (c *Client) PostNote(ctx context.Context, e bot.Effect) error {
 	op := fmt.Sprintf("post note on %s!%d", e.Project, e.MRIID)
 	if e.Project == "" || e.MRIID <= 0 {
 		return &PermanentError{Op: op, Fix: "the effect names no project or merge request"}
 	}
-	body := e.Body()
+	body := noteText(e)
 	if e.ID != "" {
 		marker := noteMarker(e.ID)
 		notes, _, err := c.api.Notes.ListMergeRequestNotes(e.Project, e.MRIID, &gl.ListMergeRequestNotesOptions{

@@ -172,6 +172,7 @@ type StatusCheck struct {
 func (h *StatusCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in := &Intake{Secret: h.Secret, Inbox: h.Inbox, Clock: h.Clock, MaxBody: h.MaxBody, Log: h.Log, Observe: h.Observe}
 	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
 		in.observe("method_not_allowed")
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)
 		return
@@ -246,7 +247,10 @@ type mrHook struct {
 	} `json:"labels"`
 }
 
-// noteHook is the part of a Note Hook threatgate reads.
+// noteHook is the part of a Note Hook threatgate reads. It only says
+// which note to read back from the API: the author, text and time that
+// count are the API's (Worker.comment); user.username is logged as a
+// claim, the hook's created_at and last_commit are not read at all.
 type noteHook struct {
 	User struct {
 		Username string `json:"username"`
@@ -258,13 +262,9 @@ type noteHook struct {
 		ID           int64  `json:"id"`
 		Note         string `json:"note"`
 		NoteableType string `json:"noteable_type"`
-		CreatedAt    string `json:"created_at"`
 	} `json:"object_attributes"`
 	MergeRequest struct {
-		IID        int64 `json:"iid"`
-		LastCommit struct {
-			ID string `json:"id"`
-		} `json:"last_commit"`
+		IID int64 `json:"iid"`
 	} `json:"merge_request"`
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -33,12 +34,16 @@ tiers:
     artifacts: [threat-model]
     approvals: [{group: appsec, count: 1}]
 groups:
-  appsec: {members: [alice, bob]}
+  appsec: {members: [alice, bob, carol]}
 people:
   - {gitlab: ann, email: ann@example.com}
   - {gitlab: alice, email: alice@example.com}
   - {gitlab: bob, email: bob@example.com}
+  - {gitlab: carol, gitlab_id: 203, email: carol@example.com}
 `
+
+// GitLab user ids of the people in e2ePolicy, as the fake GitLab has them.
+var e2eUsers = map[string]int64{"ann": 200, "alice": 201, "bob": 202, "carol": 203, "mallory": 666}
 
 const statusName = "threatgate/security-review"
 
@@ -54,6 +59,7 @@ type rig struct {
 	worker *Worker
 	disp   *bot.Dispatcher
 	srv    *httptest.Server
+	logs   *syncBuffer // the worker's log
 	seq    int
 }
 
@@ -63,17 +69,23 @@ func newRig(t *testing.T, gate string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clock := bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	gl := gitlabtest.New(t)
+	gl.SetNow(clock.Now)
+	for name, id := range e2eUsers {
+		gl.SetUser(name, id)
+	}
 	gl.AddStatusCheck("shop/api", 77, statusName)
 	client, err := New(Config{BaseURL: gl.URL, Token: bot.Secret(gl.Token), StatusName: statusName, Gate: gate, DashboardURL: "https://tg.example.com", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	client.now = clock.Now
 	db := openStore(t)
-	clock := bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	eng := bot.NewEngine(db, pol, clock, nil)
-	r := &rig{t: t, gl: gl, client: client, db: db, clock: clock}
-	r.worker = &Worker{Inbox: db, Fetch: client, Engine: eng, Store: db, Answer: true, Clock: clock}
+	r := &rig{t: t, gl: gl, client: client, db: db, clock: clock, logs: &syncBuffer{}}
+	r.worker = &Worker{Inbox: db, Fetch: client, Engine: eng, Store: db, Answer: true, Clock: clock,
+		Log: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	r.disp = bot.NewDispatcher(db, client, nil, nil, clock, nil)
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/gitlab", &Intake{Secret: testSecret, Inbox: db, Clock: clock})
@@ -112,27 +124,49 @@ func (r *rig) hook(iid int64, action, sha, uuid string) int {
 	return resp.StatusCode
 }
 
-// comment posts a Note Hook: person writes note on MR iid.
-func (r *rig) comment(iid int64, person, note string) {
+// comment has person write note on MR iid in GitLab, now, and GitLab
+// send its Note Hook. It returns the note's id.
+func (r *rig) comment(iid int64, person, note string) int64 {
 	r.t.Helper()
-	r.seq++
-	r.rawNote(iid, person, note, int64(9000+r.seq), "", r.clock.Now())
+	return r.writeNote(iid, gitlabtest.Note{Body: note, Author: person})
 }
 
-// rawNote posts a Note Hook with the note id, the MR head the author saw
-// ("" for none) and when the note was written.
-func (r *rig) rawNote(iid int64, person, note string, id int64, seenSHA string, created time.Time) {
+// writeNote stores n in the fake GitLab and sends the Note Hook GitLab
+// would send for it. It returns the note's id.
+func (r *rig) writeNote(iid int64, n gitlabtest.Note) int64 {
+	r.t.Helper()
+	id := r.gl.AddMRNote("shop/api", iid, n)
+	at := n.CreatedAt
+	if at.IsZero() {
+		at = r.clock.Now()
+	}
+	sha := ""
+	if mr, ok := r.gl.MR("shop/api", iid); ok {
+		sha = mr.SHA
+	}
+	r.noteHook(iid, n.Author, n.Body, id, sha, &at)
+	return id
+}
+
+// noteHook posts a Note Hook as given, whatever GitLab holds: the claimed
+// author, the note's text and id, the MR head the author saw ("" for
+// none) and when the note was written (nil for none).
+func (r *rig) noteHook(iid int64, person, note string, id int64, seenSHA string, created *time.Time) {
 	r.t.Helper()
 	r.seq++
 	mr := map[string]any{"iid": iid}
 	if seenSHA != "" {
 		mr["last_commit"] = map[string]any{"id": seenSHA}
 	}
+	attrs := map[string]any{"id": id, "note": note, "noteable_type": "MergeRequest"}
+	if created != nil {
+		attrs["created_at"] = created.Format(time.RFC3339)
+	}
 	body, _ := json.Marshal(map[string]any{
 		"object_kind":       "note",
 		"user":              map[string]any{"username": person},
 		"project":           map[string]any{"path_with_namespace": "shop/api"},
-		"object_attributes": map[string]any{"id": id, "note": note, "noteable_type": "MergeRequest", "created_at": created.Format(time.RFC3339)},
+		"object_attributes": attrs,
 		"merge_request":     mr,
 	})
 	req, _ := http.NewRequest(http.MethodPost, r.srv.URL+"/webhooks/gitlab", bytes.NewReader(body))
@@ -516,9 +550,15 @@ func TestCommentDecisionsAreForWhatTheirAuthorSaw(t *testing.T) {
 	r.hook(20, "open", sha1, "")
 	r.comment(20, "ann", "/threatgate artifact threat-model https://wiki/tm")
 	r.settle()
-	// alice reviewed sha1; ann pushes sha2 before the comment is processed.
-	r.rawNote(20, "alice", "/threatgate approve", 7001, sha1, r.clock.Now())
+	// alice reviewed sha1 and approves; a second later ann pushes sha2,
+	// before the comment is processed. The hook claims alice saw sha2:
+	// the MR's versions in GitLab say otherwise.
+	r.clock.Advance(time.Minute)
+	id := r.gl.AddMRNote("shop/api", 20, gitlabtest.Note{Body: "/threatgate approve", Author: "alice"})
+	r.clock.Advance(time.Second)
 	r.gl.PushCommit("shop/api", 20, sha2, gitlabtest.Diff{OldPath: "auth/a.go", NewPath: "auth/a.go", Diff: "@@ -1 +1 @@\n-a\n+evil()\n"})
+	at := r.clock.Now()
+	r.noteHook(20, "alice", "/threatgate approve", id, sha2, &at)
 	r.settle()
 	if e := r.escalation(20); e.State == bot.StateApproved || len(e.Approvals) != 0 {
 		t.Fatalf("an approval of %s counted for %s: %s %+v", sha1, sha2, e.State, e.Approvals)
@@ -527,22 +567,37 @@ func TestCommentDecisionsAreForWhatTheirAuthorSaw(t *testing.T) {
 		t.Errorf("alice was not told why: %q", notes)
 	}
 	// An old comment resent later does not approve either.
-	r.rawNote(20, "alice", "/threatgate approve", 7002, sha2, r.clock.Now().Add(-time.Hour))
+	r.clock.Advance(time.Minute)
+	r.writeNote(20, gitlabtest.Note{Body: "/threatgate approve", Author: "alice", CreatedAt: r.clock.Now().Add(-time.Hour)})
 	r.settle()
 	if e := r.escalation(20); len(e.Approvals) != 0 {
 		t.Errorf("a comment an hour old approved: %+v", e.Approvals)
 	}
+	if notes := r.gl.Notes("shop/api", 20); !containsAny(notes, "before it reached threatgate") {
+		t.Errorf("alice was not told the comment is too old: %q", notes)
+	}
 	// A fresh approval of the head counts; the same note delivered again
-	// (a new delivery id) runs once.
-	r.rawNote(20, "alice", "/threatgate approve", 7003, sha2, r.clock.Now())
-	r.rawNote(20, "alice", "/threatgate approve", 7003, sha2, r.clock.Now())
+	// (a new delivery id) runs once and is answered once.
+	id = r.comment(20, "alice", "/threatgate approve")
+	at = r.clock.Now()
+	r.noteHook(20, "alice", "/threatgate approve", id, sha2, &at)
 	r.settle()
 	if e := r.escalation(20); e.State != bot.StateApproved || len(e.Approvals) != 1 || e.Approvals[0].SHA != sha2 {
 		t.Errorf("fresh approval: %s %+v", e.State, e.Approvals)
 	}
-	if n := len(r.gl.Notes("shop/api", 20)); n > 6 {
-		t.Errorf("%d notes: the duplicate note was answered again", n)
+	if n := countPrefix(r.gl.Notes("shop/api", 20), "@alice "); n != 3 {
+		t.Errorf("%d answers to alice, want 3 (two refusals, one approval): %q", n, r.gl.Notes("shop/api", 20))
 	}
+}
+
+func countPrefix(ss []string, prefix string) int {
+	n := 0
+	for _, s := range ss {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func TestCommentsSpeakForTheirOwnMR(t *testing.T) {
@@ -562,7 +617,7 @@ func TestCommentsSpeakForTheirOwnMR(t *testing.T) {
 	before := len(r.gl.Notes("shop/api", 31))
 	r.comment(31, gitlabtest.DefaultBotUser, "@eve try /threatgate help\n\n<!-- threatgate:effect=x -->")
 	r.settle()
-	if n := len(r.gl.Notes("shop/api", 31)); n != before {
+	if n := len(r.gl.Notes("shop/api", 31)); n != before+1 {
 		t.Errorf("threatgate answered its own note")
 	}
 }

@@ -160,3 +160,38 @@ func FuzzScreen(f *testing.F) {
 		parseTime(string(body))
 	})
 }
+
+// Whatever route reaches them, the webhook handlers take POST only: any
+// other method is 405 with Allow: POST, and nothing is recorded.
+func TestWebhookHandlersRefuseOtherMethods(t *testing.T) {
+	db := openStore(t)
+	clock := bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	var results []string
+	observe := func(r string) { results = append(results, r) }
+	for _, h := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"Intake", &Intake{Secret: testSecret, Inbox: db, Clock: clock, Observe: observe}},
+		{"StatusCheck", &StatusCheck{Secret: testSecret, Inbox: db, Clock: clock, Observe: observe}},
+	} {
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
+			results = nil
+			r := httptest.NewRequest(m, "/webhooks/gitlab", strings.NewReader(`{"object_kind":"merge_request"}`))
+			r.Header.Set("X-Gitlab-Token", string(testSecret))
+			r.Header.Set("X-Gitlab-Event", EventMergeRequest)
+			r.Header.Set("X-Gitlab-Signature", "00")
+			w := httptest.NewRecorder()
+			h.h.ServeHTTP(w, r)
+			if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != http.MethodPost {
+				t.Errorf("%s %s: %d, Allow %q; want 405 with Allow: POST", h.name, m, w.Code, w.Header().Get("Allow"))
+			}
+			if len(results) != 1 || results[0] != "method_not_allowed" {
+				t.Errorf("%s %s observed %q", h.name, m, results)
+			}
+		}
+	}
+	if d, _ := db.InboxDepth(context.Background()); d != 0 {
+		t.Errorf("%d inputs recorded from refused methods", d)
+	}
+}

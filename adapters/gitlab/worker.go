@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/threatgate/threatgate/bot"
@@ -40,8 +41,13 @@ type Escalations interface {
 // current state first, and reconciles what webhooks missed. Run it from
 // main; it stops when its context ends.
 type Worker struct {
-	Inbox  WorkerInbox
-	Fetch  Fetcher // nil: dry run, the MR is read from the webhook alone
+	Inbox WorkerInbox
+	Fetch Fetcher // nil: dry run, the MR is read from the webhook alone
+	// Notes reads comment notes, MR versions and user ids through the
+	// API. nil: Fetch, when it is a NoteReader (*Client is one). Without
+	// a NoteReader and a Fetch, MR-comment commands other than help are
+	// refused.
+	Notes  NoteReader
 	Engine Handler
 	Store  Escalations
 	// Answer, when true, answers MR comments with an MR note (queued in the
@@ -62,6 +68,10 @@ const maxInboxBackoff = 10 * time.Minute
 // maxCommentAge is how old an approving or rejecting MR comment may be
 // when it arrives.
 const maxCommentAge = 15 * time.Minute
+
+// maxClockSkew is how far after the worker's clock a comment's created_at
+// may be; later, the comment is refused.
+const maxClockSkew = time.Minute
 
 func short(sha string) string {
 	if len(sha) > 8 {
@@ -235,23 +245,69 @@ func (w *Worker) mrInput(ctx context.Context, h *mrHook) (bot.Input, error) {
 	return bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: &bot.MRInput{Action: action, MR: mr}}, nil
 }
 
-// comment runs a /threatgate command written in an MR comment, as the
-// comment's author, and answers in the MR.
+// comment runs a /threatgate command written in an MR comment and answers
+// in the MR. The Note Hook is only a trigger: the note is read back from
+// the API, and its author (by numeric user id), text and time are what
+// count. Every refusal is answered in the MR (when Answer is on) and
+// logged; one note runs once, whatever GitLab resends.
 func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) error {
-	project, iid := h.Project.PathWithNamespace, h.MergeRequest.IID
-	text := commandLine(h.ObjectAttributes.Note)
+	project, iid, noteID := h.Project.PathWithNamespace, h.MergeRequest.IID, h.ObjectAttributes.ID
+	log := w.log().With("project", project, "mr_iid", iid, "note_id", noteID, "hook_username", h.User.Username)
+	if noteID <= 0 {
+		log.Warn("comment refused: the Note Hook names no note id")
+		return w.answer(ctx, project, iid, "", fmt.Sprintf("gitlab-refused:%s:inbox-%d", project, it.ID),
+			"threatgate ran nothing: the webhook of a comment here names no note id (object_attributes.id), so threatgate cannot read the comment back from GitLab to check who wrote it and when.")
+	}
+	reader := w.noteReader()
+	if reader == nil || w.Fetch == nil {
+		return w.commentWithoutAPI(ctx, log, project, iid, noteID, h)
+	}
+	// A refusal before the note is known mentions nobody: the hook's
+	// username is only a claim. Its key differs from the answer's, so a
+	// forged hook for a note id not yet used cannot take the real note's
+	// answer.
+	refusedKey := fmt.Sprintf("gitlab-refused:%s:%d", project, noteID)
+	n, err := reader.GetNote(ctx, project, iid, noteID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		log.Warn("comment refused: GitLab has no such note on the merge request")
+		return w.answer(ctx, project, iid, "", refusedKey, fmt.Sprintf(
+			"threatgate ran nothing for comment %d: GitLab has no such comment on this merge request, so nobody can be said to have written it.", noteID))
+	case errors.Is(err, ErrMalformed):
+		log.Warn("comment refused: GitLab's answer for the note cannot be read", "err", err)
+		return w.answer(ctx, project, iid, "", refusedKey, fmt.Sprintf(
+			"threatgate ran nothing for comment %d: GitLab's API returned it in a form threatgate cannot read (%s), so threatgate cannot tell who wrote it or when.", noteID, err))
+	case err != nil:
+		return fmt.Errorf("read note %d of %s!%d: %w", noteID, project, iid, err)
+	}
+	if n.System {
+		log.Info("comment ignored: a system note")
+		return nil
+	}
+	if strings.Contains(n.Body, "<!-- threatgate:") {
+		return nil // threatgate's own notes quote commands; never run them
+	}
+	log = log.With("username", n.AuthorUsername, "user_id", n.AuthorID)
+	text := commandLine(n.Body)
+	if text == "" {
+		log.Warn("comment ignored: the note in GitLab holds no /threatgate command, unlike its Note Hook")
+		return nil
+	}
+	if n.Body != h.ObjectAttributes.Note {
+		log.Warn("the Note Hook's text differs from the note in GitLab; running the note's")
+	}
+
 	var answer string
 	cmd, err := bot.ParseCommand(text)
-	decision := err == nil && (cmd.Verb == bot.VerbApprove || cmd.Verb == bot.VerbReject)
-	if err == nil && decision {
-		// A decision counts only for the code its author saw, and only when
-		// it is fresh: a resent or long-delayed old comment must not
-		// approve what was pushed since.
-		if created := parseTime(h.ObjectAttributes.CreatedAt); !created.IsZero() && it.At.Sub(created) > maxCommentAge {
-			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("this comment was written at %s, more than %s before it reached threatgate; write the command again", created.Format(time.RFC3339), maxCommentAge)}
-		}
+	var actor bot.Identity
+	if err == nil {
+		actor, err = w.commenter(ctx, log, reader, n)
 	}
-	if err == nil && w.Fetch != nil && cmd.Verb != bot.VerbHelp {
+	decision := err == nil && (cmd.Verb == bot.VerbApprove || cmd.Verb == bot.VerbReject)
+	if err == nil {
+		err = commentTime(cmd, n.CreatedAt, it.At, w.Clock.Now())
+	}
+	if err == nil && cmd.Verb != bot.VerbHelp {
 		// Bring the escalation up to date with the MR first: a decision
 		// must be about the head GitLab shows now, even if the webhook of
 		// the last push was lost.
@@ -263,17 +319,25 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 		if _, herr := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(herr) != nil {
 			return herr
 		}
-		if seen := h.MergeRequest.LastCommit.ID; decision && seen != "" && mi.MR.SHA != "" && seen != mi.MR.SHA {
-			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("the merge request moved from %s to %s since your comment; review the new commits and write the command again", short(seen), short(mi.MR.SHA))}
+		if decision {
+			// A decision counts only for the code its author saw: the
+			// head of the MR's newest diff version from before the note.
+			vs, verr := reader.MRVersions(ctx, project, iid)
+			if verr != nil && !errors.Is(verr, ErrMalformed) {
+				return fmt.Errorf("list versions of %s!%d: %w", project, iid, verr)
+			}
+			seen, ok := seenHead(vs, n.CreatedAt)
+			switch {
+			case verr != nil || !ok:
+				err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("GitLab shows no version of this merge request from before your comment (%s), so threatgate cannot tell which commits you reviewed; write the command again", n.CreatedAt.Format(time.RFC3339))}
+			case seen != mi.MR.SHA:
+				err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("the merge request moved from %s to %s since your comment; review the new commits and write the command again", short(seen), short(mi.MR.SHA))}
+			}
 		}
 	}
 	if err == nil {
-		key := it.Key
-		if id := h.ObjectAttributes.ID; id > 0 {
-			// One note runs once, whatever GitLab resends.
-			key = fmt.Sprintf("gitlab-note:%s:%d", project, id)
-		}
-		in := bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Surface: "gitlab", ExternalID: h.User.Username}, Command: &cmd, Key: key}
+		// One note runs once, whatever GitLab resends.
+		in := bot.Input{Kind: bot.InputCommand, Actor: actor, Command: &cmd, Key: fmt.Sprintf("gitlab-note:%s:%d", project, noteID)}
 		esc, ferr := w.Store.FindByMR(ctx, project, iid)
 		switch {
 		case errors.Is(ferr, bot.ErrNotFound):
@@ -299,20 +363,165 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 		}
 	}
 	if p, ok := bot.IsProblem(err); ok {
+		log.Info("comment command refused", "reason", p.Error())
 		answer = "threatgate could not do that: " + p.Error()
 	} else if err != nil {
 		return err
 	}
-	if answer == "" || !w.Answer {
+	return w.answer(ctx, project, iid, n.AuthorUsername, fmt.Sprintf("gitlab-answer:%s:%d", project, noteID), answer)
+}
+
+// commentWithoutAPI answers a comment when threatgate has no GitLab API
+// (dry run, demo): nothing can be checked, so only help runs.
+func (w *Worker) commentWithoutAPI(ctx context.Context, log *slog.Logger, project string, iid, noteID int64, h *noteHook) error {
+	key := fmt.Sprintf("gitlab-answer:%s:%d", project, noteID)
+	cmd, err := bot.ParseCommand(commandLine(h.ObjectAttributes.Note))
+	if err == nil && cmd.Verb == bot.VerbHelp {
+		// Help changes nothing and speaks for nobody: no identity needed.
+		rep, err := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Surface: "gitlab"}, Command: &cmd, Key: fmt.Sprintf("gitlab-note:%s:%d", project, noteID)})
+		if rep.Duplicate {
+			return nil
+		}
+		if p, ok := bot.IsProblem(err); ok {
+			rep.Text = "threatgate could not do that: " + p.Error()
+		} else if err != nil {
+			return err
+		}
+		return w.answer(ctx, project, iid, "", key, rep.Text)
+	}
+	log.Warn("comment refused: MR-comment commands need the GitLab API (gitlab.url is not set)")
+	return w.answer(ctx, project, iid, "", key, "threatgate could not do that: MR-comment commands need the GitLab API to check who wrote the comment, when, and which commits they saw; this threatgate runs without it, so only /threatgate help works in comments.")
+}
+
+// commenter establishes who wrote note n: the policy person whose gitlab
+// username is the author's username as the API reports it, and only when
+// that person's GitLab user id (the pinned gitlab_id, else what the
+// username resolves to now) is the author's id. An author in no policy
+// person is returned without a person id; the engine refuses what needs
+// one. A renamed or recycled username is a *bot.Problem.
+func (w *Worker) commenter(ctx context.Context, log *slog.Logger, reader NoteReader, n *Note) (bot.Identity, error) {
+	id := bot.Identity{Surface: "gitlab", ExternalID: n.AuthorUsername}
+	if n.AuthorID <= 0 || !ValidUsername(n.AuthorUsername) {
+		log.Warn("comment refused: GitLab gives no author for the note")
+		return id, &bot.Problem{Msg: "GitLab's API gives no author id or username for this comment, so threatgate cannot tell who wrote it; nothing was run"}
+	}
+	pol := w.policy()
+	if pol == nil {
+		log.Error("comment refused: the worker's engine gives no policy to map GitLab users to people")
+		return id, &bot.Problem{Msg: "threatgate cannot map GitLab users to the policy's people here; nothing was run"}
+	}
+	p := personByGitLab(pol, n.AuthorUsername)
+	if p == nil {
+		return id, nil
+	}
+	want := p.GitLabID
+	if want == 0 {
+		got, err := reader.UserID(ctx, p.GitLab)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return id, fmt.Errorf("resolve GitLab user %s: %w", p.GitLab, err)
+		default:
+			want = got
+		}
+	}
+	if want != n.AuthorID {
+		log.Warn("comment refused: the author's user id is not the one of the policy person with that username",
+			"person", p.ID, "author_id", n.AuthorID, "person_gitlab_id", want, "pinned", p.GitLabID != 0)
+		whose := fmt.Sprintf("GitLab user id %d", want)
+		if want == 0 {
+			whose = "a GitLab user threatgate cannot find"
+		}
+		return id, &bot.Problem{Msg: fmt.Sprintf(
+			"this comment was written by GitLab user id %d as %s, but the policy's person %s with that username is %s; a renamed or reused username carries nobody's rights, so nothing was run (if the account really changed, the security team updates gitlab_id in the policy)",
+			n.AuthorID, n.AuthorUsername, p.ID, whose)}
+	}
+	id.Person = p.ID
+	return id, nil
+}
+
+// personByGitLab finds the policy person whose gitlab username is name,
+// without regard to case (GitLab's usernames are unique that way).
+func personByGitLab(pol *policies.Policy, name string) *policies.Person {
+	if p := pol.Person("gitlab", name); p != nil {
+		return p
+	}
+	for _, p := range pol.People {
+		if p != nil && p.GitLab != "" && strings.EqualFold(p.GitLab, name) {
+			return p
+		}
+	}
+	return nil
+}
+
+// commentTime refuses a comment whose time cannot be trusted: none, more
+// than maxClockSkew ahead of now, or, for approve and reject, written more
+// than maxCommentAge before it arrived (a resent or long-delayed old
+// comment must not approve what was pushed since).
+func commentTime(cmd bot.Command, created, arrived, now time.Time) error {
+	f := bot.VerbField(cmd.Verb)
+	switch {
+	case created.IsZero():
+		return &bot.Problem{Field: f, Msg: "GitLab's API gives no created_at for this comment, so threatgate cannot tell when it was written; nothing was run"}
+	case created.After(now.Add(maxClockSkew)):
+		return &bot.Problem{Field: f, Msg: fmt.Sprintf("this comment is dated %s, after threatgate's clock (%s); a comment from the future is not trusted, nothing was run", created.Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	case (cmd.Verb == bot.VerbApprove || cmd.Verb == bot.VerbReject) && arrived.Sub(created) > maxCommentAge:
+		return &bot.Problem{Field: f, Msg: fmt.Sprintf("this comment was written at %s, more than %s before it reached threatgate; write the command again", created.Format(time.RFC3339), maxCommentAge)}
+	}
+	return nil
+}
+
+// seenHead returns the MR head a comment written at created saw: the head
+// of the newest diff version created at or before it.
+func seenHead(vs []MRVersion, created time.Time) (string, bool) {
+	var best MRVersion
+	found := false
+	for _, v := range vs {
+		if v.HeadSHA == "" || v.CreatedAt.IsZero() || v.CreatedAt.After(created) {
+			continue
+		}
+		if !found || v.CreatedAt.After(best.CreatedAt) || v.CreatedAt.Equal(best.CreatedAt) && v.ID > best.ID {
+			best, found = v, true
+		}
+	}
+	return best.HeadSHA, found
+}
+
+// answer queues text as a note on the MR, after a mention of mention (a
+// GitLab username; "" for none), once per key. It goes out through the
+// outbox like every other call to GitLab: retried when GitLab is down,
+// posted once. Nothing is queued when Answer is off (dry run).
+func (w *Worker) answer(ctx context.Context, project string, iid int64, mention, key, text string) error {
+	if text == "" || !w.Answer {
 		return nil
 	}
-	// The answer goes out through the outbox like every other call to
-	// GitLab: retried when GitLab is down, posted once (the key makes a
-	// second processing of this comment enqueue nothing).
-	ef := bot.Effect{Kind: bot.EffectMRNote, Project: project, MRIID: iid, Text: "@" + h.User.Username + " " + answer}
-	key := fmt.Sprintf("gitlab-answer:%s:%d", project, h.ObjectAttributes.ID)
+	ef := bot.Effect{Kind: bot.EffectMRNote, Project: project, MRIID: iid, Text: text}
+	if mention != "" {
+		ef.Mention = []string{mention}
+	}
 	if _, err := w.Store.Commit(ctx, &bot.Commit{Effects: []bot.Effect{ef}, Key: key, At: w.Clock.Now()}); err != nil && !errors.Is(err, bot.ErrDuplicate) {
-		return fmt.Errorf("queue the answer to comment %d: %w", h.ObjectAttributes.ID, err)
+		return fmt.Errorf("queue the answer %s: %w", key, err)
+	}
+	return nil
+}
+
+// noteReader returns what reads comment notes through the API: Notes, or
+// Fetch when it is one (*Client is), else nil.
+func (w *Worker) noteReader() NoteReader {
+	if w.Notes != nil {
+		return w.Notes
+	}
+	if r, ok := w.Fetch.(NoteReader); ok {
+		return r
+	}
+	return nil
+}
+
+// policy returns the policy the engine decides with (*bot.Engine has
+// Policy()), nil when the Handler does not say.
+func (w *Worker) policy() *policies.Policy {
+	if p, ok := w.Engine.(interface{ Policy() *policies.Policy }); ok {
+		return p.Policy()
 	}
 	return nil
 }

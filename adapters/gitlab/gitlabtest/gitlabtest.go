@@ -16,12 +16,21 @@
 // and set X-Page, X-Per-Page, X-Total, X-Total-Pages, X-Next-Page,
 // X-Prev-Page and Link the way GitLab does.
 //
-// Endpoints: GET /user; GET /projects/:id/merge_requests; GET and PUT
+// Endpoints: GET /user; GET /users (?username=); GET
+// /projects/:id/merge_requests; GET and PUT
 // /projects/:id/merge_requests/:iid; GET .../diffs, .../commits,
-// .../status_checks; GET and POST .../notes; POST
-// .../status_check_responses; GET
+// .../versions, .../status_checks; GET and POST .../notes; GET
+// .../notes/:note_id; POST .../status_check_responses; GET
 // /projects/:id/repository/commits/:sha/statuses; POST
 // /projects/:id/statuses/:sha; GET /projects/:id/external_status_checks.
+//
+// Notes are served as the fake stores them, never as a webhook claims:
+// AddMRNote records the author's numeric id and username, the body and
+// created_at when the test creates the note. Users have ids a test can
+// change (SetUser, RenameUser) to model renamed and recycled usernames.
+// Every head an MR gets (AddMR, Push) is a diff version created at that
+// moment, listed newest first as GitLab does. Times come from SetNow's
+// clock (time.Now by default).
 //
 // Commit statuses follow GitLab's rules: a status lands in the pipeline
 // named by pipeline_id (which must match the sha and the ref), else in the
@@ -167,8 +176,9 @@ type Server struct {
 
 	mu        sync.Mutex
 	now       func() time.Time
-	nextID    int64 // ids of projects, MRs, notes and statuses
-	nextPipe  int64 // ids of pipelines the fake creates
+	users     map[string]*user // lower-case username → user
+	nextID    int64            // ids of projects, MRs, notes and statuses
+	nextPipe  int64            // ids of pipelines the fake creates
 	projects  map[int64]*project
 	byPath    map[string]int64
 	pipelines map[int64]*pipeline
@@ -196,14 +206,52 @@ type mrState struct {
 	id        int64
 	createdAt time.Time
 	notes     []*note
+	versions  []version // oldest first
 }
 
 type note struct {
-	id        int64
-	body      string
-	author    string
-	createdAt time.Time
+	id         int64
+	body       string
+	author     string
+	authorID   int64
+	createdAt  time.Time
+	noCreated  bool   // served without created_at
+	rawCreated string // served as created_at by GET .../notes/:note_id
+	system     bool
 }
+
+type version struct {
+	id         int64
+	head, base string
+	createdAt  time.Time
+}
+
+type user struct {
+	id   int64
+	name string
+}
+
+// Note seeds a note on an MR (AddMRNote).
+type Note struct {
+	Body   string
+	Author string // username
+	// AuthorID is the author's numeric id; 0: the id Author has now
+	// (a new user when nobody has that username).
+	AuthorID int64
+	// CreatedAt defaults to now (SetNow's clock).
+	CreatedAt time.Time
+	// NoCreatedAt serves the note without created_at.
+	NoCreatedAt bool
+	// RawCreatedAt, when set, is served verbatim as created_at by GET
+	// .../notes/:note_id (lists serve CreatedAt), to test a client with
+	// an answer it cannot parse.
+	RawCreatedAt string
+	System       bool // a system note ("added 1 commit")
+}
+
+// BotUserID is the numeric id of Server.BotUser (GET /user), the author
+// of every note created through the API.
+const BotUserID = 1
 
 type pipeline struct {
 	id, projectID int64
@@ -224,6 +272,7 @@ func New(t testing.TB) *Server {
 		projects:  make(map[int64]*project),
 		byPath:    make(map[string]int64),
 		pipelines: make(map[int64]*pipeline),
+		users:     make(map[string]*user),
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
@@ -316,7 +365,80 @@ func (s *Server) AddMR(m MR) {
 		s.pipelines[m.HeadPipelineID] = &pipeline{id: m.HeadPipelineID, projectID: p.id, sha: m.SHA, ref: ref}
 		m.HeadPipelineRef = ref
 	}
-	p.mrs[m.IID] = &mrState{mr: m, id: s.id(), createdAt: m.UpdatedAt}
+	st := &mrState{mr: m, id: s.id(), createdAt: m.UpdatedAt}
+	st.versions = []version{{id: s.id(), head: m.SHA, base: m.BaseSHA, createdAt: m.UpdatedAt}}
+	p.mrs[m.IID] = st
+}
+
+// SetNow makes now the fake's clock: the time of new notes, versions,
+// statuses and MR updates.
+func (s *Server) SetNow(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// SetUser gives username the numeric id, creating the user or, for a
+// recycled username, handing the name to another account. Notes already
+// written keep the author id and username they were stored with.
+func (s *Server) SetUser(username string, id int64) {
+	s.t.Helper()
+	if username == "" || id <= 0 {
+		s.t.Fatalf("gitlabtest: SetUser needs a username and a positive id, got %q %d", username, id)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[strings.ToLower(username)] = &user{id: id, name: username}
+}
+
+// RenameUser renames the account that has username old to new, as GitLab
+// does: its notes show the new username; old is free for someone else.
+func (s *Server) RenameUser(old, new string) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[strings.ToLower(old)]
+	if u == nil {
+		s.t.Fatalf("gitlabtest: RenameUser: no user %q", old)
+	}
+	delete(s.users, strings.ToLower(old))
+	u.name = new
+	s.users[strings.ToLower(new)] = u
+	for _, p := range s.projects {
+		for _, st := range p.mrs {
+			for _, n := range st.notes {
+				if n.authorID == u.id {
+					n.author = new
+				}
+			}
+		}
+	}
+}
+
+// UserID returns the id of the user who has username now.
+func (s *Server) UserID(username string) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[strings.ToLower(username)]
+	if u == nil {
+		return 0, false
+	}
+	return u.id, true
+}
+
+// userID returns the id of username, creating the user when new; callers
+// hold s.mu.
+func (s *Server) userID(username string) int64 {
+	if username == s.BotUser {
+		return BotUserID
+	}
+	k := strings.ToLower(username)
+	if u := s.users[k]; u != nil {
+		return u.id
+	}
+	u := &user{id: s.id(), name: username}
+	s.users[k] = u
+	return u.id
 }
 
 func (s *Server) defaultCommit(m MR, sha string) Commit {
@@ -402,6 +524,7 @@ func (s *Server) Push(project string, iid int64, c Commit, diffs ...Diff) {
 		st.mr.Diffs = slices.Clone(diffs)
 	}
 	st.mr.UpdatedAt = s.now().UTC()
+	st.versions = append(st.versions, version{id: s.id(), head: c.ID, base: st.mr.BaseSHA, createdAt: st.mr.UpdatedAt})
 }
 
 // SetHeadPipeline makes pipeline id, on the MR's current head and ref
@@ -439,13 +562,30 @@ func (s *Server) SetLabels(project string, iid int64, labels ...string) {
 	st.mr.UpdatedAt = s.now().UTC()
 }
 
-// AddNote adds a note by author to the MR.
+// AddNote adds a note by author to the MR, written now.
 func (s *Server) AddNote(project string, iid int64, body, author string) {
+	s.t.Helper()
+	s.AddMRNote(project, iid, Note{Body: body, Author: author})
+}
+
+// AddMRNote adds a note to the MR as n describes it and returns its id.
+func (s *Server) AddMRNote(project string, iid int64, n Note) int64 {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, st := s.mustMR(project, iid)
-	st.notes = append(st.notes, &note{id: s.id(), body: body, author: author, createdAt: s.now().UTC()})
+	at := n.CreatedAt
+	if at.IsZero() {
+		at = s.now()
+	}
+	id := n.AuthorID
+	if id == 0 && n.Author != "" {
+		id = s.userID(n.Author)
+	}
+	nt := &note{id: s.id(), body: n.Body, author: n.Author, authorID: id, createdAt: at.UTC(),
+		noCreated: n.NoCreatedAt, rawCreated: n.RawCreatedAt, system: n.System}
+	st.notes = append(st.notes, nt)
+	return nt.id
 }
 
 // SetStatusAs records a commit status set by username (a forged one when
@@ -717,7 +857,10 @@ func (s *Server) route(r *http.Request, body []byte, bot string) (int, http.Head
 	}
 	m := r.Method
 	if len(segs) == 1 && segs[0] == "user" && m == http.MethodGet {
-		return 200, nil, map[string]any{"id": 1, "username": bot, "name": "threatgate", "state": "active"}, nil
+		return 200, nil, map[string]any{"id": BotUserID, "username": bot, "name": "threatgate", "state": "active"}, nil
+	}
+	if len(segs) == 1 && segs[0] == "users" && m == http.MethodGet {
+		return s.listUsers(r)
 	}
 	if len(segs) < 2 || segs[0] != "projects" {
 		return 0, nil, nil, &apiError{http.StatusNotFound, map[string]string{"error": "404 Not Found"}}
@@ -748,6 +891,8 @@ func (s *Server) route(r *http.Request, body []byte, bot string) (int, http.Head
 		sub := ""
 		if len(segs) == 3 {
 			sub = segs[2]
+		} else if len(segs) == 4 && segs[2] == "notes" && m == http.MethodGet {
+			return s.getNote(st, segs[3])
 		} else if len(segs) > 3 {
 			break
 		}
@@ -760,6 +905,8 @@ func (s *Server) route(r *http.Request, body []byte, bot string) (int, http.Head
 			return s.listDiffs(r, st)
 		case sub == "commits" && m == http.MethodGet:
 			return s.listCommits(r, st)
+		case sub == "versions" && m == http.MethodGet:
+			return s.listVersions(r, st)
 		case sub == "notes" && m == http.MethodGet:
 			return s.listNotes(r, st)
 		case sub == "notes" && m == http.MethodPost:
@@ -830,13 +977,17 @@ func (s *Server) mrJSON(p *project, st *mrState) map[string]any {
 		head = map[string]any{"id": pl.id, "iid": pl.id, "project_id": p.id, "sha": pl.sha, "ref": pl.ref, "status": "running", "source": "push"}
 	}
 	ref := fmt.Sprintf("!%d", m.IID)
+	author := int64(100)
+	if m.Author != "" {
+		author = s.userID(m.Author)
+	}
 	return map[string]any{
 		"id": st.id, "iid": m.IID, "project_id": p.id,
 		"source_project_id": p.id, "target_project_id": p.id,
 		"title": m.Title, "description": m.Description, "state": m.State,
 		"source_branch": m.SourceBranch, "target_branch": m.TargetBranch,
 		"labels": labels,
-		"author": map[string]any{"id": 100, "username": m.Author, "name": m.Author, "state": "active"},
+		"author": map[string]any{"id": author, "username": m.Author, "name": m.Author, "state": "active"},
 		"sha":    m.SHA, "draft": false,
 		"web_url":    fmt.Sprintf("%s/%s/-/merge_requests/%d", s.URL, p.path, m.IID),
 		"created_at": ts(st.createdAt), "updated_at": ts(m.UpdatedAt),
@@ -985,11 +1136,66 @@ func (s *Server) listCommits(r *http.Request, st *mrState) (int, http.Header, an
 }
 
 func (s *Server) noteJSON(st *mrState, n *note) map[string]any {
-	return map[string]any{
-		"id": n.id, "body": n.body, "author": map[string]any{"id": 1, "username": n.author, "name": n.author},
-		"created_at": ts(n.createdAt), "updated_at": ts(n.createdAt), "system": false,
+	out := map[string]any{
+		"id": n.id, "body": n.body, "author": map[string]any{"id": n.authorID, "username": n.author, "name": n.author, "state": "active"},
+		"created_at": ts(n.createdAt), "updated_at": ts(n.createdAt), "system": n.system,
 		"noteable_id": st.id, "noteable_iid": st.mr.IID, "noteable_type": "MergeRequest",
 	}
+	if n.noCreated {
+		delete(out, "created_at")
+		delete(out, "updated_at")
+	}
+	return out
+}
+
+func (s *Server) getNote(st *mrState, ref string) (int, http.Header, any, *apiError) {
+	id, err := strconv.ParseInt(ref, 10, 64)
+	if err != nil {
+		return 0, nil, nil, notFound("Note")
+	}
+	for _, n := range st.notes {
+		if n.id != id {
+			continue
+		}
+		out := s.noteJSON(st, n)
+		if n.rawCreated != "" {
+			out["created_at"] = n.rawCreated
+		}
+		return 200, nil, out, nil
+	}
+	return 0, nil, nil, notFound("Note")
+}
+
+func (s *Server) listVersions(r *http.Request, st *mrState) (int, http.Header, any, *apiError) {
+	out := make([]map[string]any, 0, len(st.versions))
+	for i := len(st.versions) - 1; i >= 0; i-- {
+		v := st.versions[i]
+		out = append(out, map[string]any{
+			"id": v.id, "head_commit_sha": v.head, "base_commit_sha": v.base, "start_commit_sha": v.base,
+			"created_at": ts(v.createdAt), "merge_request_id": st.id, "state": "collected", "real_size": "1",
+		})
+	}
+	page, h := paginate(s, r, out)
+	return 200, h, page, nil
+}
+
+func (s *Server) listUsers(r *http.Request) (int, http.Header, any, *apiError) {
+	want := strings.ToLower(r.URL.Query().Get("username"))
+	var names []string
+	for k := range s.users {
+		if want == "" || k == want {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	out := make([]map[string]any, 0, len(names))
+	for _, k := range names {
+		u := s.users[k]
+		out = append(out, map[string]any{"id": u.id, "username": u.name, "name": u.name, "state": "active",
+			"web_url": s.URL + "/" + u.name})
+	}
+	page, h := paginate(s, r, out)
+	return 200, h, page, nil
 }
 
 func (s *Server) listNotes(r *http.Request, st *mrState) (int, http.Header, any, *apiError) {
@@ -1018,7 +1224,7 @@ func (s *Server) createNote(st *mrState, body []byte, bot string) (int, http.Hea
 	if err := json.Unmarshal(body, &req); err != nil || strings.TrimSpace(req.Body) == "" {
 		return 0, nil, nil, badRequest(map[string][]string{"note": {"can't be blank"}})
 	}
-	n := &note{id: s.id(), body: req.Body, author: bot, createdAt: s.now().UTC()}
+	n := &note{id: s.id(), body: req.Body, author: bot, authorID: BotUserID, createdAt: s.now().UTC()}
 	st.notes = append(st.notes, n)
 	return http.StatusCreated, nil, s.noteJSON(st, n), nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go"
 )
@@ -292,5 +293,56 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if n := len(s.Notes("shop/api", 1)); n != 20 {
 		t.Errorf("notes = %d, want 20", n)
+	}
+}
+
+func TestNotesUsersAndVersions(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	s := New(t)
+	s.SetNow(func() time.Time { return now })
+	s.SetUser("alice", 201)
+	s.AddMR(MR{Project: "shop/api", IID: 1, SHA: strings.Repeat("1", 40), Author: "ann"})
+	api := newAPI(t, s)
+
+	// A note is served as stored: author id and username, body, time.
+	id := s.AddMRNote("shop/api", 1, Note{Body: "/threatgate approve", Author: "alice", CreatedAt: now.Add(-time.Minute)})
+	n, _, err := api.Notes.GetMergeRequestNote("shop/api", 1, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Author.ID != 201 || n.Author.Username != "alice" || n.Body != "/threatgate approve" || n.System || !n.CreatedAt.Equal(now.Add(-time.Minute)) {
+		t.Errorf("note = %+v", n)
+	}
+	if _, _, err := api.Notes.GetMergeRequestNote("shop/api", 1, id+1000); !errors.Is(err, gl.ErrNotFound) {
+		t.Errorf("a missing note: err = %v, want ErrNotFound", err)
+	}
+	// A rename shows on the notes; the name is free for a new account.
+	s.RenameUser("alice", "alice-old")
+	s.SetUser("alice", 301)
+	if n, _, _ := api.Notes.GetMergeRequestNote("shop/api", 1, id); n.Author.ID != 201 || n.Author.Username != "alice-old" {
+		t.Errorf("after the rename the note's author is %d %q, want 201 alice-old", n.Author.ID, n.Author.Username)
+	}
+	users, _, err := api.Users.ListUsers(&gl.ListUsersOptions{Username: gl.Ptr("ALICE")})
+	if err != nil || len(users) != 1 || users[0].ID != 301 || users[0].Username != "alice" {
+		t.Errorf("users?username=ALICE = %+v, %v; want the new alice (301)", users, err)
+	}
+	if users, _, _ := api.Users.ListUsers(&gl.ListUsersOptions{Username: gl.Ptr("nobody")}); len(users) != 0 {
+		t.Errorf("users?username=nobody = %+v, want none", users)
+	}
+	// A note author nobody knew becomes a user with a new id.
+	s.AddNote("shop/api", 1, "hi", "eve")
+	if id, ok := s.UserID("eve"); !ok || id == 0 {
+		t.Errorf("eve has no id")
+	}
+
+	// Versions: one per head, newest first.
+	now = now.Add(time.Hour)
+	s.PushCommit("shop/api", 1, strings.Repeat("2", 40))
+	vs, _, err := api.MergeRequests.GetMergeRequestDiffVersions("shop/api", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 2 || vs[0].HeadCommitSHA != strings.Repeat("2", 40) || !vs[0].CreatedAt.Equal(now) || vs[1].HeadCommitSHA != strings.Repeat("1", 40) {
+		t.Errorf("versions = %+v", vs)
 	}
 }
