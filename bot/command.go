@@ -146,7 +146,7 @@ func textName(v Verb) string {
 // command, or, when it does not start with "/", lines such as
 // "summary: ..." answering the intake fields (a /threatgate intake).
 func ParseReply(s string) (Command, error) {
-	if t := strings.TrimLeftFunc(s, unicode.IsSpace); t != "" && !strings.HasPrefix(t, "/") {
+	if t := strings.TrimLeftFunc(s, isBlank); t != "" && !strings.HasPrefix(t, "/") {
 		c, err := ParseCommand("/threatgate intake\n" + t)
 		if err != nil {
 			return Command{}, problemf("", "in a thread, write a command such as /approve, or answer intake fields as lines \"field: answer\"")
@@ -198,7 +198,7 @@ func parse(s string) (Command, error) {
 			return Command{}, problemf("", "command contains the control character %U; remove it", r)
 		}
 	}
-	s = strings.TrimLeftFunc(s, unicode.IsSpace)
+	s = strings.TrimLeftFunc(s, isBlank)
 	if s == "" {
 		return Command{}, problemf("", "empty command; try /threatgate help")
 	}
@@ -1193,4 +1193,16 @@ func isInteger(w string) bool {
 func positive(s string) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, allDigits(s) && err == nil && n > 0
+}
+
+// isBlank reports whether r is white space or an invisible format
+// character that a surface adds to neutralise text (a zero-width joiner
+// before a quick action): a command copied from threatgate's own notes
+// still parses.
+func isBlank(r rune) bool {
+	switch r {
+	case '\u200b', '\u200c', '\u200d', '\u2060', '\ufeff':
+		return true
+	}
+	return unicode.IsSpace(r)
 }

@@ -357,3 +357,15 @@ func TestParseReplyIntake(t *testing.T) {
 		t.Errorf("round trip: %q -> %+v, %v", c.String(), again, err)
 	}
 }
+
+// TestParseCommandAfterZeroWidth: a command copied from a note in which
+// threatgate neutralised quick actions (a zero-width joiner before the /)
+// still parses.
+func TestParseCommandAfterZeroWidth(t *testing.T) {
+	for _, s := range []string{"\u200d/threatgate status ESC-4", "\ufeff \u200b/threatgate status ESC-4"} {
+		c, err := ParseCommand(s)
+		if err != nil || c.Verb != VerbStatus || c.Escalation != "ESC-4" {
+			t.Errorf("ParseCommand(%q) = %+v, %v", s, c, err)
+		}
+	}
+}

@@ -42,7 +42,7 @@ type Effect struct {
 	Status     string     `json:"status,omitempty"` // EffectStatus: pending, success, failed
 	Text       string     `json:"text,omitempty"`   // note, post or status description
 	Labels     []string   `json:"labels,omitempty"`
-	Mention    []string   `json:"mention,omitempty"`  // person ids to mention
+	Mention    []string   `json:"mention,omitempty"`  // thread posts: person ids to mention; mr_note: GitLab usernames (only the author of an answered comment)
 	Security   bool       `json:"security,omitempty"` // thread_post: also post to the security channel
 }
 

@@ -97,7 +97,9 @@ func (e *Engine) identify(pol *policies.Policy, in *Input) error {
 		if in.Command == nil {
 			return fmt.Errorf("handle: command input without a command")
 		}
-		if in.Actor.Person == "" && in.Actor.ExternalID != "" {
+		// GitLab comments are attributed by the worker, by numeric user id
+		// read from the API; a username alone never names a person.
+		if in.Actor.Person == "" && in.Actor.ExternalID != "" && in.Actor.Surface != "gitlab" {
 			if p := pol.Person(in.Actor.Surface, in.Actor.ExternalID); p != nil {
 				in.Actor.Person = p.ID
 			}

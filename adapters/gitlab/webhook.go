@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/threatgate/threatgate/bot"
 )
@@ -316,10 +317,15 @@ func jsonErr(err error) string {
 // "" when there is none. GitLab owns /approve in comments, so only the
 // /threatgate form is read here.
 func commandLine(note string) string {
-	for i, line := range strings.Split(note, "\n") {
-		t := strings.TrimSpace(line)
+	lines := strings.Split(note, "\n")
+	for i, line := range lines {
+		// A line copied from threatgate's own (neutralised) notes starts
+		// with a zero-width joiner: it is still the command.
+		t := strings.TrimSpace(strings.TrimLeftFunc(line, func(r rune) bool {
+			return unicode.IsSpace(r) || strings.ContainsRune("\u200b\u200c\u200d\u2060\ufeff", r)
+		}))
 		if t == "/threatgate" || strings.HasPrefix(t, "/threatgate ") {
-			return strings.Join(strings.Split(note, "\n")[i:], "\n")
+			return strings.Join(append([]string{t}, lines[i+1:]...), "\n")
 		}
 	}
 	return ""

@@ -120,7 +120,9 @@ func TestIntakeRefusesWithoutSecret(t *testing.T) {
 func TestCommandLine(t *testing.T) {
 	for note, want := range map[string]string{
 		"/threatgate approve ok":             "/threatgate approve ok",
-		"LGTM\n  /threatgate status\nthanks": "  /threatgate status\nthanks",
+		"LGTM\n  /threatgate status\nthanks": "/threatgate status\nthanks",
+		"\u200d/threatgate help":             "/threatgate help", // copied from a neutralised note
+		"\u200b \u200d/threatgate status x":  "/threatgate status x",
 		"/threatgatex":                       "",
 		"please run /threatgate status":      "",
 		"/approve":                           "",

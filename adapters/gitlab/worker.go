@@ -526,8 +526,8 @@ func (w *Worker) policy() *policies.Policy {
 	return nil
 }
 
-// Reconcile fetches every escalation whose MR is not merged or withdrawn
-// and feeds what GitLab shows now through the engine, exactly as a
+// Reconcile fetches every escalation whose MR is not merged
+// (Escalation.Watched) and feeds what GitLab shows now through the engine, exactly as a
 // webhook would: missed pushes, label changes, closes and merges are
 // caught up, and a foreign status on the head is put right. It returns how
 // many MRs it looked at; errors for single MRs are logged and skipped.
@@ -541,10 +541,10 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, e := range all {
-		// Merged is final, and so is a withdrawal by a person; an MR that
-		// was closed may have been reopened without us hearing of it.
-		closed := e.State == bot.StateWithdrawn && e.MRState == "closed"
-		if (e.State.Ended() && !closed) || e.Project == "" || e.MRIID == 0 {
+		// Merged is final. A closed MR may have been reopened without us
+		// hearing of it, and a withdrawal by a person holds only until the
+		// head moves or the policy tiers it: both are read again.
+		if !e.Watched() {
 			continue
 		}
 		if ctx.Err() != nil {

@@ -108,6 +108,9 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	if s.client != nil {
 		s.worker.Fetch, s.worker.Answer = s.client, true
 	}
+	// A manual escalation asks for its MR through the worker, as a webhook
+	// would (nothing to read in a dry run; the demo sets its simulator).
+	s.dispatcher.Refresher = s.worker
 
 	mux := http.NewServeMux()
 	// The webhooks take POST only. Every other method gets 405 here,
