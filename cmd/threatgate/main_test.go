@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -75,6 +76,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 }
 
+// regexpEmail matches the e-mail keys of inline people entries.
+var regexpEmail = regexp.MustCompile(`, emails?: [^,}]+`)
+
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "", "version")
 	if code != 0 || !strings.HasPrefix(out, "threatgate ") {
@@ -106,6 +110,22 @@ func TestPolicyLint(t *testing.T) {
 	code, _, stderr = runCLI(t, "", "policy", "lint", filepath.Join(t.TempDir(), "missing.yaml"))
 	if code != exitFinding || !strings.Contains(stderr, "missing.yaml") {
 		t.Errorf("lint missing file: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestPolicyLintApproverWithoutEmail: an approver threatgate could not
+// tell from the authors of a change fails the lint, at the person's line,
+// and serve does not start with such a policy.
+func TestPolicyLintApproverWithoutEmail(t *testing.T) {
+	bad := writeFile(t, "noemail.yaml", regexpEmail.ReplaceAllString(smallPolicy, ""))
+	code, _, stderr := runCLI(t, "", "policy", "lint", bad)
+	if code != exitFinding || !strings.Contains(stderr, "has no e-mail address") || !strings.Contains(stderr, bad+":") || !strings.Contains(stderr, ".emails:") {
+		t.Fatalf("lint: exit %d, stderr %q; want 1 and the person's line", code, stderr)
+	}
+	cfg := writeFile(t, "tg.yaml", "listen: 127.0.0.1:0\ndata_dir: "+t.TempDir()+"\npolicy: "+bad+"\n")
+	code, _, stderr = runCLI(t, "", "serve", "--config", cfg)
+	if code != exitFinding || !strings.Contains(stderr, "has no e-mail address") {
+		t.Errorf("serve: exit %d, stderr %q; want it to refuse the policy", code, stderr)
 	}
 }
 
