@@ -2,7 +2,9 @@ package policies
 
 import (
 	"os"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // isProblems reports whether err is a *Problem or a join of them, and
@@ -46,6 +48,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("schedule: {sweep: \"TZ=UTC\", digest: \"CRON_TZ=Europe/Berlin\"}\n"))
 	f.Add([]byte("people:\n  - {gitlab: a, slack: U1, hours: \"09:00-24:00\", email: a@example.com}\n  - {gitlab: a, slack: U1, timezone: Local, email: a@example.com}\n"))
 	f.Add([]byte("tiers:\n  - {id: T1, when: {min_score: 1}, decision: 1h, approvals: []}\n  - [x]\n"))
+	f.Add([]byte("people:\n  - {gitlab: a, gitlab_id: 7, emails: [a@x, A@X, 'b c']}\n  - {id: b, gitlab_id: 7, email: [a@x]}\nsignals:\n  - {id: s, category: c, weight: 1, redact: maybe, when: {added_lines: [k]}}\n"))
 	f.Add([]byte("signals:\n  - {id: s, weight: x, when: {paths: [\"{a,b}/**/[c\"], added_lines: [\"(?P<n>\"]}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Load("fuzz.yaml", data)
@@ -106,6 +109,29 @@ func FuzzParseMergeRequest(f *testing.F) {
 		default:
 			pol.Evaluate(mr)
 			mr.Project()
+		}
+	})
+}
+
+// FuzzMask: masking never panics, always ends in the mask, and never shows
+// more of the line than what comes before the match and four characters
+// of it.
+func FuzzMask(f *testing.F) {
+	f.Add("API_KEY = \"sk_live_123\"", 0)
+	f.Add("x pw", 2)
+	f.Add("héllo wörld", 3)
+	f.Add("", 0)
+	f.Add("abc", -5)
+	f.Fuzz(func(t *testing.T, line string, start int) {
+		got := Mask(line, start)
+		if !strings.HasSuffix(got, maskRun) {
+			t.Fatalf("Mask(%q, %d) = %q, no mask", line, start, got)
+		}
+		if kept := len(got) - len(maskRun); kept > len(line) || got[:kept] != line[:kept] {
+			t.Fatalf("Mask(%q, %d) = %q, not a prefix", line, start, got)
+		}
+		if s := start; s >= 0 && s <= len(line) && utf8.RuneCountInString(got[:len(got)-len(maskRun)]) > utf8.RuneCountInString(line[:s])+4 {
+			t.Fatalf("Mask(%q, %d) = %q shows more than four characters of the match", line, start, got)
 		}
 	})
 }
