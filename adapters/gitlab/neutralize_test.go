@@ -2,6 +2,7 @@ package gitlab
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -94,4 +95,27 @@ func TestDryRunRecordsNotesAsTheyWouldBePosted(t *testing.T) {
 	if len(a) != 1 || a[0].Text != "@bob ESC-2: @\u200dall\n\u200d/merge" || a[0].Escalation != "ESC-2" {
 		t.Errorf("dry run recorded %+v", a)
 	}
+}
+
+// FuzzNeutralize: whatever the text, what threatgate posts to GitLab has no
+// line that starts a quick action and no "@" that starts a reference, reads
+// the same once neutralised again, and never panics.
+func FuzzNeutralize(f *testing.F) {
+	for _, s := range []string{"@all please", "/merge\n  /approve", "a@b.c", "&#64;all &#x40;here &commat;x", "\r\n/x", "@", "x@", "\u00a0/close", "@\u200dall"} {
+		f.Add(s)
+	}
+	quick := regexp.MustCompile(`(?m)^[\s\x{00a0}]*/`)
+	mention := regexp.MustCompile(`(^|[^A-Za-z0-9_])@[A-Za-z0-9_.-]`)
+	f.Fuzz(func(t *testing.T, s string) {
+		got := Neutralize(s)
+		if quick.MatchString(got) {
+			t.Fatalf("Neutralize(%q) = %q starts a line with /", s, got)
+		}
+		if mention.MatchString(got) {
+			t.Fatalf("Neutralize(%q) = %q keeps a mention", s, got)
+		}
+		if again := Neutralize(got); again != got {
+			t.Fatalf("Neutralize is not idempotent on %q: %q then %q", s, got, again)
+		}
+	})
 }
