@@ -443,6 +443,9 @@ func (d *decision) command() error {
 		missing := d.missingIntake(d.esc.Intake)
 		return problemf(verbField(c.Verb), "%s is not filed yet: %s must answer its intake first:%s", d.esc.ID, d.esc.Filer, intakePrompts(missing))
 	}
+	if HeadBound(c.Verb) && d.in.Head != "" && d.in.Head != d.esc.HeadSHA {
+		return problemf(verbField(c.Verb), "the merge request moved from %s to %s since you wrote this; review the new commits and write the command again", shortSHA(d.in.Head), shortSHA(d.esc.HeadSHA))
+	}
 	switch c.Verb {
 	case VerbApprove:
 		return d.approve(c)
@@ -518,10 +521,12 @@ func wrote(pr *policies.Person, authors []string) bool {
 		if a == "" {
 			continue
 		}
-		if a == pr.GitLab || a == pr.ID {
+		a = strings.TrimSpace(a)
+		// GitLab keeps the case a username was registered with; policies
+		// are usually written in lower case.
+		if (pr.GitLab != "" && strings.EqualFold(a, pr.GitLab)) || strings.EqualFold(a, pr.ID) {
 			return true
 		}
-		a = strings.TrimSpace(a)
 		for _, m := range pr.Emails {
 			if strings.EqualFold(a, m) {
 				return true
@@ -714,6 +719,18 @@ func (d *decision) eligibleRows(t *policies.Tier, person string) []policies.Appr
 
 func (d *decision) isArbiter() bool { return d.pol.InAny(d.in.Actor.Person, d.pol.Authority.Arbiter) }
 
+// mayArbitrate refuses an arbiter who is a party to the dispute: someone
+// whose approval or rejection counts on this head cannot settle it.
+func (d *decision) mayArbitrate(f string) error {
+	e, t, me := d.esc, d.tier(), d.in.Actor.Person
+	party := slices.ContainsFunc(e.Approvals, func(x Decision) bool { return x.By == me && d.counts(e, t, x, true) }) ||
+		slices.ContainsFunc(e.Rejections, func(x Decision) bool { return x.By == me && d.counts(e, t, x, false) })
+	if party {
+		return problemf(f, "you already decided on %s at %s, so you cannot settle it as its arbiter; another arbiter (%s) must", e.ID, shortSHA(e.HeadSHA), strings.Join(d.pol.Authority.Arbiter, ", "))
+	}
+	return nil
+}
+
 func (d *decision) approve(c *Command) error {
 	f, e, t := "/approve", d.esc, d.tier()
 	if t == nil {
@@ -740,6 +757,9 @@ func (d *decision) approve(c *Command) error {
 	case StateDisputed, StateRejected:
 		if !d.isArbiter() {
 			return problemf(f, "%s is %s; only an arbiter (%s) can settle it now", e.ID, e.State, strings.Join(d.pol.Authority.Arbiter, ", "))
+		}
+		if err := d.mayArbitrate(f); err != nil {
+			return err
 		}
 		arbiter = true
 	}
@@ -831,6 +851,9 @@ func (d *decision) reject(c *Command) error {
 	case StateDisputed:
 		if !d.isArbiter() {
 			return problemf(f, "%s is disputed; only an arbiter (%s) can settle it now", e.ID, strings.Join(d.pol.Authority.Arbiter, ", "))
+		}
+		if err := d.mayArbitrate(f); err != nil {
+			return err
 		}
 		arbiter = true
 	}
@@ -942,6 +965,7 @@ func (d *decision) retier(c *Command) error {
 	data := EventData{Tier: t.ID, TierName: t.Name, FromTier: e.Tier, Text: c.Text}
 	fr, dd := d.deadlines(t, e.Urgent)
 	if policies.Higher(t, d.tier()) {
+		data.Raised = true
 		// Raising tightens deadlines, never loosens them.
 		if !e.FirstResponseDue.IsZero() && e.FirstResponseDue.Before(fr) {
 			fr = e.FirstResponseDue
@@ -1032,22 +1056,15 @@ func (d *decision) target() State {
 		}
 	}
 	missing := len(e.MissingArtifacts(t)) > 0
-	if last != nil {
-		if !lastApproves {
-			return StateRejected
-		}
-		// An arbiter settles a dispute, never the tier's evidence or an
-		// unaccepted risk.
-		switch {
-		case missing:
-			return StateAwaitingArtifacts
-		case t != nil && !d.riskAccepted(e, t):
-			return StateInReview
-		}
-		return StateApproved
+	if last != nil && !lastApproves {
+		return StateRejected
 	}
+	// An arbiter's approval settles the dispute: the rejections before it
+	// are overruled. It does not stand in for the tier's artifacts, its
+	// approvals matrix or an unaccepted risk.
+	overruled := func(r Decision) bool { return last != nil && !r.At.After(last.At) }
 	approvals := slices.ContainsFunc(e.Approvals, func(x Decision) bool { return d.counts(e, t, x, true) })
-	rejections := slices.ContainsFunc(e.Rejections, func(x Decision) bool { return d.counts(e, t, x, false) })
+	rejections := slices.ContainsFunc(e.Rejections, func(x Decision) bool { return d.counts(e, t, x, false) && !overruled(x) })
 	switch {
 	case approvals && rejections:
 		return StateDisputed

@@ -143,6 +143,17 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 				return delivered, err
 			}
 			delivered++
+			if ef.Kind == EffectStatus || ef.Kind == EffectThreadSummary {
+				// An older one still waiting (a permanent failure being
+				// retried later) must never land after this one.
+				for _, old := range recs[:i] {
+					if o := old.Effect; o.Kind == ef.Kind && o.Escalation != "" && o.Escalation == ef.Escalation && o.SHA == ef.SHA {
+						if err := d.outbox.EffectDone(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
+							return delivered, err
+						}
+					}
+				}
+			}
 			continue
 		}
 		next, permanent := d.retryAt(now, rec.Attempts+1, err)

@@ -94,6 +94,7 @@ type EventData struct {
 	From      State             `json:"from,omitempty"` // state_changed
 	To        State             `json:"to,omitempty"`   // state_changed
 	StaleFrom string            `json:"stale_from,omitempty"`
+	Raised    bool              `json:"raised,omitempty"` // retiered: to a higher tier (earlier decisions go stale)
 }
 
 // apply folds one event into the projection and returns the new one; esc
@@ -164,6 +165,16 @@ func apply(esc *Escalation, ev Event) *Escalation {
 	case EventReclassified:
 		e.Score, e.Signals = d.Score, d.Signals
 	case EventTierRaised, EventRetiered:
+		if ev.Kind == EventTierRaised || d.Raised {
+			// Decisions given for a lower tier were not about this one
+			// (its matrix, its checklist): they stay on record, stale.
+			for i := range e.Approvals {
+				e.Approvals[i].Stale = true
+			}
+			for i := range e.Rejections {
+				e.Rejections[i].Stale = true
+			}
+		}
 		e.Tier, e.TierName = d.Tier, d.TierName
 		if ev.Kind == EventTierRaised {
 			e.Score, e.Signals = d.Score, d.Signals

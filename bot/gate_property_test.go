@@ -311,12 +311,7 @@ func (w *gateWorld) promiseHolds(pol *policies.Policy, esc *Escalation, head str
 			return false, fmt.Sprintf("the risk %d is above %d and nobody with the risk-acceptance role accepted it", w.risk.score, t.MaxResidualRisk)
 		}
 	}
-	// An arbiter's approval that counts settles a dispute.
-	for _, d := range w.approvals {
-		if d.arbiter && valid(d) && slices.Contains(gateGroups["leads"], d.by) && (d.sha == head || !t.ResetApprovalsOnPush) {
-			return true, ""
-		}
-	}
+	// An arbiter's approval settles a dispute, never the matrix below.
 	// The approvals matrix: distinct valid approvers per row (the test
 	// policy's rows take disjoint groups, so counting per row is exact).
 	for _, row := range t.Approvals {

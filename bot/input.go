@@ -82,4 +82,20 @@ type Input struct {
 	// Key identifies a delivery (webhook UUID, interaction id); a second
 	// input with the same key changes nothing.
 	Key string
+	// Head is the MR head the sender saw when they wrote the command (an
+	// MR comment: the head of the MR's newest version before it), "" when
+	// the surface cannot tell. A command that decides on the head
+	// (HeadBound) is refused when the escalation's head is another.
+	Head string
+}
+
+// HeadBound reports whether a command with verb v decides about the code
+// at the MR's head, so that it must be about the head its sender saw:
+// approve, reject, retier, withdraw, risk and defer.
+func HeadBound(v Verb) bool {
+	switch v {
+	case VerbApprove, VerbReject, VerbRetier, VerbWithdraw, VerbRisk, VerbDefer:
+		return true
+	}
+	return false
 }

@@ -170,14 +170,14 @@ func (ev *evaluation) signal(s *Signal) ([]string, bool) {
 		evidence = append(evidence, fmt.Sprintf("project %q matches %q", proj, pat))
 	}
 	if len(c.title) > 0 {
-		e, ok := anyRegexp(c.title, c.Title, "title", ev.mr.Title, s.Redact)
+		e, ok := anyRegexp(c.title, c.Title, "title", ev.mr.Title, s.Redact, ev.p.maskStart(ev.mr.Title))
 		if !ok {
 			return nil, false
 		}
 		evidence = append(evidence, e)
 	}
 	if len(c.desc) > 0 {
-		e, ok := anyRegexp(c.desc, c.Description, "description", ev.mr.Description, s.Redact)
+		e, ok := anyRegexp(c.desc, c.Description, "description", ev.mr.Description, s.Redact, ev.p.maskStart(ev.mr.Description))
 		if !ok {
 			return nil, false
 		}
@@ -250,8 +250,13 @@ func (ev *evaluation) addedLines(c *Condition, scope []int32, scoped bool, redac
 				if loc := re.FindStringIndex(text); loc != nil {
 					total++
 					if len(out) < maxEvidence {
+						// Masked from the leftmost secret any redacting
+						// signal finds on the line, whichever signal shows
+						// it: a line never appears with a secret in it.
 						shown := text
-						if redact {
+						if ms := ev.p.maskStart(text); ms >= 0 {
+							shown = Mask(text, ms)
+						} else if redact {
 							shown = Mask(text, loc[0])
 						}
 						out = append(out, fmt.Sprintf("added line %s:%d matches %q: %s", ch.NewPath, newLine, c.AddedLines[k], truncate(strings.TrimSpace(shown), 120)))
@@ -360,11 +365,17 @@ func anyGlob(patterns []string, s string) (string, bool) {
 	return "", false
 }
 
-func anyRegexp(res []*regexp.Regexp, src []string, what, s string, redact bool) (string, bool) {
+// anyRegexp returns the evidence of the first of res that matches s. The
+// excerpt is masked when the signal redacts, and from maskAt on (the
+// leftmost secret a redacting signal finds in s, -1 for none).
+func anyRegexp(res []*regexp.Regexp, src []string, what, s string, redact bool, maskAt int) (string, bool) {
 	for k, re := range res {
 		if loc := re.FindStringIndex(s); loc != nil {
 			shown := s[loc[0]:loc[1]]
-			if redact {
+			switch {
+			case maskAt >= 0 && maskAt < loc[1]:
+				shown = Mask(shown, max(0, maskAt-loc[0]))
+			case redact:
 				shown = Mask(shown, 0)
 			}
 			return fmt.Sprintf("%s matches %q: %q", what, src[k], truncate(shown, 80)), true
@@ -418,4 +429,17 @@ func Mask(line string, start int) string {
 		keep = start + size
 	}
 	return line[:keep] + maskRun
+}
+
+// maskStart returns where the leftmost secret in text starts, as any
+// signal marked redact would find it (its added_lines, title and
+// description patterns), or -1 when none matches.
+func (p *Policy) maskStart(text string) int {
+	best := -1
+	for _, re := range p.redactRE {
+		if loc := re.FindStringIndex(text); loc != nil && (best < 0 || loc[0] < best) {
+			best = loc[0]
+		}
+	}
+	return best
 }

@@ -981,9 +981,15 @@ func (l *loader) schedule(p *Policy, n *yaml.Node, f string) {
 // index builds the lookup maps once the lists are read.
 func (l *loader) index(p *Policy) {
 	p.signalByID = map[string]*Signal{}
+	p.redactRE = nil
 	for _, s := range p.Signals {
 		if s.ID != "" {
 			p.signalByID[s.ID] = s
+		}
+		if s.Redact {
+			p.redactRE = append(p.redactRE, s.When.added...)
+			p.redactRE = append(p.redactRE, s.When.title...)
+			p.redactRE = append(p.redactRE, s.When.desc...)
 		}
 	}
 	p.tierByID = map[string]*Tier{}

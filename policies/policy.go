@@ -26,6 +26,7 @@ type Policy struct {
 	artByID    map[string]ArtifactKind
 	personBy   map[string]*Person // "id:alice", "gitlab:alice", "slack:U1", "discord:1"
 	paths      *globSet           // every signal's path globs, compiled once
+	redactRE   []*regexp.Regexp   // the text patterns of signals marked redact
 }
 
 // IntakeField is one piece of information a manual escalation must carry

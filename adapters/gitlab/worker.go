@@ -65,7 +65,8 @@ type Worker struct {
 // maxInboxBackoff bounds the wait between attempts at one item.
 const maxInboxBackoff = 10 * time.Minute
 
-// maxCommentAge is how old an approving or rejecting MR comment may be
+// maxCommentAge is how old an MR comment that decides on the head
+// (bot.HeadBound: approve, reject, retier, withdraw, risk, defer) may be
 // when it arrives.
 const maxCommentAge = 15 * time.Minute
 
@@ -303,7 +304,10 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 	if err == nil {
 		actor, err = w.commenter(ctx, log, reader, n)
 	}
-	decision := err == nil && (cmd.Verb == bot.VerbApprove || cmd.Verb == bot.VerbReject)
+	// Approve, reject, retier, withdraw, risk and defer decide about the
+	// code at the head: they must be about the head their author saw.
+	decision := err == nil && bot.HeadBound(cmd.Verb)
+	var seen string
 	if err == nil {
 		err = commentTime(cmd, n.CreatedAt, it.At, w.Clock.Now())
 	}
@@ -326,7 +330,8 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 			if verr != nil && !errors.Is(verr, ErrMalformed) {
 				return fmt.Errorf("list versions of %s!%d: %w", project, iid, verr)
 			}
-			seen, ok := seenHead(vs, n.CreatedAt)
+			var ok bool
+			seen, ok = seenHead(vs, n.CreatedAt)
 			switch {
 			case verr != nil || !ok:
 				err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("GitLab shows no version of this merge request from before your comment (%s), so threatgate cannot tell which commits you reviewed; write the command again", n.CreatedAt.Format(time.RFC3339))}
@@ -337,7 +342,9 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 	}
 	if err == nil {
 		// One note runs once, whatever GitLab resends.
-		in := bot.Input{Kind: bot.InputCommand, Actor: actor, Command: &cmd, Key: fmt.Sprintf("gitlab-note:%s:%d", project, noteID)}
+		// Head goes with the command: should the MR move between the check
+		// above and the decision, the engine refuses it too.
+		in := bot.Input{Kind: bot.InputCommand, Actor: actor, Command: &cmd, Key: fmt.Sprintf("gitlab-note:%s:%d", project, noteID), Head: seen}
 		esc, ferr := w.Store.FindByMR(ctx, project, iid)
 		switch {
 		case errors.Is(ferr, bot.ErrNotFound):
@@ -465,7 +472,7 @@ func commentTime(cmd bot.Command, created, arrived, now time.Time) error {
 		return &bot.Problem{Field: f, Msg: "GitLab's API gives no created_at for this comment, so threatgate cannot tell when it was written; nothing was run"}
 	case created.After(now.Add(maxClockSkew)):
 		return &bot.Problem{Field: f, Msg: fmt.Sprintf("this comment is dated %s, after threatgate's clock (%s); a comment from the future is not trusted, nothing was run", created.Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
-	case (cmd.Verb == bot.VerbApprove || cmd.Verb == bot.VerbReject) && arrived.Sub(created) > maxCommentAge:
+	case bot.HeadBound(cmd.Verb) && arrived.Sub(created) > maxCommentAge:
 		return &bot.Problem{Field: f, Msg: fmt.Sprintf("this comment was written at %s, more than %s before it reached threatgate; write the command again", created.Format(time.RFC3339), maxCommentAge)}
 	}
 	return nil
