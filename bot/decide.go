@@ -3,6 +3,7 @@ package bot
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -527,6 +528,9 @@ func wrote(pr *policies.Person, authors []string) bool {
 		if (pr.GitLab != "" && strings.EqualFold(a, pr.GitLab)) || strings.EqualFold(a, pr.ID) {
 			return true
 		}
+		if id, user, ok := noreply(a); ok && ((pr.GitLabID != 0 && id == pr.GitLabID) || (pr.GitLab != "" && strings.EqualFold(user, pr.GitLab))) {
+			return true
+		}
 		for _, m := range pr.Emails {
 			if strings.EqualFold(a, m) {
 				return true
@@ -546,17 +550,28 @@ func UnknownAuthors(e *Escalation, pol *policies.Policy) []string {
 	}
 	var out []string
 	for _, a := range e.CommitAuthors {
-		var pr *policies.Person
-		if strings.Contains(a, "@") {
-			pr = pol.Person("email", a)
-		} else if pr = pol.Person("gitlab", a); pr == nil {
-			pr = pol.Person("id", a)
-		}
-		if pr == nil && !slices.Contains(out, a) {
+		if !slices.ContainsFunc(pol.People, func(pr *policies.Person) bool { return wrote(pr, []string{a}) }) && !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// noreply reads GitLab's private commit e-mail addresses: "<id>-<username>@
+// users.noreply.<host>" and the older "<username>@users.noreply.<host>"
+// (id 0). A commit made in the web IDE by someone who hides their e-mail
+// carries one.
+func noreply(addr string) (id int64, username string, ok bool) {
+	local, domain, found := strings.Cut(addr, "@")
+	if !found || !strings.HasPrefix(strings.ToLower(domain), "users.noreply.") || local == "" {
+		return 0, "", false
+	}
+	if n, user, dash := strings.Cut(local, "-"); dash && user != "" {
+		if v, err := strconv.ParseInt(n, 10, 64); err == nil && v > 0 {
+			return v, user, true
+		}
+	}
+	return 0, local, true
 }
 
 func (d *decision) escalate(c *Command) error {

@@ -145,3 +145,25 @@ func TestCommandsAreForTheHeadTheirSenderSaw(t *testing.T) {
 		t.Errorf("retier about the current head: %v", err)
 	}
 }
+
+// TestNoreplyCommitAddresses: a commit under GitLab's private address
+// (web IDE, hidden e-mail) is its user's, by id or by username.
+func TestNoreplyCommitAddresses(t *testing.T) {
+	pol, err := policies.Load("p.yaml", []byte(strings.Replace(testPolicyYAML, "{gitlab: alice, email: alice@example.com}", "{gitlab: alice, gitlab_id: 4211, email: alice@example.com}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"4211-alice.renamed@users.noreply.gitlab.example.com", "99-Alice@users.noreply.gitlab.com", "alice@users.noreply.gitlab.example.com"} {
+		esc, _ := run(t, pol, mrIn(action(MROpen), paths("src/auth/login.go"), committers(addr)), cmd(t, "ann", "/threatgate artifact threat-model x"))
+		if _, _, err := decide(Given{Esc: esc}, pol, cmd(t, "alice", "/approve"), t0.Add(time.Hour)); err == nil {
+			t.Errorf("alice approved a commit by %s", addr)
+		}
+		if u := UnknownAuthors(esc, pol); len(u) != 0 {
+			t.Errorf("UnknownAuthors(%s) = %v", addr, u)
+		}
+	}
+	esc, _ := run(t, pol, mrIn(action(MROpen), paths("src/auth/login.go"), committers("77-mallory2@users.noreply.gitlab.com")), cmd(t, "ann", "/threatgate artifact threat-model x"))
+	if _, _, err := decide(Given{Esc: esc}, pol, cmd(t, "alice", "/approve"), t0.Add(time.Hour)); err != nil {
+		t.Errorf("someone else's noreply address stopped alice: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -136,7 +137,7 @@ func (c *Client) fetchChanges(ctx context.Context, op, project string, iid int64
 		if cm == nil {
 			continue
 		}
-		for _, e := range []string{cm.AuthorEmail, cm.CommitterEmail} {
+		for _, e := range append([]string{cm.AuthorEmail, cm.CommitterEmail}, coAuthors(cm.Message)...) {
 			e = strings.ToLower(strings.TrimSpace(e))
 			if e != "" && !seen[e] {
 				seen[e] = true
@@ -335,4 +336,18 @@ func validProjectPath(p string) bool {
 		}
 	}
 	return true
+}
+
+// coAuthorRE reads a Co-authored-by trailer: "Co-authored-by: Name <e-mail>".
+var coAuthorRE = regexp.MustCompile(`(?im)^[ \t]*co-authored-by:[^<\n]*<([^<>\s]+@[^<>\s]+)>`)
+
+// coAuthors returns the e-mail addresses a commit message names in
+// Co-authored-by trailers: they wrote the change too, so they may not
+// approve it.
+func coAuthors(msg string) []string {
+	var out []string
+	for _, m := range coAuthorRE.FindAllStringSubmatch(msg, 20) {
+		out = append(out, m[1])
+	}
+	return out
 }

@@ -38,7 +38,8 @@ func bigMR() gitlabtest.MR {
 		HeadPipelineID: 501, Diffs: diffs,
 		Commits: []gitlabtest.Commit{
 			{ID: headSHA, AuthorEmail: "Ann@Example.com", CommitterEmail: "bot@example.com"},
-			{ID: "0000000000000000000000000000000000000002", AuthorEmail: "bob@example.com", CommitterEmail: "ann@example.com"},
+			{ID: "0000000000000000000000000000000000000002", AuthorEmail: "bob@example.com", CommitterEmail: "ann@example.com",
+				Body: "Pairing session.\n\nCo-authored-by: Carol Example <Carol@Example.com>\nco-authored-by: not an address\n"},
 			{ID: "0000000000000000000000000000000000000001", AuthorEmail: "ann@example.com", CommitterEmail: "BOT@example.com"},
 		},
 	}
@@ -92,7 +93,8 @@ func TestFetchMRMapsEverything(t *testing.T) {
 	if n := srv.Calls("/merge_requests/12/diffs"); n != 3 {
 		t.Errorf("diff pages fetched = %d, want 3", n)
 	}
-	wantAuthors := []string{"ann@example.com", "bot@example.com", "bob@example.com"}
+	// Authors, committers and Co-authored-by trailers, once each.
+	wantAuthors := []string{"ann@example.com", "bot@example.com", "bob@example.com", "carol@example.com"}
 	if !slices.Equal(got.CommitAuthors, wantAuthors) {
 		t.Errorf("CommitAuthors = %q, want %q", got.CommitAuthors, wantAuthors)
 	}

@@ -115,6 +115,7 @@ type Commit struct {
 	AuthorEmail    string
 	CommitterEmail string
 	Title          string
+	Body           string // the message after the title, such as Co-authored-by trailers
 }
 
 // Status is a commit status as the fake stores it.
@@ -1125,7 +1126,7 @@ func (s *Server) listCommits(r *http.Request, st *mrState) (int, http.Header, an
 		}
 		name := func(e string) string { n, _, _ := strings.Cut(e, "@"); return n }
 		out = append(out, map[string]any{
-			"id": c.ID, "short_id": c.ID[:min(8, len(c.ID))], "title": title, "message": title + "\n",
+			"id": c.ID, "short_id": c.ID[:min(8, len(c.ID))], "title": title, "message": strings.TrimRight(title+"\n\n"+c.Body, "\n") + "\n",
 			"author_name": name(c.AuthorEmail), "author_email": c.AuthorEmail, "authored_date": at,
 			"committer_name": name(c.CommitterEmail), "committer_email": c.CommitterEmail, "committed_date": at,
 			"created_at": at, "parent_ids": []string{},
