@@ -247,17 +247,18 @@ func (ev *evaluation) addedLines(c *Condition, scope []int32, scoped bool, redac
 				return
 			}
 			for k, re := range c.added {
-				if loc := re.FindStringIndex(text); loc != nil {
+				if re.MatchString(text) {
 					total++
 					if len(out) < maxEvidence {
 						// Masked from the leftmost secret any redacting
-						// signal finds on the line, whichever signal shows
-						// it: a line never appears with a secret in it.
+						// signal finds on the line (this one's patterns
+						// among them), whichever signal shows it: a line
+						// never appears with a secret in it.
 						shown := text
 						if ms := ev.p.maskStart(text); ms >= 0 {
 							shown = Mask(text, ms)
 						} else if redact {
-							shown = Mask(text, loc[0])
+							shown = Mask(text, 0)
 						}
 						out = append(out, fmt.Sprintf("added line %s:%d matches %q: %s", ch.NewPath, newLine, c.AddedLines[k], truncate(strings.TrimSpace(shown), 120)))
 					}
