@@ -1,16 +1,11 @@
 package gitlab
 
 import (
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/threatgate/threatgate/adapters/gitlab/gitlabtest"
 	"github.com/threatgate/threatgate/bot"
-	"github.com/threatgate/threatgate/bot/bottest"
-	"github.com/threatgate/threatgate/policies"
 )
 
 const casePolicy = `
@@ -48,32 +43,7 @@ authority: {retier: [leads], arbiter: [leads]}
 
 func newCaseRig(t *testing.T, users map[string]int64) *rig {
 	t.Helper()
-	pol, err := policies.Load("review.yaml", []byte(casePolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
-	gl := gitlabtest.New(t)
-	gl.SetNow(clock.Now)
-	for name, id := range users {
-		gl.SetUser(name, id)
-	}
-	client, err := New(Config{BaseURL: gl.URL, Token: bot.Secret(gl.Token), StatusName: statusName, Gate: "status", Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.now = clock.Now
-	db := openStore(t)
-	eng := bot.NewEngine(db, pol, clock, nil)
-	r := &rig{t: t, gl: gl, client: client, db: db, clock: clock, logs: &syncBuffer{}}
-	r.worker = &Worker{Inbox: db, Fetch: client, Engine: eng, Store: db, Answer: true, Clock: clock,
-		Log: slog.New(slog.NewTextHandler(r.logs, nil))}
-	r.disp = bot.NewDispatcher(db, client, nil, nil, clock, nil)
-	mux := http.NewServeMux()
-	mux.Handle("/webhooks/gitlab", &Intake{Secret: testSecret, Inbox: db, Clock: clock})
-	r.srv = httptest.NewServer(mux)
-	t.Cleanup(r.srv.Close)
-	return r
+	return newRigWith(t, "status", casePolicy, users)
 }
 
 // TestRetierCommentIsForTheHeadItsAuthorSaw: a re-tier written in an MR

@@ -65,14 +65,20 @@ type rig struct {
 
 func newRig(t *testing.T, gate string) *rig {
 	t.Helper()
-	pol, err := policies.Load("e2e.yaml", []byte(e2ePolicy))
+	return newRigWith(t, gate, e2ePolicy, e2eUsers)
+}
+
+// newRigWith is newRig with another policy and other GitLab users.
+func newRigWith(t *testing.T, gate, policyYAML string, users map[string]int64) *rig {
+	t.Helper()
+	pol, err := policies.Load("e2e.yaml", []byte(policyYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	gl := gitlabtest.New(t)
 	gl.SetNow(clock.Now)
-	for name, id := range e2eUsers {
+	for name, id := range users {
 		gl.SetUser(name, id)
 	}
 	gl.AddStatusCheck("shop/api", 77, statusName)
