@@ -175,3 +175,8 @@ func (d *DB) PruneInboxKeys(ctx context.Context, now time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// migrate3InboxDue adds the inbox's due-time index.
+func migrate3InboxDue(tx *bolt.Tx) error {
+	return createBuckets(tx, bucketInboxDue)
+}

@@ -226,3 +226,9 @@ func (d *DB) OutboxDepth(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// migrate2OutboxQueues adds the delivery queues (filled in by the outbox
+// rework).
+func migrate2OutboxQueues(tx *bolt.Tx) error {
+	return createBuckets(tx, bucketOutboxQueue, bucketOutboxLatest, bucketThreads)
+}

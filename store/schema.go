@@ -21,6 +21,14 @@ var (
 	bucketQuota          = []byte("quota")
 	bucketInbox          = []byte("inbox")
 	bucketInboxKeys      = []byte("inbox_keys")
+	// Schema 2 (outbox.go): delivery queues per (sink, escalation).
+	bucketOutboxQueue  = []byte("outbox_queue")
+	bucketOutboxLatest = []byte("outbox_latest")
+	bucketThreads      = []byte("threads")
+	// Schema 3 (inbox.go): the inbox's due-time index.
+	bucketInboxDue = []byte("inbox_due")
+	// Schema 4 (deadletter.go): items set aside.
+	bucketDeadLetters = []byte("dead_letters")
 )
 
 // buckets lists every bucket the current schema has; Open checks they
@@ -30,6 +38,9 @@ var buckets = [][]byte{
 	bucketByMR, bucketOpenByDeadline, bucketByApprover,
 	bucketOutbox, bucketOutboxDue, bucketIdempotency, bucketQuota,
 	bucketInbox, bucketInboxKeys,
+	bucketOutboxQueue, bucketOutboxLatest, bucketThreads,
+	bucketInboxDue,
+	bucketDeadLetters,
 }
 
 // Keys in the meta bucket.
@@ -51,13 +62,29 @@ type migration func(tx *bolt.Tx) error
 var migrations = []migration{
 	// 1: the initial layout.
 	func(tx *bolt.Tx) error {
-		for _, name := range buckets {
+		for _, name := range buckets[:13] {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
 		return nil
 	},
+	// 2: delivery queues per (sink, escalation), thread references.
+	migrate2OutboxQueues,
+	// 3: the inbox's due-time index.
+	migrate3InboxDue,
+	// 4: dead letters.
+	migrate4DeadLetters,
+}
+
+// createBuckets makes the named buckets (a migration's new ones).
+func createBuckets(tx *bolt.Tx, names ...[]byte) error {
+	for _, name := range names {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // schemaVersion reads the stored version: 0 for a new file.
