@@ -44,7 +44,31 @@ func decide(g Given, pol *policies.Policy, in Input, now time.Time) ([]Event, []
 		return nil, nil, err
 	}
 	d.settle()
+	statusFirst(d.effects)
 	return d.events, d.effects, nil
+}
+
+// statusFirst puts the commit status first among a decision's forge
+// effects (the gate before its notes and labels), keeping every other
+// effect where it is.
+func statusFirst(effs []Effect) {
+	var forge []Effect
+	var at []int
+	for i, e := range effs {
+		if SinkClass(e.Kind) == SinkForge {
+			forge, at = append(forge, e), append(at, i)
+		}
+	}
+	rank := func(e Effect) int {
+		if e.Kind == EffectStatus {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(forge, func(a, b Effect) int { return rank(a) - rank(b) })
+	for j, i := range at {
+		effs[i] = forge[j]
+	}
 }
 
 type decision struct {
@@ -203,6 +227,14 @@ func (d *decision) mr() error {
 			why = fmt.Sprintf("the merge request's head %s classifies as %s (score %d), and a withdrawal cannot release a change the policy tiers", shortSHA(d.esc.HeadSHA), res.Tier.ID, res.Score)
 		}
 		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target(), Text: why})
+		if t == nil {
+			// Its tier is no longer in the policy: back in review all
+			// the same, waiting for a re-tier.
+			text := fmt.Sprintf("%s is back in review: %s. Its tier %s is no longer in the policy; someone in %s must re-tier it.", d.id(), why, d.esc.Tier, strings.Join(d.pol.Authority.Retier, ", "))
+			d.effect(Effect{Kind: EffectMRNote, Text: text})
+			d.effect(Effect{Kind: EffectThreadPost, Text: text})
+			return nil
+		}
 		text := fmt.Sprintf("%s is back in review as %s: %s.\n%s", d.id(), t.ID, why, d.requirements(t))
 		d.effect(Effect{Kind: EffectMRNote, Text: text})
 		d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
@@ -444,6 +476,13 @@ func (d *decision) command() error {
 		missing := d.missingIntake(d.esc.Intake)
 		return problemf(verbField(c.Verb), "%s is not filed yet: %s must answer its intake first:%s", d.esc.ID, d.esc.Filer, intakePrompts(missing))
 	}
+	if d.esc.Tier != "" && d.tier() == nil && needsTier(c.Verb) {
+		// The policy changed under an open escalation: its tier is gone.
+		// Nothing is decided against a tier that does not exist; an
+		// authorised person puts it in one that does.
+		return problemf(verbField(c.Verb), "%s's tier %s is no longer in the policy; someone in %s must first re-tier it with /threatgate retier %s <%s> <rationale>",
+			d.esc.ID, d.esc.Tier, strings.Join(d.pol.Authority.Retier, ", "), d.esc.ID, strings.Join(d.tierIDs(), "|"))
+	}
 	if HeadBound(c.Verb) && d.in.Head != "" && d.in.Head != d.esc.HeadSHA {
 		return problemf(verbField(c.Verb), "the merge request moved from %s to %s since you wrote this; review the new commits and write the command again", shortSHA(d.in.Head), shortSHA(d.esc.HeadSHA))
 	}
@@ -475,6 +514,16 @@ func (d *decision) command() error {
 		return d.withdraw(c)
 	}
 	return problemf("/threatgate", "unknown verb %q; %s", c.Verb, HelpText(""))
+}
+
+// needsTier reports whether verb v decides against the escalation's tier
+// (its matrix, checklist, deadlines, risk ceiling).
+func needsTier(v Verb) bool {
+	switch v {
+	case VerbApprove, VerbReject, VerbDefer, VerbRisk, VerbIntake:
+		return true
+	}
+	return false
 }
 
 // VerbField names a verb's command as the user typed it, for Problems.

@@ -2,31 +2,80 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"time"
 )
 
 // Outbox is what the dispatcher needs of the store.
 type Outbox interface {
-	PendingEffects(ctx context.Context, limit int) ([]OutboxRecord, error)
+	// DueEffects returns the effects due at now: the first of each
+	// delivery queue (sink, escalation), and parked ones whose retry is
+	// due. limit <= 0 means all.
+	DueEffects(ctx context.Context, now time.Time, limit int) ([]OutboxRecord, error)
+	// EffectDone removes a delivered (or superseded) effect; the next of
+	// its queue becomes due.
 	EffectDone(ctx context.Context, id string) error
-	EffectFailed(ctx context.Context, id string, next time.Time, errText string) error
+	// EffectFailed records a failed attempt; with park the effect leaves
+	// its queue (which goes on without it) and is retried on its own.
+	EffectFailed(ctx context.Context, id string, next time.Time, errText string, park bool) error
 }
 
-// Dispatcher delivers the outbox: commit statuses, MR notes and labels to
-// the forge, thread posts to chat, pages to the pager. Every delivery
-// carries the effect's id as its idempotency key; failures are retried
-// with backoff (or after the time a rate limit names), and an escalation's
-// effects are delivered in the order they were decided: when one fails,
-// the later ones of the same escalation wait for it.
+// Threads remembers where each escalation's thread is on each chat sink,
+// so that every post lands in the same thread, across restarts.
+type Threads interface {
+	ThreadRef(ctx context.Context, esc, sink string) (MessageRef, error)
+	SetThreadRef(ctx context.Context, esc, sink string, ref MessageRef) error
+}
+
+// Sink delivers effects to one surface: GitLab, a chat surface, the pager.
+// e.ID is the idempotency key (a retried delivery must not act twice) and
+// e.Thread where the escalation's thread is on this sink (zero when none
+// yet). It returns where the message went (chat), the zero MessageRef
+// otherwise. An error with a RetryAfter() time.Duration method asks for
+// that wait; one with Permanent() bool returning true parks the effect
+// (see DeliveryError).
+type Sink interface {
+	Deliver(ctx context.Context, e Effect) (MessageRef, error)
+}
+
+// DeliveryError is a failed delivery that says what to do about it.
+type DeliveryError struct {
+	Err error
+	// Permanent: retrying soon will not help (401, 403, 404, 422); the
+	// effect is retried every few hours and holds nothing up.
+	Permanent bool
+	// After: wait at least this long (a rate limit's Retry-After).
+	After time.Duration
+}
+
+func (e *DeliveryError) Error() string {
+	if e.Err == nil {
+		return "delivery failed"
+	}
+	return e.Err.Error()
+}
+func (e *DeliveryError) Unwrap() error             { return e.Err }
+func (e *DeliveryError) RetryAfter() time.Duration { return e.After }
+
+// IsPermanent reports whether retrying soon will not help.
+func (e *DeliveryError) IsPermanent() bool { return e.Permanent }
+
+// Dispatcher delivers the outbox through sinks: commit statuses, MR notes
+// and labels to the forge, thread posts to each chat surface, pages to the
+// pager. The outbox keeps one queue per (sink, escalation): a queue is
+// delivered in the order its effects were decided, and one sink's outage
+// delays only that sink's queues. Every delivery carries the effect's id
+// as its idempotency key; failures are retried with backoff (or after the
+// time a rate limit names). A panic while delivering one effect is
+// recovered: the effect is set aside as a dead letter and the pass goes on.
 type Dispatcher struct {
 	outbox Outbox
-	forge  Forge
-	chat   Chat
-	pager  Pager
+	sinks  map[string]Sink
 	clock  Clock
 	log    *slog.Logger
 	wake   chan struct{}
@@ -35,8 +84,13 @@ type Dispatcher struct {
 	OnResult func(kind EffectKind, err error)
 	// Refresher reads an MR from the forge and feeds it to the engine, for
 	// EffectRefresh (a manual escalation learns its MR's title, head and
-	// authors, and gets its gate). Nil: those effects are dropped.
+	// authors, and gets its gate). Used by the forge sink that
+	// NewDispatcher builds; nil: those effects are dropped.
 	Refresher Refresher
+	// Threads, when set, keeps each escalation's thread per chat sink.
+	Threads Threads
+	// DeadLetters, when set, keeps effects whose delivery panicked.
+	DeadLetters DeadLetters
 }
 
 // Refresher reads the MR of an effect (Project, MRIID) as the forge shows
@@ -55,22 +109,42 @@ const (
 // permanentRetry is how long an effect that failed for a reason retrying
 // will not fix (a 401, 403, 404 or 422) waits: long enough not to hammer
 // GitLab, short enough that it goes out once an operator has fixed the
-// token or the permission. It holds none of its escalation's other effects.
+// token or the permission. It holds none of its queue's other effects.
 const permanentRetry = 6 * time.Hour
 
 // permanentMark starts the LastError of an effect that failed for good.
 const permanentMark = "permanent: "
 
-// NewDispatcher builds a dispatcher. forge, chat and pager may be nil: the
-// effects meant for them are then dropped with a log line, as an
-// integration that is not configured cannot deliver them.
+// maxRounds bounds the rounds of one DeliverDue: each round delivers the
+// heads of the queues, which makes the next effect of each queue due.
+const maxRounds = 64
+
+// NewDispatcher builds a dispatcher over the classic three integrations:
+// forge (sink "forge", with d.Refresher for refresh effects), chat ("chat")
+// and pager ("pager"); any may be nil, and effects for a sink that is not
+// there are dropped with a log line. AddSink adds others (each chat
+// surface).
 func NewDispatcher(o Outbox, forge Forge, chat Chat, pager Pager, clock Clock, log *slog.Logger) *Dispatcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Dispatcher{outbox: o, forge: forge, chat: chat, pager: pager, clock: clock,
+	d := &Dispatcher{outbox: o, sinks: map[string]Sink{}, clock: clock,
 		log: log.With("component", "dispatcher"), wake: make(chan struct{}, 1)}
+	if forge != nil {
+		d.sinks[SinkForge] = &forgeSink{forge: forge, d: d}
+	}
+	if chat != nil {
+		d.sinks[SinkChat] = chatSink{chat}
+	}
+	if pager != nil {
+		d.sinks[SinkPager] = pagerSink{pager}
+	}
+	return d
 }
+
+// AddSink delivers the effects queued for name through s. Call it before
+// Run.
+func (d *Dispatcher) AddSink(name string, s Sink) { d.sinks[name] = s }
 
 // Wake asks the dispatcher to look at the outbox now (after a commit).
 func (d *Dispatcher) Wake() {
@@ -98,100 +172,115 @@ func (d *Dispatcher) Run(ctx context.Context, poll time.Duration) error {
 	}
 }
 
-// DeliverDue makes one pass over the outbox and returns how many effects
-// it delivered.
+// DeliverDue delivers what is due, queue by queue, until nothing more is
+// due (each delivery makes the next effect of its queue due), and returns
+// how many effects it delivered. It reads only due records.
 func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
-	recs, err := d.outbox.PendingEffects(ctx, 0)
-	if err != nil {
-		return 0, err
-	}
-	now := d.clock.Now()
-	held := map[string]bool{} // escalations with an earlier effect still waiting
 	delivered := 0
-	for i, rec := range recs {
-		if ctx.Err() != nil {
-			return delivered, ctx.Err()
-		}
-		ef := rec.Effect
-		group := ef.Escalation
-		if group == "" {
-			group = ef.ID // effects of no escalation are independent
-		}
-		if held[group] || (rec.NextAttempt.After(now) && strings.HasPrefix(rec.LastError, permanentMark)) {
-			// A permanently failing effect holds nothing up: the rest of
-			// its escalation still goes out.
-			continue
-		}
-		if rec.NextAttempt.After(now) {
-			held[group] = true
-			continue
-		}
-		if (ef.Kind == EffectStatus || ef.Kind == EffectThreadSummary) && superseded(recs[i+1:], ef) {
-			// A later status for the same head is queued: only the last
-			// one matters, so this one is not sent at all.
-			if err := d.outbox.EffectDone(ctx, ef.ID); err != nil {
-				return delivered, err
-			}
-			continue
-		}
-		err := d.deliver(ctx, ef)
-		if d.OnResult != nil {
-			d.OnResult(ef.Kind, err)
-		}
-		if err == nil {
-			if err := d.outbox.EffectDone(ctx, ef.ID); err != nil {
-				return delivered, err
-			}
-			delivered++
-			if ef.Kind == EffectStatus || ef.Kind == EffectThreadSummary {
-				// An older one still waiting (a permanent failure being
-				// retried later) must never land after this one.
-				for _, old := range recs[:i] {
-					if o := old.Effect; o.Kind == ef.Kind && o.Escalation != "" && o.Escalation == ef.Escalation && o.SHA == ef.SHA {
-						if err := d.outbox.EffectDone(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
-							return delivered, err
-						}
-					}
-				}
-			}
-			continue
-		}
-		next, permanent := d.retryAt(now, rec.Attempts+1, err)
-		held[group] = !permanent
-		log := d.log.With("effect_id", ef.ID, "kind", ef.Kind, "escalation_id", ef.Escalation, "attempt", rec.Attempts+1)
-		if permanent {
-			log.Error("delivery failed and will not succeed as things are; fix the cause, it is tried again later", "retry_in", permanentRetry, "err", err)
-		} else {
-			log.Warn("delivery failed, will retry", "retry_in", next.Sub(now), "err", err)
-		}
-		text := err.Error()
-		if permanent {
-			text = permanentMark + text
-		}
-		if err := d.outbox.EffectFailed(ctx, ef.ID, next, text); err != nil {
+	tried := map[string]bool{} // effects attempted in this call: one try each
+	for range maxRounds {
+		now := d.clock.Now()
+		recs, err := d.outbox.DueEffects(ctx, now, 500)
+		if err != nil {
 			return delivered, err
+		}
+		progress := false
+		for _, rec := range recs {
+			if ctx.Err() != nil {
+				return delivered, ctx.Err()
+			}
+			if tried[rec.Effect.ID] {
+				continue
+			}
+			tried[rec.Effect.ID] = true
+			progress = true
+			ok, err := d.one(ctx, rec, now)
+			if err != nil {
+				return delivered, err
+			}
+			if ok {
+				delivered++
+			}
+		}
+		if !progress {
+			break
 		}
 	}
 	return delivered, nil
 }
 
-// superseded reports whether rest holds a later effect that makes ef
-// pointless: a status for the same escalation and head, or a newer
-// summary of the same escalation.
-func superseded(rest []OutboxRecord, ef Effect) bool {
-	if ef.Escalation == "" {
-		return false
+// one handles one due record: drops it when superseded, delivers it, and
+// records the outcome. ok reports a delivery; err is the store's.
+func (d *Dispatcher) one(ctx context.Context, rec OutboxRecord, now time.Time) (ok bool, err error) {
+	ef := rec.Effect
+	if rec.Superseded && !d.opensThread(ctx, ef) {
+		// A newer effect of the same kind is queued: only the last
+		// one matters, so this one is not sent at all.
+		return false, ignoreGone(d.outbox.EffectDone(ctx, ef.ID))
 	}
-	for _, r := range rest {
-		if r.Effect.Kind == ef.Kind && r.Effect.Escalation == ef.Escalation && r.Effect.SHA == ef.SHA {
-			return true
+	derr, panicked := d.deliver(ctx, ef)
+	if panicked != "" {
+		d.log.Error("delivery panicked; effect set aside", "effect_id", ef.ID, "kind", ef.Kind, "escalation_id", ef.Escalation, "panic", panicked)
+		if d.DeadLetters == nil {
+			// Nowhere to set it aside: park it, so it holds nothing up.
+			return false, ignoreGone(d.outbox.EffectFailed(ctx, ef.ID, now.Add(permanentRetry), permanentMark+"panic: "+panicked, true))
 		}
+		payload, _ := json.Marshal(ef)
+		if err := d.DeadLetters.SetAside(ctx, DeadLetter{Kind: "effect", Ref: ef.ID, Escalation: ef.Escalation, Reason: panicked, Panic: true, At: now, Payload: payload}); err != nil {
+			return false, fmt.Errorf("set aside effect %s: %w", ef.ID, err)
+		}
+		return false, ignoreGone(d.outbox.EffectDone(ctx, ef.ID))
 	}
-	return false
+	if d.OnResult != nil {
+		d.OnResult(ef.Kind, derr)
+	}
+	if derr == nil {
+		return true, ignoreGone(d.outbox.EffectDone(ctx, ef.ID))
+	}
+	next, permanent := d.retryAt(now, rec.Attempts+1, derr)
+	log := d.log.With("effect_id", ef.ID, "kind", ef.Kind, "sink", ef.Sink, "escalation_id", ef.Escalation, "attempt", rec.Attempts+1)
+	if permanent {
+		log.Error("delivery failed and will not succeed as things are; fix the cause, it is tried again later", "retry_in", permanentRetry, "err", derr)
+	} else {
+		log.Warn("delivery failed, will retry", "retry_in", next.Sub(now), "err", derr)
+	}
+	text := derr.Error()
+	if permanent {
+		text = permanentMark + text
+	}
+	return false, ignoreGone(d.outbox.EffectFailed(ctx, ef.ID, next, text, permanent))
 }
 
-// retryAt says when to try again after the n-th failed attempt.
+// opensThread reports whether ef is a summary that opens its escalation's
+// thread on its sink (none recorded yet): it goes out even when a newer
+// summary is queued, so that a thread's parent message is its summary.
+func (d *Dispatcher) opensThread(ctx context.Context, ef Effect) bool {
+	if ef.Kind != EffectThreadSummary || ef.Escalation == "" {
+		return false
+	}
+	if d.Threads == nil {
+		return true
+	}
+	ref, err := d.Threads.ThreadRef(ctx, ef.Escalation, ef.Sink)
+	return err != nil || ref == (MessageRef{})
+}
+
+// ignoreGone treats an effect that is no longer in the outbox (delivered
+// by another pass) as done.
+func ignoreGone(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// retryAt says when to try again after the n-th failed attempt, and
+// whether the failure is permanent.
 func (d *Dispatcher) retryAt(now time.Time, n int, err error) (time.Time, bool) {
+	var de *DeliveryError
+	if errors.As(err, &de) && de.Permanent {
+		return now.Add(permanentRetry), true
+	}
 	var perm interface{ Permanent() bool }
 	if errors.As(err, &perm) && perm.Permanent() {
 		return now.Add(permanentRetry), true
@@ -207,53 +296,82 @@ func (d *Dispatcher) retryAt(now time.Time, n int, err error) (time.Time, bool) 
 	return now.Add(wait), false
 }
 
-// errNotConfigured marks effects for an integration that is off.
-var errNotConfigured = errors.New("not configured")
-
-func (d *Dispatcher) deliver(ctx context.Context, ef Effect) error {
-	var err error
-	switch ef.Kind {
-	case EffectStatus, EffectMRNote, EffectMRLabels:
-		if d.forge == nil {
-			err = errNotConfigured
-			break
+// deliver hands ef to its sink. A panic in the sink is recovered and
+// returned as panicked (its value and stack, one line each).
+func (d *Dispatcher) deliver(ctx context.Context, ef Effect) (err error, panicked string) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = fmt.Sprintf("%v", r)
+			d.log.Debug("panic stack", "effect_id", ef.ID, "stack", string(debug.Stack()))
 		}
-		switch ef.Kind {
-		case EffectStatus:
-			err = d.forge.SetStatus(ctx, ef)
-		case EffectMRNote:
-			err = d.forge.PostNote(ctx, ef)
-		default:
-			err = d.forge.AddLabels(ctx, ef)
-		}
-	case EffectThreadPost, EffectThreadSummary:
-		if d.chat == nil {
-			err = errNotConfigured
-			break
-		}
-		_, err = d.chat.Post(ctx, Message{Key: ef.ID, Escalation: ef.Escalation, Text: ef.Body(), Mention: ef.Mention, Security: ef.Security, Summary: ef.Kind == EffectThreadSummary})
-	case EffectRefresh:
-		if d.Refresher == nil {
-			err = errNotConfigured
-			break
-		}
-		err = d.Refresher.Refresh(ctx, ef)
-	case EffectPage:
-		if d.pager == nil {
-			err = errNotConfigured
-			break
-		}
-		err = d.pager.Trigger(ctx, ef.ID, ef.Body())
-	default:
-		d.log.Error("unknown effect kind, dropped", "effect_id", ef.ID, "kind", ef.Kind)
-		return nil
+	}()
+	name := ef.Sink
+	if name == "" {
+		name = SinkClass(ef.Kind)
 	}
-	if errors.Is(err, errNotConfigured) {
-		d.log.Debug("no integration for effect, dropped", "effect_id", ef.ID, "kind", ef.Kind)
-		return nil
+	s := d.sinks[name]
+	if s == nil {
+		d.log.Debug("no sink for effect, dropped", "effect_id", ef.ID, "kind", ef.Kind, "sink", name)
+		return nil, ""
 	}
+	if ef.Escalation != "" && d.Threads != nil && SinkClass(ef.Kind) == SinkChat {
+		if ef.Thread, err = d.Threads.ThreadRef(ctx, ef.Escalation, name); err != nil {
+			return fmt.Errorf("deliver %s %s: %w", ef.Kind, ef.ID, err), ""
+		}
+	}
+	ref, err := s.Deliver(ctx, ef)
 	if err != nil {
-		return fmt.Errorf("deliver %s %s: %w", ef.Kind, ef.ID, err)
+		return fmt.Errorf("deliver %s %s to %s: %w", ef.Kind, ef.ID, name, err), ""
 	}
-	return nil
+	if ef.Escalation != "" && d.Threads != nil && ref != (MessageRef{}) && ef.Thread == (MessageRef{}) {
+		if err := d.Threads.SetThreadRef(ctx, ef.Escalation, name, ref); err != nil {
+			return fmt.Errorf("record the thread of %s on %s: %w", ef.Escalation, name, err), ""
+		}
+	}
+	return nil, ""
+}
+
+// forgeSink delivers forge effects through a Forge (and refreshes through
+// the dispatcher's Refresher).
+type forgeSink struct {
+	forge Forge
+	d     *Dispatcher
+}
+
+func (s *forgeSink) Deliver(ctx context.Context, e Effect) (MessageRef, error) {
+	switch e.Kind {
+	case EffectStatus:
+		return MessageRef{}, s.forge.SetStatus(ctx, e)
+	case EffectMRNote:
+		return MessageRef{}, s.forge.PostNote(ctx, e)
+	case EffectMRLabels:
+		return MessageRef{}, s.forge.AddLabels(ctx, e)
+	case EffectRefresh:
+		if s.d.Refresher == nil {
+			return MessageRef{}, nil
+		}
+		return MessageRef{}, s.d.Refresher.Refresh(ctx, e)
+	}
+	return MessageRef{}, &DeliveryError{Err: fmt.Errorf("the forge does not take %s effects", e.Kind), Permanent: true}
+}
+
+// chatSink delivers thread posts and summaries through a Chat.
+type chatSink struct{ chat Chat }
+
+func (s chatSink) Deliver(ctx context.Context, e Effect) (MessageRef, error) {
+	return s.chat.Post(ctx, Message{Key: e.ID, Escalation: e.Escalation, Thread: e.Thread, Text: e.Body(), Mention: e.Mention,
+		Security: e.Security, Summary: e.Kind == EffectThreadSummary})
+}
+
+// pagerSink raises and resolves pages through a Pager.
+type pagerSink struct{ pager Pager }
+
+func (s pagerSink) Deliver(ctx context.Context, e Effect) (MessageRef, error) {
+	switch e.Kind {
+	case EffectPage:
+		return MessageRef{}, s.pager.Trigger(ctx, e.ID, e.Body())
+	case EffectResolve:
+		return MessageRef{}, s.pager.Resolve(ctx, strings.TrimSpace(e.Text))
+	}
+	return MessageRef{}, &DeliveryError{Err: fmt.Errorf("the pager does not take %s effects", e.Kind), Permanent: true}
 }

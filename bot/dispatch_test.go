@@ -3,6 +3,7 @@ package bot_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,10 +60,13 @@ func TestDispatcherRetriesInOrderAndOnce(t *testing.T) {
 		}
 	}
 	for range 5 {
-		if n, err := d.DeliverDue(ctx); err != nil || n != 0 {
-			t.Fatalf("pass while down: delivered %d, %v", n, err)
+		if _, err := d.DeliverDue(ctx); err != nil || len(forge.Effects()) != 0 {
+			t.Fatalf("pass while GitLab is down: %d forge effects delivered, %v", len(forge.Effects()), err)
 		}
 		r.clock.Advance(10 * time.Minute)
+	}
+	if len(chat.Messages()) == 0 {
+		t.Error("GitLab's outage held back the chat posts")
 	}
 	down = false
 	if _, err := d.DeliverDue(ctx); err != nil {
@@ -147,4 +151,157 @@ func TestDispatcherHonoursRateLimitsAndGivesUpOnPermanent(t *testing.T) {
 	if left, _ := r.db.PendingEffects(ctx, 0); len(left) != 0 {
 		t.Errorf("%d effects still waiting after the cause was fixed", len(left))
 	}
+}
+
+// TestChatOutageDoesNotHoldTheGate: with chat answering 503 for the whole
+// outage, GitLab still gets the pending status, first of its effects, and
+// every later one in order; chat catches up in order once it is back.
+func TestChatOutageDoesNotHoldTheGate(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	forge := &bottest.Forge{}
+	chat := &bottest.Chat{}
+	chatDown := true
+	chat.Fail = func(m bot.Message) error {
+		if chatDown {
+			return errors.New("503 service unavailable")
+		}
+		return nil
+	}
+	d := bot.NewDispatcher(r.db, forge, chat, nil, r.clock, nil)
+	if _, err := r.eng.Handle(ctx, mrInput(12, "aaa", r.clock.Now(), "internal/auth/session.go")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	effs := forge.Effects()
+	if len(effs) == 0 || effs[0].Kind != bot.EffectStatus || effs[0].Status != bot.StatusPending {
+		t.Fatalf("forge effects during a chat outage = %v; want the pending status first", kinds(effs))
+	}
+	if got := kinds(effs); !slices.Equal(got, []string{"status", "mr_note", "mr_labels"}) {
+		t.Errorf("forge effects = %v, want status, note, labels", got)
+	}
+	for _, line := range []string{"/threatgate artifact threat-model https://wiki/tm", "/approve ok"} {
+		who := "UANN"
+		if strings.HasPrefix(line, "/approve") {
+			who = "UALICE"
+		}
+		if _, err := r.eng.Handle(ctx, command(t, "slack", who, line, "ESC-1")); err != nil {
+			t.Fatal(err)
+		}
+		r.clock.Advance(time.Minute)
+		if _, err := d.DeliverDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := statuses(forge.Effects()); len(got) < 2 || got[0] != "pending@aaa" || got[len(got)-1] != "success@aaa" {
+		t.Errorf("statuses during the chat outage = %v, want pending first and success last", got)
+	}
+	if len(chat.Messages()) != 0 {
+		t.Fatalf("chat got %d messages while down", len(chat.Messages()))
+	}
+	chatDown = false
+	r.clock.Advance(10 * time.Minute)
+	if _, err := d.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := chat.Messages()
+	if len(msgs) == 0 || !msgs[0].Summary {
+		t.Fatalf("after the outage chat got %d messages; want the summary first", len(msgs))
+	}
+	if last := msgs[len(msgs)-1]; !strings.Contains(last.Text, "approved") && !last.Summary {
+		t.Errorf("chat's last message %q, want the approval (or its summary) last", last.Text)
+	}
+	if left, _ := r.db.PendingEffects(ctx, 0); len(left) != 0 {
+		t.Errorf("%d effects left", len(left))
+	}
+}
+
+func kinds(effs []bot.Effect) []string {
+	var out []string
+	for _, e := range effs {
+		out = append(out, string(e.Kind))
+	}
+	return out
+}
+
+// TestThreadReferencesAreKept: the reference the first post of a thread
+// returns is stored per escalation and sink, and every later post (by a
+// new dispatcher too, as after a restart) carries it.
+func TestThreadReferencesAreKept(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	chat := &bottest.Chat{}
+	d := bot.NewDispatcher(r.db, &bottest.Forge{}, chat, nil, r.clock, nil)
+	d.Threads = r.db
+	if _, err := r.eng.Handle(ctx, mrInput(12, "aaa", r.clock.Now(), "internal/auth/session.go")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := chat.Messages()
+	if len(msgs) < 2 || msgs[0].Thread != (bot.MessageRef{}) || !msgs[0].Summary {
+		t.Fatalf("first message %+v; want the summary, opening the thread", msgs)
+	}
+	want := bot.MessageRef{Channel: "test", TS: "1"}
+	for _, m := range msgs[1:] {
+		if m.Thread != want {
+			t.Errorf("later message %q carries thread %+v, want %+v", m.Text, m.Thread, want)
+		}
+	}
+	// A new dispatcher (a restart) posts into the same thread.
+	d2 := bot.NewDispatcher(r.db, &bottest.Forge{}, chat, nil, r.clock, nil)
+	d2.Threads = r.db
+	if _, err := r.eng.Handle(ctx, command(t, "slack", "UANN", "/threatgate artifact threat-model https://wiki/tm", "ESC-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d2.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all := chat.Messages()
+	if last := all[len(all)-1]; len(all) == len(msgs) || last.Thread != want {
+		t.Errorf("after a restart: %d messages, last carries %+v, want %+v", len(all), last.Thread, want)
+	}
+}
+
+// TestPanicInASinkIsSetAside: a sink that panics on one effect does not
+// stop the dispatcher; the effect is set aside as a dead letter and the
+// rest goes out.
+func TestPanicInASinkIsSetAside(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	forge := &bottest.Forge{}
+	forge.Fail = func(e bot.Effect) error {
+		if e.Kind == bot.EffectMRNote {
+			panic("nil map in the renderer")
+		}
+		return nil
+	}
+	dl := &recordedDeadLetters{}
+	d := bot.NewDispatcher(r.db, forge, nil, nil, r.clock, nil)
+	d.DeadLetters = dl
+	if _, err := r.eng.Handle(ctx, mrInput(12, "aaa", r.clock.Now(), "internal/auth/session.go")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := kinds(forge.Effects()); !slices.Equal(got, []string{"status", "mr_labels"}) {
+		t.Errorf("forge effects = %v, want the status and the labels (the note set aside)", got)
+	}
+	if len(dl.got) != 1 || dl.got[0].Kind != "effect" || !dl.got[0].Panic || !strings.Contains(dl.got[0].Reason, "nil map") || len(dl.got[0].Payload) == 0 {
+		t.Errorf("dead letters = %+v", dl.got)
+	}
+	if left, _ := r.db.PendingEffects(ctx, 0); len(left) != 0 {
+		t.Errorf("%d effects left (the poison one must not replay)", len(left))
+	}
+}
+
+type recordedDeadLetters struct{ got []bot.DeadLetter }
+
+func (r *recordedDeadLetters) SetAside(_ context.Context, d bot.DeadLetter) error {
+	r.got = append(r.got, d)
+	return nil
 }

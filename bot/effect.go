@@ -20,7 +20,34 @@ const (
 	// it to the engine, as a webhook would: a manual escalation gets its
 	// MR's title, link, head, authors and gate this way.
 	EffectRefresh EffectKind = "mr_refresh"
+	// EffectResolve resolves the page an earlier EffectPage raised (its
+	// Text is the dedup key).
+	EffectResolve EffectKind = "resolve"
 )
+
+// Sink classes: where an effect of a kind is delivered. The engine sends
+// each effect to every sink configured for its class (Engine.SetSinks);
+// each sink keeps its own queue per escalation, its own order and its own
+// backoff.
+const (
+	SinkForge = "forge" // GitLab: status, notes, labels, refresh
+	SinkChat  = "chat"  // the chat surfaces: thread posts and summaries
+	SinkPager = "pager" // on-call: pages and their resolution
+)
+
+// SinkClass returns the class of sink that delivers effects of kind k, ""
+// for a reply (never queued).
+func SinkClass(k EffectKind) string {
+	switch k {
+	case EffectStatus, EffectMRNote, EffectMRLabels, EffectRefresh:
+		return SinkForge
+	case EffectThreadPost, EffectThreadSummary:
+		return SinkChat
+	case EffectPage, EffectResolve:
+		return SinkPager
+	}
+	return ""
+}
 
 // Status values of the gate's commit status.
 const (
@@ -44,6 +71,13 @@ type Effect struct {
 	Labels     []string   `json:"labels,omitempty"`
 	Mention    []string   `json:"mention,omitempty"`  // thread posts: person ids to mention; mr_note: GitLab usernames (only the author of an answered comment)
 	Security   bool       `json:"security,omitempty"` // thread_post: also post to the security channel
+	// Sink is the sink this record is for (a name from Engine.SetSinks;
+	// by default its class). One effect decided for several chat surfaces
+	// is one record per surface.
+	Sink string `json:"sink,omitempty"`
+	// Thread is where the escalation's thread is on Sink, filled in by the
+	// dispatcher at delivery (never stored with the effect).
+	Thread MessageRef `json:"-"`
 }
 
 // OutboxRecord is an effect waiting for delivery, with its delivery
@@ -55,6 +89,13 @@ type OutboxRecord struct {
 	NextAttempt time.Time `json:"next_attempt"`
 	LastError   string    `json:"last_error,omitempty"`
 	Created     time.Time `json:"created"`
+	// Parked: it failed for a reason retrying will not fix soon; it left
+	// its queue (which goes on) and is retried on its own.
+	Parked bool `json:"parked,omitempty"`
+	// Superseded is set on a record read for delivery when a newer effect
+	// of the same kind makes it pointless (a status of the same head, a
+	// summary): it is dropped, not sent.
+	Superseded bool `json:"-"`
 }
 
 // InboxItem is a verified input recorded before it was acknowledged: a

@@ -23,6 +23,33 @@ type Engine struct {
 	clock  Clock
 	log    *slog.Logger
 	locks  [64]sync.Mutex
+	sinks  map[string][]string // sink class -> the sinks that deliver it
+
+	// OnCommit, when set, is called after every commit that queued
+	// effects (serve wakes the dispatcher with it).
+	OnCommit func()
+}
+
+// SetSinks says which sinks deliver each class of effect (SinkForge,
+// SinkChat, SinkPager): an effect is queued once per sink of its class,
+// and not at all when its class has none. Without SetSinks every class is
+// delivered by the sink named like it. Call it before the first Handle.
+func (e *Engine) SetSinks(routes map[string][]string) { e.sinks = routes }
+
+// route expands effects into one record per sink that delivers them.
+func (e *Engine) route(effects []Effect) []Effect {
+	if e.sinks == nil {
+		return effects
+	}
+	var out []Effect
+	for _, ef := range effects {
+		for _, name := range e.sinks[SinkClass(ef.Kind)] {
+			c := ef
+			c.Sink = name
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // NewEngine builds an engine over store with the policy pol.
@@ -165,6 +192,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Repl
 		reply.Text = strings.Join(replies, "\n")
 		return reply, nil
 	}
+	queued = e.route(queued)
 	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now}
 	proj, touched := g.Esc, false
 	for _, ev := range events {
@@ -195,6 +223,9 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Repl
 	}
 	reply.Text = strings.ReplaceAll(strings.Join(replies, "\n"), IDPlaceholder, id)
 	e.log.Info("committed", "escalation_id", id, "events", len(events), "effects", len(queued))
+	if e.OnCommit != nil && len(queued) > 0 {
+		e.OnCommit()
+	}
 	return reply, nil
 }
 

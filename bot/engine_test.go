@@ -100,7 +100,7 @@ func TestEngineApprovalPathIsDurable(t *testing.T) {
 	if err != nil || !rep.Duplicate {
 		t.Fatalf("redelivery: %+v, %v; want Duplicate", rep, err)
 	}
-	due, _ := r.db.DueEffects(ctx, r.clock.Now(), 0)
+	due, _ := r.db.PendingEffects(ctx, 0)
 	notes := 0
 	for _, rec := range due {
 		if rec.Effect.Kind == bot.EffectMRNote {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,7 +40,7 @@ func enqueue(tx *bolt.Tx, c *bot.Commit, esc *bot.Escalation, headSeq uint64) er
 		}
 		seqPart = fmt.Sprintf("%020d-%d", headSeq, n)
 	}
-	outbox, due := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue)
+	outbox := tx.Bucket(bucketOutbox)
 	for i, ef := range c.Effects {
 		if ef.Kind == bot.EffectReply {
 			continue
@@ -55,12 +56,92 @@ func enqueue(tx *bolt.Tx, c *bot.Commit, esc *bot.Escalation, headSeq uint64) er
 		if outbox.Get([]byte(ef.ID)) != nil {
 			return fmt.Errorf("effect id %s is taken", ef.ID)
 		}
+		if ef.Sink == "" {
+			ef.Sink = bot.SinkClass(ef.Kind)
+		}
 		rec := OutboxRecord{Effect: ef, NextAttempt: c.At, Created: c.At}
-		if err := putOutbox(outbox, due, &rec); err != nil {
+		if err := queueEffect(tx, &rec); err != nil {
 			return fmt.Errorf("enqueue effect %d (%s): %w", i, ef.Kind, err)
 		}
 	}
 	return nil
+}
+
+// Delivery queues. Each (sink, escalation) pair is one queue, delivered in
+// order; an effect of no escalation is a queue of its own. Only the head
+// of a queue is in outbox_due, so a pass reads what is due and nothing
+// that waits behind a failing effect. An effect that failed for good is
+// parked: out of its queue (it holds nothing up), retried on its own.
+//
+//	outbox_queue   queue key + 0x00 + effect id -> nil, in decision order
+//	outbox_latest  sink + 0x00 + escalation + 0x00 + kind + 0x00 + sha ->
+//	               effect id: the newest status (per head) or summary
+//	               queued; an older one is superseded and never sent.
+
+// queueKey names the queue of ef.
+func queueKey(ef bot.Effect) string {
+	if ef.Escalation == "" {
+		return ef.Sink + "\x00~" + ef.ID
+	}
+	return ef.Sink + "\x00" + ef.Escalation
+}
+
+func queueEntry(ef bot.Effect) []byte { return []byte(queueKey(ef) + "\x00" + ef.ID) }
+
+// latestKey is the outbox_latest key of ef, nil for kinds that are never
+// superseded.
+func latestKey(ef bot.Effect) []byte {
+	switch ef.Kind {
+	case bot.EffectStatus:
+		return []byte(ef.Sink + "\x00" + ef.Escalation + "\x00" + string(ef.Kind) + "\x00" + ef.SHA)
+	case bot.EffectThreadSummary:
+		return []byte(ef.Sink + "\x00" + ef.Escalation + "\x00" + string(ef.Kind) + "\x00")
+	}
+	return nil
+}
+
+// queueEffect stores a new record at the end of its queue; it is due at
+// once when the queue was empty.
+func queueEffect(tx *bolt.Tx, rec *OutboxRecord) error {
+	outbox, due, queue := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue), tx.Bucket(bucketOutboxQueue)
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := outbox.Put([]byte(rec.Effect.ID), v); err != nil {
+		return err
+	}
+	prefix := []byte(queueKey(rec.Effect) + "\x00")
+	if k, _ := queue.Cursor().Seek(prefix); k == nil || !bytes.HasPrefix(k, prefix) {
+		if err := due.Put(dueKey(rec), nil); err != nil {
+			return err
+		}
+	}
+	if err := queue.Put(queueEntry(rec.Effect), nil); err != nil {
+		return err
+	}
+	if lk := latestKey(rec.Effect); lk != nil && rec.Effect.Escalation != "" {
+		return tx.Bucket(bucketOutboxLatest).Put(lk, []byte(rec.Effect.ID))
+	}
+	return nil
+}
+
+// promote makes the first effect of the queue named by prefix due.
+func promote(tx *bolt.Tx, prefix []byte) error {
+	outbox, due, queue := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue), tx.Bucket(bucketOutboxQueue)
+	k, _ := queue.Cursor().Seek(prefix)
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil
+	}
+	id := string(k[len(prefix):])
+	next, err := getOutbox(outbox, id)
+	if err != nil {
+		return err
+	}
+	if next == nil {
+		return fmt.Errorf("queue names effect %s, which is missing", id)
+	}
+	return due.Put(dueKey(next), nil)
 }
 
 func putOutbox(outbox, due *bolt.Bucket, rec *OutboxRecord) error {
@@ -90,8 +171,10 @@ func getOutbox(outbox *bolt.Bucket, id string) (*OutboxRecord, error) {
 }
 
 // DueEffects returns up to limit effects whose NextAttempt is not after
-// now, earliest NextAttempt first (then by id, which keeps the order of
-// one commit's effects). limit <= 0 means no limit.
+// now and that are first in their delivery queue (or parked), earliest
+// NextAttempt first (then by id). An effect made pointless by a newer one
+// queued (a status of the same head, a summary) comes with Superseded set.
+// limit <= 0 means no limit.
 func (d *DB) DueEffects(ctx context.Context, now time.Time, limit int) ([]OutboxRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read due effects: %w", err)
@@ -112,6 +195,11 @@ func (d *DB) DueEffects(ctx context.Context, now time.Time, limit int) ([]Outbox
 			}
 			if rec == nil {
 				return fmt.Errorf("index outbox_due names effect %s, which is missing", id)
+			}
+			if lk := latestKey(rec.Effect); lk != nil && rec.Effect.Escalation != "" {
+				if v := tx.Bucket(bucketOutboxLatest).Get(lk); v != nil && string(v) != id {
+					rec.Superseded = true
+				}
 			}
 			out = append(out, *rec)
 		}
@@ -151,24 +239,54 @@ func (d *DB) PendingEffects(ctx context.Context, limit int) ([]OutboxRecord, err
 	return out, nil
 }
 
-// EffectDone removes a delivered effect from the outbox, or returns
-// bot.ErrNotFound when it is not there.
+// EffectDone removes a delivered (or superseded) effect from the outbox
+// and makes the next one of its queue due; it returns bot.ErrNotFound when
+// the effect is not there. A status or summary also retires the older ones
+// of the same head still parked, so that none of them lands after it.
 func (d *DB) EffectDone(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("remove effect %s: %w", id, err)
 	}
 	found := false
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		outbox, due := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue)
-		rec, err := getOutbox(outbox, id)
+		rec, err := getOutbox(tx.Bucket(bucketOutbox), id)
 		if err != nil || rec == nil {
 			return err
 		}
 		found = true
-		if err := due.Delete(dueKey(rec)); err != nil {
+		if err := removeEffect(tx, rec); err != nil {
 			return err
 		}
-		return outbox.Delete([]byte(id))
+		lk := latestKey(rec.Effect)
+		if lk == nil || rec.Effect.Escalation == "" {
+			return nil
+		}
+		latest := tx.Bucket(bucketOutboxLatest)
+		if string(latest.Get(lk)) == id {
+			if err := latest.Delete(lk); err != nil {
+				return err
+			}
+		}
+		// Retire the older parked records of the same key (the
+		// escalation's waiting effects are few: read them).
+		var older []*OutboxRecord
+		c := tx.Bucket(bucketOutbox).Cursor()
+		owner := rec.Effect.Escalation + "/"
+		for k, v := c.Seek([]byte(owner)); k != nil && bytes.HasPrefix(k, []byte(owner)) && string(k) < id; k, v = c.Next() {
+			var o OutboxRecord
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("decode effect %s: %w", k, err)
+			}
+			if o.Parked && bytes.Equal(latestKey(o.Effect), lk) {
+				older = append(older, &o)
+			}
+		}
+		for _, o := range older {
+			if err := removeEffect(tx, o); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("remove effect %s: %w", id, err)
@@ -179,10 +297,30 @@ func (d *DB) EffectDone(ctx context.Context, id string) error {
 	return nil
 }
 
+// removeEffect deletes rec and its index entries, and promotes the next of
+// its queue when it was the head.
+func removeEffect(tx *bolt.Tx, rec *OutboxRecord) error {
+	if err := tx.Bucket(bucketOutboxDue).Delete(dueKey(rec)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketOutbox).Delete([]byte(rec.Effect.ID)); err != nil {
+		return err
+	}
+	if rec.Parked {
+		return nil
+	}
+	if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec.Effect)); err != nil {
+		return err
+	}
+	return promote(tx, []byte(queueKey(rec.Effect)+"\x00"))
+}
+
 // EffectFailed records a failed delivery: one more attempt, the error
-// text, and when to try again. It returns bot.ErrNotFound when the effect
+// text, and when to try again. With park (a failure retrying will not fix
+// soon) the effect leaves its queue, which goes on without it, and is
+// retried on its own at next. It returns bot.ErrNotFound when the effect
 // is not in the outbox.
-func (d *DB) EffectFailed(ctx context.Context, id string, next time.Time, errText string) error {
+func (d *DB) EffectFailed(ctx context.Context, id string, next time.Time, errText string, park bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("record failure of effect %s: %w", id, err)
 	}
@@ -200,6 +338,15 @@ func (d *DB) EffectFailed(ctx context.Context, id string, next time.Time, errTex
 		rec.Attempts++
 		rec.NextAttempt = next
 		rec.LastError = errText
+		if park && !rec.Parked {
+			rec.Parked = true
+			if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec.Effect)); err != nil {
+				return err
+			}
+			if err := promote(tx, []byte(queueKey(rec.Effect)+"\x00")); err != nil {
+				return err
+			}
+		}
 		return putOutbox(outbox, due, rec)
 	})
 	if err != nil {
@@ -227,8 +374,79 @@ func (d *DB) OutboxDepth(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// migrate2OutboxQueues adds the delivery queues (filled in by the outbox
-// rework).
+// migrate2OutboxQueues adds the delivery queues: every waiting effect gets
+// its sink (by kind) and a place in its queue, in id order (the order it
+// was decided in); only queue heads stay in outbox_due.
 func migrate2OutboxQueues(tx *bolt.Tx) error {
-	return createBuckets(tx, bucketOutboxQueue, bucketOutboxLatest, bucketThreads)
+	if err := createBuckets(tx, bucketOutboxQueue, bucketOutboxLatest, bucketThreads); err != nil {
+		return err
+	}
+	outbox, due := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue)
+	var recs []*OutboxRecord
+	if err := outbox.ForEach(func(k, v []byte) error {
+		var rec OutboxRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode effect %s: %w", k, err)
+		}
+		recs = append(recs, &rec)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if err := due.Delete(dueKey(rec)); err != nil {
+			return err
+		}
+		if rec.Effect.Sink == "" {
+			rec.Effect.Sink = bot.SinkClass(rec.Effect.Kind)
+		}
+		if err := queueEffect(tx, rec); err != nil {
+			return fmt.Errorf("queue effect %s: %w", rec.Effect.ID, err)
+		}
+	}
+	return nil
+}
+
+// ThreadRef returns where escalation esc's thread is on sink, the zero
+// MessageRef when none was recorded.
+func (d *DB) ThreadRef(ctx context.Context, esc, sink string) (bot.MessageRef, error) {
+	var ref bot.MessageRef
+	if err := ctx.Err(); err != nil {
+		return ref, fmt.Errorf("read thread of %s on %s: %w", esc, sink, err)
+	}
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketThreads).Get([]byte(sink + "\x00" + esc)); v != nil {
+			return json.Unmarshal(v, &ref)
+		}
+		return nil
+	})
+	if err != nil {
+		return ref, fmt.Errorf("read thread of %s on %s: %w", esc, sink, err)
+	}
+	return ref, nil
+}
+
+// SetThreadRef records where escalation esc's thread is on sink, unless one
+// is recorded already (the first post opened the thread; later ones go
+// into it).
+func (d *DB) SetThreadRef(ctx context.Context, esc, sink string, ref bot.MessageRef) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("record thread of %s on %s: %w", esc, sink, err)
+	}
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketThreads)
+		k := []byte(sink + "\x00" + esc)
+		if b.Get(k) != nil {
+			return nil
+		}
+		v, err := json.Marshal(ref)
+		if err != nil {
+			return err
+		}
+		return b.Put(k, v)
+	})
+	if err != nil {
+		return fmt.Errorf("record thread of %s on %s: %w", esc, sink, err)
+	}
+	return nil
 }

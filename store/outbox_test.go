@@ -56,7 +56,7 @@ func TestOutbox(t *testing.T) {
 	}
 	wantDue(t0, 1, status)
 
-	if err := db.EffectFailed(ctx, status, t0.Add(time.Minute), "gitlab: 502"); err != nil {
+	if err := db.EffectFailed(ctx, status, t0.Add(time.Minute), "gitlab: 502", false); err != nil {
 		t.Fatalf("EffectFailed: %v", err)
 	}
 	wantDue(t0, 0, post)
@@ -64,7 +64,7 @@ func TestOutbox(t *testing.T) {
 	if r := got[1]; r.Attempts != 1 || r.LastError != "gitlab: 502" || !r.NextAttempt.Equal(t0.Add(time.Minute)) {
 		t.Errorf("after failure: %+v", r)
 	}
-	if err := db.EffectFailed(ctx, status, t0.Add(3*time.Minute), "gitlab: 503"); err != nil {
+	if err := db.EffectFailed(ctx, status, t0.Add(3*time.Minute), "gitlab: 503", false); err != nil {
 		t.Fatal(err)
 	}
 	if got := wantDue(t0.Add(time.Hour), 0, post, status); got[1].Attempts != 2 || got[1].LastError != "gitlab: 503" {
@@ -80,7 +80,7 @@ func TestOutbox(t *testing.T) {
 	if err := db.EffectDone(ctx, post); !errors.Is(err, bot.ErrNotFound) {
 		t.Errorf("EffectDone twice: err = %v, want bot.ErrNotFound", err)
 	}
-	if err := db.EffectFailed(ctx, "nope", t0, "x"); !errors.Is(err, bot.ErrNotFound) {
+	if err := db.EffectFailed(ctx, "nope", t0, "x", false); !errors.Is(err, bot.ErrNotFound) {
 		t.Errorf("EffectFailed(unknown): err = %v, want bot.ErrNotFound", err)
 	}
 	if err := db.EffectDone(ctx, status); err != nil {

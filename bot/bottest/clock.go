@@ -44,11 +44,13 @@ func (c *Clock) Set(t time.Time) {
 	c.now = t
 }
 
-// Chat is a bot.Chat that records every message. Set Err to make Post fail.
+// Chat is a bot.Chat that records every message. Set Err, or Fail (for a
+// decision per message; set it before use), to make Post fail.
 type Chat struct {
 	mu   sync.Mutex
 	Sent []bot.Message
 	Err  error
+	Fail func(bot.Message) error
 }
 
 var _ bot.Chat = (*Chat)(nil)
@@ -59,6 +61,11 @@ func (c *Chat) Post(_ context.Context, m bot.Message) (bot.MessageRef, error) {
 	defer c.mu.Unlock()
 	if c.Err != nil {
 		return bot.MessageRef{}, c.Err
+	}
+	if c.Fail != nil {
+		if err := c.Fail(m); err != nil {
+			return bot.MessageRef{}, err
+		}
 	}
 	c.Sent = append(c.Sent, m)
 	return bot.MessageRef{Channel: "test", TS: fmt.Sprint(len(c.Sent))}, nil
