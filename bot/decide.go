@@ -289,8 +289,8 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 	e := d.esc
 	var data EventData
 	changed := false
-	if mr.Title != "" && mr.Title != e.Title {
-		data.Title, changed = mr.Title, true
+	if title := d.pol.MaskSecrets(mr.Title); title != "" && title != e.Title {
+		data.Title, changed = title, true
 	}
 	if e.Author == "" && mr.Author.Username != "" {
 		// A manual escalation learns who wrote the MR when the forge
@@ -359,6 +359,7 @@ func (d *decision) reclassify(res policies.Result, quiet bool) {
 			dd = d.esc.DecisionDue
 		}
 		d.emit(EventTierRaised, EventData{Tier: res.Tier.ID, TierName: res.Tier.Name, FromTier: from, Score: res.Score, Signals: res.Signals, FirstResponseDue: fr, DecisionDue: dd})
+		d.endDeferralIfNotDeferrable(res.Tier)
 		if quiet {
 			return
 		}
@@ -397,7 +398,7 @@ func (d *decision) deadlines(t *policies.Tier, urgent bool) (firstResponse, deci
 func (d *decision) open(mr *policies.MergeRequest, commitAuthors []string, res policies.Result, manual, urgent bool, reason string, intake map[string]string, t *policies.Tier) {
 	fr, dd := d.deadlines(t, urgent)
 	data := EventData{
-		Project: mr.Project(), MRIID: mr.IID, MRURL: mr.WebURL, Title: mr.Title, Author: mr.Author.Username,
+		Project: mr.Project(), MRIID: mr.IID, MRURL: mr.WebURL, Title: d.pol.MaskSecrets(mr.Title), Author: mr.Author.Username,
 		CommitAuthors: slices.Clone(commitAuthors), TargetBranch: mr.TargetBranch, Labels: slices.Clone([]string(mr.Labels)),
 		MRState: "opened", MRUpdatedAt: mr.UpdatedAt,
 		Tier: t.ID, TierName: t.Name, Score: res.Score, Signals: res.Signals,
@@ -1040,6 +1041,7 @@ func (d *decision) retier(c *Command) error {
 	}
 	data.FirstResponseDue, data.DecisionDue = fr, dd
 	d.emit(EventRetiered, data)
+	d.endDeferralIfNotDeferrable(t)
 	text := fmt.Sprintf("%s re-tiered from %s to %s by %s: %s\n%s", d.id(), data.FromTier, t.ID, d.actor(), c.Text, d.requirements(t))
 	d.effect(Effect{Kind: EffectMRNote, Text: text})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
@@ -1083,6 +1085,17 @@ func Classified(e *Escalation, pol *policies.Policy) *policies.Tier {
 		return nil
 	}
 	return pol.Select(e.Score, e.Signals)
+}
+
+// endDeferralIfNotDeferrable ends a deferral when the escalation moved
+// into tier t, which may not be deferred: a riskier change is not left
+// waiting for the date.
+func (d *decision) endDeferralIfNotDeferrable(t *policies.Tier) {
+	if d.esc.State != StateDeferred || t == nil || t.Deferrable {
+		return
+	}
+	d.emit(EventStateChanged, EventData{From: StateDeferred, To: d.target(), Text: "tier " + t.ID + " cannot be deferred"})
+	d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s: the deferral has ended, as tier %s cannot be deferred; back to %s.", d.id(), t.ID, d.esc.State), Mention: Waiting(d.esc, d.pol)})
 }
 
 // withdrawalHolds reports whether a person's withdrawal of the escalation
@@ -1203,9 +1216,16 @@ func (d *decision) acceptsRisk(person string) bool {
 }
 
 // RiskOf returns e's residual-risk assessment when it counts: recorded,
-// and not by an author of the MR or its commits; nil otherwise.
+// not by an author of the MR or its commits, and, when the tier resets
+// approvals on push, for the current head (a new push is assessed again,
+// as it is approved again); nil otherwise. Artifacts, by contrast, carry
+// over to new heads: they describe the change, and the approvers of the
+// new head see them.
 func RiskOf(e *Escalation, pol *policies.Policy) *Note {
 	if e == nil || e.Risk == nil || wrote(pol.Person("id", e.Risk.By), e.Authors()) {
+		return nil
+	}
+	if t := pol.Tier(e.Tier); t != nil && t.ResetApprovalsOnPush && e.HeadSHA != "" && e.Risk.SHA != e.HeadSHA {
 		return nil
 	}
 	return e.Risk

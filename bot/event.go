@@ -151,7 +151,9 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		if d.StaleFrom != "" {
 			// New commits (when the tier resets approvals on push) or a
 			// new target branch: what was decided before stops counting
-			// but stays on record.
+			// but stays on record, and a re-tier of the old diff no
+			// longer holds.
+			e.RetierSHA, e.RetierFrom = "", ""
 			for i := range e.Approvals {
 				e.Approvals[i].Stale = true
 			}

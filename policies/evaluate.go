@@ -444,3 +444,19 @@ func (p *Policy) maskStart(text string) int {
 	}
 	return best
 }
+
+// MaskSecrets returns text with every secret a signal marked redact would
+// find in it masked (see Mask), from the leftmost one on each line: for MR
+// titles and other text from outside that threatgate stores or shows.
+func (p *Policy) MaskSecrets(text string) string {
+	if len(p.redactRE) == 0 || text == "" {
+		return text
+	}
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if ms := p.maskStart(l); ms >= 0 {
+			lines[i] = Mask(l, ms)
+		}
+	}
+	return strings.Join(lines, "\n")
+}

@@ -158,8 +158,11 @@ func mustGetEscalation(tx *bolt.Tx, id, index string) (*bot.Escalation, error) {
 	return e, err
 }
 
-// mrKey is the by_mr key of an MR: "group/project!12".
-func mrKey(project string, iid int64) string { return project + "!" + strconv.FormatInt(iid, 10) }
+// mrKey is the by_mr key of an MR: "group/project!12", the path in lower
+// case (GitLab's paths are not case-sensitive: Shop/API!12 is shop/api!12).
+func mrKey(project string, iid int64) string {
+	return strings.ToLower(project) + "!" + strconv.FormatInt(iid, 10)
+}
 
 // idNumber returns n of "ESC-n".
 func idNumber(id string) (uint64, bool) {

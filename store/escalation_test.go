@@ -103,3 +103,18 @@ func TestFindWaitingOnFollowsWaiting(t *testing.T) {
 		t.Errorf("by_approver has %d entries, want 1", n)
 	}
 }
+
+// TestFindByMRIgnoresCase: GitLab paths are not case-sensitive, so
+// Shop/API!12 and shop/api!12 are one MR with one escalation.
+func TestFindByMRIgnoresCase(t *testing.T) {
+	db := mustOpen(t)
+	mustCommit(t, db, openCommit("Shop/API", 12, t0, t0))
+	for _, p := range []string{"shop/api", "SHOP/API", "Shop/API"} {
+		if e, err := db.FindByMR(ctx, p, 12); err != nil || e.ID != "ESC-1" {
+			t.Errorf("FindByMR(%s!12) = %v, %v", p, e, err)
+		}
+	}
+	if _, err := db.Commit(ctx, openCommit("shop/api", 12, t0, t0)); err == nil {
+		t.Errorf("a second escalation of the same MR in another case was stored")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -380,6 +381,35 @@ func (d *DB) OutboxDepth(ctx context.Context) (int, error) {
 func migrate2OutboxQueues(tx *bolt.Tx) error {
 	if err := createBuckets(tx, bucketOutboxQueue, bucketOutboxLatest, bucketThreads); err != nil {
 		return err
+	}
+	// by_mr keys are now in lower case: re-key them (the first escalation
+	// of an MR keeps it, should two differ only in case).
+	byMR := tx.Bucket(bucketByMR)
+	type kv struct{ k, v []byte }
+	var old []kv
+	if err := byMR.ForEach(func(k, v []byte) error {
+		if lk := bytes.ToLower(k); !bytes.Equal(lk, k) {
+			old = append(old, kv{slices.Clone(k), slices.Clone(v)})
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, e := range old {
+		if err := byMR.Delete(e.k); err != nil {
+			return err
+		}
+		lk := bytes.ToLower(e.k)
+		if cur := byMR.Get(lk); cur != nil {
+			if a, okA := idNumber(string(cur)); okA {
+				if b, okB := idNumber(string(e.v)); okB && b > a {
+					continue
+				}
+			}
+		}
+		if err := byMR.Put(lk, e.v); err != nil {
+			return err
+		}
 	}
 	outbox, due := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue)
 	var recs []*OutboxRecord
