@@ -44,6 +44,11 @@
 //	                  acknowledged, until processed. Written with Batch
 //	                  (its function is safe to run twice).
 //	inbox_keys        delivery id (webhook UUID) -> expiry time key.
+//	dead_letters      big-endian uint64 seq -> JSON of bot.DeadLetter: items a
+//	                  background loop set aside because handling them
+//	                  panicked (SetAside; ID "DL-<seq>" when none is given).
+//	                  Nothing removes them yet; read newest first, counted
+//	                  from the bucket's stats (DeadLetterCount).
 //
 // A time key is 8 bytes that sort like the time: the Unix nanoseconds with
 // the sign bit flipped, big-endian; the zero time sorts last (an escalation

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/threatgate/threatgate/bot"
@@ -58,8 +60,18 @@ type Worker struct {
 	// OnProcessed, when set, is told of every processed item: its kind,
 	// how long after it arrived it was done, and the error if it failed.
 	OnProcessed func(kind string, latency time.Duration, err error)
+	// DeadLetters keeps what panicked: an inbox item whose processing
+	// panicked is recorded there and removed from the inbox, so it does
+	// not replay on every start; an escalation whose reconciliation
+	// panicked is recorded once per process. nil: a panicking inbox item
+	// is kept and retried with backoff (never lost), and a panicking
+	// reconciliation is only logged.
+	DeadLetters bot.DeadLetters
 
 	wake chan struct{}
+
+	asideMu sync.Mutex
+	aside   map[string]bool // escalations whose reconciliation was set aside by this process
 }
 
 // maxInboxBackoff bounds the wait between attempts at one item.
@@ -119,6 +131,47 @@ func (w *Worker) Run(ctx context.Context, poll time.Duration) {
 	}
 }
 
+// backoff is the wait before the next attempt at an item that failed
+// attempts times: 1s doubling, at most maxInboxBackoff.
+func backoff(attempts int) time.Duration {
+	wait := time.Second << min(attempts, 20)
+	if wait > maxInboxBackoff || wait <= 0 {
+		wait = maxInboxBackoff
+	}
+	return wait
+}
+
+// panicked is a panic recovered while handling one item, as an error.
+type panicked struct {
+	value any
+	stack []byte
+}
+
+func (p *panicked) Error() string { return "panic: " + p.reason() }
+
+// reason is the panic value on one line, bounded: what a dead letter
+// records and the log shows.
+func (p *panicked) reason() string {
+	r := strings.Join(strings.Fields(fmt.Sprint(p.value)), " ")
+	if len(r) > maxReason {
+		r = strings.ToValidUTF8(r[:maxReason], "") + "…"
+	}
+	return r
+}
+
+// maxReason bounds a dead letter's reason, in bytes.
+const maxReason = 500
+
+// recovered runs f and returns its error, or a *panicked when f panics.
+func recovered(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicked{value: v, stack: debug.Stack()}
+		}
+	}()
+	return f()
+}
+
 // permanent reports whether err will not go away by retrying.
 func permanent(err error) bool {
 	var p interface{ Permanent() bool }
@@ -126,7 +179,9 @@ func permanent(err error) bool {
 }
 
 // ProcessDue processes the inbox items that are due and returns how many
-// it finished.
+// it finished. A panic while processing one item does not stop the pass:
+// the item is set aside (DeadLetters) and removed from the inbox, or, when
+// it cannot be set aside, kept and retried with backoff.
 func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 	items, err := w.Inbox.InboxDue(ctx, w.Clock.Now(), 500)
 	if err != nil {
@@ -137,24 +192,30 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			return done, ctx.Err()
 		}
-		err := w.process(ctx, it)
+		err := recovered(func() error { return w.process(ctx, it) })
 		if w.OnProcessed != nil {
 			w.OnProcessed(it.Kind, w.Clock.Now().Sub(it.At), err)
 		}
 		log := w.log().With("inbox_id", it.ID, "kind", it.Kind, "attempt", it.Attempts+1)
 		var drop dropped
+		var pan *panicked
 		switch {
 		case err == nil:
+		case errors.As(err, &pan):
+			if !w.setAsideItem(ctx, log, it, pan) {
+				wait := backoff(it.Attempts)
+				if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), pan.Error()); err != nil {
+					return done, err
+				}
+				continue
+			}
 		case errors.As(err, &drop):
 			log.Error("webhook dropped: it cannot succeed", "err", err)
 		default:
 			// GitLab's 401/403/404 are permanent for one call but not for
 			// an acknowledged webhook: a token gets renewed, a permission
 			// fixed. Keep the item and retry slowly; never lose it.
-			wait := time.Second << min(it.Attempts, 20)
-			if wait > maxInboxBackoff || wait <= 0 {
-				wait = maxInboxBackoff
-			}
+			wait := backoff(it.Attempts)
 			if permanent(err) {
 				log.Error("webhook processing failed; fix the cause, it is retried", "retry_in", wait, "err", err)
 			}
@@ -174,6 +235,60 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 		done++
 	}
 	return done, nil
+}
+
+// setAsideItem logs the panic of inbox item it (its id, kind and the
+// panic; never its body) and records it as a dead letter with the body as
+// payload. It reports whether the dead letter is stored: only then may the
+// item leave the inbox.
+func (w *Worker) setAsideItem(ctx context.Context, log *slog.Logger, it bot.InboxItem, pan *panicked) bool {
+	log.Error("webhook processing panicked; setting the item aside", "panic", pan.reason(), "stack", string(pan.stack))
+	if w.DeadLetters == nil {
+		log.Error("no dead-letter store: the item stays in the inbox and is retried", "retry_in", backoff(it.Attempts))
+		return false
+	}
+	dl := bot.DeadLetter{Kind: "inbox", Ref: fmt.Sprint(it.ID), Reason: pan.reason(), Panic: true, At: w.Clock.Now(), Payload: it.Body}
+	_ = recovered(func() error { dl.Escalation = w.escalationOf(ctx, it); return nil })
+	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
+		log.Error("cannot set the item aside; it stays in the inbox and is retried", "retry_in", backoff(it.Attempts), "err", err)
+		return false
+	}
+	return true
+}
+
+// escalationOf names the escalation of the MR that inbox item it is
+// about, for its dead letter: "" when the body names no MR or the MR has
+// no escalation (yet). It never fails.
+func (w *Worker) escalationOf(ctx context.Context, it bot.InboxItem) string {
+	if w.Store == nil {
+		return ""
+	}
+	var h struct {
+		Project struct {
+			PathWithNamespace string `json:"path_with_namespace"`
+		} `json:"project"`
+		ObjectAttributes struct {
+			IID int64 `json:"iid"`
+		} `json:"object_attributes"`
+		MergeRequest struct {
+			IID int64 `json:"iid"`
+		} `json:"merge_request"`
+	}
+	if json.Unmarshal(it.Body, &h) != nil {
+		return ""
+	}
+	iid := h.ObjectAttributes.IID
+	if it.Kind == EventNote {
+		iid = h.MergeRequest.IID
+	}
+	if h.Project.PathWithNamespace == "" || iid <= 0 {
+		return ""
+	}
+	e, err := w.Store.FindByMR(ctx, h.Project.PathWithNamespace, iid)
+	if err != nil {
+		return ""
+	}
+	return e.ID
 }
 
 // dropped is an input that can never be processed.
@@ -537,7 +652,9 @@ func (w *Worker) policy() *policies.Policy {
 // (Escalation.Watched) and feeds what GitLab shows now through the engine, exactly as a
 // webhook would: missed pushes, label changes, closes and merges are
 // caught up, and a foreign status on the head is put right. It returns how
-// many MRs it looked at; errors for single MRs are logged and skipped.
+// many MRs it looked at; errors for single MRs are logged and skipped. A
+// panic for one escalation is logged, set aside (DeadLetters, once per
+// escalation and process) and skipped too; the next pass tries it again.
 func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 	if w.Fetch == nil {
 		return 0, errors.New("reconcile needs the GitLab API (gitlab.url is not set)")
@@ -557,17 +674,62 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
-		mi, err := w.Fetch.FetchMR(ctx, e.Project, e.MRIID)
-		if err != nil {
-			w.log().Warn("reconcile: cannot fetch MR", "escalation_id", e.ID, "err", err)
+		err := recovered(func() error { return w.reconcileOne(ctx, e) })
+		var pan *panicked
+		switch {
+		case errors.As(err, &pan):
+			w.setAsideReconcile(ctx, e, pan)
 			continue
-		}
-		mi.Action = bot.MRSeen
-		if _, err := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(err) != nil {
-			w.log().Warn("reconcile: engine refused", "escalation_id", e.ID, "err", err)
+		case err != nil:
 			continue
 		}
 		n++
 	}
 	return n, nil
+}
+
+// reconcileOne feeds what GitLab shows now of e's MR through the engine.
+// Its errors are logged here; the caller only counts.
+func (w *Worker) reconcileOne(ctx context.Context, e *bot.Escalation) error {
+	mi, err := w.Fetch.FetchMR(ctx, e.Project, e.MRIID)
+	if err != nil {
+		w.log().Warn("reconcile: cannot fetch MR", "escalation_id", e.ID, "err", err)
+		return err
+	}
+	mi.Action = bot.MRSeen
+	if _, err := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(err) != nil {
+		w.log().Warn("reconcile: engine refused", "escalation_id", e.ID, "err", err)
+		return err
+	}
+	return nil
+}
+
+// setAsideReconcile logs the panic of reconciling e and records it as a
+// dead letter, once per escalation in this process: reconciliation runs
+// again on a timer, and one poison must not fill the store.
+func (w *Worker) setAsideReconcile(ctx context.Context, e *bot.Escalation, pan *panicked) {
+	log := w.log().With("escalation_id", e.ID)
+	log.Error("reconcile panicked; skipping the escalation", "panic", pan.reason(), "stack", string(pan.stack))
+	if w.DeadLetters == nil {
+		return
+	}
+	// Claim the escalation first, so that two passes running at once
+	// record it once; give the claim back when nothing was recorded.
+	w.asideMu.Lock()
+	if w.aside[e.ID] {
+		w.asideMu.Unlock()
+		return
+	}
+	if w.aside == nil {
+		w.aside = map[string]bool{}
+	}
+	w.aside[e.ID] = true
+	w.asideMu.Unlock()
+	dl := bot.DeadLetter{Kind: "reconcile", Ref: e.ID, Escalation: e.ID, Reason: pan.reason(), Panic: true, At: w.Clock.Now()}
+	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
+		log.Error("cannot set the reconciliation aside", "err", err)
+		w.asideMu.Lock()
+		delete(w.aside, e.ID)
+		w.asideMu.Unlock()
+	}
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -20,6 +21,9 @@ const agingRows = 10
 
 // topHolders bounds the bottleneck lists.
 const topHolders = 5
+
+// setAsideRows bounds the "Set aside" list: the newest dead letters.
+const setAsideRows = 20
 
 // openStates orders the states of open escalations within a tier: the
 // ones that need someone now first.
@@ -40,6 +44,25 @@ type dashboardView struct {
 	Weeks    []Week
 	Chart    template.HTML
 	States   []stateCount // every escalation by state
+	SetAside setAside     // items the background loops set aside; shown when Count > 0
+}
+
+// setAside is what the "Set aside" section shows: the number of dead
+// letters and the newest of them (never their payloads).
+type setAside struct {
+	Count int
+	Rows  []deadRow // newest first, at most setAsideRows
+}
+
+// deadRow is one dead letter on the dashboard.
+type deadRow struct {
+	ID         string
+	At         time.Time
+	Kind       string
+	Ref        string
+	Escalation string
+	Reason     string
+	Panic      bool
 }
 
 type dashboardCounts struct {
@@ -105,7 +128,29 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	v := buildDashboard(all, s.policy(), s.now())
 	v.Console = s.Console != nil
+	if v.SetAside, err = s.setAside(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	s.Render(w, r, "dashboard", "Dashboard", v)
+}
+
+// setAside reads the count of dead letters and, when there are any, the
+// newest setAsideRows of them.
+func (s *Server) setAside(ctx context.Context) (setAside, error) {
+	n, err := s.Store.DeadLetterCount(ctx)
+	if err != nil || n == 0 {
+		return setAside{}, err
+	}
+	dls, err := s.Store.DeadLetters(ctx, setAsideRows)
+	if err != nil {
+		return setAside{}, fmt.Errorf("read dead letters: %w", err)
+	}
+	v := setAside{Count: max(n, len(dls))}
+	for _, d := range dls {
+		v.Rows = append(v.Rows, deadRow{ID: d.ID, At: d.At, Kind: d.Kind, Ref: d.Ref, Escalation: d.Escalation, Reason: d.Reason, Panic: d.Panic})
+	}
+	return v, nil
 }
 
 // buildDashboard computes the dashboard from every escalation; it is a

@@ -14,6 +14,11 @@ type Reader interface {
 	// Verify walks the whole audit chain; it returns how many events it
 	// checked, or an error naming the first broken link.
 	Verify(ctx context.Context) (int, error)
+	// DeadLetters returns up to limit items the background loops set
+	// aside (limit <= 0: all), newest first; DeadLetterCount counts them
+	// all, without reading them.
+	DeadLetters(ctx context.Context, limit int) ([]bot.DeadLetter, error)
+	DeadLetterCount(ctx context.Context) (int, error)
 }
 
 // Handler decides on inputs; *bot.Engine is one.

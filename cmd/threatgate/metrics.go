@@ -33,6 +33,7 @@ type storeStats interface {
 	List(ctx context.Context) ([]*bot.Escalation, error)
 	OutboxDepth(ctx context.Context) (int, error)
 	InboxDepth(ctx context.Context) (int, error)
+	DeadLetterCount(ctx context.Context) (int, error)
 }
 
 func newMetrics(st storeStats) *metrics {
@@ -111,13 +112,14 @@ var (
 	descOpen     = prometheus.NewDesc("threatgate_escalations_open", "Open escalations (waiting on people: intake, artifacts, review, dispute, deferral) by tier and state.", []string{"tier", "state"}, nil)
 	descOutbox   = prometheus.NewDesc("threatgate_outbox_depth", "Effects waiting in the outbox.", nil, nil)
 	descInbox    = prometheus.NewDesc("threatgate_inbox_depth", "Recorded webhooks waiting to be processed.", nil, nil)
+	descDead     = prometheus.NewDesc("threatgate_dead_letters", "Items a background loop set aside because handling them panicked (the dashboard lists them).", nil, nil)
 	descBypassed = prometheus.NewDesc("threatgate_bypasses", "Merges of escalated MRs that were not approved.", nil, nil)
 	descForged   = prometheus.NewDesc("threatgate_forged_statuses", "Gate statuses found set by someone other than threatgate.", nil, nil)
 	descUp       = prometheus.NewDesc("threatgate_store_up", "1 when the store could be read at this scrape.", nil, nil)
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAll, descOpen, descOutbox, descInbox, descBypassed, descForged, descUp} {
+	for _, d := range []*prometheus.Desc{descAll, descOpen, descOutbox, descInbox, descDead, descBypassed, descForged, descUp} {
 		ch <- d
 	}
 }
@@ -157,6 +159,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if n, err := c.st.InboxDepth(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(descInbox, prometheus.GaugeValue, float64(n))
+	}
+	if n, err := c.st.DeadLetterCount(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(n))
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
 }

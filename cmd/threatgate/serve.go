@@ -99,12 +99,13 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	}
 	s.dispatcher = bot.NewDispatcher(db, forge, chat, nil, clock, log)
 	s.dispatcher.OnResult = s.metrics.delivered
+	// TODO(dispatcher): #9 set s.dispatcher.DeadLetters = db here, next to the worker's below.
 	eng := wakingEngine{s.engine, s.dispatcher}
 	if s.console != nil {
 		s.console.Engine = eng
 	}
 	s.worker = &gitlab.Worker{Inbox: db, Engine: eng, Store: db, Clock: clock,
-		Log: log.With("component", "gitlab-worker"), OnProcessed: s.metrics.processed}
+		Log: log.With("component", "gitlab-worker"), OnProcessed: s.metrics.processed, DeadLetters: db}
 	if s.client != nil {
 		s.worker.Fetch, s.worker.Answer = s.client, true
 	}
