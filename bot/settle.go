@@ -1,0 +1,317 @@
+package bot
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/threatgate/threatgate/policies"
+)
+
+func (d *decision) tick() {
+	if d.esc != nil && d.esc.State == StateDeferred && !d.now.Before(d.esc.DeferredUntil) {
+		d.emit(EventStateChanged, EventData{From: StateDeferred, To: d.target()})
+		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s: the deferral has ended; back to %s.", d.id(), d.esc.State), Mention: d.esc.Waiting})
+	}
+}
+
+// target derives the state an escalation under review belongs in.
+func (d *decision) target() State {
+	e, t := d.esc, d.tier()
+	var last *Decision
+	lastApproves := false
+	for i := range e.Approvals {
+		if a := &e.Approvals[i]; a.Arbiter && d.counts(e, t, *a, true) && (last == nil || !a.At.Before(last.At)) {
+			last, lastApproves = a, true
+		}
+	}
+	for i := range e.Rejections {
+		if r := &e.Rejections[i]; r.Arbiter && d.counts(e, t, *r, false) && (last == nil || !r.At.Before(last.At)) {
+			last, lastApproves = r, false
+		}
+	}
+	missing := len(e.MissingArtifacts(t)) > 0
+	if last != nil && !lastApproves {
+		return StateRejected
+	}
+	// An arbiter's approval settles the dispute: the rejections before it
+	// are overruled. It does not stand in for the tier's artifacts, its
+	// approvals matrix or an unaccepted risk.
+	overruled := func(r Decision) bool { return last != nil && !r.At.After(last.At) }
+	approvals := slices.ContainsFunc(e.Approvals, func(x Decision) bool { return d.counts(e, t, x, true) })
+	rejections := slices.ContainsFunc(e.Rejections, func(x Decision) bool { return d.counts(e, t, x, false) && !overruled(x) })
+	switch {
+	case approvals && rejections:
+		return StateDisputed
+	case rejections:
+		return StateRejected
+	case missing:
+		return StateAwaitingArtifacts
+	}
+	if t != nil && d.satisfied(t) && d.riskAccepted(e, t) {
+		return StateApproved
+	}
+	return StateInReview
+}
+
+// counts reports whether decision x (an approval when approval is true)
+// counts for e now: not stale, for the current head when the tier resets
+// on push, not by an author of the MR or its commits and, for an
+// approval, not by the filer of a manual escalation.
+func (d *decision) counts(e *Escalation, t *policies.Tier, x Decision, approval bool) bool {
+	if x.Stale || (e.HeadSHA != "" && x.SHA != e.HeadSHA && t != nil && t.ResetApprovalsOnPush) {
+		return false
+	}
+	if approval && isFiler(e, x.By) {
+		return false
+	}
+	return !wrote(d.pol.Person("id", x.By), e.Authors())
+}
+
+// isFiler reports whether person filed e as a manual escalation: their
+// approval of it never counts.
+func isFiler(e *Escalation, person string) bool {
+	return e != nil && e.Manual && e.Filer != "" && e.Filer == person
+}
+
+func approvalGroups(t *policies.Tier) []string {
+	var out []string
+	for _, a := range t.Approvals {
+		if !slices.Contains(out, a.Group) {
+			out = append(out, a.Group)
+		}
+	}
+	return out
+}
+
+// RoleRiskAcceptance is the approvals-matrix role whose holders may accept
+// a residual risk above a tier's max_residual_risk.
+const RoleRiskAcceptance = "risk-acceptance"
+
+// RiskAcceptanceGroups returns the groups that some tier's approvals
+// matrix gives the risk-acceptance role, in policy order.
+func RiskAcceptanceGroups(pol *policies.Policy) []string {
+	var out []string
+	for _, t := range pol.Tiers {
+		for _, a := range t.Approvals {
+			if a.Role == RoleRiskAcceptance && !slices.Contains(out, a.Group) {
+				out = append(out, a.Group)
+			}
+		}
+	}
+	return out
+}
+
+// acceptsRisk reports whether person may accept a residual risk: they
+// may act for a group with the risk-acceptance role.
+func (d *decision) acceptsRisk(person string) bool {
+	for _, g := range RiskAcceptanceGroups(d.pol) {
+		if d.pol.MayStandIn(person, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// RiskOf returns e's residual-risk assessment when it counts: recorded,
+// not by an author of the MR or its commits, and, when the tier resets
+// approvals on push, for the current head (a new push is assessed again,
+// as it is approved again); nil otherwise. Artifacts, by contrast, carry
+// over to new heads: they describe the change, and the approvers of the
+// new head see them.
+func RiskOf(e *Escalation, pol *policies.Policy) *Note {
+	if e == nil || e.Risk == nil || wrote(pol.Person("id", e.Risk.By), e.Authors()) {
+		return nil
+	}
+	if t := pol.Tier(e.Tier); t != nil && t.ResetApprovalsOnPush && e.HeadSHA != "" && e.Risk.SHA != e.HeadSHA {
+		return nil
+	}
+	return e.Risk
+}
+
+// riskAccepted reports whether e's residual risk lets tier t approve it:
+// a tier with max_residual_risk needs a recorded score and, above the
+// ceiling, an approval that counts from someone with the risk-acceptance
+// role, given after that score was recorded.
+func (d *decision) riskAccepted(e *Escalation, t *policies.Tier) bool {
+	if t.MaxResidualRisk == 0 {
+		return true
+	}
+	r := RiskOf(e, d.pol)
+	if r == nil {
+		return false
+	}
+	if r.Score <= t.MaxResidualRisk {
+		return true
+	}
+	return slices.ContainsFunc(e.Approvals, func(a Decision) bool {
+		return !a.At.Before(r.At) && d.counts(e, t, a, true) && d.acceptsRisk(a.By)
+	})
+}
+
+// settle moves the lifecycle where the events leave it and adds the
+// effects a transition or a new head needs.
+func (d *decision) settle() {
+	if d.esc == nil || (len(d.events) == 0 && d.seenStatus() == nil && !d.answerCheck()) {
+		return
+	}
+	e := d.esc
+	if !e.State.Ended() && e.State != StateDeferred && e.State != StateIntake {
+		if to := d.target(); to != e.State {
+			from := e.State
+			d.emit(EventStateChanged, EventData{From: from, To: to})
+			d.transitioned(from, to)
+		}
+	}
+	d.statusEffect()
+	// The card shows "due in ..." which moves with time: compare the cards
+	// as of now, so only a real change edits the thread.
+	if now := d.card(d.esc); len(d.events) > 0 && now != d.card(d.g.Esc) {
+		d.effect(Effect{Kind: EffectThreadSummary, Text: now, Mention: Waiting(d.esc, d.pol)})
+		if d.g.Esc == nil {
+			// A new thread: its summary is the parent message, so it goes
+			// out before the first post in it.
+			sum := d.effects[len(d.effects)-1]
+			if i := slices.IndexFunc(d.effects, func(e Effect) bool { return e.Kind == EffectThreadPost }); i >= 0 {
+				copy(d.effects[i+1:], d.effects[i:len(d.effects)-1])
+				d.effects[i] = sum
+			}
+		}
+	}
+}
+
+func (d *decision) transitioned(from, to State) {
+	e := d.esc
+	switch to {
+	case StateApproved:
+		text := fmt.Sprintf("%s approved (%s %s).\n%s", d.id(), e.Tier, e.TierName, d.decisionsText(e.Approvals))
+		d.effect(Effect{Kind: EffectMRNote, Text: text})
+		d.effect(Effect{Kind: EffectThreadPost, Text: text})
+	case StateRejected:
+		text := fmt.Sprintf("%s rejected.\n%s", d.id(), d.decisionsText(e.Rejections))
+		d.effect(Effect{Kind: EffectMRNote, Text: text})
+		d.effect(Effect{Kind: EffectThreadPost, Text: text})
+	case StateDisputed:
+		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s is disputed: it has both approvals and rejections. An arbiter (%s) decides with /approve or /threatgate reject.", d.id(), strings.Join(d.pol.Authority.Arbiter, ", "))})
+	case StateInReview:
+		if from == StateAwaitingArtifacts {
+			d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s has every required artifact and is ready for review.", d.id()), Mention: d.waiting()})
+		} else if from == StateApproved || from == StateRejected {
+			d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s is back in review: new commits at %s made earlier decisions stale.", d.id(), shortSHA(e.HeadSHA)), Mention: d.waiting()})
+		}
+	}
+}
+
+// statusEffect sets the gate's commit status when its state, description
+// or head SHA differ from what they were before this input.
+func (d *decision) statusEffect() {
+	now, desc := d.gate(d.esc)
+	if now == "" || d.esc.HeadSHA == "" {
+		return
+	}
+	if d.answerCheck() {
+		d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+		return
+	}
+	if st := d.seenStatus(); st != nil && !sameStatus(st.State, now) {
+		// The forge shows something else than the gate's state on the
+		// head: lost, stale, or set by someone else. Put the truth back.
+		// A missing status or one of ours that is out of date is simply set
+		// again; one set by someone else is recorded as forged.
+		if st.State != "" && !st.Ours {
+			d.emit(EventStatusForged, EventData{Person: st.Author, Text: fmt.Sprintf("status %q on %s was set by %s, not threatgate; reset to %q", st.State, shortSHA(st.SHA), st.Author, now)})
+			d.effect(Effect{Kind: EffectThreadPost, Security: true, Text: fmt.Sprintf("FORGED STATUS: %s found the gate's status %q on %s set by %s; it is reset to %q.", d.id(), st.State, shortSHA(st.SHA), st.Author, now)})
+		}
+		d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+		return
+	}
+	if d.g.Esc != nil {
+		before, bdesc := d.gate(d.g.Esc)
+		if before == now && bdesc == desc && d.g.Esc.HeadSHA == d.esc.HeadSHA {
+			return
+		}
+	}
+	d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+}
+
+func (d *decision) answerCheck() bool {
+	return d.in.Kind == InputMR && d.in.MR != nil && d.in.MR.AnswerCheck
+}
+
+// seenStatus returns the gate's status the forge reported for the current
+// head, nil when the input did not carry one.
+func (d *decision) seenStatus() *ForgeStatus {
+	if d.in.Kind != InputMR || d.in.MR == nil || d.in.MR.Status == nil || d.in.MR.Status.SHA != d.esc.HeadSHA {
+		return nil
+	}
+	return d.in.MR.Status
+}
+
+// sameStatus reports whether the forge's state shows the gate's state.
+func sameStatus(seen, want string) bool {
+	switch want {
+	case StatusPending:
+		return seen == "pending" || seen == "running" || seen == "created"
+	case StatusFailed:
+		return seen == "failed" || seen == "canceled"
+	}
+	return seen == want
+}
+
+// gate returns the commit status an escalation asks for and its
+// description; "" when the gate has nothing to say (merged, closed).
+func (d *decision) gate(e *Escalation) (status, description string) {
+	t := d.pol.Tier(e.Tier)
+	if e.ID == "" {
+		// New: the store assigns the id; Effect.Body fills it in.
+		c := *e
+		c.ID = IDPlaceholder
+		e = &c
+	}
+	switch e.State {
+	case StateApproved:
+		return StatusSuccess, fmt.Sprintf("%s approved (%s)", e.ID, e.Tier)
+	case StateRejected:
+		return StatusFailed, fmt.Sprintf("%s rejected (%s)", e.ID, e.Tier)
+	case StateWithdrawn:
+		if e.MRState == "closed" || e.WithdrawnSHA == "" || e.WithdrawnSHA != e.HeadSHA {
+			// Closed, or a withdrawal that does not cover this head (the
+			// next MR input puts it back in review): nothing to release.
+			return "", ""
+		}
+		return StatusSuccess, fmt.Sprintf("%s withdrawn at %s", e.ID, shortSHA(e.WithdrawnSHA))
+	case StateMerged, StateIntake:
+		return "", ""
+	case StateDisputed:
+		return StatusPending, fmt.Sprintf("%s disputed: waiting for an arbiter", e.ID)
+	case StateDeferred:
+		return StatusPending, fmt.Sprintf("%s deferred until %s", e.ID, e.DeferredUntil.Format("2006-01-02"))
+	}
+	var need []string
+	if m := e.MissingArtifacts(t); len(m) > 0 {
+		need = append(need, strings.Join(m, ", "))
+	}
+	if t != nil {
+		filled := d.filledFor(e, t)
+		for _, a := range t.Approvals {
+			if filled[a.Group] < a.Count {
+				need = append(need, fmt.Sprintf("%d/%d %s", filled[a.Group], a.Count, a.Group))
+			}
+		}
+		if t.MaxResidualRisk > 0 {
+			if r := RiskOf(e, d.pol); r == nil {
+				need = append(need, "a residual risk score")
+			} else if !d.riskAccepted(e, t) {
+				need = append(need, fmt.Sprintf("%s (risk %d > %d)", RoleRiskAcceptance, r.Score, t.MaxResidualRisk))
+			}
+		}
+	}
+	desc := fmt.Sprintf("%s %s: needs %s", e.ID, e.Tier, strings.Join(need, "; "))
+	if len(need) == 0 {
+		desc = fmt.Sprintf("%s %s: in review", e.ID, e.Tier)
+	}
+	if r := []rune(desc); len(r) > 140 {
+		desc = string(r[:137]) + "..."
+	}
+	return StatusPending, desc
+}
