@@ -68,29 +68,6 @@ const (
 	maxOverrideCap  = 100     // extra escalations one override-cap may grant
 )
 
-// help lists every verb with its usage and a short description, in the
-// order the full help shows them.
-var help = []struct {
-	verb         Verb
-	usage, about string
-	text         string // what Text holds for this verb, in problems
-}{
-	{VerbEscalate, "/escalate <group/proj!iid | MR URL> [--tier T] [--urgent] <reason>", "ask for a security review of a merge request", "reason"},
-	{VerbApprove, "/approve [ESC-id] [--check item=answer]... [rationale]", "approve, answering checklist items", "rationale"},
-	{VerbStatus, "/threatgate status [ESC-id]", "show where an escalation stands", ""},
-	{VerbBacklog, "/threatgate backlog", "list open escalations", ""},
-	{VerbReject, "/threatgate reject [ESC-id] <rationale>", "reject, saying why", "rationale"},
-	{VerbDissent, "/threatgate dissent [ESC-id] <note>", "record a dissenting note", "note"},
-	{VerbArtifact, "/threatgate artifact [ESC-id] <kind> <link-or-text>", "attach an artifact such as a threat-model", "note"},
-	{VerbDefer, "/threatgate defer [ESC-id] <YYYY-MM-DD | duration> <reason>", "defer until a date, or for a duration such as 72h, 3d, 2w", "reason"},
-	{VerbAction, "/threatgate action [ESC-id] <text>", "record a follow-up action", "action text"},
-	{VerbRisk, "/threatgate risk [ESC-id] <1-25> [rationale]", "record the residual risk, likelihood (1-5) x impact (1-5)", "rationale"},
-	{VerbRetier, "/threatgate retier [ESC-id] <tier> <rationale>", "move an escalation to another tier", "rationale"},
-	{VerbWithdraw, "/threatgate withdraw [ESC-id] <reason>", "withdraw an escalation", "reason"},
-	{VerbIntake, "/threatgate intake [ESC-id] then lines \"field: answer\"", "answer the intake fields of a manual escalation (in its thread, just write the lines)", "note"},
-	{VerbOverrideCap, "/threatgate override-cap <person> [count] <rationale>", "grant a person count more manual escalations (default 1, at most 100)", "rationale"},
-	{VerbHelp, "/threatgate help [command]", "show this help, or one command's", ""},
-}
 
 // threatgateVerbs are the verbs /threatgate takes, in the order problems
 // list them.
@@ -104,7 +81,7 @@ var threatgateVerbs = []Verb{
 // quoting and fields. It returns "" for an unknown verb.
 func HelpText(v Verb) string {
 	if v != "" {
-		for _, h := range help {
+		for _, h := range verbs {
 			if h.verb == v {
 				return h.usage + " — " + h.about
 			}
@@ -113,7 +90,7 @@ func HelpText(v Verb) string {
 	}
 	var b strings.Builder
 	b.WriteString("threatgate commands (in GitLab comments write /threatgate escalate … and /threatgate approve …):\n")
-	for _, h := range help {
+	for _, h := range verbs {
 		b.WriteString(h.usage + " — " + h.about + "\n")
 	}
 	b.WriteString("ESC-id names an escalation, such as ESC-12; leave it out to mean the escalation of this thread.\n")
@@ -124,7 +101,7 @@ func HelpText(v Verb) string {
 
 // usage returns the usage line of v, for problems.
 func usage(v Verb) string {
-	for _, h := range help {
+	for _, h := range verbs {
 		if h.verb == v {
 			return h.usage
 		}
@@ -134,7 +111,7 @@ func usage(v Verb) string {
 
 // textName returns what the free text of v is called, for problems.
 func textName(v Verb) string {
-	for _, h := range help {
+	for _, h := range verbs {
 		if h.verb == v && h.text != "" {
 			return h.text
 		}

@@ -141,86 +141,39 @@ func (d *decision) command() error {
 	if c == nil {
 		return fmt.Errorf("decide: command input without a command")
 	}
-	switch c.Verb {
-	case VerbHelp:
+	sp := spec(c.Verb)
+	switch {
+	case sp == nil:
+		return problemf("/threatgate", "unknown verb %q; %s", c.Verb, HelpText(""))
+	case c.Verb == VerbHelp:
 		d.reply("%s", HelpText(Verb(c.Text)))
 		return nil
-	case VerbStatus:
-		if d.esc == nil {
-			return d.noEscalation(c)
+	case !sp.anyone:
+		if err := d.known(c); err != nil {
+			return err
 		}
-		d.reply("%s", d.statusText())
-		return nil
-	case VerbBacklog:
-		return problemf("/threatgate backlog", "the backlog is answered by the engine, not here")
 	}
-	if err := d.known(c); err != nil {
-		return err
+	if !sp.escalation {
+		return sp.decide(d, c)
 	}
-	switch c.Verb {
-	case VerbEscalate:
-		return d.escalate(c)
-	case VerbOverrideCap:
-		return d.overrideCap(c)
-	}
-	if d.esc == nil {
+	f := verbField(c.Verb)
+	switch e := d.esc; {
+	case e == nil:
 		return d.noEscalation(c)
-	}
-	if d.esc.State.Ended() && c.Verb != VerbDissent && c.Verb != VerbAction {
-		return problemf(verbField(c.Verb), "%s is %s; only dissent and action items can still be recorded", d.esc.ID, d.esc.State)
-	}
-	if d.esc.State == StateIntake && c.Verb != VerbIntake && c.Verb != VerbWithdraw && c.Verb != VerbDissent && c.Verb != VerbAction {
-		missing := d.missingIntake(d.esc.Intake)
-		return problemf(verbField(c.Verb), "%s is not filed yet: %s must answer its intake first:%s", d.esc.ID, d.esc.Filer, intakePrompts(missing))
-	}
-	if d.esc.Tier != "" && d.tier() == nil && needsTier(c.Verb) {
+	case e.State.Ended() && !sp.afterEnd:
+		return problemf(f, "%s is %s; only dissent and action items can still be recorded", e.ID, e.State)
+	case e.State == StateIntake && !sp.inIntake:
+		return problemf(f, "%s is not filed yet: %s must answer its intake first:%s", e.ID, e.Filer, intakePrompts(d.missingIntake(e.Intake)))
+	case sp.tier && e.Tier != "" && d.tier() == nil:
 		// The policy changed under an open escalation: its tier is gone.
 		// Nothing is decided against a tier that does not exist; an
 		// authorised person puts it in one that does.
-		return problemf(verbField(c.Verb), "%s's tier %s is no longer in the policy; someone in %s must first re-tier it with /threatgate retier %s <%s> <rationale>",
-			d.esc.ID, d.esc.Tier, strings.Join(d.pol.Authority.Retier, ", "), d.esc.ID, strings.Join(d.tierIDs(), "|"))
+		return problemf(f, "%s's tier %s is no longer in the policy; someone in %s must first re-tier it with /threatgate retier %s <%s> <rationale>",
+			e.ID, e.Tier, strings.Join(d.pol.Authority.Retier, ", "), e.ID, strings.Join(d.tierIDs(), "|"))
+	case sp.head && d.in.Head != "" && d.in.Head != e.HeadSHA:
+		return problemf(f, "the merge request moved from %s to %s since you wrote this; review the new commits and write the command again", shortSHA(d.in.Head), shortSHA(e.HeadSHA))
 	}
-	if HeadBound(c.Verb) && d.in.Head != "" && d.in.Head != d.esc.HeadSHA {
-		return problemf(verbField(c.Verb), "the merge request moved from %s to %s since you wrote this; review the new commits and write the command again", shortSHA(d.in.Head), shortSHA(d.esc.HeadSHA))
-	}
-	switch c.Verb {
-	case VerbApprove:
-		return d.approve(c)
-	case VerbReject:
-		return d.reject(c)
-	case VerbDissent:
-		d.emit(EventDissent, EventData{Text: c.Text})
-		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("Dissent from %s on %s, recorded: %s", d.actor(), d.id(), c.Text)})
-		d.reply("Dissent recorded on %s.", d.id())
-		return nil
-	case VerbAction:
-		d.emit(EventAction, EventData{Text: c.Text})
-		d.reply("Action item %d recorded on %s.", len(d.esc.Actions), d.id())
-		return nil
-	case VerbArtifact:
-		return d.artifact(c)
-	case VerbIntake:
-		return d.intake(c)
-	case VerbDefer:
-		return d.deferral(c)
-	case VerbRisk:
-		return d.risk(c)
-	case VerbRetier:
-		return d.retier(c)
-	case VerbWithdraw:
-		return d.withdraw(c)
-	}
-	return problemf("/threatgate", "unknown verb %q; %s", c.Verb, HelpText(""))
-}
-
-// needsTier reports whether verb v decides against the escalation's tier
-// (its matrix, checklist, deadlines, risk ceiling).
-func needsTier(v Verb) bool {
-	switch v {
-	case VerbApprove, VerbReject, VerbDefer, VerbRisk, VerbIntake:
-		return true
-	}
-	return false
+	return sp.decide(d, c)
 }
 
 // VerbField names a verb's command as the user typed it, for Problems.

@@ -89,13 +89,3 @@ type Input struct {
 	Head string
 }
 
-// HeadBound reports whether a command with verb v decides about the code
-// at the MR's head, so that it must be about the head its sender saw:
-// approve, reject, retier, withdraw, risk and defer.
-func HeadBound(v Verb) bool {
-	switch v {
-	case VerbApprove, VerbReject, VerbRetier, VerbWithdraw, VerbRisk, VerbDefer:
-		return true
-	}
-	return false
-}

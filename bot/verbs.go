@@ -1,0 +1,100 @@
+package bot
+
+import "fmt"
+
+// verbSpec is everything threatgate knows about one verb: how it is
+// written and explained (help, problems; later Slack modals and Discord
+// command registration), what it needs, in which states it may run, and
+// the function that decides it. Adding a verb is one entry in verbs.
+type verbSpec struct {
+	verb         Verb
+	usage, about string
+	text         string // what the command's free text holds, for problems
+
+	anyone     bool // needs no person of the policy (help, status, backlog)
+	escalation bool // acts on an escalation (named, or the thread's)
+	afterEnd   bool // may still run once the escalation is merged or withdrawn
+	inIntake   bool // may run while a manual escalation waits for its intake
+	tier       bool // decides against the tier (matrix, checklist, deadlines, risk)
+	head       bool // decides about the code at the head: must be the head its sender saw
+
+	decide func(d *decision, c *Command) error // nil for help, which decide answers itself
+}
+
+// verbs lists every verb, in the order the full help shows them.
+var verbs = []verbSpec{
+	{verb: VerbEscalate, usage: "/escalate <group/proj!iid | MR URL> [--tier T] [--urgent] <reason>", about: "ask for a security review of a merge request", text: "reason",
+		decide: (*decision).escalate},
+	{verb: VerbApprove, usage: "/approve [ESC-id] [--check item=answer]... [rationale]", about: "approve, answering checklist items", text: "rationale",
+		escalation: true, tier: true, head: true, decide: (*decision).approve},
+	{verb: VerbStatus, usage: "/threatgate status [ESC-id]", about: "show where an escalation stands",
+		anyone: true, decide: (*decision).status},
+	{verb: VerbBacklog, usage: "/threatgate backlog", about: "list open escalations",
+		anyone: true, decide: (*decision).backlog},
+	{verb: VerbReject, usage: "/threatgate reject [ESC-id] <rationale>", about: "reject, saying why", text: "rationale",
+		escalation: true, tier: true, head: true, decide: (*decision).reject},
+	{verb: VerbDissent, usage: "/threatgate dissent [ESC-id] <note>", about: "record a dissenting note", text: "note",
+		escalation: true, afterEnd: true, inIntake: true, decide: (*decision).dissent},
+	{verb: VerbArtifact, usage: "/threatgate artifact [ESC-id] <kind> <link-or-text>", about: "attach an artifact such as a threat-model", text: "note",
+		escalation: true, decide: (*decision).artifact},
+	{verb: VerbDefer, usage: "/threatgate defer [ESC-id] <YYYY-MM-DD | duration> <reason>", about: "defer until a date, or for a duration such as 72h, 3d, 2w", text: "reason",
+		escalation: true, tier: true, head: true, decide: (*decision).deferral},
+	{verb: VerbAction, usage: "/threatgate action [ESC-id] <text>", about: "record a follow-up action", text: "action text",
+		escalation: true, afterEnd: true, inIntake: true, decide: (*decision).action},
+	{verb: VerbRisk, usage: "/threatgate risk [ESC-id] <1-25> [rationale]", about: "record the residual risk, likelihood (1-5) x impact (1-5)", text: "rationale",
+		escalation: true, tier: true, head: true, decide: (*decision).risk},
+	{verb: VerbRetier, usage: "/threatgate retier [ESC-id] <tier> <rationale>", about: "move an escalation to another tier", text: "rationale",
+		escalation: true, head: true, decide: (*decision).retier},
+	{verb: VerbWithdraw, usage: "/threatgate withdraw [ESC-id] <reason>", about: "withdraw an escalation", text: "reason",
+		escalation: true, inIntake: true, head: true, decide: (*decision).withdraw},
+	{verb: VerbIntake, usage: "/threatgate intake [ESC-id] then lines \"field: answer\"", about: "answer the intake fields of a manual escalation (in its thread, just write the lines)", text: "note",
+		escalation: true, inIntake: true, tier: true, decide: (*decision).intake},
+	{verb: VerbOverrideCap, usage: "/threatgate override-cap <person> [count] <rationale>", about: "grant a person count more manual escalations (default 1, at most 100)", text: "rationale",
+		decide: (*decision).overrideCap},
+	{verb: VerbHelp, usage: "/threatgate help [command]", about: "show this help, or one command's", anyone: true},
+}
+
+// spec returns the entry of v, nil for an unknown verb.
+func spec(v Verb) *verbSpec {
+	for i := range verbs {
+		if verbs[i].verb == v {
+			return &verbs[i]
+		}
+	}
+	return nil
+}
+
+// HeadBound reports whether a command with verb v decides about the code
+// at the MR's head, so that it must be about the head its sender saw:
+// approve, reject, retier, withdraw, risk and defer.
+func HeadBound(v Verb) bool {
+	s := spec(v)
+	return s != nil && s.head
+}
+
+// status answers /threatgate status.
+func (d *decision) status(c *Command) error {
+	if d.esc == nil {
+		return d.noEscalation(c)
+	}
+	d.reply("%s", d.statusText())
+	return nil
+}
+
+// backlog is answered by the engine (it reads every open escalation).
+func (d *decision) backlog(*Command) error {
+	return problemf("/threatgate backlog", "the backlog is answered by the engine, not here")
+}
+
+func (d *decision) dissent(c *Command) error {
+	d.emit(EventDissent, EventData{Text: c.Text})
+	d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("Dissent from %s on %s, recorded: %s", d.actor(), d.id(), c.Text)})
+	d.reply("Dissent recorded on %s.", d.id())
+	return nil
+}
+
+func (d *decision) action(c *Command) error {
+	d.emit(EventAction, EventData{Text: c.Text})
+	d.reply("Action item %d recorded on %s.", len(d.esc.Actions), d.id())
+	return nil
+}
