@@ -68,7 +68,6 @@ const (
 	maxOverrideCap  = 100     // extra escalations one override-cap may grant
 )
 
-
 // threatgateVerbs are the verbs /threatgate takes, in the order problems
 // list them.
 var threatgateVerbs = []Verb{

@@ -88,4 +88,3 @@ type Input struct {
 	// (HeadBound) is refused when the escalation's head is another.
 	Head string
 }
-
