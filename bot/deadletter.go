@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -25,4 +27,17 @@ type DeadLetter struct {
 type DeadLetters interface {
 	// SetAside records d. It is safe to call from any goroutine.
 	SetAside(ctx context.Context, d DeadLetter) error
+}
+
+// maxReason bounds a dead letter's reason, in bytes.
+const maxReason = 500
+
+// PanicReason writes a recovered panic value as a dead letter's reason and
+// a log line show it: one line, at most 500 bytes.
+func PanicReason(v any) string {
+	r := strings.Join(strings.Fields(fmt.Sprint(v)), " ")
+	if len(r) > maxReason {
+		r = strings.ToValidUTF8(r[:maxReason], "") + "…"
+	}
+	return r
 }

@@ -301,8 +301,8 @@ func (d *Dispatcher) retryAt(now time.Time, n int, err error) (time.Time, bool) 
 func (d *Dispatcher) deliver(ctx context.Context, ef Effect) (err error, panicked string) {
 	defer func() {
 		if r := recover(); r != nil {
-			panicked = fmt.Sprintf("%v", r)
-			d.log.Debug("panic stack", "effect_id", ef.ID, "stack", string(debug.Stack()))
+			panicked = PanicReason(r)
+			d.log.Error("panic stack", "effect_id", ef.ID, "stack", string(debug.Stack()))
 		}
 	}()
 	name := ef.Sink

@@ -279,9 +279,8 @@ func TestPanicInASinkIsSetAside(t *testing.T) {
 		}
 		return nil
 	}
-	dl := &recordedDeadLetters{}
 	d := bot.NewDispatcher(r.db, forge, nil, nil, r.clock, nil)
-	d.DeadLetters = dl
+	d.DeadLetters = r.db
 	if _, err := r.eng.Handle(ctx, mrInput(12, "aaa", r.clock.Now(), "internal/auth/session.go")); err != nil {
 		t.Fatal(err)
 	}
@@ -291,17 +290,14 @@ func TestPanicInASinkIsSetAside(t *testing.T) {
 	if got := kinds(forge.Effects()); !slices.Equal(got, []string{"status", "mr_labels"}) {
 		t.Errorf("forge effects = %v, want the status and the labels (the note set aside)", got)
 	}
-	if len(dl.got) != 1 || dl.got[0].Kind != "effect" || !dl.got[0].Panic || !strings.Contains(dl.got[0].Reason, "nil map") || len(dl.got[0].Payload) == 0 {
-		t.Errorf("dead letters = %+v", dl.got)
+	got, err := r.db.DeadLetters(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Kind != "effect" || !got[0].Panic || !strings.Contains(got[0].Reason, "nil map") || len(got[0].Payload) == 0 || got[0].Escalation != "ESC-1" {
+		t.Errorf("dead letters = %+v", got)
 	}
 	if left, _ := r.db.PendingEffects(ctx, 0); len(left) != 0 {
 		t.Errorf("%d effects left (the poison one must not replay)", len(left))
 	}
-}
-
-type recordedDeadLetters struct{ got []bot.DeadLetter }
-
-func (r *recordedDeadLetters) SetAside(_ context.Context, d bot.DeadLetter) error {
-	r.got = append(r.got, d)
-	return nil
 }

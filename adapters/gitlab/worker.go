@@ -151,16 +151,7 @@ func (p *panicked) Error() string { return "panic: " + p.reason() }
 
 // reason is the panic value on one line, bounded: what a dead letter
 // records and the log shows.
-func (p *panicked) reason() string {
-	r := strings.Join(strings.Fields(fmt.Sprint(p.value)), " ")
-	if len(r) > maxReason {
-		r = strings.ToValidUTF8(r[:maxReason], "") + "…"
-	}
-	return r
-}
-
-// maxReason bounds a dead letter's reason, in bytes.
-const maxReason = 500
+func (p *panicked) reason() string { return bot.PanicReason(p.value) }
 
 // recovered runs f and returns its error, or a *panicked when f panics.
 func recovered(f func() error) (err error) {
@@ -247,7 +238,13 @@ func (w *Worker) setAsideItem(ctx context.Context, log *slog.Logger, it bot.Inbo
 		log.Error("no dead-letter store: the item stays in the inbox and is retried", "retry_in", backoff(it.Attempts))
 		return false
 	}
-	dl := bot.DeadLetter{Kind: "inbox", Ref: fmt.Sprint(it.ID), Reason: pan.reason(), Panic: true, At: w.Clock.Now(), Payload: it.Body}
+	payload := it.Body
+	if pol := w.policy(); pol != nil {
+		// Kept for good: no secret a redacting signal would find (in a
+		// title, a description, a comment) is stored with it.
+		payload = []byte(pol.MaskSecrets(string(it.Body)))
+	}
+	dl := bot.DeadLetter{Kind: "inbox", Ref: fmt.Sprint(it.ID), Reason: pan.reason(), Panic: true, At: w.Clock.Now(), Payload: payload}
 	_ = recovered(func() error { dl.Escalation = w.escalationOf(ctx, it); return nil })
 	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
 		log.Error("cannot set the item aside; it stays in the inbox and is retried", "retry_in", backoff(it.Attempts), "err", err)
@@ -468,7 +465,12 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 		default:
 			in.Escalation = esc.ID
 		}
-		if cmd.Escalation != "" && cmd.Verb != bot.VerbEscalate && cmd.Escalation != in.Escalation {
+		if cmd.Verb == bot.VerbEscalate && (!strings.EqualFold(cmd.MR.Project, project) || cmd.MR.IID != iid) {
+			// A comment speaks for its own MR: escalating another one
+			// from here would gate, label and annotate an MR (perhaps in
+			// a project the commenter cannot see) on their word.
+			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("a comment here can only escalate this merge request (%s!%d); escalate %s!%d from chat or from a comment on it", project, iid, cmd.MR.Project, cmd.MR.IID)}
+		} else if cmd.Escalation != "" && cmd.Verb != bot.VerbEscalate && cmd.Escalation != in.Escalation {
 			// A comment speaks for its own MR: no reading or deciding
 			// another project's escalation from here.
 			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("%s is not this merge request's escalation; use the command on its own MR or in its chat thread", cmd.Escalation)}

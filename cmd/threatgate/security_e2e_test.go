@@ -441,3 +441,28 @@ func TestSecurityRiskCeiling(t *testing.T) {
 		t.Errorf("after the risk acceptance: gate %q, want success", g)
 	}
 }
+
+// TestSecurityCommentEscalatesOnlyItsOwnMR: a comment cannot escalate an
+// MR of another project (which threatgate's token can read, the commenter
+// perhaps not): no gate, label or note lands there on their word.
+func TestSecurityCommentEscalatesOnlyItsOwnMR(t *testing.T) {
+	r := newSecRig(t)
+	r.mr(9, shaA, "README.md", "docs")
+	r.gl.AddMR(gitlabtest.MR{Project: "hr/payroll", IID: 5, Title: "payroll", Author: "erin", SHA: shaB, UpdatedAt: r.clock.Now(),
+		Diffs: []gitlabtest.Diff{{OldPath: "README.md", NewPath: "README.md", Diff: "@@ -1 +1,2 @@\n x\n+y\n"}}})
+	r.comment(9, "ann", "/threatgate escalate hr/payroll!5 --tier T2 [URGENT] click https://evil.example/login"+intake)
+	if _, err := r.db.FindByMR(context.Background(), "hr/payroll", 5); err == nil {
+		t.Fatalf("a comment on shop/api!9 escalated hr/payroll!5")
+	}
+	if n := len(r.gl.Notes("hr/payroll", 5)); n != 0 || len(r.gl.Statuses("hr/payroll", shaB)) != 0 {
+		t.Errorf("hr/payroll!5 got %d notes and %d statuses", n, len(r.gl.Statuses("hr/payroll", shaB)))
+	}
+	if !strings.Contains(r.lastNote(9), "can only escalate this merge request") {
+		t.Errorf("answer %q", r.lastNote(9))
+	}
+	// Its own MR, in another case, is fine.
+	r.comment(9, "ann", "/threatgate escalate Shop/API!9 --tier T2 worried"+intake)
+	if e, err := r.db.FindByMR(context.Background(), "shop/api", 9); err != nil || !e.Manual {
+		t.Errorf("escalating its own MR: %v, %v", e, err)
+	}
+}

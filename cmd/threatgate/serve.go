@@ -99,7 +99,9 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	}
 	s.dispatcher = bot.NewDispatcher(db, forge, chat, nil, clock, log)
 	s.dispatcher.OnResult = s.metrics.delivered
-	// TODO(dispatcher): #9 set s.dispatcher.DeadLetters = db here, next to the worker's below.
+	// A delivery that panics is set aside; each chat thread's reference is
+	// kept per escalation and sink.
+	s.dispatcher.DeadLetters, s.dispatcher.Threads = db, db
 	eng := wakingEngine{s.engine, s.dispatcher}
 	if s.console != nil {
 		s.console.Engine = eng
