@@ -20,7 +20,9 @@
 // # Buckets
 //
 //	meta              schema_version, head_seq + head_hash (the end of the
-//	                  audit chain), next_escalation (n of the next ESC-n),
+//	                  audit chain), verified_seq + verified_hash (the
+//	                  checkpoint of VerifyFrom, absent until its first
+//	                  run), next_escalation (n of the next ESC-n),
 //	                  next_quiet (counter for effect ids of commits without
 //	                  events). Integers are big-endian uint64.
 //	events            big-endian uint64 seq -> JSON of bot.Event. Append-only;
@@ -35,8 +37,9 @@
 //	by_approver       person + 0x00 + id -> nil for each person in Waiting of
 //	                  an active escalation.
 //	outbox            effect id -> JSON of OutboxRecord.
-//	outbox_due        time key of NextAttempt + effect id -> nil, one entry per
-//	                  outbox record, so DueEffects reads only what is due.
+//	outbox_due        time key of NextAttempt + effect id -> nil, for queue
+//	                  heads and parked effects, so DueEffects reads only what
+//	                  is due.
 //	idempotency       key -> time key of its expiry.
 //	quota             person + "|" + quarter ("2026Q4") -> JSON of bot.Quota.
 //	inbox             big-endian uint64 id -> JSON of InboxItem: verified
@@ -44,6 +47,21 @@
 //	                  acknowledged, until processed. Written with Batch
 //	                  (its function is safe to run twice).
 //	inbox_keys        delivery id (webhook UUID) -> expiry time key.
+//	outbox_queue      sink + 0x00 + escalation (or "~" + effect id) + 0x00 +
+//	                  effect id -> nil: one delivery queue per (sink,
+//	                  escalation), in decision order. Only a queue's head
+//	                  (and parked effects) has an outbox_due entry.
+//	outbox_latest     sink + 0x00 + escalation + 0x00 + kind + 0x00 + sha ->
+//	                  the newest status (per head) or summary queued: an
+//	                  older one is superseded, a lookup.
+//	threads           sink + 0x00 + escalation -> JSON of bot.MessageRef: where
+//	                  the escalation's thread is on that chat sink.
+//	inbox_due         time key of NextAttempt + big-endian item id -> nil,
+//	                  one entry per inbox item (a zero NextAttempt is keyed
+//	                  as the earliest time), so InboxDue reads only what is
+//	                  due. Every write of an item goes through putInbox and
+//	                  deleteInbox (inbox.go), which keep it; schema 3 built
+//	                  it for the items already waiting.
 //	dead_letters      big-endian uint64 seq -> JSON of bot.DeadLetter: items a
 //	                  background loop set aside because handling them
 //	                  panicked (SetAside; ID "DL-<seq>" when none is given).
@@ -70,6 +88,14 @@
 // the record. The first event's PrevHash is 64 zeros. Verify recomputes
 // the chain from the stored bytes, so a field added to bot.Event later
 // does not invalidate the hashes of older records.
+//
+// Verify walks the whole chain. VerifyFrom (for pages, which must not
+// cost all history) checks only from the verified checkpoint in meta to
+// the head, and moves the checkpoint there when all of it is good: events
+// after the checkpoint are checked on every call until they are, and the
+// checkpoint's own event is re-read each time. A change to an earlier
+// event, or to the checkpoint itself (it is in the same file), is found
+// only by Verify.
 //
 // Effect ids are "<escalation id or global>/<seq>/<index>": the seq of the
 // first event of the commit (20 digits, zero-padded) and the effect's
