@@ -26,8 +26,8 @@ const (
 	hashMemberLen   = len(hashMemberStart) + sha256.Size*2 + 1
 )
 
-// ChainError is returned by Verify for the first event whose link in the
-// audit chain is broken.
+// ChainError is returned by Verify and VerifyFrom for the first event
+// whose link in the audit chain is broken.
 type ChainError struct {
 	Seq    uint64
 	Reason string
@@ -164,7 +164,9 @@ func (d *DB) AllEvents(ctx context.Context, fn func(bot.Event) error) error {
 // Verify walks the whole audit chain, recomputing every hash from the
 // stored bytes, and checks the chain head recorded in meta. It returns how
 // many events it checked and, for the first broken link, a *ChainError
-// (wrapped; use errors.As).
+// (wrapped; use errors.As). Its cost grows with the whole log; VerifyFrom
+// (checkpoint.go) checks only what was appended since its last call. Verify
+// neither reads nor moves VerifyFrom's checkpoint.
 func (d *DB) Verify(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("verify audit chain: %w", err)
@@ -190,17 +192,7 @@ func (d *DB) Verify(ctx context.Context) (int, error) {
 			prevSeq, prevHash = seq, hash
 			n++
 		}
-		meta := tx.Bucket(bucketMeta)
-		headSeq, headHash := getU64(meta, metaHeadSeq), string(meta.Get([]byte(metaHeadHash)))
-		switch {
-		case headSeq > prevSeq:
-			return &ChainError{Seq: prevSeq + 1, Reason: fmt.Sprintf("missing: the log ends at event %d but the chain head is event %d", prevSeq, headSeq)}
-		case headSeq < prevSeq:
-			return &ChainError{Seq: headSeq + 1, Reason: fmt.Sprintf("is past the chain head, event %d", headSeq)}
-		case prevSeq > 0 && headHash != prevHash:
-			return &ChainError{Seq: prevSeq, Reason: "hash does not match the chain head"}
-		}
-		return nil
+		return checkHead(tx.Bucket(bucketMeta), prevSeq, prevHash)
 	})
 	if err != nil {
 		return n, fmt.Errorf("verify audit chain: %w", err)
@@ -208,21 +200,29 @@ func (d *DB) Verify(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// checkHead checks that the chain head recorded in meta is the last event
+// read, lastSeq with hash lastHash.
+func checkHead(meta *bolt.Bucket, lastSeq uint64, lastHash string) error {
+	headSeq, headHash := getU64(meta, metaHeadSeq), string(meta.Get([]byte(metaHeadHash)))
+	switch {
+	case headSeq > lastSeq:
+		return &ChainError{Seq: lastSeq + 1, Reason: fmt.Sprintf("missing: the log ends at event %d but the chain head is event %d", lastSeq, headSeq)}
+	case headSeq < lastSeq:
+		return &ChainError{Seq: headSeq + 1, Reason: fmt.Sprintf("is past the chain head, event %d", headSeq)}
+	case lastSeq > 0 && headHash != lastHash:
+		return &ChainError{Seq: lastSeq, Reason: "hash does not match the chain head"}
+	}
+	return nil
+}
+
 // checkLink checks one stored event against the one before it.
 func checkLink(seq uint64, rec []byte, prevSeq uint64, prevHash string) error {
 	if seq != prevSeq+1 {
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("follows event %d; event %d is missing", prevSeq, prevSeq+1)}
 	}
-	canon, hash, ok := unseal(rec)
-	if !ok {
-		return &ChainError{Seq: seq, Reason: "record does not end with its hash"}
-	}
-	var ev bot.Event
-	if err := json.Unmarshal(rec, &ev); err != nil {
-		return &ChainError{Seq: seq, Reason: fmt.Sprintf("record is not an event: %v", err)}
-	}
-	if ev.Seq != seq {
-		return &ChainError{Seq: seq, Reason: fmt.Sprintf("record says seq %d", ev.Seq)}
+	ev, canon, hash, err := openRecord(seq, rec)
+	if err != nil {
+		return err
 	}
 	if ev.PrevHash != prevHash {
 		if prevSeq == 0 {
@@ -234,4 +234,21 @@ func checkLink(seq uint64, rec []byte, prevSeq uint64, prevHash string) error {
 		return &ChainError{Seq: seq, Reason: "hash does not match its content"}
 	}
 	return nil
+}
+
+// openRecord splits the stored record of event seq into the event, the
+// canonical JSON that was hashed and the hash it carries, and checks that
+// it is an event under its own seq.
+func openRecord(seq uint64, rec []byte) (ev bot.Event, canon []byte, hash string, err error) {
+	canon, hash, ok := unseal(rec)
+	if !ok {
+		return ev, nil, "", &ChainError{Seq: seq, Reason: "record does not end with its hash"}
+	}
+	if err := json.Unmarshal(rec, &ev); err != nil {
+		return ev, nil, "", &ChainError{Seq: seq, Reason: fmt.Sprintf("record is not an event: %v", err)}
+	}
+	if ev.Seq != seq {
+		return ev, nil, "", &ChainError{Seq: seq, Reason: fmt.Sprintf("record says seq %d", ev.Seq)}
+	}
+	return ev, canon, hash, nil
 }

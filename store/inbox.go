@@ -3,9 +3,11 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,16 +43,13 @@ func (d *DB) Enqueue(ctx context.Context, key, kind string, body []byte, at time
 				return nil
 			}
 		}
-		in := tx.Bucket(bucketInbox)
-		id, err := in.NextSequence()
+		// A second run is in a new transaction (the first was rolled
+		// back), so it gets the same id and writes the same records.
+		id, err := tx.Bucket(bucketInbox).NextSequence()
 		if err != nil {
 			return err
 		}
-		rec, err := json.Marshal(InboxItem{ID: id, Key: key, Kind: kind, Body: body, At: at, NextAttempt: at})
-		if err != nil {
-			return err
-		}
-		if err := in.Put(u64(id), rec); err != nil {
+		if err := putInbox(tx, &InboxItem{ID: id, Key: key, Kind: kind, Body: body, At: at, NextAttempt: at}); err != nil {
 			return err
 		}
 		if key != "" {
@@ -65,26 +64,41 @@ func (d *DB) Enqueue(ctx context.Context, key, kind string, body []byte, at time
 }
 
 // InboxDue returns up to limit items whose next attempt is due at now, in
-// the order they arrived; limit <= 0 means all.
+// the order they arrived; limit <= 0 means all. It reads the keys of the
+// inbox_due index up to now, and decodes only the items it returns: items
+// waiting for a later attempt cost nothing.
 func (d *DB) InboxDue(ctx context.Context, now time.Time, limit int) ([]InboxItem, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read inbox: %w", err)
 	}
 	var out []InboxItem
+	end := timeKey(now)
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketInbox).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		// The index sorts by due time, then arrival; the oldest items due
+		// may be anywhere in it up to now.
+		var ids []uint64
+		c := tx.Bucket(bucketInboxDue).Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:min(len(k), 8)], end) <= 0; k, _ = c.Next() {
+			if len(k) != 16 {
+				return fmt.Errorf("index inbox_due has a malformed key %x", k)
+			}
+			ids = append(ids, binary.BigEndian.Uint64(k[8:]))
+		}
+		slices.Sort(ids)
+		if limit > 0 && len(ids) > limit {
+			ids = ids[:limit]
+		}
+		in := tx.Bucket(bucketInbox)
+		for _, id := range ids {
+			v := in.Get(u64(id))
+			if v == nil {
+				return fmt.Errorf("index inbox_due names item %d, which is missing", id)
+			}
 			var it InboxItem
 			if err := json.Unmarshal(v, &it); err != nil {
-				return fmt.Errorf("inbox item %x: %w", k, err)
-			}
-			if it.NextAttempt.After(now) {
-				continue
+				return fmt.Errorf("inbox item %d: %w", id, err)
 			}
 			out = append(out, it)
-			if limit > 0 && len(out) >= limit {
-				break
-			}
 		}
 		return nil
 	})
@@ -100,41 +114,102 @@ func (d *DB) InboxDone(ctx context.Context, id uint64) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("finish inbox item %d: %w", id, err)
 	}
-	err := d.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketInbox).Delete(u64(id)) })
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		_, err := deleteInbox(tx, id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("finish inbox item %d: %w", id, err)
 	}
 	return nil
 }
 
-// InboxFailed records a failed attempt and when to try again.
+// InboxFailed records a failed attempt and when to try again (a zero next
+// means at once), or returns bot.ErrNotFound when the item is gone.
 func (d *DB) InboxFailed(ctx context.Context, id uint64, next time.Time, errText string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("reschedule inbox item %d: %w", id, err)
 	}
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketInbox)
-		v := b.Get(u64(id))
+		v := tx.Bucket(bucketInbox).Get(u64(id))
 		if v == nil {
 			return bot.ErrNotFound
 		}
 		var it InboxItem
 		if err := json.Unmarshal(v, &it); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		if _, err := deleteInbox(tx, id); err != nil {
 			return err
 		}
 		it.Attempts++
 		it.NextAttempt = next
 		it.LastError = errText
-		rec, err := json.Marshal(it)
-		if err != nil {
-			return err
-		}
-		return b.Put(u64(id), rec)
+		return putInbox(tx, &it)
 	})
 	if err != nil {
 		return fmt.Errorf("reschedule inbox item %d: %w", id, err)
 	}
 	return nil
+}
+
+// inboxDueKey is the inbox_due key of an item: the time key of its next
+// attempt, then its id, so that the index sorts by due time and, within
+// one, by arrival. A zero next attempt (which no writer sets) is due at
+// once, as it always was, rather than never as timeKey would sort it.
+func inboxDueKey(next time.Time, id uint64) []byte {
+	if next.IsZero() {
+		next = minNanoTime
+	}
+	return binary.BigEndian.AppendUint64(timeKey(next), id)
+}
+
+// putInbox stores it in the inbox and its entry in inbox_due. The caller
+// removes the entry of a record it replaces (deleteInbox).
+func putInbox(tx *bolt.Tx, it *InboxItem) error {
+	rec, err := json.Marshal(it)
+	if err != nil {
+		return fmt.Errorf("encode inbox item %d: %w", it.ID, err)
+	}
+	if err := tx.Bucket(bucketInbox).Put(u64(it.ID), rec); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketInboxDue).Put(inboxDueKey(it.NextAttempt, it.ID), nil)
+}
+
+// deleteInbox removes an item and its inbox_due entry, and reports
+// whether there was such an item. Whatever removes an inbox item (setting
+// it aside included) goes through here, so that the index names no
+// missing item. A record too damaged to say when it was due still goes,
+// with whatever entry names its id.
+func deleteInbox(tx *bolt.Tx, id uint64) (bool, error) {
+	in, due := tx.Bucket(bucketInbox), tx.Bucket(bucketInboxDue)
+	v := in.Get(u64(id))
+	if v == nil {
+		return false, nil
+	}
+	var it struct {
+		NextAttempt time.Time `json:"next_attempt"`
+	}
+	if err := json.Unmarshal(v, &it); err == nil {
+		if err := due.Delete(inboxDueKey(it.NextAttempt, id)); err != nil {
+			return false, err
+		}
+	} else {
+		var stale [][]byte
+		_ = due.ForEach(func(k, _ []byte) error {
+			if len(k) == 16 && binary.BigEndian.Uint64(k[8:]) == id {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+		for _, k := range stale {
+			if err := due.Delete(k); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, in.Delete(u64(id))
 }
 
 // InboxDepth counts the items waiting.
@@ -176,7 +251,23 @@ func (d *DB) PruneInboxKeys(ctx context.Context, now time.Time) (int, error) {
 	return n, nil
 }
 
-// migrate3InboxDue adds the inbox's due-time index.
+// migrate3InboxDue adds the inbox's due-time index and indexes the items
+// already waiting in the inbox.
 func migrate3InboxDue(tx *bolt.Tx) error {
-	return createBuckets(tx, bucketInboxDue)
+	if err := createBuckets(tx, bucketInboxDue); err != nil {
+		return err
+	}
+	due := tx.Bucket(bucketInboxDue)
+	return tx.Bucket(bucketInbox).ForEach(func(k, v []byte) error {
+		if len(k) != 8 {
+			return fmt.Errorf("inbox key %x is not an item id", k)
+		}
+		var it struct {
+			NextAttempt time.Time `json:"next_attempt"`
+		}
+		if err := json.Unmarshal(v, &it); err != nil {
+			return fmt.Errorf("decode inbox item %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		return due.Put(inboxDueKey(it.NextAttempt, binary.BigEndian.Uint64(k)), nil)
+	})
 }
