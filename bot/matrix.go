@@ -143,3 +143,29 @@ func (d *decision) approversOf(t *policies.Tier) []string {
 	}
 	return out
 }
+
+// Counts reports whether decision x of e (an approval when approval is
+// true) counts now: not stale, for the current head when the tier resets
+// approvals on push, not by an author of the MR or its commits and, for an
+// approval, not by the filer of a manual escalation. It is the rule decide
+// applies; every surface that shows decisions uses it.
+func Counts(e *Escalation, pol *policies.Policy, x Decision, approval bool) bool {
+	if e == nil || pol == nil {
+		return false
+	}
+	d := &decision{pol: pol, esc: e}
+	return d.counts(e, pol.Tier(e.Tier), x, approval)
+}
+
+// Stale reports whether decision x of e no longer counts because of new
+// commits, a retarget or a tier raise (not because of who gave it).
+func Stale(e *Escalation, pol *policies.Policy, x Decision) bool {
+	if x.Stale {
+		return true
+	}
+	var t *policies.Tier
+	if pol != nil {
+		t = pol.Tier(e.Tier)
+	}
+	return e.HeadSHA != "" && x.SHA != e.HeadSHA && t != nil && t.ResetApprovalsOnPush
+}

@@ -60,7 +60,7 @@ func (d *decision) target() State {
 // approval, not by the filer of a manual escalation.
 func (d *decision) counts(e *Escalation, t *policies.Tier, x Decision, approval bool) bool {
 	if x.Stale || (e.HeadSHA != "" && x.SHA != e.HeadSHA && t != nil && t.ResetApprovalsOnPush) {
-		return false
+		return false // the condition Stale exports
 	}
 	if approval && isFiler(e, x.By) {
 		return false

@@ -57,12 +57,15 @@ type EscalationJSON struct {
 
 // ApprovalJSON is one approval of an escalation.
 type ApprovalJSON struct {
-	By    string    `json:"by"`
-	Group string    `json:"group,omitempty"`
-	Role  string    `json:"role"`
-	SHA   string    `json:"sha"`
-	Stale bool      `json:"stale"`
-	At    time.Time `json:"at"`
+	By    string `json:"by"`
+	Group string `json:"group,omitempty"`
+	Role  string `json:"role"`
+	SHA   string `json:"sha"`
+	Stale bool   `json:"stale"`
+	// Counts: it fills a slot of the approvals matrix now (not stale, not
+	// by an author of the change or the filer).
+	Counts bool      `json:"counts"`
+	At     time.Time `json:"at"`
 }
 
 // Convert renders an escalation as the API shows it.
@@ -78,17 +81,13 @@ func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
 			j.MissingArtifacts = m
 		}
 	}
-	t := (*policies.Tier)(nil)
-	if pol != nil {
-		t = pol.Tier(e.Tier)
-	}
 	for _, a := range e.Approvals {
-		stale := a.Stale || (t != nil && t.ResetApprovalsOnPush && a.SHA != e.HeadSHA)
 		role := a.Role
 		if a.Arbiter {
 			role = "arbiter"
 		}
-		j.Approvals = append(j.Approvals, ApprovalJSON{By: a.By, Group: a.Group, Role: role, SHA: a.SHA, Stale: stale, At: a.At})
+		j.Approvals = append(j.Approvals, ApprovalJSON{By: a.By, Group: a.Group, Role: role, SHA: a.SHA,
+			Stale: bot.Stale(e, pol, a), Counts: bot.Counts(e, pol, a, true), At: a.At})
 	}
 	if e.Waiting != nil {
 		j.Waiting = e.Waiting
