@@ -27,6 +27,14 @@ const maxDeferral = 90 * 24 * time.Hour
 // a *Problem and comes with no events; an input that changes nothing
 // returns no events and perhaps a reply effect.
 func decide(g Given, pol *policies.Policy, in Input, now time.Time) ([]Event, []Effect, error) {
+	events, effects, _, err := decideProjection(g, pol, in, now)
+	return events, effects, err
+}
+
+// decideProjection is decide that also returns the projection its events
+// leave (g.Esc when they touch no escalation), so that the engine does not
+// apply them a second time.
+func decideProjection(g Given, pol *policies.Policy, in Input, now time.Time) ([]Event, []Effect, *Escalation, error) {
 	d := &decision{g: g, pol: pol, in: in, now: now, esc: g.Esc}
 	var err error
 	switch in.Kind {
@@ -37,14 +45,14 @@ func decide(g Given, pol *policies.Policy, in Input, now time.Time) ([]Event, []
 	case InputTick:
 		d.tick()
 	default:
-		return nil, nil, fmt.Errorf("decide: unknown input kind %q", in.Kind)
+		return nil, nil, nil, fmt.Errorf("decide: unknown input kind %q", in.Kind)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	d.settle()
 	statusFirst(d.effects)
-	return d.events, d.effects, nil
+	return d.events, d.effects, d.esc, nil
 }
 
 // statusFirst puts the commit status first among a decision's forge

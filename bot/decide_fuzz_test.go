@@ -38,13 +38,14 @@ func FuzzDecide(f *testing.F) {
 				p = smaller
 			}
 			now = now.Add(time.Duration(1+rng.IntN(600)) * time.Minute)
-			evs, _, err := func() (evs []Event, efs []Effect, err error) {
+			evs, proj, err := func() (evs []Event, proj *Escalation, err error) {
 				defer func() {
 					if r := recover(); r != nil {
 						t.Fatalf("decide panicked at input %d (%s): %v", i, describe(in), r)
 					}
 				}()
-				return decide(Given{Esc: esc}, p, in, now)
+				evs, _, proj, err = decideProjection(Given{Esc: esc}, p, in, now)
+				return evs, proj, err
 			}()
 			if err != nil {
 				if len(evs) != 0 {
@@ -52,6 +53,7 @@ func FuzzDecide(f *testing.F) {
 				}
 				continue
 			}
+			touched := false
 			for _, ev := range evs {
 				if ev.Kind == EventCapOverridden {
 					continue
@@ -59,6 +61,18 @@ func FuzzDecide(f *testing.F) {
 				ev.Escalation = "ESC-1"
 				esc = apply(esc, ev)
 				all = append(all, ev)
+				touched = true
+			}
+			if touched {
+				// The projection decide returns (what the engine stores)
+				// is what its events give.
+				got := proj.Clone()
+				if got.ID == "" {
+					got.ID = "ESC-1"
+				}
+				if !reflect.DeepEqual(got, esc) {
+					t.Fatalf("input %d (%s): decide's projection differs from its events':\n got %+v\nwant %+v", i, describe(in), got, esc)
+				}
 			}
 		}
 		if got := Replay(all); !reflect.DeepEqual(got, esc) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,7 +172,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Repl
 	if err != nil {
 		return Reply{}, err
 	}
-	events, effects, err := decide(g, pol, in, now)
+	events, effects, proj, err := decideProjection(g, pol, in, now)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -194,12 +195,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Repl
 	}
 	queued = e.route(queued)
 	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now}
-	proj, touched := g.Esc, false
-	for _, ev := range events {
-		if ev.Kind != EventCapOverridden {
-			proj, touched = apply(proj, ev), true
-		}
-	}
+	touched := slices.ContainsFunc(events, func(ev Event) bool { return ev.Kind != EventCapOverridden })
 	if touched {
 		proj.Waiting = Waiting(proj, pol)
 		c.Escalation = proj
