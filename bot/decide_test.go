@@ -558,3 +558,88 @@ func TestCardShowsRiskAndUnknownAuthors(t *testing.T) {
 		t.Errorf("bob approving his own commit: err = %v", err)
 	}
 }
+
+// TestDeadlinesExact: the deadlines events carry, to the minute: a tier's
+// windows from the opening, the urgent window, tightening (never
+// loosening) on a tier raise and a re-tier up.
+func TestDeadlinesExact(t *testing.T) {
+	pol := testPolicy(t)
+	t1, t2, t3 := pol.Tier("T1"), pol.Tier("T2"), pol.Tier("T3")
+	step := func(esc *Escalation, in Input, at time.Time) (*Escalation, []Event) {
+		t.Helper()
+		evs, _, err := decide(Given{Esc: esc}, pol, in, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			ev.Escalation = "ESC-1"
+			esc = apply(esc, ev)
+		}
+		return esc, evs
+	}
+	find := func(evs []Event, k EventKind) EventData {
+		t.Helper()
+		for _, ev := range evs {
+			if ev.Kind == k {
+				return ev.Data
+			}
+		}
+		t.Fatalf("no %s event in %v", k, evs)
+		return EventData{}
+	}
+	want := func(what string, got, want time.Time) {
+		t.Helper()
+		if !got.Equal(want) {
+			t.Errorf("%s = %s, want %s", what, got.Format(time.RFC3339), want.Format(time.RFC3339))
+		}
+	}
+
+	// Opened as T1 at t0.
+	esc, evs := step(nil, mrIn(action(MROpen), paths(".gitlab-ci.yml")), t0)
+	d := find(evs, EventOpened)
+	want("T1 first response", d.FirstResponseDue, t0.Add(min(t1.FirstResponse, t1.Decision)))
+	want("T1 decision", d.DecisionDue, t0.Add(t1.Decision))
+
+	// Raised to T3 an hour later: each deadline is the earlier of the old
+	// one and T3's from now.
+	when := t0.Add(time.Hour)
+	esc, evs = step(esc, mrIn(sha("bbb222"), at(60), paths(".gitlab-ci.yml", "src/auth/login.go"), secretLine()), when)
+	d = find(evs, EventTierRaised)
+	want("raised first response", d.FirstResponseDue, minTime(t0.Add(min(t1.FirstResponse, t1.Decision)), when.Add(min(t3.FirstResponse, t3.Decision))))
+	want("raised decision", d.DecisionDue, minTime(t0.Add(t1.Decision), when.Add(t3.Decision)))
+	if d.Tier != "T3" || d.FromTier != "T1" || d.Score != 160 {
+		t.Errorf("tier_raised payload = %+v", d)
+	}
+
+	// A manual urgent escalation: the urgent window.
+	_, evs = step(nil, cmd(t, "erin", "/escalate g/q!7 --urgent --tier T2 leaking\nsummary: s\nassets: a\nexploit: e"), t0)
+	urgent := t2.Decision
+	if t2.UrgentDecision > 0 {
+		urgent = t2.UrgentDecision
+	}
+	want("urgent decision", find(evs, EventFiled).DecisionDue, t0.Add(urgent))
+	if o := find(evs, EventOpened); !o.Manual || !o.Urgent || o.Text != "leaking" || o.Intake["summary"] != "s" {
+		t.Errorf("opened payload = %+v", o)
+	}
+
+	// A re-tier up by a lead tightens; a re-tier down sets the lower tier's
+	// windows from now.
+	esc, _ = step(nil, mrIn(action(MROpen), paths("src/auth/login.go")), t0) // T2
+	when = t0.Add(30 * time.Minute)
+	esc, evs = step(esc, cmd(t, "dave", "/threatgate retier T3 it handles tokens"), when)
+	d = find(evs, EventRetiered)
+	want("re-tier up decision", d.DecisionDue, minTime(t0.Add(t2.Decision), when.Add(t3.Decision)))
+	if d.FromTier != "T2" || d.Tier != "T3" || d.Text != "it handles tokens" || !d.Raised {
+		t.Errorf("retiered payload = %+v", d)
+	}
+	when = t0.Add(time.Hour)
+	_, evs = step(esc, cmd(t, "dave", "/threatgate retier T1 only config after all"), when)
+	want("re-tier down decision", find(evs, EventRetiered).DecisionDue, when.Add(t1.Decision))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
