@@ -219,11 +219,8 @@ func (d *decision) person() *policies.Person { return d.pol.Person("id", d.in.Ac
 func (d *decision) isAuthor() bool { return wrote(d.person(), d.esc.Authors()) }
 
 func shortSHA(s string) string {
-	if len(s) > 8 {
-		return s[:8]
-	}
 	if s == "" {
 		return "(no commit yet)"
 	}
-	return s
+	return ShortSHA(s)
 }

@@ -289,11 +289,7 @@ func (d *Dispatcher) retryAt(now time.Time, n int, err error) (time.Time, bool) 
 	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
 		return now.Add(ra.RetryAfter()), false
 	}
-	wait := minBackoff << min(n-1, 16)
-	if wait > maxBackoff || wait <= 0 {
-		wait = maxBackoff
-	}
-	return now.Add(wait), false
+	return now.Add(Backoff(n, minBackoff, maxBackoff)), false
 }
 
 // deliver hands ef to its sink. A panic in the sink is recovered and

@@ -86,12 +86,7 @@ const maxCommentAge = 15 * time.Minute
 // may be; later, the comment is refused.
 const maxClockSkew = time.Minute
 
-func short(sha string) string {
-	if len(sha) > 8 {
-		return sha[:8]
-	}
-	return sha
-}
+func short(sha string) string { return bot.ShortSHA(sha) }
 
 func (w *Worker) log() *slog.Logger {
 	if w.Log == nil {
@@ -134,11 +129,7 @@ func (w *Worker) Run(ctx context.Context, poll time.Duration) {
 // backoff is the wait before the next attempt at an item that failed
 // attempts times: 1s doubling, at most maxInboxBackoff.
 func backoff(attempts int) time.Duration {
-	wait := time.Second << min(attempts, 20)
-	if wait > maxInboxBackoff || wait <= 0 {
-		wait = maxInboxBackoff
-	}
-	return wait
+	return bot.Backoff(attempts+1, time.Second, maxInboxBackoff)
 }
 
 // panicked is a panic recovered while handling one item, as an error.

@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
 	"net/url"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/threatgate/threatgate/bot"
 )
 
 // Dashboard access. With no DashboardToken everything is open (the
@@ -99,12 +100,7 @@ func (ss *sessions) revoke(id string, exp, now time.Time) {
 // tokenOK compares a presented token with the dashboard token in
 // constant time (hashing first, so the length does not show either).
 func (s *Server) tokenOK(got string) bool {
-	if s.DashboardToken == "" || got == "" {
-		return false
-	}
-	a := sha256.Sum256([]byte(got))
-	b := sha256.Sum256([]byte(s.DashboardToken.Reveal()))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+	return bot.SecretEqual(got, s.DashboardToken)
 }
 
 // authenticate returns how r proves it may read: "bearer", "cookie", or

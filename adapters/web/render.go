@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/threatgate/threatgate/bot"
 )
 
 // Page is what every template gets. The page's own template reads its
@@ -195,7 +197,7 @@ func formatDuration(d time.Duration) string {
 }
 
 // shortSHA returns the first 8 characters of a commit SHA.
-func shortSHA(sha string) string { return prefix(8, sha) }
+func shortSHA(sha string) string { return bot.ShortSHA(sha) }
 
 // prefix returns the first n characters of s (ASCII: SHAs and hashes).
 func prefix(n int, s string) string {

@@ -836,17 +836,8 @@ func validPort(p string) bool {
 	return err == nil && n >= 0 && n <= 65535 && p == strconv.Itoa(n)
 }
 
-// fmtDur prints 10m0s as 10m.
-func fmtDur(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
+// fmtDur prints a duration as a config or policy file would: "10m", "2h", "3d".
+func fmtDur(d time.Duration) string { return fmtDuration(d) }
 
 // PublicURL returns the base URL for links to threatgate, without a
 // trailing slash: web.public_url when set, else "http://" + Listen with an
