@@ -1,7 +1,6 @@
 package bot
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/threatgate/threatgate/policies"
@@ -44,10 +43,10 @@ func (d *decision) retier(c *Command) error {
 	data.FirstResponseDue, data.DecisionDue = fr, dd
 	d.emit(EventRetiered, data)
 	d.endDeferralIfNotDeferrable(t)
-	text := fmt.Sprintf("%s re-tiered from %s to %s by %s: %s\n%s", d.id(), data.FromTier, t.ID, d.actor(), c.Text, d.requirements(t))
-	d.effect(Effect{Kind: EffectMRNote, Text: text})
+	n := &Notice{Kind: NoticeRetiered, Tier: t.ID, TierName: t.Name, FromTier: data.FromTier, By: d.actor(), Text: c.Text, Requirements: d.requirementsOf(t)}
+	d.effect(Effect{Kind: EffectMRNote, Notice: n})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
-	d.effect(Effect{Kind: EffectThreadPost, Text: text})
+	d.effect(Effect{Kind: EffectThreadPost, Notice: n})
 	d.reply("%s is now %s (%s).", d.id(), t.ID, t.Name)
 	return nil
 }
@@ -70,7 +69,7 @@ func (d *decision) withdraw(c *Command) error {
 	}
 	d.emit(EventWithdrawn, EventData{Text: c.Text})
 	d.emit(EventStateChanged, EventData{From: e.State, To: StateWithdrawn})
-	d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s withdrawn by %s: %s", d.id(), me, c.Text)})
+	d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeWithdrawn, By: me, Text: c.Text, SHA: e.HeadSHA}})
 	if e.HeadSHA == "" {
 		d.reply("%s withdrawn. It resumes as soon as its merge request has a head: a withdrawal holds only for the head it was made on.", d.id())
 	} else {
@@ -97,7 +96,7 @@ func (d *decision) endDeferralIfNotDeferrable(t *policies.Tier) {
 		return
 	}
 	d.emit(EventStateChanged, EventData{From: StateDeferred, To: d.target(), Text: "tier " + t.ID + " cannot be deferred"})
-	d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s: the deferral has ended, as tier %s cannot be deferred; back to %s.", d.id(), t.ID, d.esc.State), Mention: Waiting(d.esc, d.pol)})
+	d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeDeferralEnded, Tier: t.ID, Why: "tier " + t.ID + " cannot be deferred", State: d.esc.State}, Mention: Waiting(d.esc, d.pol)})
 }
 
 // withdrawalHolds reports whether a person's withdrawal of the escalation

@@ -71,6 +71,10 @@ type Effect struct {
 	Labels     []string   `json:"labels,omitempty"`
 	Mention    []string   `json:"mention,omitempty"`  // thread posts: person ids to mention; mr_note: GitLab usernames (only the author of an answered comment)
 	Security   bool       `json:"security,omitempty"` // thread_post: also post to the security channel
+	// Notice is what a thread post or MR note says, as data; each surface
+	// renders it (RenderText for GitLab and the console). Text is used
+	// when there is none (a status description, a summary card).
+	Notice *Notice `json:"notice,omitempty"`
 	// Sink is the sink this record is for (a name from Engine.SetSinks;
 	// by default its class). One effect decided for several chat surfaces
 	// is one record per surface.

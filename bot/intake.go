@@ -105,10 +105,9 @@ func (d *decision) file() error {
 	fr, dd := d.deadlines(t, e.Urgent)
 	d.emit(EventFiled, EventData{FirstResponseDue: fr, DecisionDue: dd})
 	d.emit(EventStateChanged, EventData{From: StateIntake, To: to})
-	summary := d.summary(t)
-	d.effect(Effect{Kind: EffectMRNote, Text: summary})
+	d.effect(Effect{Kind: EffectMRNote, Notice: d.opening(NoticeOpened, t)})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
-	d.effect(Effect{Kind: EffectThreadPost, Text: "Filed. " + summary, Mention: d.approversOf(t)})
+	d.effect(Effect{Kind: EffectThreadPost, Notice: d.opening(NoticeFiled, t), Mention: d.approversOf(t)})
 	d.reply("%s is filed (%s %s); the review has started.", d.id(), t.ID, t.Name)
 	return nil
 }

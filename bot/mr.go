@@ -3,7 +3,6 @@ package bot
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/threatgate/threatgate/policies"
@@ -59,9 +58,9 @@ func (d *decision) mr() error {
 		d.emit(EventMerged, EventData{Bypassed: bypassed, MRState: "merged"})
 		d.emit(EventStateChanged, EventData{From: from, To: StateMerged})
 		if bypassed {
-			text := fmt.Sprintf("BYPASS: %s (%s!%d) was merged at %s while %s, without the security approval its tier %s requires for that commit.", d.id(), e.Project, e.MRIID, shortSHA(d.esc.HeadSHA), from, e.Tier)
-			d.effect(Effect{Kind: EffectThreadPost, Security: true, Text: text})
-			d.effect(Effect{Kind: EffectMRNote, Text: text})
+			n := &Notice{Kind: NoticeBypass, Project: e.Project, MRIID: e.MRIID, SHA: d.esc.HeadSHA, State: from, Tier: e.Tier}
+			d.effect(Effect{Kind: EffectThreadPost, Security: true, Notice: n})
+			d.effect(Effect{Kind: EffectMRNote, Notice: n})
 		}
 		return nil
 	case "closed":
@@ -71,12 +70,12 @@ func (d *decision) mr() error {
 		d.update(mr, mi)
 		d.emit(EventWithdrawn, EventData{MRState: "closed", Text: "the merge request was closed"})
 		d.emit(EventStateChanged, EventData{From: d.esc.State, To: StateWithdrawn})
-		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s withdrawn: the merge request was closed.", d.id())})
+		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeClosed}})
 		return nil
 	}
 	if d.esc.State == StateWithdrawn && d.esc.MRState == "closed" {
 		d.emit(EventReopened, EventData{})
-		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s resumed: the merge request was reopened.", d.id())})
+		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeReopened}})
 		// settle moves it back to where it belongs.
 		d.emit(EventStateChanged, EventData{From: StateWithdrawn, To: d.target()})
 	}
@@ -100,15 +99,13 @@ func (d *decision) mr() error {
 		if t == nil {
 			// Its tier is no longer in the policy: back in review all
 			// the same, waiting for a re-tier.
-			text := fmt.Sprintf("%s is back in review: %s. Its tier %s is no longer in the policy; someone in %s must re-tier it.", d.id(), why, d.esc.Tier, strings.Join(d.pol.Authority.Retier, ", "))
-			d.effect(Effect{Kind: EffectMRNote, Text: text})
-			d.effect(Effect{Kind: EffectThreadPost, Text: text})
+			d.post(&Notice{Kind: NoticeResumed, Why: why, Tier: d.esc.Tier, SHA: d.esc.HeadSHA, Retiers: d.pol.Authority.Retier}, true, nil)
 			return nil
 		}
-		text := fmt.Sprintf("%s is back in review as %s: %s.\n%s", d.id(), t.ID, why, d.requirements(t))
-		d.effect(Effect{Kind: EffectMRNote, Text: text})
+		n := &Notice{Kind: NoticeResumed, Why: why, Tier: t.ID, TierName: t.Name, SHA: d.esc.HeadSHA, Requirements: d.requirementsOf(t)}
+		d.effect(Effect{Kind: EffectMRNote, Notice: n})
 		d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
-		d.effect(Effect{Kind: EffectThreadPost, Text: text, Mention: d.approversOf(t)})
+		d.effect(Effect{Kind: EffectThreadPost, Notice: n, Mention: d.approversOf(t)})
 		return nil
 	}
 	if d.esc.State != StateIntake || res.Tier == nil {
@@ -127,10 +124,9 @@ func (d *decision) mr() error {
 		to = StateAwaitingArtifacts
 	}
 	d.emit(EventStateChanged, EventData{From: StateIntake, To: to})
-	summary := d.summary(t)
-	d.effect(Effect{Kind: EffectMRNote, Text: summary})
+	d.effect(Effect{Kind: EffectMRNote, Notice: d.opening(NoticeOpened, t)})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
-	d.effect(Effect{Kind: EffectThreadPost, Text: "The merge request needs a security review on its own: " + summary, Mention: d.approversOf(t)})
+	d.effect(Effect{Kind: EffectThreadPost, Notice: d.opening(NoticeSelfFiled, t), Mention: d.approversOf(t)})
 	return nil
 }
 
@@ -233,10 +229,10 @@ func (d *decision) reclassify(res policies.Result, quiet bool) {
 		if quiet {
 			return
 		}
-		text := fmt.Sprintf("%s: tier raised from %s to %s (score %d).\n%s", d.id(), from, res.Tier.ID, res.Score, d.requirements(res.Tier))
-		d.effect(Effect{Kind: EffectMRNote, Text: text})
+		n := &Notice{Kind: NoticeTierRaised, Tier: res.Tier.ID, TierName: res.Tier.Name, FromTier: from, Score: res.Score, Requirements: d.requirementsOf(res.Tier)}
+		d.effect(Effect{Kind: EffectMRNote, Notice: n})
 		d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(res.Tier.ID)}})
-		d.effect(Effect{Kind: EffectThreadPost, Text: text, Mention: d.approversOf(res.Tier)})
+		d.effect(Effect{Kind: EffectThreadPost, Notice: n, Mention: d.approversOf(res.Tier)})
 		return
 	}
 	if res.Score != d.esc.Score || !sameSignals(res.Signals, d.esc.Signals) {
@@ -286,9 +282,11 @@ func (d *decision) open(mr *policies.MergeRequest, commitAuthors []string, res p
 			data.To = StateIntake
 			data.FirstResponseDue, data.DecisionDue = time.Time{}, time.Time{}
 			d.emit(EventOpened, data)
-			ask := fmt.Sprintf("Manual escalation %s of %s!%d (%s %s) by %s: %s\nBefore it counts as filed, %s, please answer each as a line \"field: answer\" in this thread:%s",
-				d.id(), data.Project, data.MRIID, t.ID, t.Name, d.actor(), reason, d.actor(), intakePrompts(missing))
-			d.effect(Effect{Kind: EffectThreadPost, Text: ask, Mention: []string{d.actor()}})
+			var fields []Field
+			for _, f := range missing {
+				fields = append(fields, Field{ID: f.ID, Text: f.Prompt})
+			}
+			d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeIntakeAsked, Project: data.Project, MRIID: data.MRIID, Tier: t.ID, TierName: t.Name, By: d.actor(), Text: reason, Fields: fields}, Mention: []string{d.actor()}})
 			d.reply("%s opened as a draft; answer its intake in the thread (or here, as lines \"field: answer\"):%s", IDPlaceholder, intakePrompts(missing))
 			return
 		}
@@ -297,10 +295,9 @@ func (d *decision) open(mr *policies.MergeRequest, commitAuthors []string, res p
 	} else {
 		d.emit(EventOpened, data)
 	}
-	summary := d.summary(t)
-	d.effect(Effect{Kind: EffectMRNote, Text: summary})
+	d.effect(Effect{Kind: EffectMRNote, Notice: d.opening(NoticeOpened, t)})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
-	d.effect(Effect{Kind: EffectThreadPost, Text: summary, Mention: d.approversOf(t)})
+	d.effect(Effect{Kind: EffectThreadPost, Notice: d.opening(NoticeOpened, t), Mention: d.approversOf(t)})
 	if manual {
 		d.reply("Escalated %s!%d as %s (%s %s). Follow it in its thread.", data.Project, data.MRIID, IDPlaceholder, t.ID, t.Name)
 	} else {

@@ -18,104 +18,14 @@ func Quarter(t time.Time) string {
 
 // Body returns the effect's text with the escalation id filled in.
 func (e Effect) Body() string {
+	text := e.Text
+	if e.Notice != nil {
+		text = RenderText(e.Notice, e.Escalation)
+	}
 	if e.Escalation == "" {
-		return e.Text
+		return text
 	}
-	return strings.ReplaceAll(e.Text, IDPlaceholder, e.Escalation)
-}
-
-// summary is the opening text of an escalation: tier, signals with their
-// evidence, what is required, who approves, and the deadlines.
-func (d *decision) summary(t *policies.Tier) string {
-	e := d.esc
-	var b strings.Builder
-	kind := "Security review required"
-	if e.Manual {
-		kind = "Manual security escalation"
-		if e.Urgent {
-			kind = "URGENT manual security escalation"
-		}
-	}
-	fmt.Fprintf(&b, "%s: %s, tier %s (%s)", kind, d.id(), t.ID, t.Name)
-	if !e.Manual {
-		fmt.Fprintf(&b, ", score %d", e.Score)
-	}
-	b.WriteString(".\n")
-	if e.Manual {
-		fmt.Fprintf(&b, "Filed by %s: %s\n", e.Filer, e.Reason)
-		for _, f := range d.pol.Intake {
-			if v := e.Intake[f.ID]; v != "" {
-				fmt.Fprintf(&b, "- %s: %s\n", f.ID, v)
-			}
-		}
-	}
-	if len(e.Signals) > 0 {
-		b.WriteString("Signals:\n")
-		for _, s := range e.Signals {
-			fmt.Fprintf(&b, "- %s (%s, +%d)\n", s.ID, s.Category, s.Weight)
-			for i, ev := range s.Evidence {
-				if i == 3 {
-					fmt.Fprintf(&b, "  - and %d more\n", len(s.Evidence)-3)
-					break
-				}
-				fmt.Fprintf(&b, "  - %s\n", ev)
-			}
-		}
-	}
-	b.WriteString(d.requirements(t))
-	fmt.Fprintf(&b, "\nFirst response due %s; decision due %s.", e.FirstResponseDue.UTC().Format("2006-01-02 15:04 MST"), e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"))
-	return b.String()
-}
-
-// requirements says what a tier asks for: artifacts, approvals, checklist.
-func (d *decision) requirements(t *policies.Tier) string {
-	var b strings.Builder
-	if len(t.Artifacts) > 0 {
-		var names []string
-		for _, k := range t.Artifacts {
-			a, _ := d.pol.Artifact(k)
-			names = append(names, fmt.Sprintf("%s (%s)", k, a.Name))
-		}
-		fmt.Fprintf(&b, "Artifacts required: %s. Add each with /threatgate artifact %s <kind> <link>.\n", strings.Join(names, ", "), d.id())
-	}
-	var rows []string
-	for _, a := range t.Approvals {
-		rows = append(rows, fmt.Sprintf("%d from %s (%s)", a.Count, a.Group, a.Role))
-	}
-	fmt.Fprintf(&b, "Approvals: %s.", strings.Join(rows, ", "))
-	if len(t.Review) > 0 {
-		fmt.Fprintf(&b, " Review: %s.", strings.Join(t.Review, ", "))
-	}
-	if len(t.Inform) > 0 {
-		fmt.Fprintf(&b, " Informed: %s.", strings.Join(t.Inform, ", "))
-	}
-	if len(t.Checklist) > 0 {
-		fmt.Fprintf(&b, "\nEach approver answers the checklist: %s.", strings.Join(t.Checklist, ", "))
-	}
-	return b.String()
-}
-
-// decisionsText lists the decisions that count, with their rationale.
-func (d *decision) decisionsText(ds []Decision) string {
-	var b strings.Builder
-	for _, x := range ds {
-		if x.Stale {
-			continue
-		}
-		role := x.Group
-		if x.Arbiter {
-			role = "arbiter"
-		}
-		fmt.Fprintf(&b, "- %s", x.By)
-		if role != "" {
-			fmt.Fprintf(&b, " (%s)", role)
-		}
-		if x.Rationale != "" {
-			fmt.Fprintf(&b, ": %s", x.Rationale)
-		}
-		b.WriteString("\n")
-	}
-	return strings.TrimRight(b.String(), "\n")
+	return strings.ReplaceAll(text, IDPlaceholder, e.Escalation)
 }
 
 // statusText answers /threatgate status.

@@ -11,7 +11,7 @@ import (
 func (d *decision) tick() {
 	if d.esc != nil && d.esc.State == StateDeferred && !d.now.Before(d.esc.DeferredUntil) {
 		d.emit(EventStateChanged, EventData{From: StateDeferred, To: d.target()})
-		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s: the deferral has ended; back to %s.", d.id(), d.esc.State), Mention: d.esc.Waiting})
+		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeDeferralEnded, State: d.esc.State}, Mention: d.esc.Waiting})
 	}
 }
 
@@ -184,20 +184,16 @@ func (d *decision) transitioned(from, to State) {
 	e := d.esc
 	switch to {
 	case StateApproved:
-		text := fmt.Sprintf("%s approved (%s %s).\n%s", d.id(), e.Tier, e.TierName, d.decisionsText(e.Approvals))
-		d.effect(Effect{Kind: EffectMRNote, Text: text})
-		d.effect(Effect{Kind: EffectThreadPost, Text: text})
+		d.post(&Notice{Kind: NoticeApproved, Tier: e.Tier, TierName: e.TierName, SHA: e.HeadSHA, Decisions: d.thatCount(e.Approvals, true)}, true, nil)
 	case StateRejected:
-		text := fmt.Sprintf("%s rejected.\n%s", d.id(), d.decisionsText(e.Rejections))
-		d.effect(Effect{Kind: EffectMRNote, Text: text})
-		d.effect(Effect{Kind: EffectThreadPost, Text: text})
+		d.post(&Notice{Kind: NoticeRejected, Tier: e.Tier, SHA: e.HeadSHA, Decisions: d.thatCount(e.Rejections, false)}, true, nil)
 	case StateDisputed:
-		d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s is disputed: it has both approvals and rejections. An arbiter (%s) decides with /approve or /threatgate reject.", d.id(), strings.Join(d.pol.Authority.Arbiter, ", "))})
+		d.post(&Notice{Kind: NoticeDisputed, Arbiters: d.pol.Authority.Arbiter}, false, nil)
 	case StateInReview:
 		if from == StateAwaitingArtifacts {
-			d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s has every required artifact and is ready for review.", d.id()), Mention: d.waiting()})
+			d.post(&Notice{Kind: NoticeReady}, false, d.waiting())
 		} else if from == StateApproved || from == StateRejected {
-			d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("%s is back in review: new commits at %s made earlier decisions stale.", d.id(), shortSHA(e.HeadSHA)), Mention: d.waiting()})
+			d.post(&Notice{Kind: NoticeBackInReview, SHA: e.HeadSHA}, false, d.waiting())
 		}
 	}
 }
@@ -220,7 +216,7 @@ func (d *decision) statusEffect() {
 		// again; one set by someone else is recorded as forged.
 		if st.State != "" && !st.Ours {
 			d.emit(EventStatusForged, EventData{Person: st.Author, Text: fmt.Sprintf("status %q on %s was set by %s, not threatgate; reset to %q", st.State, shortSHA(st.SHA), st.Author, now)})
-			d.effect(Effect{Kind: EffectThreadPost, Security: true, Text: fmt.Sprintf("FORGED STATUS: %s found the gate's status %q on %s set by %s; it is reset to %q.", d.id(), st.State, shortSHA(st.SHA), st.Author, now)})
+			d.effect(Effect{Kind: EffectThreadPost, Security: true, Notice: &Notice{Kind: NoticeForged, Found: st.State, FoundBy: st.Author, SHA: st.SHA, Reset: now}})
 		}
 		d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
 		return
@@ -314,4 +310,16 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 		desc = string(r[:137]) + "..."
 	}
 	return StatusPending, desc
+}
+
+// thatCount returns the decisions of ds that count now.
+func (d *decision) thatCount(ds []Decision, approvals bool) []Decision {
+	var out []Decision
+	t := d.tier()
+	for _, x := range ds {
+		if d.counts(d.esc, t, x, approvals) {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -1,7 +1,5 @@
 package bot
 
-import "fmt"
-
 // verbSpec is everything threatgate knows about one verb: how it is
 // written and explained (help, problems; later Slack modals and Discord
 // command registration), what it needs, in which states it may run, and
@@ -88,7 +86,7 @@ func (d *decision) backlog(*Command) error {
 
 func (d *decision) dissent(c *Command) error {
 	d.emit(EventDissent, EventData{Text: c.Text})
-	d.effect(Effect{Kind: EffectThreadPost, Text: fmt.Sprintf("Dissent from %s on %s, recorded: %s", d.actor(), d.id(), c.Text)})
+	d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeDissent, By: d.actor(), Text: c.Text, SHA: d.esc.HeadSHA}})
 	d.reply("Dissent recorded on %s.", d.id())
 	return nil
 }

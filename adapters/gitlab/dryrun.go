@@ -60,7 +60,7 @@ func (d *DryRun) SetStatus(_ context.Context, e bot.Effect) error { return d.rec
 // PostNote records what note would have been posted, neutralised and with
 // its mentions, as Client.PostNote would post it.
 func (d *DryRun) PostNote(_ context.Context, e bot.Effect) error {
-	e.Text = noteText(e)
+	e.Text, e.Notice = noteText(e), nil
 	return d.record(e)
 }
 
