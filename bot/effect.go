@@ -75,6 +75,8 @@ type Effect struct {
 	// renders it (RenderText for GitLab and the console). Text is used
 	// when there is none (a status description, a summary card).
 	Notice *Notice `json:"notice,omitempty"`
+	// Card is the summary a thread_summary effect sets, as data.
+	Card *CardData `json:"card,omitempty"`
 	// Sink is the sink this record is for (a name from Engine.SetSinks;
 	// by default its class). One effect decided for several chat surfaces
 	// is one record per surface.

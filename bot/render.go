@@ -19,8 +19,11 @@ func Quarter(t time.Time) string {
 // Body returns the effect's text with the escalation id filled in.
 func (e Effect) Body() string {
 	text := e.Text
-	if e.Notice != nil {
+	switch {
+	case e.Notice != nil:
 		text = RenderText(e.Notice, e.Escalation)
+	case e.Card != nil:
+		text = RenderCardText(e.Card, e.Escalation)
 	}
 	if e.Escalation == "" {
 		return text
@@ -113,78 +116,172 @@ func BacklogText(open []*Escalation, now time.Time) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-// card is the escalation's summary, the parent message of its thread,
-// kept current in place: where it stands, what is missing and from whom,
-// who is waited on, and when it is due.
-func (d *decision) card(e *Escalation) string {
+// CardData is an escalation's summary, the parent message of its thread,
+// as data: where it stands, what is missing and from whom, who is waited
+// on, and when it is due. Each surface renders it (RenderCardText).
+type CardData struct {
+	Project  string `json:"project"`
+	MRIID    int64  `json:"mr_iid"`
+	Title    string `json:"title,omitempty"` // from outside
+	Tier     string `json:"tier"`
+	TierName string `json:"tier_name,omitempty"`
+	State    State  `json:"state"`
+	Urgent   bool   `json:"urgent,omitempty"`
+	Bypassed bool   `json:"bypassed,omitempty"`
+
+	Filer         string  `json:"filer,omitempty"`          // intake: who must answer
+	IntakeMissing []Field `json:"intake_missing,omitempty"` // intake: the fields and their prompts
+
+	Artifacts []CardArtifact `json:"artifacts,omitempty"`
+	AskedOf   string         `json:"asked_of,omitempty"` // who owes the missing artifacts
+
+	HeadSHA   string    `json:"head_sha,omitempty"`
+	Approvals []CardRow `json:"approvals,omitempty"` // nil when the tier is unknown
+
+	RiskCeiling  int  `json:"risk_ceiling,omitempty"` // 0: no ceiling
+	RiskRecorded bool `json:"risk_recorded,omitempty"`
+	Risk         int  `json:"risk,omitempty"`
+	RiskAccepted bool `json:"risk_accepted,omitempty"`
+
+	UnknownAuthors []string  `json:"unknown_authors,omitempty"`
+	Waiting        []string  `json:"waiting,omitempty"`
+	DeferredUntil  time.Time `json:"deferred_until,omitzero"`
+	DecisionDue    time.Time `json:"decision_due,omitzero"` // set while active
+}
+
+// CardArtifact is one artifact the tier requires: in (by whom) or missing.
+type CardArtifact struct {
+	Kind string `json:"kind"`
+	By   string `json:"by,omitempty"` // "" while missing
+}
+
+// CardRow is one row of the approvals matrix: how many slots are filled.
+type CardRow struct {
+	Group  string `json:"group"`
+	Filled int    `json:"filled"`
+	Count  int    `json:"count"`
+}
+
+// card builds the summary card of e.
+func (d *decision) card(e *Escalation) *CardData {
 	if e == nil {
-		return ""
+		return nil
 	}
 	t := d.pol.Tier(e.Tier)
-	var b strings.Builder
-	mr := fmt.Sprintf("%s!%d", e.Project, e.MRIID)
-	if e.Title != "" {
-		mr += fmt.Sprintf(" %q", e.Title)
+	c := &CardData{Project: e.Project, MRIID: e.MRIID, Title: e.Title, Tier: e.Tier, TierName: e.TierName, State: e.State,
+		Urgent: e.Urgent, Bypassed: e.Bypassed, HeadSHA: e.HeadSHA}
+	if e.State == StateIntake {
+		c.Filer = e.Filer
+		for _, f := range d.missingIntake(e.Intake) {
+			c.IntakeMissing = append(c.IntakeMissing, Field{ID: f.ID, Text: f.Prompt})
+		}
+		return c
 	}
-	fmt.Fprintf(&b, "%s · %s · %s %s · %s", d.id(), mr, e.Tier, e.TierName, strings.ReplaceAll(string(e.State), "_", " "))
-	if e.Urgent {
+	if t != nil {
+		for _, k := range t.Artifacts {
+			a := CardArtifact{Kind: k}
+			if i := slices.IndexFunc(e.Artifacts, func(x Artifact) bool { return x.Kind == k }); i >= 0 {
+				a.By = e.Artifacts[i].By
+			}
+			c.Artifacts = append(c.Artifacts, a)
+		}
+		if len(e.MissingArtifacts(t)) > 0 {
+			c.AskedOf = d.askedOf(e)
+		}
+		filled := d.assign(e, t)
+		c.Approvals = []CardRow{}
+		for _, a := range t.Approvals {
+			c.Approvals = append(c.Approvals, CardRow{Group: a.Group, Filled: min(filled[a.Group], a.Count), Count: a.Count})
+		}
+		if t.MaxResidualRisk > 0 {
+			c.RiskCeiling = t.MaxResidualRisk
+			if r := RiskOf(e, d.pol); r != nil {
+				c.RiskRecorded, c.Risk, c.RiskAccepted = true, r.Score, d.riskAccepted(e, t)
+			}
+		}
+	}
+	c.UnknownAuthors = UnknownAuthors(e, d.pol)
+	c.Waiting = Waiting(e, d.pol)
+	if e.State == StateDeferred {
+		c.DeferredUntil = e.DeferredUntil
+	}
+	if e.State.Active() {
+		c.DecisionDue = e.DecisionDue
+	}
+	return c
+}
+
+// RenderCardText writes a card as text, for GitLab and the console; id is
+// the escalation's id (IDPlaceholder before it has one). Times are
+// absolute only: the card is edited when the escalation changes, not as
+// the clock moves, so "in 3h" would go stale.
+func RenderCardText(c *CardData, id string) string {
+	if c == nil {
+		return ""
+	}
+	if id == "" {
+		id = IDPlaceholder
+	}
+	var b strings.Builder
+	mr := fmt.Sprintf("%s!%d", c.Project, c.MRIID)
+	if c.Title != "" {
+		mr += fmt.Sprintf(" %q", c.Title)
+	}
+	fmt.Fprintf(&b, "%s · %s · %s %s · %s", id, mr, c.Tier, c.TierName, strings.ReplaceAll(string(c.State), "_", " "))
+	if c.Urgent {
 		b.WriteString(" · URGENT")
 	}
-	if e.Bypassed {
+	if c.Bypassed {
 		b.WriteString(" · BYPASSED")
 	}
-	if e.State == StateIntake {
-		fmt.Fprintf(&b, "\nWaiting for %s to answer the intake:%s", e.Filer, intakePrompts(d.missingIntake(e.Intake)))
+	if c.State == StateIntake {
+		fmt.Fprintf(&b, "\nWaiting for %s to answer the intake:%s", c.Filer, fieldLines(c.IntakeMissing))
 		return b.String()
 	}
-	if t != nil && len(t.Artifacts) > 0 {
+	if len(c.Artifacts) > 0 {
 		var parts []string
-		for _, k := range t.Artifacts {
-			if i := slices.IndexFunc(e.Artifacts, func(a Artifact) bool { return a.Kind == k }); i >= 0 {
-				parts = append(parts, fmt.Sprintf("%s ✓ (%s)", k, e.Artifacts[i].By))
+		missing := false
+		for _, a := range c.Artifacts {
+			if a.By != "" {
+				parts = append(parts, fmt.Sprintf("%s ✓ (%s)", a.Kind, a.By))
 			} else {
-				parts = append(parts, k+" missing")
+				parts, missing = append(parts, a.Kind+" missing"), true
 			}
 		}
 		line := "Artifacts: " + strings.Join(parts, ", ")
-		if len(e.MissingArtifacts(t)) > 0 {
-			if who := d.askedOf(e); who != "" {
-				line += " (asked of " + who + ")"
-			}
+		if missing && c.AskedOf != "" {
+			line += " (asked of " + c.AskedOf + ")"
 		}
 		b.WriteString("\n" + line)
 	}
-	if t != nil {
-		filled := d.assign(e, t)
+	if c.Approvals != nil {
 		var rows []string
-		for _, a := range t.Approvals {
-			rows = append(rows, fmt.Sprintf("%s %d/%d", a.Group, min(filled[a.Group], a.Count), a.Count))
+		for _, r := range c.Approvals {
+			rows = append(rows, fmt.Sprintf("%s %d/%d", r.Group, r.Filled, r.Count))
 		}
-		fmt.Fprintf(&b, "\nApprovals at %s: %s", shortSHA(e.HeadSHA), strings.Join(rows, ", "))
-		if t.MaxResidualRisk > 0 {
-			switch r := RiskOf(e, d.pol); {
-			case r == nil:
-				fmt.Fprintf(&b, "\nResidual risk: not recorded (at most %d; /threatgate risk %s <1-25>)", t.MaxResidualRisk, d.id())
-			case r.Score > t.MaxResidualRisk && !d.riskAccepted(e, t):
-				fmt.Fprintf(&b, "\nResidual risk: %d, above %d: needs a %s approval", r.Score, t.MaxResidualRisk, RoleRiskAcceptance)
+		fmt.Fprintf(&b, "\nApprovals at %s: %s", shortSHA(c.HeadSHA), strings.Join(rows, ", "))
+		if c.RiskCeiling > 0 {
+			switch {
+			case !c.RiskRecorded:
+				fmt.Fprintf(&b, "\nResidual risk: not recorded (at most %d; /threatgate risk %s <1-25>)", c.RiskCeiling, id)
+			case c.Risk > c.RiskCeiling && !c.RiskAccepted:
+				fmt.Fprintf(&b, "\nResidual risk: %d, above %d: needs a %s approval", c.Risk, c.RiskCeiling, RoleRiskAcceptance)
 			default:
-				fmt.Fprintf(&b, "\nResidual risk: %d (at most %d)", r.Score, t.MaxResidualRisk)
+				fmt.Fprintf(&b, "\nResidual risk: %d (at most %d)", c.Risk, c.RiskCeiling)
 			}
 		}
 	}
-	if u := UnknownAuthors(e, d.pol); len(u) > 0 {
-		fmt.Fprintf(&b, "\nCommit authors not in the policy: %s", strings.Join(u, ", "))
+	if len(c.UnknownAuthors) > 0 {
+		fmt.Fprintf(&b, "\nCommit authors not in the policy: %s", strings.Join(c.UnknownAuthors, ", "))
 	}
-	if w := Waiting(e, d.pol); len(w) > 0 {
-		fmt.Fprintf(&b, "\nWaiting on: %s", strings.Join(w, ", "))
+	if len(c.Waiting) > 0 {
+		fmt.Fprintf(&b, "\nWaiting on: %s", strings.Join(c.Waiting, ", "))
 	}
-	if e.State == StateDeferred {
-		fmt.Fprintf(&b, "\nDeferred until %s", e.DeferredUntil.UTC().Format("2006-01-02 15:04 MST"))
+	if !c.DeferredUntil.IsZero() {
+		fmt.Fprintf(&b, "\nDeferred until %s", c.DeferredUntil.UTC().Format("2006-01-02 15:04 MST"))
 	}
-	if e.State.Active() && !e.DecisionDue.IsZero() {
-		// Absolute times only: the card is edited when the escalation
-		// changes, not as the clock moves, so "in 3h" would go stale.
-		fmt.Fprintf(&b, "\nDecision due %s", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"))
+	if !c.DecisionDue.IsZero() {
+		fmt.Fprintf(&b, "\nDecision due %s", c.DecisionDue.UTC().Format("2006-01-02 15:04 MST"))
 	}
 	return b.String()
 }
@@ -231,5 +328,9 @@ func humanDuration(d time.Duration) string {
 // console after a restart) shows it instead.
 func Card(e *Escalation, pol *policies.Policy, now time.Time) string {
 	d := &decision{pol: pol, now: now, esc: e}
-	return d.card(e)
+	id := ""
+	if e != nil {
+		id = e.ID
+	}
+	return RenderCardText(d.card(e), id)
 }

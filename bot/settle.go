@@ -2,6 +2,7 @@ package bot
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -166,8 +167,8 @@ func (d *decision) settle() {
 	d.statusEffect()
 	// The card shows "due in ..." which moves with time: compare the cards
 	// as of now, so only a real change edits the thread.
-	if now := d.card(d.esc); len(d.events) > 0 && now != d.card(d.g.Esc) {
-		d.effect(Effect{Kind: EffectThreadSummary, Text: now, Mention: Waiting(d.esc, d.pol)})
+	if now := d.card(d.esc); len(d.events) > 0 && !reflect.DeepEqual(now, d.card(d.g.Esc)) {
+		d.effect(Effect{Kind: EffectThreadSummary, Card: now, Mention: Waiting(d.esc, d.pol)})
 		if d.g.Esc == nil {
 			// A new thread: its summary is the parent message, so it goes
 			// out before the first post in it.

@@ -90,3 +90,34 @@ func TestEveryNoticeKindHasAGolden(t *testing.T) {
 		t.Errorf("%d samples for %d kinds", len(all), len(kinds))
 	}
 }
+
+// TestRenderCardTextGolden: the summary card as text, a full one and a
+// draft's.
+func TestRenderCardTextGolden(t *testing.T) {
+	due := time.Date(2026, 11, 4, 9, 0, 0, 0, time.UTC)
+	for name, c := range map[string]*CardData{
+		"card": {Project: "g/p", MRIID: 1, Title: "Rotate sessions", Tier: "T3", TierName: "critical", State: StateInReview, Urgent: true,
+			Artifacts: []CardArtifact{{Kind: "threat-model", By: "ann"}, {Kind: "rollback-plan"}}, AskedOf: "ann, erin",
+			HeadSHA: "aaa1111122223333", Approvals: []CardRow{{Group: "appsec", Filled: 1, Count: 2}, {Group: "leads", Count: 1}},
+			RiskCeiling: 9, RiskRecorded: true, Risk: 16, UnknownAuthors: []string{"stranger@elsewhere.example"},
+			Waiting: []string{"bob", "carol"}, DecisionDue: due},
+		"card_intake": {Project: "g/q", MRIID: 7, Tier: "T2", TierName: "high", State: StateIntake, Filer: "erin",
+			IntakeMissing: []Field{{ID: "assets", Text: "What is at stake?"}}},
+	} {
+		got := RenderCardText(c, "ESC-7") + "\n"
+		path := filepath.Join("testdata", "notices", name+".txt")
+		if *update {
+			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%s: %v (run go test -update)", name, err)
+		}
+		if got != string(want) {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
+		}
+	}
+}
