@@ -129,7 +129,7 @@ func NewDispatcher(o Outbox, forge Forge, chat Chat, pager Pager, clock Clock, l
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{outbox: o, sinks: map[string]Sink{}, clock: clock,
-		log: log.With("component", "dispatcher"), wake: make(chan struct{}, 1)}
+		log: log.With(LogComponent, "dispatcher"), wake: make(chan struct{}, 1)}
 	if forge != nil {
 		d.sinks[SinkForge] = &forgeSink{forge: forge, d: d}
 	}
@@ -161,7 +161,7 @@ func (d *Dispatcher) Run(ctx context.Context, poll time.Duration) error {
 	defer t.Stop()
 	for {
 		if _, err := d.DeliverDue(ctx); err != nil && ctx.Err() == nil {
-			d.log.Error("outbox pass failed", "err", err)
+			d.log.Error("outbox pass failed", LogErr, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -220,7 +220,7 @@ func (d *Dispatcher) one(ctx context.Context, rec OutboxRecord, now time.Time) (
 	}
 	derr, panicked := d.deliver(ctx, ef)
 	if panicked != "" {
-		d.log.Error("delivery panicked; effect set aside", "effect_id", ef.ID, "kind", ef.Kind, "escalation_id", ef.Escalation, "panic", panicked)
+		d.log.Error("delivery panicked; effect set aside", LogEffectID, ef.ID, LogKind, ef.Kind, LogEscalationID, ef.Escalation, LogPanic, panicked)
 		if d.DeadLetters == nil {
 			// Nowhere to set it aside: park it, so it holds nothing up.
 			return false, ignoreGone(d.outbox.EffectFailed(ctx, ef.ID, now.Add(permanentRetry), permanentMark+"panic: "+panicked, true))
@@ -238,11 +238,11 @@ func (d *Dispatcher) one(ctx context.Context, rec OutboxRecord, now time.Time) (
 		return true, ignoreGone(d.outbox.EffectDone(ctx, ef.ID))
 	}
 	next, permanent := d.retryAt(now, rec.Attempts+1, derr)
-	log := d.log.With("effect_id", ef.ID, "kind", ef.Kind, "sink", ef.Sink, "escalation_id", ef.Escalation, "attempt", rec.Attempts+1)
+	log := d.log.With(LogEffectID, ef.ID, LogKind, ef.Kind, LogSink, ef.Sink, LogEscalationID, ef.Escalation, LogAttempt, rec.Attempts+1)
 	if permanent {
-		log.Error("delivery failed and will not succeed as things are; fix the cause, it is tried again later", "retry_in", permanentRetry, "err", derr)
+		log.Error("delivery failed and will not succeed as things are; fix the cause, it is tried again later", LogRetryIn, permanentRetry, LogErr, derr)
 	} else {
-		log.Warn("delivery failed, will retry", "retry_in", next.Sub(now), "err", derr)
+		log.Warn("delivery failed, will retry", LogRetryIn, next.Sub(now), LogErr, derr)
 	}
 	text := derr.Error()
 	if permanent {
@@ -298,7 +298,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ef Effect) (err error, panicke
 	defer func() {
 		if r := recover(); r != nil {
 			panicked = PanicReason(r)
-			d.log.Error("panic stack", "effect_id", ef.ID, "stack", string(debug.Stack()))
+			d.log.Error("panic stack", LogEffectID, ef.ID, LogStack, string(debug.Stack()))
 		}
 	}()
 	name := ef.Sink
@@ -307,7 +307,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ef Effect) (err error, panicke
 	}
 	s := d.sinks[name]
 	if s == nil {
-		d.log.Debug("no sink for effect, dropped", "effect_id", ef.ID, "kind", ef.Kind, "sink", name)
+		d.log.Debug("no sink for effect, dropped", LogEffectID, ef.ID, LogKind, ef.Kind, LogSink, name)
 		return nil, ""
 	}
 	if ef.Escalation != "" && d.Threads != nil && SinkClass(ef.Kind) == SinkChat {

@@ -58,7 +58,7 @@ func NewEngine(store Store, pol *policies.Policy, clock Clock, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{store: store, clock: clock, log: log.With("component", "engine")}
+	e := &Engine{store: store, clock: clock, log: log.With(LogComponent, "engine")}
 	e.policy.Store(pol)
 	return e
 }
@@ -103,7 +103,7 @@ func (e *Engine) Handle(ctx context.Context, in Input) (Reply, error) {
 	for attempt := 1; ; attempt++ {
 		reply, err := e.once(ctx, pol, in)
 		if errors.Is(err, ErrConflict) && attempt < maxAttempts {
-			e.log.Debug("conflict, deciding again", "attempt", attempt)
+			e.log.Debug("conflict, deciding again", LogAttempt, attempt)
 			continue
 		}
 		return reply, err
@@ -218,7 +218,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Repl
 		reply.Escalation = id
 	}
 	reply.Text = strings.ReplaceAll(strings.Join(replies, "\n"), IDPlaceholder, id)
-	e.log.Info("committed", "escalation_id", id, "events", len(events), "effects", len(queued))
+	e.log.Info("committed", LogEscalationID, id, LogEvents, len(events), LogEffects, len(queued))
 	if e.OnCommit != nil && len(queued) > 0 {
 		e.OnCommit()
 	}
