@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,46 +224,49 @@ func TestInboxDueOrder(t *testing.T) {
 // item or index entry is written twice.
 func TestInboxEnqueueRunTwice(t *testing.T) {
 	db := mustOpen(t)
-	// Every batch is one pair: an Enqueue and a failing call, in either
-	// order. When the Enqueue ran first, its work is rolled back and it
-	// runs again.
+	// Every batch is one pair: an Enqueue and a failing call. When the
+	// Enqueue is first in the batch, its work is rolled back with the
+	// failure and it runs again. The failing call is made once the Enqueue
+	// has started, so that it is usually second; pairs go on until some
+	// Enqueue ran twice.
 	db.bolt.MaxBatchSize, db.bolt.MaxBatchDelay = 2, time.Hour
 	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
-	var reruns atomic.Int32
-	for i := range 50 {
+	reruns, n := 0, 0
+	for ; n < 20 || reruns == 0; n++ {
+		if n == 2000 {
+			t.Fatal("no Enqueue ran twice in 2000 tries; the test proves nothing")
+		}
 		var wg sync.WaitGroup
+		started := make(chan struct{})
 		wg.Go(func() {
-			if _, err := db.Enqueue(ctx, fmt.Sprintf("uuid-%d", i), "k", []byte("b"), at); err != nil {
+			close(started)
+			if _, err := db.Enqueue(ctx, fmt.Sprintf("uuid-%d", n), "k", []byte("b"), at); err != nil {
 				t.Error(err)
 			}
 		})
-		wg.Go(func() {
-			calls := 0
-			err := db.bolt.Batch(func(tx *bolt.Tx) error {
-				// The first call is in the batch's transaction (a later one
-				// is on its own): the Enqueue ran before it there when the
-				// inbox's sequence moved.
-				if calls++; calls == 1 && tx.Bucket(bucketInbox).Sequence() > uint64(i) {
-					reruns.Add(1)
-				}
-				return errors.New("fail the batch")
-			})
-			if err == nil {
-				t.Error("the failing call succeeded")
+		<-started
+		calls := 0
+		err := db.bolt.Batch(func(tx *bolt.Tx) error {
+			// The first call is in the batch's transaction (a later one is
+			// on its own): the Enqueue ran before it there when the
+			// inbox's sequence moved.
+			if calls++; calls == 1 && tx.Bucket(bucketInbox).Sequence() > uint64(n) {
+				reruns++
 			}
+			return errors.New("fail the batch")
 		})
+		if err == nil {
+			t.Error("the failing call succeeded")
+		}
 		wg.Wait()
 	}
-	if reruns.Load() == 0 {
-		t.Fatal("no Enqueue ran twice; the test proves nothing")
-	}
-	t.Logf("%d of 50 Enqueue functions ran twice", reruns.Load())
-	if got := inboxIndex(t, db); len(got) != 50 {
-		t.Errorf("index has %d entries, want 50", len(got))
+	t.Logf("%d of %d Enqueue functions ran twice", reruns, n)
+	if got := inboxIndex(t, db); len(got) != n {
+		t.Errorf("index has %d entries, want %d", len(got), n)
 	}
 	items, err := db.InboxDue(ctx, at, 0)
-	if err != nil || len(items) != 50 {
-		t.Fatalf("InboxDue = %d items, %v; want 50", len(items), err)
+	if err != nil || len(items) != n {
+		t.Fatalf("InboxDue = %d items, %v; want %d", len(items), err, n)
 	}
 	for i, it := range items {
 		if it.ID != uint64(i+1) || it.Key != fmt.Sprintf("uuid-%d", i) {
