@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/threatgate/threatgate/policies"
 )
@@ -86,6 +87,11 @@ const maxAttempts = 5
 // *Problem (nothing is written); any other error is internal. When Handle
 // returns without error, the decision is durable.
 func (e *Engine) Handle(ctx context.Context, in Input) (Reply, error) {
+	return e.handleAt(ctx, in, time.Time{})
+}
+
+// handleAt is Handle deciding at now (the clock's time when zero).
+func (e *Engine) handleAt(ctx context.Context, in Input, now time.Time) (Reply, error) {
 	pol := e.Policy()
 	if err := e.identify(pol, &in); err != nil {
 		return Reply{}, err
@@ -101,7 +107,7 @@ func (e *Engine) Handle(ctx context.Context, in Input) (Reply, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	for attempt := 1; ; attempt++ {
-		reply, err := e.once(ctx, pol, in)
+		reply, err := e.once(ctx, pol, in, now)
 		if errors.Is(err, ErrConflict) && attempt < maxAttempts {
 			e.log.Debug("conflict, deciding again", LogAttempt, attempt)
 			continue
@@ -157,8 +163,10 @@ func (e *Engine) lockIndex(in Input) int {
 	return int(h.Sum32() % uint32(len(e.locks)))
 }
 
-func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input) (Reply, error) {
-	now := e.clock.Now()
+func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now time.Time) (Reply, error) {
+	if now.IsZero() {
+		now = e.clock.Now()
+	}
 	if in.Key != "" {
 		seen, err := e.store.SeenKey(ctx, in.Key, now)
 		if err != nil {
@@ -268,4 +276,31 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 		return g, fmt.Errorf("load escalation: %w", err)
 	}
 	return g, nil
+}
+
+// Tick moves the escalations whose time has come at now: each deferral
+// that has ended goes back to where it belongs. It reads only those (the
+// store's deferral index), feeds each through decide as a time input, and
+// returns how many it moved. A rerun at the same now changes nothing: a
+// moved escalation is no longer deferred. Errors for one escalation are
+// logged and skipped; the last one is returned.
+func (e *Engine) Tick(ctx context.Context, now time.Time) (int, error) {
+	ids, err := e.store.DeferralsDue(ctx, now, 500)
+	if err != nil {
+		return 0, fmt.Errorf("tick: %w", err)
+	}
+	moved := 0
+	var last error
+	for _, id := range ids {
+		rep, err := e.handleAt(ctx, Input{Kind: InputTick, Actor: System, Escalation: id}, now)
+		if err != nil {
+			e.log.Error("tick failed", LogEscalationID, id, LogErr, err)
+			last = err
+			continue
+		}
+		if !rep.Duplicate {
+			moved++
+		}
+	}
+	return moved, last
 }

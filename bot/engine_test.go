@@ -280,3 +280,43 @@ func TestEngineIntakeInThreadCountsWhenFiled(t *testing.T) {
 		t.Error("a draft past the cap was accepted")
 	}
 }
+
+// TestEngineTickEndsDeferrals: Tick takes the time as an argument, reads
+// only the deferrals that have ended (the store's index) and moves each
+// back; a rerun changes nothing.
+func TestEngineTickEndsDeferrals(t *testing.T) {
+	r := newRig(t)
+	pol, err := policies.Load("engine.yaml", []byte(strings.Replace(enginePolicy, "approvals: [{group: appsec, count: 1}]", "approvals: [{group: appsec, count: 1}]\n    deferrable: true", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.eng.SetPolicy(pol)
+	ctx := context.Background()
+	t0 := r.clock.Now()
+	for i, iid := range []int64{12, 13} {
+		if _, err := r.eng.Handle(ctx, mrInput(iid, "aaa", t0, "internal/auth/session.go")); err != nil {
+			t.Fatal(err)
+		}
+		esc := fmt.Sprintf("ESC-%d", i+1)
+		if _, err := r.eng.Handle(ctx, command(t, "slack", "UALICE", fmt.Sprintf("/threatgate defer %dh waiting for the vendor", 2*(i+1)), esc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := r.eng.Tick(ctx, t0.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("Tick before any deferral ended: %d, %v", n, err)
+	}
+	if n, err := r.eng.Tick(ctx, t0.Add(3*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Tick after the first deferral ended: %d, %v", n, err)
+	}
+	e1, _ := r.db.FindEscalation(ctx, "ESC-1")
+	e2, _ := r.db.FindEscalation(ctx, "ESC-2")
+	if e1.State != bot.StateAwaitingArtifacts || e2.State != bot.StateDeferred {
+		t.Errorf("after the tick: ESC-1 %s, ESC-2 %s; want ESC-1 back to awaiting_artifacts, ESC-2 still deferred", e1.State, e2.State)
+	}
+	if n, _ := r.eng.Tick(ctx, t0.Add(3*time.Hour)); n != 0 {
+		t.Errorf("a rerun moved %d", n)
+	}
+	if ids, _ := r.db.DeferralsDue(ctx, t0.Add(24*time.Hour), 0); len(ids) != 1 || ids[0] != "ESC-2" {
+		t.Errorf("DeferralsDue = %v, want only ESC-2", ids)
+	}
+}

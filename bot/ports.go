@@ -16,6 +16,9 @@ type Store interface {
 	// FindOpen returns the escalations that still wait on people
 	// (State.Active), oldest deadline first.
 	FindOpen(ctx context.Context) ([]*Escalation, error)
+	// DeferralsDue returns the ids of deferred escalations whose deferral
+	// has ended at now, earliest first, at most limit (<= 0: all).
+	DeferralsDue(ctx context.Context, now time.Time, limit int) ([]string, error)
 	// Quota returns a person's manual escalations and cap overrides in a
 	// quarter ("2026Q4").
 	Quota(ctx context.Context, person, quarter string) (Quota, error)

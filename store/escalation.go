@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -213,6 +214,9 @@ func unindex(tx *bolt.Tx, e *bot.Escalation) error {
 	if err := tx.Bucket(bucketOpenByDeadline).Delete(deadlineKey(e)); err != nil {
 		return err
 	}
+	if err := tx.Bucket(bucketDeferred).Delete(deferredKey(e)); err != nil {
+		return err
+	}
 	byApprover := tx.Bucket(bucketByApprover)
 	for _, p := range e.Waiting {
 		if err := byApprover.Delete(approverKey(p, e.ID)); err != nil {
@@ -233,6 +237,11 @@ func index(tx *bolt.Tx, e *bot.Escalation) error {
 	if err := tx.Bucket(bucketOpenByDeadline).Put(deadlineKey(e), nil); err != nil {
 		return err
 	}
+	if e.State == bot.StateDeferred {
+		if err := tx.Bucket(bucketDeferred).Put(deferredKey(e), nil); err != nil {
+			return err
+		}
+	}
 	byApprover := tx.Bucket(bucketByApprover)
 	for _, p := range e.Waiting {
 		if strings.IndexByte(p, 0) >= 0 {
@@ -243,4 +252,33 @@ func index(tx *bolt.Tx, e *bot.Escalation) error {
 		}
 	}
 	return nil
+}
+
+// deferredKey is the deferred_until key of e: the time key of the end of
+// its deferral and its id.
+func deferredKey(e *bot.Escalation) []byte { return append(timeKey(e.DeferredUntil), e.ID...) }
+
+// DeferralsDue returns the ids of deferred escalations whose deferral has
+// ended at now, earliest first, at most limit (<= 0: all). It reads only
+// those (the deferred_until index).
+func (d *DB) DeferralsDue(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read deferrals due: %w", err)
+	}
+	var out []string
+	until := string(timeKey(now))
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDeferred).Cursor()
+		for k, _ := c.First(); k != nil && string(k[:8]) <= until; k, _ = c.Next() {
+			if limit > 0 && len(out) == limit {
+				break
+			}
+			out = append(out, string(k[8:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read deferrals due: %w", err)
+	}
+	return out, nil
 }

@@ -379,7 +379,20 @@ func (d *DB) OutboxDepth(ctx context.Context) (int, error) {
 // its sink (by kind) and a place in its queue, in id order (the order it
 // was decided in); only queue heads stay in outbox_due.
 func migrate2OutboxQueues(tx *bolt.Tx) error {
-	if err := createBuckets(tx, bucketOutboxQueue, bucketOutboxLatest, bucketThreads); err != nil {
+	if err := createBuckets(tx, bucketOutboxQueue, bucketOutboxLatest, bucketThreads, bucketDeferred); err != nil {
+		return err
+	}
+	// Deferred escalations, by the end of their deferral.
+	if err := tx.Bucket(bucketEscalations).ForEach(func(k, v []byte) error {
+		var e bot.Escalation
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("decode escalation %s: %w", k, err)
+		}
+		if e.State != bot.StateDeferred {
+			return nil
+		}
+		return tx.Bucket(bucketDeferred).Put(deferredKey(&e), nil)
+	}); err != nil {
 		return err
 	}
 	// by_mr keys are now in lower case: re-key them (the first escalation

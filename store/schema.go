@@ -25,6 +25,7 @@ var (
 	bucketOutboxQueue  = []byte("outbox_queue")
 	bucketOutboxLatest = []byte("outbox_latest")
 	bucketThreads      = []byte("threads")
+	bucketDeferred     = []byte("deferred_until")
 	// Schema 3 (inbox.go): the inbox's due-time index.
 	bucketInboxDue = []byte("inbox_due")
 	// Schema 4 (deadletter.go): items set aside.
@@ -38,7 +39,7 @@ var buckets = [][]byte{
 	bucketByMR, bucketOpenByDeadline, bucketByApprover,
 	bucketOutbox, bucketOutboxDue, bucketIdempotency, bucketQuota,
 	bucketInbox, bucketInboxKeys,
-	bucketOutboxQueue, bucketOutboxLatest, bucketThreads,
+	bucketOutboxQueue, bucketOutboxLatest, bucketThreads, bucketDeferred,
 	bucketInboxDue,
 	bucketDeadLetters,
 }
