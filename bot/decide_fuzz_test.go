@@ -26,6 +26,9 @@ func FuzzDecide(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	if smaller.Tier("T3") != nil {
+		f.Fatal("the smaller policy still has T3")
+	}
 	f.Fuzz(func(t *testing.T, seed uint64, swap uint8) {
 		rng := rand.New(rand.NewPCG(seed, uint64(swap)))
 		p := pol
@@ -81,8 +84,16 @@ func FuzzDecide(f *testing.F) {
 	})
 }
 
-// smallerPolicyYAML is testPolicyYAML without T3 (and its signals' tier).
-const smallerPolicyYAML = `
+// smallerPolicyYAML is testPolicyYAML without its T3 tier: a team edited
+// its policy while escalations were open.
+var smallerPolicyYAML = strings.Replace(testPolicyYAML, `  - id: T3
+    name: critical
+    when: {min_score: 100}
+    artifacts: [threat-model, rollback-plan]
+    approvals: [{group: appsec, count: 2}, {group: leads, count: 1, role: risk-acceptance}]
+    checklist: [data-sensitivity]
+    max_residual_risk: 9
+`, "", 1)
 version: 1
 signals:
   - {id: auth, category: access-control, weight: 40, when: {paths: ["**/auth/**"]}}
