@@ -94,34 +94,6 @@ var smallerPolicyYAML = strings.Replace(testPolicyYAML, `  - id: T3
     checklist: [data-sensitivity]
     max_residual_risk: 9
 `, "", 1)
-version: 1
-signals:
-  - {id: auth, category: access-control, weight: 40, when: {paths: ["**/auth/**"]}}
-  - {id: secret, category: data-exposure, weight: 100, when: {added_lines: ['(?i)password\s*=']}}
-  - {id: ci, category: ci-cd, weight: 20, when: {paths: [".gitlab-ci.yml"]}}
-tiers:
-  - id: T2
-    name: high
-    when: {min_score: 40}
-    artifacts: [threat-model]
-    approvals: [{group: appsec, count: 1}]
-    deferrable: true
-groups:
-  appsec: {members: [alice, bob, carol, frank]}
-  leads: {members: [dave]}
-  champions: {members: [erin, ann]}
-people:
-  - {gitlab: ann, email: ann@example.com}
-  - {gitlab: alice, email: alice@example.com}
-  - {gitlab: bob, email: bob@example.com}
-  - {gitlab: carol, email: carol@example.com}
-  - {gitlab: dave, email: dave@example.com}
-  - {gitlab: erin, email: erin@example.com}
-  - {gitlab: mallory, email: mallory@example.com}
-  - {gitlab: frank, email: Frank@example.com}
-caps: {manual_escalations_per_quarter: 2, override_group: leads}
-authority: {retier: [leads], arbiter: [leads]}
-`
 
 func describe(in Input) string {
 	switch in.Kind {
