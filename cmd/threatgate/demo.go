@@ -583,7 +583,7 @@ func newDemoServer(cfg Config, pol *policies.Policy, db *store.DB, clock bot.Clo
 	if err != nil {
 		return nil, err
 	}
-	sim.handler = wakingEngine{s.engine, s.dispatcher}
+	sim.handler = s.engine
 	s.dispatcher.Refresher = sim
 	s.handler = demoHandler(s, sim)
 	return s, nil

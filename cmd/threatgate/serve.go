@@ -102,7 +102,9 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	// A delivery that panics is set aside; each chat thread's reference is
 	// kept per escalation and sink.
 	s.dispatcher.DeadLetters, s.dispatcher.Threads = db, db
-	eng := wakingEngine{s.engine, s.dispatcher}
+	// Effects go out as soon as they are committed.
+	s.engine.OnCommit = s.dispatcher.Wake
+	eng := s.engine
 	if s.console != nil {
 		s.console.Engine = eng
 	}
@@ -164,19 +166,6 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	mux.Handle("/", s.local(s.web.Handler()))
 	s.handler = mux
 	return s, nil
-}
-
-// wakingEngine wakes the dispatcher after every input, so effects go out
-// as soon as they are committed.
-type wakingEngine struct {
-	*bot.Engine
-	d *bot.Dispatcher
-}
-
-func (w wakingEngine) Handle(ctx context.Context, in bot.Input) (bot.Reply, error) {
-	rep, err := w.Engine.Handle(ctx, in)
-	w.d.Wake()
-	return rep, err
 }
 
 // local protects the pages when no dashboard token is set: they are then
