@@ -13,6 +13,8 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/threatgate/threatgate/internal/yamlnode"
 )
 
 // MaxPolicySize bounds a policy file; larger files are refused unread.
@@ -135,27 +137,9 @@ func (l *loader) fail(n *yaml.Node, field, format string, args ...any) {
 	l.probs = append(l.probs, p)
 }
 
-func resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {
-		n = n.Alias
-	}
-	return n
-}
+func resolve(n *yaml.Node) *yaml.Node { return yamlnode.Resolve(n) }
 
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "nothing"
-		}
-		return strconv.Quote(n.Value)
-	}
-	return "something else"
-}
+func describe(n *yaml.Node) string { return yamlnode.Describe(n) }
 
 // fields walks the mapping n, calling fn for each key in allowed order of
 // appearance; unknown and duplicate keys are problems.
@@ -165,25 +149,7 @@ func (l *loader) fields(n *yaml.Node, field string, allowed []string, fn func(ke
 		l.fail(n, field, "want a mapping with keys %s, got %s", strings.Join(allowed, ", "), describe(n))
 		return false
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		f := k.Value
-		if field != "" {
-			f = field + "." + k.Value
-		}
-		switch {
-		case k.Value == "<<":
-			l.fail(k, field, "merge keys (<<) are not supported; write the keys out")
-		case !slices.Contains(allowed, k.Value):
-			l.fail(k, field, "unknown key %q; want one of %s", k.Value, strings.Join(allowed, ", "))
-		case seen[k.Value]:
-			l.fail(k, f, "duplicate key")
-		default:
-			seen[k.Value] = true
-			fn(k.Value, v, f)
-		}
-	}
+	yamlnode.Each(n, field, allowed, func(n *yaml.Node, field, msg string) { l.fail(n, field, "%s", msg) }, nil, fn)
 	return true
 }
 

@@ -21,6 +21,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/threatgate/threatgate/internal/yamlnode"
+
 	"github.com/threatgate/threatgate/bot"
 	"github.com/threatgate/threatgate/policies"
 )
@@ -419,35 +421,30 @@ func (d *configDecoder) mapping(n *yaml.Node, section string, allowed []string, 
 		d.fail(n, section, "%s", msg)
 		return
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		f := k.Value
+	fail := func(n *yaml.Node, field, msg string) { d.fail(n, field, "%s", msg) }
+	secret := func(key string) (string, string, bool) {
+		f := key
 		if section != "" {
-			f = section + "." + k.Value
+			f = section + "." + key
 		}
-		switch {
-		case k.Value == "<<":
-			d.fail(k, section, "merge keys (<<) are not supported; write the keys out")
-		case !slices.Contains(allowed, k.Value):
-			if msg, ok := secretKeyMsg(section, k.Value, allowed); ok {
-				d.fail(k, f, "%s", msg)
-			} else {
-				d.fail(k, section, "unknown key %q; want one of %s", k.Value, strings.Join(allowed, ", "))
-			}
-		case seen[k.Value]:
-			d.fail(k, f, "duplicate key")
-		default:
-			seen[k.Value] = true
-			at := *resolveNode(v)
-			if isNull(&at) {
-				at = *k // point at the key when the value is missing
-			}
-			at.Content = nil
-			d.src.at[f] = at
-			fn(k.Value, v, f)
-		}
+		msg, ok := secretKeyMsg(section, key, allowed)
+		return f, msg, ok
 	}
+	// Keys are walked with their key nodes at hand, to point at the key
+	// when the value is missing.
+	keys := map[*yaml.Node]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		keys[n.Content[i+1]] = n.Content[i]
+	}
+	yamlnode.Each(n, section, allowed, fail, secret, func(key string, v *yaml.Node, f string) {
+		at := *resolveNode(v)
+		if isNull(&at) {
+			at = *keys[v] // point at the key when the value is missing
+		}
+		at.Content = nil
+		d.src.at[f] = at
+		fn(key, v, f)
+	})
 }
 
 // primarySecret is each section's main secret, named when someone writes
@@ -622,28 +619,11 @@ func (d *configDecoder) flag(n *yaml.Node, f string, dst *bool) {
 	}
 }
 
-func resolveNode(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {
-		n = n.Alias
-	}
-	return n
-}
+func resolveNode(n *yaml.Node) *yaml.Node { return yamlnode.Resolve(n) }
 
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.AliasNode || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
+func isNull(n *yaml.Node) bool { return yamlnode.IsNull(n) }
 
-func describeNode(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return strconv.Quote(n.Value)
-	}
-	return "something else"
-}
+func describeNode(n *yaml.Node) string { return yamlnode.Describe(n) }
 
 // yamlConfigProblem turns a YAML syntax error into a Problem with its line.
 func yamlConfigProblem(file string, err error) *policies.Problem {
