@@ -15,7 +15,9 @@ func TestEach(t *testing.T) {
 		t.Fatal(err)
 	}
 	var problems, seen []string
-	fail := func(n *yaml.Node, field, msg string) { problems = append(problems, fmt.Sprintf("%d:%d %s: %s", n.Line, n.Column, field, msg)) }
+	fail := func(n *yaml.Node, field, msg string) {
+		problems = append(problems, fmt.Sprintf("%d:%d %s: %s", n.Line, n.Column, field, msg))
+	}
 	unknown := func(key string) (string, string, bool) {
 		if key == "secret" {
 			return "sec.secret", "secrets come from the environment", true
