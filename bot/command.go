@@ -799,6 +799,11 @@ func parseMR(field, t string) (MRRef, error) {
 	return MRRef{Project: project, IID: n}, nil
 }
 
+// ParseMRURL reads a merge request's web URL, as parseMRURL does for
+// commands; every error is a *Problem that never repeats credentials or
+// the query.
+func ParseMRURL(raw string) (MRRef, error) { return parseMRURL("", strings.TrimSpace(raw)) }
+
 // parseMRURL reads https://host[:port]/group/proj/-/merge_requests/12,
 // with anything after the number (/diffs, ?query, #note_1). Problems
 // never repeat credentials or query strings.

@@ -286,35 +286,16 @@ func toMergeRequest(mr *gl.MergeRequest, project, head string, changes []policie
 // the prefix reads as part of the project path. A malformed URL is a
 // *bot.Problem whose message never repeats credentials or the query.
 func ParseMRURL(u string) (baseURL, project string, iid int64, err error) {
-	const example = "https://gitlab.example.com/group/proj/-/merge_requests/12"
-	bad := func(format string, args ...any) (string, string, int64, error) {
-		return "", "", 0, &bot.Problem{Msg: fmt.Sprintf(format, args...)}
+	// One parser for merge request URLs: the command grammar's.
+	ref, err := bot.ParseMRURL(u)
+	if err != nil {
+		return "", "", 0, err
 	}
 	p, perr := url.Parse(strings.TrimSpace(u))
 	if perr != nil {
-		return bad("want a merge request URL such as %s; this one is not a valid URL", example)
+		return "", "", 0, &bot.Problem{Msg: "want a merge request URL; this one is not a valid URL"}
 	}
-	if p.User != nil {
-		return bad("remove the user name and password from the merge request URL")
-	}
-	shown := strconv.Quote((&url.URL{Scheme: p.Scheme, Host: p.Host, Path: p.Path}).String())
-	if p.Scheme != "http" && p.Scheme != "https" || p.Hostname() == "" || p.Opaque != "" {
-		return bad("want a merge request URL such as %s, got %s", example, shown)
-	}
-	before, after, ok := strings.Cut(p.Path, "/-/merge_requests/")
-	project, hadSlash := strings.CutPrefix(before, "/")
-	if !ok || !hadSlash {
-		return bad("want a merge request URL such as %s, got %s", example, shown)
-	}
-	if !validProjectPath(project) {
-		return bad("want a project path of letters, digits, _ . - with its group in the URL, got %s", shown)
-	}
-	num, _, _ := strings.Cut(after, "/")
-	n, cerr := strconv.ParseInt(num, 10, 64)
-	if cerr != nil || n <= 0 || strings.HasPrefix(num, "+") {
-		return bad("want a positive merge request number after /-/merge_requests/, got %s", shown)
-	}
-	return p.Scheme + "://" + p.Host, project, n, nil
+	return p.Scheme + "://" + p.Host, ref.Project, ref.IID, nil
 }
 
 // validProjectPath reports whether p is a project path with its namespace:
