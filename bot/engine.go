@@ -304,3 +304,33 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) (int, error) {
 	}
 	return moved, last
 }
+
+// Answer is the answer to a command sent where there is no synchronous
+// reply (an MR comment): a note on the MR, mentioning its author.
+type Answer struct {
+	Project string
+	MRIID   int64
+	Mention string // the GitLab username to mention, "" for none
+	Key     string // once per key: a second Answer with it changes nothing
+	Text    string
+}
+
+// Answer queues a as an MR note through the outbox, like every other
+// effect: retried while GitLab is down, posted once. Adapters do not write
+// to the store themselves.
+func (e *Engine) Answer(ctx context.Context, a Answer) error {
+	if a.Text == "" {
+		return nil
+	}
+	ef := Effect{Kind: EffectMRNote, Project: a.Project, MRIID: a.MRIID, Notice: &Notice{Kind: NoticeAnswer, Text: a.Text}}
+	if a.Mention != "" {
+		ef.Mention = []string{a.Mention}
+	}
+	if _, err := e.store.Commit(ctx, &Commit{Effects: e.route([]Effect{ef}), Key: a.Key, At: e.clock.Now()}); err != nil && !errors.Is(err, ErrDuplicate) {
+		return fmt.Errorf("queue the answer %s: %w", a.Key, err)
+	}
+	if e.OnCommit != nil {
+		e.OnCommit()
+	}
+	return nil
+}

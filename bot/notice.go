@@ -31,6 +31,7 @@ const (
 	NoticeDeferralEnded NoticeKind = "deferral_ended" // the date came, or the tier cannot be deferred
 	NoticeBypass        NoticeKind = "bypass"         // merged without the head's approval
 	NoticeForged        NoticeKind = "forged"         // the gate's status was set by someone else
+	NoticeAnswer        NoticeKind = "answer"         // the answer to a command sent where there is no reply (an MR comment)
 )
 
 // Notice is what a post or note says, as data: no English, nothing

@@ -61,6 +61,8 @@ func RenderText(n *Notice, id string) string {
 		return fmt.Sprintf("%s: the deferral has ended; back to %s.", id, n.State)
 	case NoticeBypass:
 		return fmt.Sprintf("BYPASS: %s (%s!%d) was merged at %s while %s, without the security approval its tier %s requires for that commit.", id, n.Project, n.MRIID, shortSHA(n.SHA), n.State, n.Tier)
+	case NoticeAnswer:
+		return n.Text
 	case NoticeForged:
 		return fmt.Sprintf("FORGED STATUS: %s found the gate's status %q on %s set by %s; it is reset to %q.", id, n.Found, shortSHA(n.SHA), n.FoundBy, n.Reset)
 	}

@@ -44,6 +44,7 @@ func allNotices() map[NoticeKind]*Notice {
 		NoticeResumed:       {Kind: NoticeResumed, Tier: "T3", TierName: "critical", Why: "the merge request's head bbb22222 classifies as T3 (score 140)", Requirements: req},
 		NoticeDeferralEnded: {Kind: NoticeDeferralEnded, State: StateInReview, Why: "tier T3 cannot be deferred"},
 		NoticeBypass:        {Kind: NoticeBypass, Project: "g/p", MRIID: 1, SHA: "ccc3333344445555", State: StateInReview, Tier: "T2"},
+		NoticeAnswer:        {Kind: NoticeAnswer, Text: "threatgate could not do that: /approve: you wrote this merge request"},
 		NoticeForged:        {Kind: NoticeForged, Found: "success", FoundBy: "mallory", SHA: "aaa1111122223333", Reset: "pending"},
 	}
 }
@@ -79,7 +80,7 @@ func TestRenderTextGolden(t *testing.T) {
 func TestEveryNoticeKindHasAGolden(t *testing.T) {
 	kinds := []NoticeKind{NoticeOpened, NoticeFiled, NoticeSelfFiled, NoticeIntakeAsked, NoticeTierRaised, NoticeRetiered, NoticeReady,
 		NoticeBackInReview, NoticeApproved, NoticeRejected, NoticeDisputed, NoticeDissent, NoticeWithdrawn, NoticeClosed, NoticeReopened,
-		NoticeResumed, NoticeDeferralEnded, NoticeBypass, NoticeForged}
+		NoticeResumed, NoticeDeferralEnded, NoticeBypass, NoticeForged, NoticeAnswer}
 	all := allNotices()
 	for _, k := range kinds {
 		if all[k] == nil {

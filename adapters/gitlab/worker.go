@@ -30,13 +30,15 @@ type Fetcher interface {
 // Handler decides on inputs; *bot.Engine is one.
 type Handler interface {
 	Handle(ctx context.Context, in bot.Input) (bot.Reply, error)
+	// Answer queues the answer to an MR comment (an MR note, once per key).
+	Answer(ctx context.Context, a bot.Answer) error
 }
 
-// Escalations finds escalations and queues effects; store.DB is one.
+// Escalations finds escalations (read only: everything the worker writes
+// goes through the engine); store.DB is one.
 type Escalations interface {
 	FindByMR(ctx context.Context, project string, iid int64) (*bot.Escalation, error)
 	List(ctx context.Context) ([]*bot.Escalation, error)
-	Commit(ctx context.Context, c *bot.Commit) (*bot.Escalation, error)
 }
 
 // Worker turns recorded webhooks into engine inputs, fetching each MR's
@@ -610,14 +612,7 @@ func (w *Worker) answer(ctx context.Context, project string, iid int64, mention,
 	if text == "" || !w.Answer {
 		return nil
 	}
-	ef := bot.Effect{Kind: bot.EffectMRNote, Project: project, MRIID: iid, Text: text}
-	if mention != "" {
-		ef.Mention = []string{mention}
-	}
-	if _, err := w.Store.Commit(ctx, &bot.Commit{Effects: []bot.Effect{ef}, Key: key, At: w.Clock.Now()}); err != nil && !errors.Is(err, bot.ErrDuplicate) {
-		return fmt.Errorf("queue the answer %s: %w", key, err)
-	}
-	return nil
+	return w.Engine.Answer(ctx, bot.Answer{Project: project, MRIID: iid, Mention: mention, Key: key, Text: text})
 }
 
 // noteReader returns what reads comment notes through the API: Notes, or

@@ -25,6 +25,8 @@ func (panicking) Handle(context.Context, bot.Input) (bot.Reply, error) {
 	return bot.Reply{}, nil
 }
 
+func (panicking) Answer(context.Context, bot.Answer) error { return nil }
+
 // TestDeadLettersThroughServeWiring: with serve's wiring, a webhook whose
 // processing panics is set aside in the store (Worker.DeadLetters), and
 // the dashboard and /metrics show it.
