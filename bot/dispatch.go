@@ -178,7 +178,12 @@ func (d *Dispatcher) Run(ctx context.Context, poll time.Duration) error {
 func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	delivered := 0
 	tried := map[string]bool{} // effects attempted in this call: one try each
-	for range maxRounds {
+	for round := range maxRounds {
+		if round == maxRounds-1 {
+			// More may be due than one call delivers: come back at once
+			// rather than at the next poll.
+			defer d.Wake()
+		}
 		now := d.clock.Now()
 		recs, err := d.outbox.DueEffects(ctx, now, 500)
 		if err != nil {

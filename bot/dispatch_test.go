@@ -301,3 +301,49 @@ func TestPanicInASinkIsSetAside(t *testing.T) {
 		t.Errorf("%d effects left (the poison one must not replay)", len(left))
 	}
 }
+
+// TestNoOlderStatusAfterAnEscalationOpens: a "no review needed" success
+// answered to a status check before the MR had an escalation, parked after
+// a permanent failure, never lands after the escalation's pending status on
+// the same head (it did: the gate ended green on an MR awaiting artifacts).
+func TestNoOlderStatusAfterAnEscalationOpens(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	forge := &bottest.Forge{}
+	broken := true
+	forge.Fail = func(e bot.Effect) error {
+		if broken && e.Kind == bot.EffectStatus {
+			return permanent{}
+		}
+		return nil
+	}
+	d := bot.NewDispatcher(r.db, forge, nil, nil, r.clock, nil)
+	check := mrInput(12, "aaa", r.clock.Now(), "README.md")
+	check.MR.AnswerCheck = true
+	if _, err := r.eng.Handle(ctx, check); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	broken = false
+	r.clock.Advance(time.Minute)
+	// The same head now classifies (a label, a policy change): ESC-1 opens.
+	if _, err := r.eng.Handle(ctx, mrInput(12, "aaa", r.clock.Now(), "internal/auth/session.go")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(6 * time.Hour)
+	if _, err := d.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := statuses(forge.Effects())
+	if len(got) == 0 || got[len(got)-1] != "pending@aaa" {
+		t.Errorf("statuses delivered in order %v; the gate must end pending on aaa", got)
+	}
+	if left, _ := r.db.PendingEffects(ctx, 0); len(left) != 0 {
+		t.Errorf("%d effects left", len(left))
+	}
+}

@@ -98,6 +98,9 @@ type OutboxRecord struct {
 	// Parked: it failed for a reason retrying will not fix soon; it left
 	// its queue (which goes on) and is retried on its own.
 	Parked bool `json:"parked,omitempty"`
+	// Seq orders effects as they were enqueued (the store assigns it);
+	// a queue is delivered in Seq order.
+	Seq uint64 `json:"seq,omitempty"`
 	// Superseded is set on a record read for delivery when a newer effect
 	// of the same kind makes it pointless (a status of the same head, a
 	// summary): it is dropped, not sent.

@@ -48,12 +48,14 @@
 //	                  (its function is safe to run twice).
 //	inbox_keys        delivery id (webhook UUID) -> expiry time key.
 //	outbox_queue      sink + 0x00 + escalation (or "~" + effect id) + 0x00 +
-//	                  effect id -> nil: one delivery queue per (sink,
-//	                  escalation), in decision order. Only a queue's head
-//	                  (and parked effects) has an outbox_due entry.
-//	outbox_latest     sink + 0x00 + escalation + 0x00 + kind + 0x00 + sha ->
-//	                  the newest status (per head) or summary queued: an
-//	                  older one is superseded, a lookup.
+//	                  big-endian enqueue Seq + effect id -> nil: one delivery
+//	                  queue per (sink, escalation), in enqueue order. Only a
+//	                  queue's head (and parked effects) has an outbox_due
+//	                  entry. meta outbox_seq counts enqueued effects.
+//	outbox_latest     sink + 0x00 + kind + 0x00 + (project + 0x00 + sha for a
+//	                  status; the escalation for a summary) -> newest Seq and
+//	                  how many wait (8 + 8 bytes): an older one is superseded
+//	                  (a lookup), whoever queued it; removed when none waits.
 //	threads           sink + 0x00 + escalation -> JSON of bot.MessageRef: where
 //	                  the escalation's thread is on that chat sink.
 //	inbox_due         time key of NextAttempt + big-endian item id -> nil,

@@ -3,9 +3,11 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -69,15 +71,23 @@ func enqueue(tx *bolt.Tx, c *bot.Commit, esc *bot.Escalation, headSeq uint64) er
 }
 
 // Delivery queues. Each (sink, escalation) pair is one queue, delivered in
-// order; an effect of no escalation is a queue of its own. Only the head
-// of a queue is in outbox_due, so a pass reads what is due and nothing
-// that waits behind a failing effect. An effect that failed for good is
-// parked: out of its queue (it holds nothing up), retried on its own.
+// the order its effects were enqueued (a global enqueue sequence, Seq: ids
+// do not sort in that order); an effect of no escalation is a queue of its
+// own. Only the head of a queue is in outbox_due, so a pass reads what is
+// due and nothing that waits behind a failing effect. An effect that
+// failed for good is parked: out of its queue (it holds nothing up),
+// retried on its own.
 //
-//	outbox_queue   queue key + 0x00 + effect id -> nil, in decision order
-//	outbox_latest  sink + 0x00 + escalation + 0x00 + kind + 0x00 + sha ->
-//	               effect id: the newest status (per head) or summary
-//	               queued; an older one is superseded and never sent.
+//	outbox_queue   queue key + 0x00 + big-endian Seq + effect id -> nil
+//	outbox_latest  sink + 0x00 + kind + 0x00 + (project + 0x00 + sha for a
+//	               status, the escalation for a summary) -> the Seq of the
+//	               newest such effect waiting and how many wait (8 + 8
+//	               bytes): an older one is superseded, whoever queued it
+//	               (an escalation, or a status check answered before the MR
+//	               had one). Removed when none waits.
+
+// metaOutboxSeq counts enqueued effects (Seq).
+const metaOutboxSeq = "outbox_seq"
 
 // queueKey names the queue of ef.
 func queueKey(ef bot.Effect) string {
@@ -87,23 +97,44 @@ func queueKey(ef bot.Effect) string {
 	return ef.Sink + "\x00" + ef.Escalation
 }
 
-func queueEntry(ef bot.Effect) []byte { return []byte(queueKey(ef) + "\x00" + ef.ID) }
+func queueEntry(rec *OutboxRecord) []byte {
+	k := []byte(queueKey(rec.Effect) + "\x00")
+	k = binary.BigEndian.AppendUint64(k, rec.Seq)
+	return append(k, rec.Effect.ID...)
+}
 
 // latestKey is the outbox_latest key of ef, nil for kinds that are never
 // superseded.
 func latestKey(ef bot.Effect) []byte {
-	switch ef.Kind {
-	case bot.EffectStatus:
-		return []byte(ef.Sink + "\x00" + ef.Escalation + "\x00" + string(ef.Kind) + "\x00" + ef.SHA)
-	case bot.EffectThreadSummary:
-		return []byte(ef.Sink + "\x00" + ef.Escalation + "\x00" + string(ef.Kind) + "\x00")
+	switch {
+	case ef.Kind == bot.EffectStatus && ef.SHA != "":
+		return []byte(ef.Sink + "\x00" + string(ef.Kind) + "\x00" + strings.ToLower(ef.Project) + "\x00" + ef.SHA)
+	case ef.Kind == bot.EffectThreadSummary && ef.Escalation != "":
+		return []byte(ef.Sink + "\x00" + string(ef.Kind) + "\x00" + ef.Escalation)
 	}
 	return nil
 }
 
-// queueEffect stores a new record at the end of its queue; it is due at
-// once when the queue was empty.
+// latest reads an outbox_latest value: the newest Seq and how many wait.
+func latest(v []byte) (newest, count uint64) {
+	if len(v) != 16 {
+		return 0, 0
+	}
+	return binary.BigEndian.Uint64(v[:8]), binary.BigEndian.Uint64(v[8:])
+}
+
+func latestValue(newest, count uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, newest), count)
+}
+
+// queueEffect stores a new record, with the next Seq, at the end of its
+// queue; it is due at once when the queue was empty.
 func queueEffect(tx *bolt.Tx, rec *OutboxRecord) error {
+	meta := tx.Bucket(bucketMeta)
+	rec.Seq = getU64(meta, metaOutboxSeq) + 1
+	if err := putU64(meta, metaOutboxSeq, rec.Seq); err != nil {
+		return err
+	}
 	outbox, due, queue := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue), tx.Bucket(bucketOutboxQueue)
 	v, err := json.Marshal(rec)
 	if err != nil {
@@ -112,17 +143,26 @@ func queueEffect(tx *bolt.Tx, rec *OutboxRecord) error {
 	if err := outbox.Put([]byte(rec.Effect.ID), v); err != nil {
 		return err
 	}
-	prefix := []byte(queueKey(rec.Effect) + "\x00")
-	if k, _ := queue.Cursor().Seek(prefix); k == nil || !bytes.HasPrefix(k, prefix) {
+	if rec.Parked {
+		// Out of line from the start (a migrated permanent failure).
 		if err := due.Put(dueKey(rec), nil); err != nil {
 			return err
 		}
+	} else {
+		prefix := []byte(queueKey(rec.Effect) + "\x00")
+		if k, _ := queue.Cursor().Seek(prefix); k == nil || !bytes.HasPrefix(k, prefix) {
+			if err := due.Put(dueKey(rec), nil); err != nil {
+				return err
+			}
+		}
+		if err := queue.Put(queueEntry(rec), nil); err != nil {
+			return err
+		}
 	}
-	if err := queue.Put(queueEntry(rec.Effect), nil); err != nil {
-		return err
-	}
-	if lk := latestKey(rec.Effect); lk != nil && rec.Effect.Escalation != "" {
-		return tx.Bucket(bucketOutboxLatest).Put(lk, []byte(rec.Effect.ID))
+	if lk := latestKey(rec.Effect); lk != nil {
+		b := tx.Bucket(bucketOutboxLatest)
+		_, count := latest(b.Get(lk))
+		return b.Put(lk, latestValue(rec.Seq, count+1))
 	}
 	return nil
 }
@@ -134,7 +174,10 @@ func promote(tx *bolt.Tx, prefix []byte) error {
 	if k == nil || !bytes.HasPrefix(k, prefix) {
 		return nil
 	}
-	id := string(k[len(prefix):])
+	if len(k) < len(prefix)+8 {
+		return fmt.Errorf("queue entry %q is malformed", k)
+	}
+	id := string(k[len(prefix)+8:])
 	next, err := getOutbox(outbox, id)
 	if err != nil {
 		return err
@@ -197,8 +240,8 @@ func (d *DB) DueEffects(ctx context.Context, now time.Time, limit int) ([]Outbox
 			if rec == nil {
 				return fmt.Errorf("index outbox_due names effect %s, which is missing", id)
 			}
-			if lk := latestKey(rec.Effect); lk != nil && rec.Effect.Escalation != "" {
-				if v := tx.Bucket(bucketOutboxLatest).Get(lk); v != nil && string(v) != id {
+			if lk := latestKey(rec.Effect); lk != nil {
+				if newest, _ := latest(tx.Bucket(bucketOutboxLatest).Get(lk)); newest > rec.Seq {
 					rec.Superseded = true
 				}
 			}
@@ -242,8 +285,9 @@ func (d *DB) PendingEffects(ctx context.Context, limit int) ([]OutboxRecord, err
 
 // EffectDone removes a delivered (or superseded) effect from the outbox
 // and makes the next one of its queue due; it returns bot.ErrNotFound when
-// the effect is not there. A status or summary also retires the older ones
-// of the same head still parked, so that none of them lands after it.
+// the effect is not there. An older status of the same head (or summary)
+// still parked stays superseded by this one's Seq, so it never lands after
+// it: it is dropped when it comes due.
 func (d *DB) EffectDone(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("remove effect %s: %w", id, err)
@@ -255,39 +299,7 @@ func (d *DB) EffectDone(ctx context.Context, id string) error {
 			return err
 		}
 		found = true
-		if err := removeEffect(tx, rec); err != nil {
-			return err
-		}
-		lk := latestKey(rec.Effect)
-		if lk == nil || rec.Effect.Escalation == "" {
-			return nil
-		}
-		latest := tx.Bucket(bucketOutboxLatest)
-		if string(latest.Get(lk)) == id {
-			if err := latest.Delete(lk); err != nil {
-				return err
-			}
-		}
-		// Retire the older parked records of the same key (the
-		// escalation's waiting effects are few: read them).
-		var older []*OutboxRecord
-		c := tx.Bucket(bucketOutbox).Cursor()
-		owner := rec.Effect.Escalation + "/"
-		for k, v := c.Seek([]byte(owner)); k != nil && bytes.HasPrefix(k, []byte(owner)) && string(k) < id; k, v = c.Next() {
-			var o OutboxRecord
-			if err := json.Unmarshal(v, &o); err != nil {
-				return fmt.Errorf("decode effect %s: %w", k, err)
-			}
-			if o.Parked && bytes.Equal(latestKey(o.Effect), lk) {
-				older = append(older, &o)
-			}
-		}
-		for _, o := range older {
-			if err := removeEffect(tx, o); err != nil {
-				return err
-			}
-		}
-		return nil
+		return removeEffect(tx, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("remove effect %s: %w", id, err)
@@ -307,10 +319,23 @@ func removeEffect(tx *bolt.Tx, rec *OutboxRecord) error {
 	if err := tx.Bucket(bucketOutbox).Delete([]byte(rec.Effect.ID)); err != nil {
 		return err
 	}
+	if lk := latestKey(rec.Effect); lk != nil {
+		b := tx.Bucket(bucketOutboxLatest)
+		newest, count := latest(b.Get(lk))
+		var err error
+		if count <= 1 {
+			err = b.Delete(lk)
+		} else {
+			err = b.Put(lk, latestValue(newest, count-1))
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if rec.Parked {
 		return nil
 	}
-	if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec.Effect)); err != nil {
+	if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec)); err != nil {
 		return err
 	}
 	return promote(tx, []byte(queueKey(rec.Effect)+"\x00"))
@@ -341,7 +366,7 @@ func (d *DB) EffectFailed(ctx context.Context, id string, next time.Time, errTex
 		rec.LastError = errText
 		if park && !rec.Parked {
 			rec.Parked = true
-			if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec.Effect)); err != nil {
+			if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec)); err != nil {
 				return err
 			}
 			if err := promote(tx, []byte(queueKey(rec.Effect)+"\x00")); err != nil {
@@ -443,6 +468,9 @@ func migrate2OutboxQueues(tx *bolt.Tx) error {
 		if rec.Effect.Sink == "" {
 			rec.Effect.Sink = bot.SinkClass(rec.Effect.Kind)
 		}
+		// A permanent failure held nothing up before: it stays out of
+		// line, retried on its own.
+		rec.Parked = strings.HasPrefix(rec.LastError, "permanent: ")
 		if err := queueEffect(tx, rec); err != nil {
 			return fmt.Errorf("queue effect %s: %w", rec.Effect.ID, err)
 		}

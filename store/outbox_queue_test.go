@@ -100,13 +100,17 @@ func TestOutboxQueuesPerSink(t *testing.T) {
 	if err := db.EffectDone(ctx, pending); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range due(t, db, t0.Add(7*time.Hour)) {
-		if r.Effect.ID == success {
-			t.Errorf("the older success is still waiting after a newer status of its head went out")
-		}
+	// The newer status went out; the older success, when it comes due, is
+	// still superseded (never sent after it), and then dropped.
+	got := due(t, db, t0.Add(7*time.Hour))
+	if !slices.ContainsFunc(got, func(r OutboxRecord) bool { return r.Effect.ID == success && r.Superseded }) {
+		t.Errorf("after the newer status went out, the older success is not marked superseded: %v", kindsSinks(got))
+	}
+	if err := db.EffectDone(ctx, success); err != nil {
+		t.Fatal(err)
 	}
 	if n := keyCount(t, db, bucketOutboxLatest); n != 0 {
-		t.Errorf("outbox_latest has %d entries after delivery, want 0", n)
+		t.Errorf("outbox_latest has %d entries once nothing waits, want 0", n)
 	}
 }
 
@@ -175,5 +179,64 @@ func TestMigrateOutboxToQueues(t *testing.T) {
 	}
 	if n, _ := db.OutboxDepth(ctx); n != 3 {
 		t.Errorf("OutboxDepth = %d, want 3", n)
+	}
+}
+
+// TestQueueOrderIsEnqueueOrder: a commit without events (a status check
+// answered, an answer) gets an id that sorts before the previous commit's;
+// its effects still wait behind that commit's in their queue.
+func TestQueueOrderIsEnqueueOrder(t *testing.T) {
+	db := mustOpen(t)
+	c := openCommit("acme/api", 1, t0, t0)
+	c.Effects = []bot.Effect{{Kind: bot.EffectMRNote, Text: "first"}, {Kind: bot.EffectMRNote, Text: "second"}}
+	esc := mustCommit(t, db, c)
+	mustCommit(t, db, &bot.Commit{Effects: []bot.Effect{{Kind: bot.EffectMRNote, Escalation: esc.ID, Text: "later"}}, At: t0})
+	var order []string
+	for range 3 {
+		got := due(t, db, t0)
+		if len(got) != 1 {
+			t.Fatalf("due = %v, want one head", effectIDs(got))
+		}
+		order = append(order, got[0].Effect.Text)
+		if err := db.EffectDone(ctx, got[0].Effect.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(order, []string{"first", "second", "later"}) {
+		t.Errorf("delivered %v, want first, second, later", order)
+	}
+}
+
+// TestMigratedPermanentFailureHoldsNothingUp: before queues, an effect that
+// failed for good held nothing up; migrated, it is parked, not a queue
+// head that blocks the rest for hours.
+func TestMigratedPermanentFailureHoldsNothingUp(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpenDir(t, dir, withMigrations(migrations[:1]))
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, rec := range []OutboxRecord{
+			{Effect: bot.Effect{ID: "ESC-1/00000000000000000002/001", Escalation: "ESC-1", Kind: bot.EffectStatus, SHA: "a", Status: "pending"},
+				Attempts: 1, LastError: "permanent: 403 forbidden", Created: t0, NextAttempt: t0.Add(6 * time.Hour)},
+			{Effect: bot.Effect{ID: "ESC-1/00000000000000000002/002", Escalation: "ESC-1", Kind: bot.EffectMRNote, Text: "n"}, Created: t0, NextAttempt: t0},
+		} {
+			v, _ := json.Marshal(rec)
+			if err := tx.Bucket(bucketOutbox).Put([]byte(rec.Effect.ID), v); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketOutboxDue).Put(dueKey(&rec), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, db)
+	db = mustOpenDir(t, dir)
+	if ids := effectIDs(due(t, db, t0.Add(time.Minute))); !slices.Equal(ids, []string{"ESC-1/00000000000000000002/002"}) {
+		t.Errorf("due after migration = %v, want the note (the permanent failure is parked)", ids)
+	}
+	if ids := effectIDs(due(t, db, t0.Add(7*time.Hour))); !slices.Contains(ids, "ESC-1/00000000000000000002/001") {
+		t.Errorf("the parked status is not retried on its own: %v", ids)
 	}
 }
