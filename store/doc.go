@@ -52,8 +52,8 @@
 //	                  queue per (sink, escalation), in enqueue order. Only a
 //	                  queue's head (and parked effects) has an outbox_due
 //	                  entry. meta outbox_seq counts enqueued effects.
-//	outbox_latest     sink + 0x00 + kind + 0x00 + (project + 0x00 + sha for a
-//	                  status; the escalation for a summary) -> newest Seq and
+//	outbox_latest     sink + 0x00 + kind + 0x00 + (project!iid + 0x00 + sha
+//	                  for a status; the escalation for a summary) -> newest Seq and
 //	                  how many wait (8 + 8 bytes): an older one is superseded
 //	                  (a lookup), whoever queued it; removed when none waits.
 //	threads           sink + 0x00 + escalation -> JSON of bot.MessageRef: where

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,8 +80,8 @@ func enqueue(tx *bolt.Tx, c *bot.Commit, esc *bot.Escalation, headSeq uint64) er
 // retried on its own.
 //
 //	outbox_queue   queue key + 0x00 + big-endian Seq + effect id -> nil
-//	outbox_latest  sink + 0x00 + kind + 0x00 + (project + 0x00 + sha for a
-//	               status, the escalation for a summary) -> the Seq of the
+//	outbox_latest  sink + 0x00 + kind + 0x00 + (project!iid + 0x00 + sha
+//	               for a status, the escalation for a summary) -> the Seq of the
 //	               newest such effect waiting and how many wait (8 + 8
 //	               bytes): an older one is superseded, whoever queued it
 //	               (an escalation, or a status check answered before the MR
@@ -108,7 +109,7 @@ func queueEntry(rec *OutboxRecord) []byte {
 func latestKey(ef bot.Effect) []byte {
 	switch {
 	case ef.Kind == bot.EffectStatus && ef.SHA != "":
-		return []byte(ef.Sink + "\x00" + string(ef.Kind) + "\x00" + strings.ToLower(ef.Project) + "\x00" + ef.SHA)
+		return []byte(ef.Sink + "\x00" + string(ef.Kind) + "\x00" + strings.ToLower(ef.Project) + "!" + strconv.FormatInt(ef.MRIID, 10) + "\x00" + ef.SHA)
 	case ef.Kind == bot.EffectThreadSummary && ef.Escalation != "":
 		return []byte(ef.Sink + "\x00" + string(ef.Kind) + "\x00" + ef.Escalation)
 	}
