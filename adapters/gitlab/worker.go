@@ -79,15 +79,6 @@ type Worker struct {
 // maxInboxBackoff bounds the wait between attempts at one item.
 const maxInboxBackoff = 10 * time.Minute
 
-// maxCommentAge is how old an MR comment that decides on the head
-// (bot.HeadBound: approve, reject, retier, withdraw, risk, defer) may be
-// when it arrives.
-const maxCommentAge = 15 * time.Minute
-
-// maxClockSkew is how far after the worker's clock a comment's created_at
-// may be; later, the comment is refused.
-const maxClockSkew = time.Minute
-
 func short(sha string) string { return bot.ShortSHA(sha) }
 
 func (w *Worker) log() *slog.Logger {
@@ -441,7 +432,7 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 			case verr != nil || !ok:
 				err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("GitLab shows no version of this merge request from before your comment (%s), so threatgate cannot tell which commits you reviewed; write the command again", n.CreatedAt.Format(time.RFC3339))}
 			case seen != mi.MR.SHA:
-				err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("the merge request moved from %s to %s since your comment; review the new commits and write the command again", short(seen), short(mi.MR.SHA))}
+				err = bot.MovedSince(cmd.Verb, seen, mi.MR.SHA)
 			}
 		}
 	}
@@ -458,15 +449,11 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 		default:
 			in.Escalation = esc.ID
 		}
-		if cmd.Verb == bot.VerbEscalate && (!strings.EqualFold(cmd.MR.Project, project) || cmd.MR.IID != iid) {
+		if serr := bot.ScopeOfComment(&cmd, project, iid, in.Escalation); serr != nil {
 			// A comment speaks for its own MR: escalating another one
-			// from here would gate, label and annotate an MR (perhaps in
-			// a project the commenter cannot see) on their word.
-			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("a comment here can only escalate this merge request (%s!%d); escalate %s!%d from chat or from a comment on it", project, iid, cmd.MR.Project, cmd.MR.IID)}
-		} else if cmd.Escalation != "" && cmd.Verb != bot.VerbEscalate && cmd.Escalation != in.Escalation {
-			// A comment speaks for its own MR: no reading or deciding
-			// another project's escalation from here.
-			err = &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: fmt.Sprintf("%s is not this merge request's escalation; use the command on its own MR or in its chat thread", cmd.Escalation)}
+			// would gate, label and annotate an MR (perhaps in a project
+			// the commenter cannot see) on their word.
+			err = serr
 		} else {
 			if cmd.Verb == bot.VerbEscalate {
 				in.Escalation = ""
@@ -572,36 +559,24 @@ func personByGitLab(pol *policies.Policy, name string) *policies.Person {
 }
 
 // commentTime refuses a comment whose time cannot be trusted: none, more
-// than maxClockSkew ahead of now, or, for approve and reject, written more
-// than maxCommentAge before it arrived (a resent or long-delayed old
+// than bot.MaxClockSkew ahead of now, or, for a head-bound verb, written more
+// than bot.MaxCommandAge before it arrived (a resent or long-delayed old
 // comment must not approve what was pushed since).
 func commentTime(cmd bot.Command, created, arrived, now time.Time) error {
-	f := bot.VerbField(cmd.Verb)
-	switch {
-	case created.IsZero():
-		return &bot.Problem{Field: f, Msg: "GitLab's API gives no created_at for this comment, so threatgate cannot tell when it was written; nothing was run"}
-	case created.After(now.Add(maxClockSkew)):
-		return &bot.Problem{Field: f, Msg: fmt.Sprintf("this comment is dated %s, after threatgate's clock (%s); a comment from the future is not trusted, nothing was run", created.Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
-	case bot.HeadBound(cmd.Verb) && arrived.Sub(created) > maxCommentAge:
-		return &bot.Problem{Field: f, Msg: fmt.Sprintf("this comment was written at %s, more than %s before it reached threatgate; write the command again", created.Format(time.RFC3339), maxCommentAge)}
+	if created.IsZero() {
+		return &bot.Problem{Field: bot.VerbField(cmd.Verb), Msg: "GitLab's API gives no created_at for this comment, so threatgate cannot tell when it was written; nothing was run"}
 	}
-	return nil
+	return bot.CommandFresh(cmd.Verb, created, arrived, now)
 }
 
 // seenHead returns the MR head a comment written at created saw: the head
 // of the newest diff version created at or before it.
 func seenHead(vs []MRVersion, created time.Time) (string, bool) {
-	var best MRVersion
-	found := false
+	hv := make([]bot.HeadVersion, 0, len(vs))
 	for _, v := range vs {
-		if v.HeadSHA == "" || v.CreatedAt.IsZero() || v.CreatedAt.After(created) {
-			continue
-		}
-		if !found || v.CreatedAt.After(best.CreatedAt) || v.CreatedAt.Equal(best.CreatedAt) && v.ID > best.ID {
-			best, found = v, true
-		}
+		hv = append(hv, bot.HeadVersion{ID: v.ID, HeadSHA: v.HeadSHA, CreatedAt: v.CreatedAt})
 	}
-	return best.HeadSHA, found
+	return bot.SeenHead(hv, created)
 }
 
 // answer queues text as a note on the MR, after a mention of mention (a
