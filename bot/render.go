@@ -64,12 +64,15 @@ func (d *decision) statusText() string {
 	if n := len(e.Dissents); n > 0 {
 		fmt.Fprintf(&b, "Dissents: %d.\n", n)
 	}
-	if e.State.Active() && !e.DecisionDue.IsZero() {
-		left := e.DecisionDue.Sub(d.now)
-		if left >= 0 {
-			fmt.Fprintf(&b, "Decision due %s (in %s).", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), humanDuration(left))
-		} else {
-			fmt.Fprintf(&b, "Decision was due %s (%s overdue).", e.DecisionDue.UTC().Format("2006-01-02 15:04 MST"), humanDuration(left))
+	if left, ok := TimeLeft(e, d.now); ok && e.State.Active() {
+		due := e.DecisionDue.UTC().Format("2006-01-02 15:04 MST")
+		switch {
+		case Paused(e):
+			fmt.Fprintf(&b, "Decision due %s; paused while deferred.", due)
+		case Overdue(e, d.now):
+			fmt.Fprintf(&b, "Decision was due %s (%s overdue).", due, humanDuration(left))
+		default:
+			fmt.Fprintf(&b, "Decision due %s (in %s).", due, humanDuration(left))
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
@@ -95,11 +98,13 @@ func BacklogText(open []*Escalation, now time.Time) string {
 	fmt.Fprintf(&b, "%d open escalation(s):\n", len(list))
 	for _, e := range list {
 		due := "no deadline"
-		if !e.DecisionDue.IsZero() {
-			left := e.DecisionDue.Sub(now)
-			if left < 0 {
+		if left, ok := TimeLeft(e, now); ok {
+			switch {
+			case Paused(e):
+				due = "paused until " + e.DeferredUntil.UTC().Format("2006-01-02")
+			case Overdue(e, now):
 				due = fmt.Sprintf("OVERDUE by %s", humanDuration(left))
-			} else {
+			default:
 				due = fmt.Sprintf("due in %s", humanDuration(left))
 			}
 		}

@@ -167,7 +167,7 @@ func buildDashboard(all []*bot.Escalation, pol *policies.Policy, now time.Time) 
 			v.Counts.Bypassed++
 		}
 		v.Counts.Forged += e.Forged
-		row := newRow(e, now)
+		row := newRow(e, pol, now)
 		if e.State == bot.StateApproved {
 			v.Counts.Approved++
 			v.Approved = append(v.Approved, row)
@@ -244,29 +244,18 @@ func buildDashboard(all []*bot.Escalation, pol *policies.Policy, now time.Time) 
 	return v
 }
 
-func newRow(e *bot.Escalation, now time.Time) escRow {
+func newRow(e *bot.Escalation, pol *policies.Policy, now time.Time) escRow {
 	r := escRow{
 		ID: e.ID, Project: e.Project, MRIID: e.MRIID, MRURL: e.MRURL, Title: e.Title, Tier: e.Tier, TierName: e.TierName,
 		State: e.State, Urgent: e.Urgent, Manual: e.Manual, Age: now.Sub(e.CreatedAt), Due: e.DecisionDue,
 		Waiting: e.Waiting, DeferredUntil: e.DeferredUntil,
 	}
-	if !e.DecisionDue.IsZero() {
-		r.Left = e.DecisionDue.Sub(now)
-		// A deferred escalation is paused by a decision, not late.
-		r.Overdue = e.State.Active() && e.State != bot.StateDeferred && r.Left < 0
-	}
-	r.PastFirstResponse = e.State.Active() && e.State != bot.StateDeferred && pastFirstResponse(e, now)
+	// The deadline rules are bot's, as for every other surface: a deferred
+	// escalation is paused, not late.
+	r.Left, _ = bot.TimeLeft(e, now)
+	r.Overdue = bot.Overdue(e, now)
+	r.PastFirstResponse = bot.PastFirstResponse(e, pol, now)
 	return r
-}
-
-// pastFirstResponse reports whether the first-response deadline has
-// passed with no response: no approval, rejection, dissent, action item
-// or risk assessment recorded.
-func pastFirstResponse(e *bot.Escalation, now time.Time) bool {
-	if e.FirstResponseDue.IsZero() || now.Before(e.FirstResponseDue) {
-		return false
-	}
-	return len(e.Approvals) == 0 && len(e.Rejections) == 0 && len(e.Dissents) == 0 && len(e.Actions) == 0 && e.Risk == nil
 }
 
 // byDeadline orders rows by the time left, overdue first; rows without a

@@ -159,7 +159,7 @@ func plausibleID(id string) bool {
 // buildEscalation computes the escalation page; it is a pure function of
 // its arguments.
 func buildEscalation(e *bot.Escalation, events []bot.Event, pol *policies.Policy, now time.Time) *escalationView {
-	v := &escalationView{E: e, Row: newRow(e, now), UnknownAuthors: bot.UnknownAuthors(e, pol)}
+	v := &escalationView{E: e, Row: newRow(e, pol, now), UnknownAuthors: bot.UnknownAuthors(e, pol)}
 	if pol != nil {
 		v.Tier = pol.Tier(e.Tier)
 	}
