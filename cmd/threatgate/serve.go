@@ -229,17 +229,17 @@ func (s *server) reconcileHandler(w http.ResponseWriter, r *http.Request) {
 // background loops stop between items (every item is committed or left
 // in the inbox/outbox for the next start).
 func (s *server) run(ctx context.Context, ln net.Listener) error {
+	// The background parts run together: each until the context ends;
+	// one that fails stops the others (and the server).
 	bg, stopBG := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.worker.Run(bg, s.poll) }()
-	go func() { defer wg.Done(); s.dispatcher.Run(bg, s.poll) }()
+	parts := newGroup(bg)
+	parts.Go("gitlab-worker", func(ctx context.Context) error { s.worker.Run(ctx, s.poll); return nil })
+	parts.Go("dispatcher", func(ctx context.Context) error { return s.dispatcher.Run(ctx, s.poll) })
 	if s.client != nil && s.cfg.GitLab != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); s.reconcileLoop(bg, s.cfg.GitLab.ReconcileEvery) }()
+		parts.Go("reconcile", func(ctx context.Context) error { s.reconcileLoop(ctx, s.cfg.GitLab.ReconcileEvery); return nil })
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); s.housekeeping(bg) }()
+	parts.Go("tick", func(ctx context.Context) error { s.tickLoop(ctx, time.Minute); return nil })
+	parts.Go("housekeeping", func(ctx context.Context) error { s.housekeeping(ctx); return nil })
 
 	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
@@ -252,6 +252,8 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case <-parts.Done():
+		err = parts.Err()
 	}
 	s.ready.Store(false)
 	s.log.Info("shutting down")
@@ -261,7 +263,9 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 		s.log.Warn("http shutdown", "err", serr)
 	}
 	stopBG()
-	wg.Wait()
+	if perr := parts.Wait(); perr != nil && err == nil {
+		err = perr
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -284,6 +288,25 @@ func (s *server) reconcileLoop(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-time.After(every):
+		}
+	}
+}
+
+// tickLoop moves the escalations whose time has come (deferrals that have
+// ended) every interval; the scheduler's jobs will join it.
+func (s *server) tickLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n, err := s.engine.Tick(ctx, s.clock.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("tick failed", "err", err)
+		} else if n > 0 {
+			s.log.Info("deferrals ended", "escalations", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
@@ -393,4 +416,55 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// group runs background parts together, like errgroup: the first part to
+// fail (or panic) cancels the others' context; Wait waits for all.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+func newGroup(parent context.Context) *group {
+	ctx, cancel := context.WithCancel(parent)
+	return &group{ctx: ctx, cancel: cancel}
+}
+
+// Go runs part f under the group's context.
+func (g *group) Go(name string, f func(context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				g.fail(fmt.Errorf("%s panicked: %s", name, bot.PanicReason(r)))
+			}
+		}()
+		if err := f(g.ctx); err != nil && g.ctx.Err() == nil {
+			g.fail(fmt.Errorf("%s: %w", name, err))
+		}
+	}()
+}
+
+func (g *group) fail(err error) {
+	g.once.Do(func() { g.err = err; g.cancel() })
+}
+
+// Done is closed when a part failed (or the parent context ended).
+func (g *group) Done() <-chan struct{} { return g.ctx.Done() }
+
+// Err is the first part's failure, nil when none failed.
+func (g *group) Err() error {
+	g.wg.Wait()
+	return g.err
+}
+
+// Wait waits for every part and returns the first failure.
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
 }
