@@ -46,23 +46,11 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	pol, err := policies.Load("engine.yaml", []byte(enginePolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	db, err := store.Open(dir, store.NoSync())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{db: db, dir: dir, pol: pol, clock: bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))}
-	r.eng = bot.NewEngine(db, pol, r.clock, nil)
-	t.Cleanup(func() {
-		if _, err := r.db.Verify(context.Background()); err != nil {
-			t.Errorf("audit chain: %v", err)
-		}
-		r.db.Close()
-	})
+	br := bottest.NewRig(t, enginePolicy)
+	r := &rig{db: br.DB, dir: br.Dir, eng: br.Engine, clock: br.Clock, pol: br.Policy}
+	// A test that reopens the store hands the new handle to the rig's
+	// cleanup (registered first, so it runs last).
+	t.Cleanup(func() { br.DB = r.db })
 	return r
 }
 
