@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/threatgate/threatgate/policies"
 )
 
 // Verb names a command.
@@ -877,47 +879,15 @@ func looksLikeDate(w string) bool {
 		allDigits(w[:4]) && allDigits(w[5:7]) && allDigits(w[8:])
 }
 
-// parseDuration reads a positive Go duration (72h, 90m) or a number of
-// days or weeks (3d, 2w).
+// parseDuration reads a positive duration as the policy writes them: a Go
+// duration (72h, 90m) or a number of days or weeks (3d, 2w).
 func parseDuration(w string) (time.Duration, bool) {
-	var d time.Duration
-	if n := len(w); n >= 2 && (w[n-1] == 'd' || w[n-1] == 'w') && allDigits(w[:n-1]) {
-		unit := 24 * time.Hour
-		if w[n-1] == 'w' {
-			unit *= 7
-		}
-		k, err := strconv.ParseInt(w[:n-1], 10, 64)
-		if err != nil || k > int64(1<<63-1)/int64(unit) {
-			return 0, false
-		}
-		d = time.Duration(k) * unit
-	} else {
-		var err error
-		if d, err = time.ParseDuration(w); err != nil {
-			return 0, false
-		}
-	}
-	return d, d > 0
+	d, err := policies.ParseDuration(w)
+	return d, err == nil && d > 0
 }
 
 // formatDuration writes d as parseDuration reads it, as short as it can.
-func formatDuration(d time.Duration) string {
-	const day, week = 24 * time.Hour, 7 * 24 * time.Hour
-	switch {
-	case d > 0 && d%week == 0:
-		return strconv.FormatInt(int64(d/week), 10) + "w"
-	case d > 0 && d%day == 0:
-		return strconv.FormatInt(int64(d/day), 10) + "d"
-	}
-	s := d.String()
-	if t, ok := strings.CutSuffix(s, "m0s"); ok {
-		s = t + "m"
-	}
-	if t, ok := strings.CutSuffix(s, "h0m"); ok {
-		s = t + "h"
-	}
-	return s
-}
+func formatDuration(d time.Duration) string { return policies.FormatDuration(d) }
 
 // String writes c as a command line that ParseCommand reads back as c:
 // /escalate and /approve for those verbs, /threatgate <verb> for the

@@ -515,7 +515,7 @@ func TestReplayMatchesDecide(t *testing.T) {
 func TestHumanDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		72 * time.Hour: "3d", 76*time.Hour + 20*time.Minute: "3d 4h", 5*time.Hour + 12*time.Minute: "5h 12m",
-		2 * time.Hour: "2h", 12 * time.Minute: "12m", -90 * time.Minute: "1h 30m", 20 * time.Second: "0m",
+		2 * time.Hour: "2h", 12 * time.Minute: "12m", -90 * time.Minute: "1h 30m", 20 * time.Second: "<1m",
 	} {
 		if got := humanDuration(d); got != want {
 			t.Errorf("humanDuration(%s) = %q, want %q", d, got, want)

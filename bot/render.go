@@ -306,9 +306,10 @@ func (d *decision) askedOf(e *Escalation) string {
 	return strings.Join(who, ", ")
 }
 
-// humanDuration writes d the way people read deadlines: "3d 4h", "5h 12m",
-// "12m"; never more than two units.
-func humanDuration(d time.Duration) string {
+// HumanDuration writes d the way people read deadlines: "3d 4h", "5h 12m",
+// "12m", "<1m"; never more than two units. A negative d is written by its
+// size. Every surface writes durations with it.
+func HumanDuration(d time.Duration) string {
 	if d < 0 {
 		d = -d
 	}
@@ -324,9 +325,13 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh %dm", hours, mins)
 	case hours > 0:
 		return fmt.Sprintf("%dh", hours)
+	case mins > 0:
+		return fmt.Sprintf("%dm", mins)
 	}
-	return fmt.Sprintf("%dm", mins)
+	return "<1m"
 }
+
+func humanDuration(d time.Duration) string { return HumanDuration(d) }
 
 // Card renders an escalation's thread summary as of now, the same text the
 // thread_summary effect carries; a chat surface that lost its thread (the

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPeopleEmails: emails is a list, email a one-address shorthand; both
@@ -109,6 +110,17 @@ func TestRedactedEvidence(t *testing.T) {
 	} {
 		if got := Mask(tt.line, tt.start); got != tt.want {
 			t.Errorf("Mask(%q, %d) = %q, want %q", tt.line, tt.start, got, tt.want)
+		}
+	}
+}
+
+// TestFormatDurationRoundTrips: what FormatDuration writes, ParseDuration
+// reads back as the same duration.
+func TestFormatDurationRoundTrips(t *testing.T) {
+	for _, d := range []time.Duration{time.Minute, 90 * time.Minute, 48 * time.Hour, 14 * 24 * time.Hour, 3650 * 24 * time.Hour, 3700 * 24 * time.Hour, 88800 * time.Hour, time.Hour + time.Second} {
+		got, err := ParseDuration(FormatDuration(d))
+		if err != nil || got != d {
+			t.Errorf("ParseDuration(FormatDuration(%s) = %q) = %s, %v", d, FormatDuration(d), got, err)
 		}
 	}
 }

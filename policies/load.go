@@ -1158,6 +1158,26 @@ func ParseDuration(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
+// FormatDuration writes d as ParseDuration reads it, as short as it can:
+// "2w", "3d", "8h", "90m", "1h30m".
+func FormatDuration(d time.Duration) string {
+	const day, week = 24 * time.Hour, 7 * 24 * time.Hour
+	switch {
+	case d > 0 && d%week == 0 && d/week <= 3650:
+		return strconv.FormatInt(int64(d/week), 10) + "w"
+	case d > 0 && d%day == 0 && d/day <= 3650:
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	s := d.String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
+
 // yamlProblem turns a YAML syntax error into a Problem with its line.
 func yamlProblem(file string, err error) *Problem {
 	msg := err.Error()

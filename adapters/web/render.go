@@ -172,29 +172,9 @@ func dateOrDash(t time.Time) string {
 	return t.UTC().Format("2006-01-02")
 }
 
-// formatDuration formats d compactly with at most two units: "2d 3h",
-// "5h 20m", "45m", "<1m". A negative d is formatted by its size.
-func formatDuration(d time.Duration) string {
-	if d < 0 {
-		d = -d
-	}
-	days := int(d / (24 * time.Hour))
-	hours := int(d % (24 * time.Hour) / time.Hour)
-	mins := int(d % time.Hour / time.Minute)
-	switch {
-	case days > 0 && hours > 0:
-		return fmt.Sprintf("%dd %dh", days, hours)
-	case days > 0:
-		return fmt.Sprintf("%dd", days)
-	case hours > 0 && mins > 0:
-		return fmt.Sprintf("%dh %dm", hours, mins)
-	case hours > 0:
-		return fmt.Sprintf("%dh", hours)
-	case mins > 0:
-		return fmt.Sprintf("%dm", mins)
-	}
-	return "<1m"
-}
+// formatDuration formats d compactly with at most two units, as every
+// surface does (bot.HumanDuration): "2d 3h", "5h 20m", "45m", "<1m".
+func formatDuration(d time.Duration) string { return bot.HumanDuration(d) }
 
 // shortSHA returns the first 8 characters of a commit SHA.
 func shortSHA(sha string) string { return bot.ShortSHA(sha) }

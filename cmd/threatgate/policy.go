@@ -281,17 +281,7 @@ func (e *env) explainText(pol *policies.Policy, mr *policies.MergeRequest, res p
 }
 
 // fmtDuration writes a duration as a policy would: "3d", "8h", "90m".
-func fmtDuration(d time.Duration) string {
-	switch {
-	case d > 0 && d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	case d > 0 && d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d > 0 && d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	}
-	return d.String()
-}
+func fmtDuration(d time.Duration) string { return policies.FormatDuration(d) }
 
 func unwrapPath(err error) error {
 	if pe, ok := err.(*os.PathError); ok {
