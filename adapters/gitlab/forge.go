@@ -359,13 +359,8 @@ func isSHA(s string) bool {
 	return true
 }
 
-// shortSHA abbreviates a commit id for messages.
-func shortSHA(s string) string {
-	if len(s) > 7 {
-		return s[:7]
-	}
-	return s
-}
+// shortSHA abbreviates a commit id for messages, as everywhere.
+func shortSHA(s string) string { return bot.ShortSHA(s) }
 
 // truncateRunes cuts s to at most n characters, ending in "..." when cut.
 func truncateRunes(s string, n int) string {

@@ -154,7 +154,7 @@ func TestSetStatusRefusals(t *testing.T) {
 	e = statusEffect(bot.StatusSuccess)
 	e.SHA = "ffffffffffffffffffffffffffffffffffffffff"
 	err := c.SetStatus(ctx, e)
-	if !isPermanent(err) || !strings.HasPrefix(err.Error(), "set status on shop/api@fffffff: GitLab answered 404") {
+	if !isPermanent(err) || !strings.HasPrefix(err.Error(), "set status on shop/api@ffffffff: GitLab answered 404") {
 		t.Errorf("unknown commit: err = %v", err)
 	}
 	if len(srv.Requests()) != 2 {
