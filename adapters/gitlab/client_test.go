@@ -71,8 +71,10 @@ func isPermanent(err error) bool {
 }
 
 func retryAfterOf(err error) (time.Duration, bool) {
+	// Every error is a *bot.DeliveryError, whose RetryAfter is 0 when
+	// GitLab named no wait.
 	var r interface{ RetryAfter() time.Duration }
-	if errors.As(err, &r) {
+	if errors.As(err, &r) && r.RetryAfter() > 0 {
 		return r.RetryAfter(), true
 	}
 	return 0, false
@@ -441,5 +443,29 @@ func TestLRU(t *testing.T) {
 	l.put("e", big(10))
 	if l.len() != 4 || l.bytes != 3*964+74 {
 		t.Errorf("replacing an entry: len %d, bytes %d", l.len(), l.bytes)
+	}
+}
+
+// TestErrorsAreDeliveryErrors: the client speaks the dispatcher's one error
+// type; what GitLab answered is inside it.
+func TestErrorsAreDeliveryErrors(t *testing.T) {
+	for code, want := range map[int]struct {
+		permanent bool
+		wait      bool
+	}{http.StatusForbidden: {true, false}, http.StatusTooManyRequests: {false, true}, http.StatusBadGateway: {false, false}} {
+		srv := gitlabtest.New(t)
+		seedShop(srv)
+		c := newForgeClient(t, srv)
+		hdr := http.Header{}
+		if code == http.StatusTooManyRequests {
+			hdr.Set("Retry-After", "30")
+			hdr.Set("RateLimit-Reset", strconv.FormatInt(time.Now().Add(30*time.Second).Unix(), 10))
+		}
+		srv.FailNext(1, code, hdr)
+		err := c.SetStatus(context.Background(), bot.Effect{ID: "fx", Kind: bot.EffectStatus, Project: "shop/api", MRIID: 12, SHA: "abc1234000000000000000000000000000000000", Status: bot.StatusPending})
+		var de *bot.DeliveryError
+		if !errors.As(err, &de) || de.Permanent != want.permanent || (de.After > 0) != want.wait {
+			t.Errorf("%d: err = %#v, want a DeliveryError permanent=%v wait=%v", code, err, want.permanent, want.wait)
+		}
 	}
 }

@@ -9,11 +9,15 @@ import (
 	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/threatgate/threatgate/bot"
 )
 
-// The dispatcher tells errors apart by their methods, not their types:
-// RetryAfter() time.Duration asks it to wait, Permanent() bool returning
-// true stops the retries, anything else is retried with backoff.
+// Every error the client returns is a *bot.DeliveryError (permanent, or to
+// retry after a wait, or to retry with backoff), the one type the
+// dispatcher and the worker read; inside it, the errors below say what
+// GitLab answered. They also keep their RetryAfter() and Permanent()
+// methods, so errors.As finds them either way.
 
 // RateLimitError is GitLab answering 429 Too Many Requests. RetryAfter
 // says how long to wait, from the RateLimit-Reset or Retry-After header.
@@ -92,6 +96,22 @@ func (c *Client) fail(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	// The dispatcher and the worker read what to do from the shared
+	// bot.DeliveryError; the GitLab-specific error inside says what
+	// happened (errors.As still finds it).
+	switch e := c.classify(op, err).(type) {
+	case *PermanentError:
+		return &bot.DeliveryError{Err: e, Permanent: true}
+	case *RateLimitError:
+		return &bot.DeliveryError{Err: e, After: e.Wait}
+	default:
+		return &bot.DeliveryError{Err: e}
+	}
+}
+
+// classify turns a client-go error into what happened: a permanent
+// refusal, a rate limit, or something retrying may fix.
+func (c *Client) classify(op string, err error) error {
 	if errors.Is(err, gl.ErrNotFound) {
 		// client-go returns a bare sentinel for 404, with no response.
 		return &PermanentError{Op: op, Status: http.StatusNotFound, Fix: fixNotFound}
