@@ -124,7 +124,7 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "gitlab")
+	log = log.With(bot.LogComponent, "gitlab")
 	api, err := gl.NewClient(cfg.Token.Reveal(),
 		gl.WithBaseURL(base),
 		gl.WithHTTPClient(hc),

@@ -43,7 +43,7 @@ func (d *DryRun) record(e bot.Effect) error {
 		a.At = d.Clock.Now()
 	}
 	if d.Log != nil {
-		d.Log.Info("dry run: would act on GitLab", "kind", a.Kind, "escalation_id", a.Escalation, "project", a.Project, "mr_iid", a.MRIID, "sha", a.SHA, "status", a.Status)
+		d.Log.Info("dry run: would act on GitLab", bot.LogKind, a.Kind, bot.LogEscalationID, a.Escalation, "project", a.Project, "mr_iid", a.MRIID, "sha", a.SHA, "status", a.Status)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

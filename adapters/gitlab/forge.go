@@ -100,7 +100,7 @@ func (c *Client) SetStatus(ctx context.Context, e bot.Effect) error {
 			return c.fail(op+": list statuses", lerr)
 		}
 		if cur != nil && sameState(cur.Status, e.Status) {
-			c.log.Debug("status already set", "effect_id", e.ID, "project", e.Project, "sha", e.SHA, "state", cur.Status)
+			c.log.Debug("status already set", bot.LogEffectID, e.ID, "project", e.Project, "sha", e.SHA, "state", cur.Status)
 			return nil
 		}
 	}
@@ -235,7 +235,7 @@ func (c *Client) PostNote(ctx context.Context, e bot.Effect) error {
 		}
 		for _, n := range notes {
 			if n != nil && strings.Contains(n.Body, marker) {
-				c.log.Debug("note already posted", "effect_id", e.ID, "project", e.Project, "mr_iid", e.MRIID, "note_id", n.ID)
+				c.log.Debug("note already posted", bot.LogEffectID, e.ID, "project", e.Project, "mr_iid", e.MRIID, "note_id", n.ID)
 				return nil
 			}
 		}

@@ -26,7 +26,7 @@ func (w *Worker) Refresh(ctx context.Context, e bot.Effect) error {
 	mi, err := w.Fetch.FetchMR(ctx, e.Project, e.MRIID)
 	if err != nil {
 		if isNotFound(err) {
-			w.log().Warn("refresh: no such merge request in GitLab; waiting for its webhook", "escalation_id", e.Escalation, "project", e.Project, "mr_iid", e.MRIID)
+			w.log().Warn("refresh: no such merge request in GitLab; waiting for its webhook", bot.LogEscalationID, e.Escalation, "project", e.Project, "mr_iid", e.MRIID)
 			return nil
 		}
 		return fmt.Errorf("refresh %s!%d: %w", e.Project, e.MRIID, err)

@@ -133,7 +133,7 @@ func (h *Intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dup, err := h.Inbox.Enqueue(r.Context(), key, kind, body, h.Clock.Now())
 	if err != nil {
 		h.observe("error")
-		h.log().Error("cannot record webhook", "err", err)
+		h.log().Error("cannot record webhook", bot.LogErr, err)
 		http.Error(w, "cannot record the event; GitLab will retry", http.StatusServiceUnavailable)
 		return
 	}

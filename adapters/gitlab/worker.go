@@ -108,7 +108,7 @@ func (w *Worker) Run(ctx context.Context, poll time.Duration) {
 	defer t.Stop()
 	for {
 		if _, err := w.ProcessDue(ctx); err != nil && ctx.Err() == nil {
-			w.log().Error("inbox pass failed", "err", err)
+			w.log().Error("inbox pass failed", bot.LogErr, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -171,7 +171,7 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 		if w.OnProcessed != nil {
 			w.OnProcessed(it.Kind, w.Clock.Now().Sub(it.At), err)
 		}
-		log := w.log().With("inbox_id", it.ID, "kind", it.Kind, "attempt", it.Attempts+1)
+		log := w.log().With(bot.LogInboxID, it.ID, bot.LogKind, it.Kind, bot.LogAttempt, it.Attempts+1)
 		var drop dropped
 		var pan *panicked
 		switch {
@@ -185,20 +185,20 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 				continue
 			}
 		case errors.As(err, &drop):
-			log.Error("webhook dropped: it cannot succeed", "err", err)
+			log.Error("webhook dropped: it cannot succeed", bot.LogErr, err)
 		default:
 			// GitLab's 401/403/404 are permanent for one call but not for
 			// an acknowledged webhook: a token gets renewed, a permission
 			// fixed. Keep the item and retry slowly; never lose it.
 			wait := backoff(it.Attempts)
 			if permanent(err) {
-				log.Error("webhook processing failed; fix the cause, it is retried", "retry_in", wait, "err", err)
+				log.Error("webhook processing failed; fix the cause, it is retried", bot.LogRetryIn, wait, bot.LogErr, err)
 			}
 			var ra interface{ RetryAfter() time.Duration }
 			if errors.As(err, &ra) && ra.RetryAfter() > wait {
 				wait = ra.RetryAfter()
 			}
-			log.Warn("webhook processing failed, will retry", "retry_in", wait, "err", err)
+			log.Warn("webhook processing failed, will retry", bot.LogRetryIn, wait, bot.LogErr, err)
 			if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), err.Error()); err != nil {
 				return done, err
 			}
@@ -217,9 +217,9 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 // payload. It reports whether the dead letter is stored: only then may the
 // item leave the inbox.
 func (w *Worker) setAsideItem(ctx context.Context, log *slog.Logger, it bot.InboxItem, pan *panicked) bool {
-	log.Error("webhook processing panicked; setting the item aside", "panic", pan.reason(), "stack", string(pan.stack))
+	log.Error("webhook processing panicked; setting the item aside", bot.LogPanic, pan.reason(), bot.LogStack, string(pan.stack))
 	if w.DeadLetters == nil {
-		log.Error("no dead-letter store: the item stays in the inbox and is retried", "retry_in", backoff(it.Attempts))
+		log.Error("no dead-letter store: the item stays in the inbox and is retried", bot.LogRetryIn, backoff(it.Attempts))
 		return false
 	}
 	payload := it.Body
@@ -231,7 +231,7 @@ func (w *Worker) setAsideItem(ctx context.Context, log *slog.Logger, it bot.Inbo
 	dl := bot.DeadLetter{Kind: "inbox", Ref: fmt.Sprint(it.ID), Reason: pan.reason(), Panic: true, At: w.Clock.Now(), Payload: payload}
 	_ = recovered(func() error { dl.Escalation = w.escalationOf(ctx, it); return nil })
 	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
-		log.Error("cannot set the item aside; it stays in the inbox and is retried", "retry_in", backoff(it.Attempts), "err", err)
+		log.Error("cannot set the item aside; it stays in the inbox and is retried", bot.LogRetryIn, backoff(it.Attempts), bot.LogErr, err)
 		return false
 	}
 	return true
@@ -371,7 +371,7 @@ func (w *Worker) comment(ctx context.Context, it bot.InboxItem, h *noteHook) err
 		return w.answer(ctx, project, iid, "", refusedKey, fmt.Sprintf(
 			"threatgate ran nothing for comment %d: GitLab has no such comment on this merge request, so nobody can be said to have written it.", noteID))
 	case errors.Is(err, ErrMalformed):
-		log.Warn("comment refused: GitLab's answer for the note cannot be read", "err", err)
+		log.Warn("comment refused: GitLab's answer for the note cannot be read", bot.LogErr, err)
 		return w.answer(ctx, project, iid, "", refusedKey, fmt.Sprintf(
 			"threatgate ran nothing for comment %d: GitLab's API returned it in a form threatgate cannot read (%s), so threatgate cannot tell who wrote it or when.", noteID, err))
 	case err != nil:
@@ -656,12 +656,12 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 func (w *Worker) reconcileOne(ctx context.Context, e *bot.Escalation) error {
 	mi, err := w.Fetch.FetchMR(ctx, e.Project, e.MRIID)
 	if err != nil {
-		w.log().Warn("reconcile: cannot fetch MR", "escalation_id", e.ID, "err", err)
+		w.log().Warn("reconcile: cannot fetch MR", bot.LogEscalationID, e.ID, bot.LogErr, err)
 		return err
 	}
 	mi.Action = bot.MRSeen
 	if _, err := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(err) != nil {
-		w.log().Warn("reconcile: engine refused", "escalation_id", e.ID, "err", err)
+		w.log().Warn("reconcile: engine refused", bot.LogEscalationID, e.ID, bot.LogErr, err)
 		return err
 	}
 	return nil
@@ -671,8 +671,8 @@ func (w *Worker) reconcileOne(ctx context.Context, e *bot.Escalation) error {
 // dead letter, once per escalation in this process: reconciliation runs
 // again on a timer, and one poison must not fill the store.
 func (w *Worker) setAsideReconcile(ctx context.Context, e *bot.Escalation, pan *panicked) {
-	log := w.log().With("escalation_id", e.ID)
-	log.Error("reconcile panicked; skipping the escalation", "panic", pan.reason(), "stack", string(pan.stack))
+	log := w.log().With(bot.LogEscalationID, e.ID)
+	log.Error("reconcile panicked; skipping the escalation", bot.LogPanic, pan.reason(), bot.LogStack, string(pan.stack))
 	if w.DeadLetters == nil {
 		return
 	}
@@ -690,7 +690,7 @@ func (w *Worker) setAsideReconcile(ctx context.Context, e *bot.Escalation, pan *
 	w.asideMu.Unlock()
 	dl := bot.DeadLetter{Kind: "reconcile", Ref: e.ID, Escalation: e.ID, Reason: pan.reason(), Panic: true, At: w.Clock.Now()}
 	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
-		log.Error("cannot set the reconciliation aside", "err", err)
+		log.Error("cannot set the reconciliation aside", bot.LogErr, err)
 		w.asideMu.Lock()
 		delete(w.aside, e.ID)
 		w.asideMu.Unlock()

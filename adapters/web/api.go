@@ -111,7 +111,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	all, err := a.Store.List(r.Context())
 	if err != nil {
 		if a.Log != nil {
-			a.Log.Error("list escalations", "err", err)
+			a.Log.Error("list escalations", bot.LogErr, err)
 		}
 		apiError(w, http.StatusInternalServerError, "internal error")
 		return

@@ -135,7 +135,7 @@ func (s *Server) verifyChain(r *http.Request, id string) chainStatus {
 	}
 	if err != nil {
 		st.Err = err.Error()
-		s.log.Error("audit chain broken", "escalation_id", id, "err", err)
+		s.log.Error("audit chain broken", bot.LogEscalationID, id, bot.LogErr, err)
 		return st
 	}
 	st.OK = true

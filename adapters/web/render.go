@@ -62,7 +62,7 @@ func (s *Server) RenderError(w http.ResponseWriter, r *http.Request, status int,
 	s.setup()
 	out, err := s.renderPage(w, r, "error", http.StatusText(status), errorView{Status: status, Text: http.StatusText(status), Msg: msg})
 	if err != nil {
-		s.log.Error("render error page", "err", err)
+		s.log.Error("render error page", bot.LogErr, err)
 		http.Error(w, msg, status)
 		return
 	}
@@ -102,7 +102,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	ref := hex.EncodeToString(b)
-	s.log.Error("page failed", "path", r.URL.Path, "ref", ref, "err", err)
+	s.log.Error("page failed", "path", r.URL.Path, "ref", ref, bot.LogErr, err)
 	out, rerr := s.renderPage(w, r, "error", "Internal error", errorView{Status: 500, Text: "Internal error", Msg: "Something went wrong on our side.", Ref: ref})
 	if rerr != nil {
 		http.Error(w, "internal error (ref "+ref+")", http.StatusInternalServerError)

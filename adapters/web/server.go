@@ -95,7 +95,7 @@ func (s *Server) setup() {
 		if s.log == nil {
 			s.log = slog.New(slog.DiscardHandler)
 		}
-		s.log = s.log.With("component", "web")
+		s.log = s.log.With(bot.LogComponent, "web")
 		s.csrf = newCSRF()
 		s.csrf.secure = s.HTTPS
 		s.sessions = newSessions()

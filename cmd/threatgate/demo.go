@@ -620,7 +620,7 @@ func demoHandler(s *server, sim *simulator) http.Handler {
 			return
 		}
 		if err != nil {
-			s.log.Error("open sample", "sample", r.PathValue("id"), "err", err)
+			s.log.Error("open sample", "sample", r.PathValue("id"), bot.LogErr, err)
 			http.Error(w, "internal error", http.StatusInternalServerError)
 			return
 		}

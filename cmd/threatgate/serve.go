@@ -71,13 +71,13 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	forge := x.Forge
 	if g := cfg.GitLab; g != nil && forge == nil {
 		if g.URL == "" {
-			s.dry = &gitlab.DryRun{Log: log.With("component", "gitlab-dry-run"), Clock: clock}
+			s.dry = &gitlab.DryRun{Log: log.With(bot.LogComponent, "gitlab-dry-run"), Clock: clock}
 			forge = s.dry
 		} else {
 			c, err := gitlab.New(gitlab.Config{
 				BaseURL: g.URL, Token: sec.GitLabToken, StatusName: g.StatusName, Gate: g.Gate,
 				StatusCheckName: g.StatusCheckName, DashboardURL: cfg.PublicURL(), Timeout: g.Timeout,
-				Log: log.With("component", "gitlab"),
+				Log: log.With(bot.LogComponent, "gitlab"),
 			})
 			if err != nil {
 				return nil, fmt.Errorf("gitlab client: %w", err)
@@ -93,7 +93,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	}
 	var chat bot.Chat
 	if cfg.Web != nil && cfg.Web.Console {
-		s.console = &web.Console{Web: s.web, Samples: x.Samples, Log: log.With("component", "console")}
+		s.console = &web.Console{Web: s.web, Samples: x.Samples, Log: log.With(bot.LogComponent, "console")}
 		s.web.Console = s.console
 		chat = s.console
 	}
@@ -109,7 +109,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		s.console.Engine = eng
 	}
 	s.worker = &gitlab.Worker{Inbox: db, Engine: eng, Store: db, Clock: clock,
-		Log: log.With("component", "gitlab-worker"), OnProcessed: s.metrics.processed, DeadLetters: db}
+		Log: log.With(bot.LogComponent, "gitlab-worker"), OnProcessed: s.metrics.processed, DeadLetters: db}
 	if s.client != nil {
 		s.worker.Fetch, s.worker.Answer = s.client, true
 	}
@@ -124,10 +124,10 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	var intake, statusCheck http.Handler
 	if g := cfg.GitLab; g != nil {
 		intake = &gitlab.Intake{Secret: sec.GitLabWebhookSecret, Inbox: db, Clock: clock,
-			MaxBody: cfg.MaxBodyBytes, Log: log.With("component", "gitlab-intake"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab")}
+			MaxBody: cfg.MaxBodyBytes, Log: log.With(bot.LogComponent, "gitlab-intake"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab")}
 		if g.Gate == GateExternalStatusCheck {
 			statusCheck = &gitlab.StatusCheck{Secret: sec.GitLabStatusCheckSecret, Inbox: db, Clock: clock,
-				MaxBody: cfg.MaxBodyBytes, Log: log.With("component", "gitlab-status-check"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab_status_check")}
+				MaxBody: cfg.MaxBodyBytes, Log: log.With(bot.LogComponent, "gitlab-status-check"), Wake: s.worker.Wake, Observe: s.metrics.webhook("gitlab_status_check")}
 		}
 	}
 	webhook(mux, "/webhooks/gitlab", intake, "the gitlab section is not in the config")
@@ -260,7 +260,7 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if serr := hs.Shutdown(shutdownCtx); serr != nil {
-		s.log.Warn("http shutdown", "err", serr)
+		s.log.Warn("http shutdown", bot.LogErr, serr)
 	}
 	stopBG()
 	if perr := parts.Wait(); perr != nil && err == nil {
@@ -279,7 +279,7 @@ func (s *server) reconcileLoop(ctx context.Context, every time.Duration) {
 	for {
 		n, err := s.worker.Reconcile(ctx)
 		if err != nil && ctx.Err() == nil {
-			s.log.Warn("reconcile failed", "err", err)
+			s.log.Warn("reconcile failed", bot.LogErr, err)
 		} else if ctx.Err() == nil {
 			s.log.Info("reconciled", "merge_requests", n)
 		}
@@ -299,7 +299,7 @@ func (s *server) tickLoop(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	for {
 		if n, err := s.engine.Tick(ctx, s.clock.Now()); err != nil && ctx.Err() == nil {
-			s.log.Warn("tick failed", "err", err)
+			s.log.Warn("tick failed", bot.LogErr, err)
 		} else if n > 0 {
 			s.log.Info("deferrals ended", "escalations", n)
 		}
