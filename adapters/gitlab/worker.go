@@ -99,8 +99,9 @@ func (w *Worker) Wake() {
 	}
 }
 
-// Run processes the inbox until ctx ends, when woken and every poll.
-func (w *Worker) Run(ctx context.Context, poll time.Duration) {
+// Run processes the inbox until ctx ends (then it returns nil), when woken
+// and every poll.
+func (w *Worker) Run(ctx context.Context, poll time.Duration) error {
 	if w.wake == nil {
 		w.wake = make(chan struct{}, 1)
 	}
@@ -112,7 +113,7 @@ func (w *Worker) Run(ctx context.Context, poll time.Duration) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-w.wake:
 		case <-t.C:
 		}

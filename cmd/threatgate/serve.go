@@ -233,7 +233,7 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	// one that fails stops the others (and the server).
 	bg, stopBG := context.WithCancel(context.Background())
 	parts := newGroup(bg)
-	parts.Go("gitlab-worker", func(ctx context.Context) error { s.worker.Run(ctx, s.poll); return nil })
+	parts.Go("gitlab-worker", func(ctx context.Context) error { return s.worker.Run(ctx, s.poll) })
 	parts.Go("dispatcher", func(ctx context.Context) error { return s.dispatcher.Run(ctx, s.poll) })
 	if s.client != nil && s.cfg.GitLab != nil {
 		parts.Go("reconcile", func(ctx context.Context) error { s.reconcileLoop(ctx, s.cfg.GitLab.ReconcileEvery); return nil })
