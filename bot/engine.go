@@ -292,7 +292,7 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) (int, error) {
 	moved := 0
 	var last error
 	for _, id := range ids {
-		rep, err := e.handleAt(ctx, Input{Kind: InputTick, Actor: System, Escalation: id}, now)
+		rep, err := e.tickOne(ctx, id, now)
 		if err != nil {
 			e.log.Error("tick failed", LogEscalationID, id, LogErr, err)
 			last = err
@@ -333,4 +333,16 @@ func (e *Engine) Answer(ctx context.Context, a Answer) error {
 		e.OnCommit()
 	}
 	return nil
+}
+
+// tickOne feeds one escalation's tick through the engine; a panic is
+// recovered and returned as an error, so one poison escalation does not
+// stop the loop (or the server).
+func (e *Engine) tickOne(ctx context.Context, id string, now time.Time) (rep Reply, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("tick of %s panicked: %s", id, PanicReason(r))
+		}
+	}()
+	return e.handleAt(ctx, Input{Kind: InputTick, Actor: System, Escalation: id}, now)
 }

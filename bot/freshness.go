@@ -66,11 +66,16 @@ func MovedSince(v Verb, seen, head string) error {
 }
 
 // ScopeOfComment refuses a command in a comment on project!iid that acts
-// on another MR: an escalation of another MR, or another escalation than
-// this MR's (esc, "" when it has none). A comment speaks for its own MR.
+// on or shows another MR: an escalation of another MR, another escalation
+// than this MR's (esc, "" when it has none), or the backlog of every
+// project. A comment speaks for its own MR.
 func ScopeOfComment(c *Command, project string, iid int64, esc string) error {
 	f := verbField(c.Verb)
 	switch {
+	case c.Verb == VerbBacklog:
+		// The backlog lists every project's open escalations: not for an
+		// MR's comment thread, which anyone who can comment reads.
+		return problemf(f, "the backlog lists escalations of every project, so it is read in chat or on the dashboard, not in a merge request comment")
 	case c.Verb == VerbEscalate && (!strings.EqualFold(c.MR.Project, project) || c.MR.IID != iid):
 		return problemf(f, "a comment here can only escalate this merge request (%s!%d); escalate %s!%d from chat or from a comment on it", project, iid, c.MR.Project, c.MR.IID)
 	case c.Escalation != "" && c.Verb != VerbEscalate && c.Escalation != esc:

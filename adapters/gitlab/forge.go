@@ -214,8 +214,8 @@ func (c *Client) targetURL(escalation string) string {
 // The body is neutralised first (Neutralize: no mention, no quick action
 // from the text, which may quote what outsiders wrote); the only mentions
 // are the GitLab usernames in e.Mention, put before it. Before posting it
-// looks for the marker among the MR's 100 newest notes and posts nothing
-// when an earlier attempt did (its answer lost to a timeout), so a retried
+// looks for the marker among threatgate's own notes in the MR's 100 newest
+// and posts nothing when an earlier attempt did (its answer lost to a timeout), so a retried
 // effect never posts twice.
 func (c *Client) PostNote(ctx context.Context, e bot.Effect) error {
 	op := fmt.Sprintf("post note on %s!%d", e.Project, e.MRIID)
@@ -233,8 +233,14 @@ func (c *Client) PostNote(ctx context.Context, e bot.Effect) error {
 		if err != nil {
 			return c.fail(op+": list notes", err)
 		}
+		// Only threatgate's own notes count: anyone can write a marker
+		// into a comment to stop a note (a bypass notice) from going out.
+		me, err := c.whoAmI(ctx)
+		if err != nil {
+			return err
+		}
 		for _, n := range notes {
-			if n != nil && strings.Contains(n.Body, marker) {
+			if n != nil && n.Author.Username == me && strings.Contains(n.Body, marker) {
 				c.log.Debug("note already posted", bot.LogEffectID, e.ID, "project", e.Project, "mr_iid", e.MRIID, "note_id", n.ID)
 				return nil
 			}

@@ -223,12 +223,9 @@ func (w *Worker) setAsideItem(ctx context.Context, log *slog.Logger, it bot.Inbo
 		log.Error("no dead-letter store: the item stays in the inbox and is retried", bot.LogRetryIn, backoff(it.Attempts))
 		return false
 	}
-	payload := it.Body
-	if pol := w.policy(); pol != nil {
-		// Kept for good: no secret a redacting signal would find (in a
-		// title, a description, a comment) is stored with it.
-		payload = []byte(pol.MaskSecrets(string(it.Body)))
-	}
+	// Kept for good: no secret a redacting signal would find (in a title,
+	// a description, a comment) is stored with it.
+	payload := maskedBody(w.policy(), it.Body)
 	dl := bot.DeadLetter{Kind: "inbox", Ref: fmt.Sprint(it.ID), Reason: pan.reason(), Panic: true, At: w.Clock.Now(), Payload: payload}
 	_ = recovered(func() error { dl.Escalation = w.escalationOf(ctx, it); return nil })
 	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
@@ -696,4 +693,39 @@ func (w *Worker) setAsideReconcile(ctx context.Context, e *bot.Escalation, pan *
 		delete(w.aside, e.ID)
 		w.asideMu.Unlock()
 	}
+}
+
+// maskedBody returns a webhook body with every string in it masked as the
+// policy masks secrets (MaskSecrets works on text, and JSON escapes the
+// quotes a secret is written in, so the body is decoded first). A body
+// that is not JSON is not kept at all; without a policy, neither.
+func maskedBody(pol *policies.Policy, body []byte) []byte {
+	if pol == nil {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil
+	}
+	var mask func(any) any
+	mask = func(x any) any {
+		switch t := x.(type) {
+		case string:
+			return pol.MaskSecrets(t)
+		case []any:
+			for i := range t {
+				t[i] = mask(t[i])
+			}
+		case map[string]any:
+			for k := range t {
+				t[k] = mask(t[k])
+			}
+		}
+		return x
+	}
+	out, err := json.Marshal(mask(v))
+	if err != nil {
+		return nil
+	}
+	return out
 }
