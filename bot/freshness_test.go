@@ -44,3 +44,29 @@ func TestCommandFreshAndSeenHead(t *testing.T) {
 		t.Error("a comment approved another MR's escalation")
 	}
 }
+
+// TestVerbTableAccessors: what surfaces read of the verb table agrees with
+// what decide enforces.
+func TestVerbTableAccessors(t *testing.T) {
+	vs := Verbs()
+	if len(vs) != len(verbs) || vs[0].Verb != VerbEscalate {
+		t.Fatalf("Verbs() = %d entries", len(vs))
+	}
+	for _, tt := range []struct {
+		v  Verb
+		st State
+		ok bool
+	}{
+		{VerbApprove, StateInReview, true}, {VerbApprove, StateMerged, false}, {VerbApprove, StateIntake, false},
+		{VerbDissent, StateMerged, true}, {VerbWithdraw, StateIntake, true}, {VerbEscalate, StateMerged, true}, {"nope", StateInReview, false},
+	} {
+		if got := AllowedIn(tt.v, tt.st); got != tt.ok {
+			t.Errorf("AllowedIn(%s, %s) = %v, want %v", tt.v, tt.st, got, tt.ok)
+		}
+	}
+	for _, v := range vs {
+		if v.HeadBound != HeadBound(v.Verb) {
+			t.Errorf("%s: HeadBound disagrees", v.Verb)
+		}
+	}
+}

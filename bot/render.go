@@ -127,7 +127,9 @@ func BacklogText(open []*Escalation, now time.Time) string {
 type CardData struct {
 	Project  string `json:"project"`
 	MRIID    int64  `json:"mr_iid"`
-	Title    string `json:"title,omitempty"` // from outside
+	Title    string `json:"title,omitempty"`  // from outside
+	MRURL    string `json:"mr_url,omitempty"` // as GitLab gave it
+	Author   string `json:"author,omitempty"` // the MR's author (GitLab username)
 	Tier     string `json:"tier"`
 	TierName string `json:"tier_name,omitempty"`
 	State    State  `json:"state"`
@@ -173,7 +175,7 @@ func (d *decision) card(e *Escalation) *CardData {
 		return nil
 	}
 	t := d.pol.Tier(e.Tier)
-	c := &CardData{Project: e.Project, MRIID: e.MRIID, Title: e.Title, Tier: e.Tier, TierName: e.TierName, State: e.State,
+	c := &CardData{Project: e.Project, MRIID: e.MRIID, Title: e.Title, MRURL: e.MRURL, Author: e.Author, Tier: e.Tier, TierName: e.TierName, State: e.State,
 		Urgent: e.Urgent, Bypassed: e.Bypassed, HeadSHA: e.HeadSHA}
 	if e.State == StateIntake {
 		c.Filer = e.Filer

@@ -52,6 +52,48 @@ var verbs = []verbSpec{
 	{verb: VerbHelp, usage: "/threatgate help [command]", about: "show this help, or one command's", anyone: true},
 }
 
+// VerbInfo is what surfaces need to know of a verb to offer it (help,
+// Slack modals and buttons, Discord command registration): how it is
+// written, what it does, what its free text is called, and what it needs.
+type VerbInfo struct {
+	Verb       Verb
+	Usage      string
+	About      string
+	TextName   string // what the free text holds ("rationale", "reason"); "" for none
+	Escalation bool   // acts on an escalation
+	TierBound  bool   // decides against the tier (needs its checklist, matrix)
+	HeadBound  bool   // decides about the code at the head
+}
+
+// Verbs lists every verb as surfaces offer them, in help order.
+func Verbs() []VerbInfo {
+	out := make([]VerbInfo, 0, len(verbs))
+	for _, s := range verbs {
+		out = append(out, VerbInfo{Verb: s.verb, Usage: s.usage, About: s.about, TextName: s.text, Escalation: s.escalation, TierBound: s.tier, HeadBound: s.head})
+	}
+	return out
+}
+
+// AllowedIn reports whether verb v may run on an escalation in state st
+// (the same check decide makes): every verb that acts on an escalation
+// runs while it is under review; after a merge or withdrawal only dissent
+// and action items, during intake only what the verb table allows. It says
+// nothing about who may run it (decide does).
+func AllowedIn(v Verb, st State) bool {
+	sp := spec(v)
+	switch {
+	case sp == nil:
+		return false
+	case !sp.escalation:
+		return true
+	case st.Ended():
+		return sp.afterEnd
+	case st == StateIntake:
+		return sp.inIntake
+	}
+	return true
+}
+
 // spec returns the entry of v, nil for an unknown verb.
 func spec(v Verb) *verbSpec {
 	for i := range verbs {
