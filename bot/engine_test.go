@@ -10,6 +10,7 @@ import (
 
 	"github.com/threatgate/threatgate/bot"
 	"github.com/threatgate/threatgate/bot/bottest"
+	"github.com/threatgate/threatgate/internal/testrig"
 	"github.com/threatgate/threatgate/policies"
 	"github.com/threatgate/threatgate/store"
 )
@@ -46,7 +47,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	br := bottest.NewRig(t, enginePolicy)
+	br := testrig.NewRig(t, enginePolicy)
 	r := &rig{db: br.DB, dir: br.Dir, eng: br.Engine, clock: br.Clock, pol: br.Policy}
 	// A test that reopens the store hands the new handle to the rig's
 	// cleanup (registered first, so it runs last).

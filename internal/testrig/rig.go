@@ -1,4 +1,8 @@
-package bottest
+// Package testrig is the setup most tests outside bot need: a policy, a
+// real bbolt store in a temporary directory, an engine and a fake clock. It
+// lives outside bot/ so that the domain's packages depend on no SDK (the
+// store brings bbolt).
+package testrig
 
 import (
 	"context"
@@ -6,20 +10,19 @@ import (
 	"time"
 
 	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/bot/bottest"
 	"github.com/threatgate/threatgate/policies"
 	"github.com/threatgate/threatgate/store"
 )
 
-// Rig is the setup most tests need: a policy, a real store in a temporary
-// directory (its audit chain verified when the test ends), an engine over
-// them and a fake clock. Only test packages outside bot use it (bot's own
-// tests cannot import store).
+// Rig is a policy, a real store in a temporary directory (its audit chain
+// verified when the test ends), an engine over them and a fake clock.
 type Rig struct {
 	Policy *policies.Policy
 	DB     *store.DB
 	Dir    string
 	Engine *bot.Engine
-	Clock  *Clock
+	Clock  *bottest.Clock
 }
 
 // T0 is when a Rig's clock starts.
@@ -38,7 +41,7 @@ func NewRig(t testing.TB, policyYAML string) *Rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Rig{Policy: pol, DB: db, Dir: dir, Clock: NewClock(T0)}
+	r := &Rig{Policy: pol, DB: db, Dir: dir, Clock: bottest.NewClock(T0)}
 	r.Engine = bot.NewEngine(db, pol, r.Clock, nil)
 	t.Cleanup(func() {
 		// r.DB, not db: a test may have closed and reopened the store.
