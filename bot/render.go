@@ -154,6 +154,12 @@ type CardData struct {
 	Waiting        []string  `json:"waiting,omitempty"`
 	DeferredUntil  time.Time `json:"deferred_until,omitzero"`
 	DecisionDue    time.Time `json:"decision_due,omitzero"` // set while active
+
+	// Signals are why the MR is in its tier, with their evidence (masked
+	// as stored); Inform the groups the tier informs (each surface tells
+	// them where it can, e.g. a group's Slack channel).
+	Signals []policies.Fired `json:"signals,omitempty"`
+	Inform  []string         `json:"inform,omitempty"`
 }
 
 // CardArtifact is one artifact the tier requires: in (by whom) or missing.
@@ -176,7 +182,10 @@ func (d *decision) card(e *Escalation) *CardData {
 	}
 	t := d.pol.Tier(e.Tier)
 	c := &CardData{Project: e.Project, MRIID: e.MRIID, Title: e.Title, MRURL: e.MRURL, Author: e.Author, Tier: e.Tier, TierName: e.TierName, State: e.State,
-		Urgent: e.Urgent, Bypassed: e.Bypassed, HeadSHA: e.HeadSHA}
+		Urgent: e.Urgent, Bypassed: e.Bypassed, HeadSHA: e.HeadSHA, Signals: e.Signals}
+	if t != nil {
+		c.Inform = t.Inform
+	}
 	if e.State == StateIntake {
 		c.Filer = e.Filer
 		for _, f := range d.missingIntake(e.Intake) {

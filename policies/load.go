@@ -722,8 +722,13 @@ func (l *loader) groups(p *Policy, n *yaml.Node, f string) {
 			continue
 		}
 		g := &Group{ID: k.Value}
-		isMap := l.fields(v, gf, []string{"members", "backups", "description"}, func(key string, v *yaml.Node, f string) {
+		isMap := l.fields(v, gf, []string{"members", "backups", "description", "slack_channel"}, func(key string, v *yaml.Node, f string) {
 			switch key {
+			case "slack_channel":
+				g.SlackChannel = l.str(v, f)
+				if !SlackChannelID(g.SlackChannel) {
+					l.fail(v, f, "want a Slack channel id such as C0123ABCD (channel details, at the bottom), got %q", g.SlackChannel)
+				}
 			case "members":
 				g.Members = l.strs(v, f)
 				for j, m := range g.Members {

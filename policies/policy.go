@@ -120,6 +120,25 @@ type Group struct {
 	ID      string
 	Members []string // person ids
 	Backups []string // group ids
+	// SlackChannel is where the group hears about the escalations it is
+	// informed of (one message per escalation, updated in place); "" for
+	// none.
+	SlackChannel string
+}
+
+// SlackChannelID reports whether s looks like a Slack conversation id
+// (C..., G... or D... and upper-case letters and digits), which is what
+// the Web API needs to edit a message later.
+func SlackChannelID(s string) bool {
+	if len(s) < 3 || len(s) > 32 || !strings.ContainsRune("CGD", rune(s[0])) {
+		return false
+	}
+	for _, c := range s[1:] {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Person maps one human across the surfaces threatgate talks to.

@@ -57,7 +57,10 @@
 //	                  how many wait (8 + 8 bytes): an older one is superseded
 //	                  (a lookup), whoever queued it; removed when none waits.
 //	threads           sink + 0x00 + escalation -> JSON of bot.MessageRef: where
-//	                  the escalation's thread is on that chat sink.
+//	                  the escalation's thread is on that chat sink; and the
+//	                  reverse, 0x01 + sink + 0x00 + channel + 0x00 + ts ->
+//	                  escalation, so a reply in a thread finds its
+//	                  escalation (EscalationOfThread).
 //	inbox_due         time key of NextAttempt + big-endian item id -> nil,
 //	                  one entry per inbox item (a zero NextAttempt is keyed
 //	                  as the earliest time), so InboxDue reads only what is

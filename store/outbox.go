@@ -515,10 +515,45 @@ func (d *DB) SetThreadRef(ctx context.Context, esc, sink string, ref bot.Message
 		if err != nil {
 			return err
 		}
-		return b.Put(k, v)
+		if err := b.Put(k, v); err != nil {
+			return err
+		}
+		if ref.Channel == "" || ref.TS == "" {
+			return nil
+		}
+		return b.Put(threadKey(sink, ref), []byte(esc))
 	})
 	if err != nil {
 		return fmt.Errorf("record thread of %s on %s: %w", esc, sink, err)
 	}
 	return nil
+}
+
+// threadKey is the key of the reverse entry of a thread in the threads
+// bucket: 0x01 + sink + 0x00 + channel + 0x00 + ts. No forward key starts
+// with 0x01 (sink names are printable).
+func threadKey(sink string, ref bot.MessageRef) []byte {
+	return []byte("\x01" + sink + "\x00" + ref.Channel + "\x00" + ref.TS)
+}
+
+// EscalationOfThread returns the escalation whose thread on sink starts at
+// ref (a reply in a Slack thread names its parent), or bot.ErrNotFound.
+func (d *DB) EscalationOfThread(ctx context.Context, sink string, ref bot.MessageRef) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("find the escalation of a thread on %s: %w", sink, err)
+	}
+	var esc string
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketThreads).Get(threadKey(sink, ref)); v != nil {
+			esc = string(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("find the escalation of a thread on %s: %w", sink, err)
+	}
+	if esc == "" {
+		return "", bot.ErrNotFound
+	}
+	return esc, nil
 }

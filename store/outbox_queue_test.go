@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -136,6 +137,19 @@ func TestThreadRefs(t *testing.T) {
 	}
 	if ref, _ := db.ThreadRef(ctx, "ESC-1", "slack"); ref != (bot.MessageRef{}) {
 		t.Errorf("another sink shares the thread: %+v", ref)
+	}
+	// The reverse: a reply in the thread finds its escalation, on that
+	// sink only, and only through the reference that was kept.
+	if esc, err := db.EscalationOfThread(ctx, "console", first); err != nil || esc != "ESC-1" {
+		t.Errorf("EscalationOfThread(first) = %q, %v; want ESC-1", esc, err)
+	}
+	for _, tc := range []struct {
+		sink string
+		ref  bot.MessageRef
+	}{{"console", bot.MessageRef{Channel: "C2", TS: "2.0"}}, {"slack", first}, {"console", bot.MessageRef{Channel: "C1", TS: "1.00"}}} {
+		if esc, err := db.EscalationOfThread(ctx, tc.sink, tc.ref); !errors.Is(err, bot.ErrNotFound) {
+			t.Errorf("EscalationOfThread(%s, %+v) = %q, %v; want not found", tc.sink, tc.ref, esc, err)
+		}
 	}
 }
 

@@ -69,14 +69,20 @@ const (
 	GateExternalStatusCheck = "external_status_check" // GitLab's external status checks (Ultimate)
 )
 
-// SlackConfig is the slack section. Accepted and validated; the Slack
-// integration is not wired yet.
+// SlackConfig is the slack section: the Slack app threatgate works
+// escalations through (adapters/slack).
 type SlackConfig struct {
 	BotTokenEnv, BotTokenFile           string
-	SigningSecretEnv, SigningSecretFile string
-	APIURL                              string // Web API base; always ends in "/" once loaded
-	Channel                             string // where escalation threads open
-	SecurityChannel                     string // where the security team is told about escalations
+	SigningSecretEnv, SigningSecretFile string // HTTP mode: verifies Slack's requests
+	// AppTokenEnv/AppTokenFile name the app-level token (xapp-…) of Socket
+	// Mode. Socket Mode is on when the file is set or the variable is
+	// set and not empty; then no public URL is needed and the signing
+	// secret is optional.
+	AppTokenEnv, AppTokenFile string
+	APIURL                    string // Web API base; always ends in "/" once loaded
+	TeamID                    string // the workspace (T…); requests from any other are refused
+	Channel                   string // where escalation threads open (a channel id)
+	SecurityChannel           string // bypasses, forged statuses and lapses are posted here too (a channel id; "" for none)
 }
 
 // DiscordConfig is the discord section. Accepted and validated; the
@@ -132,6 +138,7 @@ const (
 	envGitLabStatusCheckSecret = "THREATGATE_GITLAB_STATUS_CHECK_SECRET"
 	envSlackBotToken           = "THREATGATE_SLACK_BOT_TOKEN"
 	envSlackSigningSecret      = "THREATGATE_SLACK_SIGNING_SECRET"
+	envSlackAppToken           = "THREATGATE_SLACK_APP_TOKEN"
 	envDiscordBotToken         = "THREATGATE_DISCORD_BOT_TOKEN"
 	envPagerDutyRoutingKey     = "THREATGATE_PAGERDUTY_ROUTING_KEY"
 )
@@ -237,7 +244,7 @@ func (d *configDecoder) fail(n *yaml.Node, field, format string, args ...any) {
 var (
 	topKeys       = []string{"listen", "data_dir", "policy", "max_body_bytes", "gitlab", "slack", "discord", "pagerduty", "web"}
 	gitlabKeys    = []string{"url", "token_env", "token_file", "webhook_secret_env", "webhook_secret_file", "status_name", "gate", "status_check_name", "status_check_secret_env", "status_check_secret_file", "reconcile_every", "timeout"}
-	slackKeys     = []string{"bot_token_env", "bot_token_file", "signing_secret_env", "signing_secret_file", "api_url", "channel", "security_channel"}
+	slackKeys     = []string{"bot_token_env", "bot_token_file", "signing_secret_env", "signing_secret_file", "app_token_env", "app_token_file", "api_url", "team_id", "channel", "security_channel"}
 	discordKeys   = []string{"bot_token_env", "bot_token_file", "public_key", "api_url", "channel_id", "security_channel_id", "application_id"}
 	pagerdutyKeys = []string{"routing_key_env", "routing_key_file", "events_url"}
 	webKeys       = []string{"public_url", "dashboard_token_env", "dashboard_token_file", "console", "metrics_public", "trusted_proxies"}
@@ -319,8 +326,14 @@ func (d *configDecoder) slack(n *yaml.Node, section string) *SlackConfig {
 			d.str(v, f, &s.SigningSecretEnv)
 		case "signing_secret_file":
 			d.path(v, f, &s.SigningSecretFile)
+		case "app_token_env":
+			d.str(v, f, &s.AppTokenEnv)
+		case "app_token_file":
+			d.path(v, f, &s.AppTokenFile)
 		case "api_url":
 			d.str(v, f, &s.APIURL)
+		case "team_id":
+			d.str(v, f, &s.TeamID)
 		case "channel":
 			d.str(v, f, &s.Channel)
 		case "security_channel":
@@ -329,6 +342,7 @@ func (d *configDecoder) slack(n *yaml.Node, section string) *SlackConfig {
 	})
 	defaultEnv(&s.BotTokenEnv, s.BotTokenFile, envSlackBotToken)
 	defaultEnv(&s.SigningSecretEnv, s.SigningSecretFile, envSlackSigningSecret)
+	defaultEnv(&s.AppTokenEnv, s.AppTokenFile, envSlackAppToken)
 	// slack-go builds request URLs by appending the method name.
 	if s.APIURL != "" && !strings.HasSuffix(s.APIURL, "/") {
 		s.APIURL += "/"
@@ -716,7 +730,23 @@ func (c *Config) Validate() error {
 	if s := c.Slack; s != nil {
 		v.secret("slack", "bot_token", s.BotTokenEnv, s.BotTokenFile)
 		v.secret("slack", "signing_secret", s.SigningSecretEnv, s.SigningSecretFile)
+		if s.AppTokenEnv != "" && s.AppTokenFile != "" {
+			v.fail("slack.app_token_file", "set one of app_token_env and app_token_file")
+		}
+		if s.AppTokenEnv != "" && !envNameRE.MatchString(s.AppTokenEnv) {
+			v.fail("slack.app_token_env", "want the name of an environment variable (letters, digits and _, such as THREATGATE_SLACK_APP_TOKEN); "+
+				"secrets are not read from the config file, so put the token in that variable or in a file named by app_token_file")
+		}
 		v.url("slack.api_url", s.APIURL)
+		if !slackTeamRE.MatchString(s.TeamID) {
+			v.fail("slack.team_id", "want the workspace id, such as T0123ABCD (the T… in the workspace's URL or in auth.test), got %q", s.TeamID)
+		}
+		if !policies.SlackChannelID(s.Channel) {
+			v.fail("slack.channel", "want the id of the channel where escalation threads open, such as C0123ABCD (channel details, at the bottom), got %q", s.Channel)
+		}
+		if s.SecurityChannel != "" && !policies.SlackChannelID(s.SecurityChannel) {
+			v.fail("slack.security_channel", "want a channel id such as C0123ABCD, got %q", s.SecurityChannel)
+		}
 	}
 	if dc := c.Discord; dc != nil {
 		v.secret("discord", "bot_token", dc.BotTokenEnv, dc.BotTokenFile)
@@ -757,6 +787,7 @@ func (c *Config) Validate() error {
 var (
 	envNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	hexKeyRE    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	slackTeamRE = regexp.MustCompile(`^[TE][A-Z0-9]{2,31}$`)
 	snowflakeRE = regexp.MustCompile(`^[0-9]{1,20}$`)
 )
 
@@ -913,7 +944,8 @@ type Secrets struct {
 	GitLabWebhookSecret     bot.Secret
 	GitLabStatusCheckSecret bot.Secret // empty unless gitlab.gate is external_status_check
 	SlackBotToken           bot.Secret
-	SlackSigningSecret      bot.Secret
+	SlackSigningSecret      bot.Secret // empty in Socket Mode when none is set
+	SlackAppToken           bot.Secret // set: Socket Mode
 	DiscordBotToken         bot.Secret
 	PagerDutyRoutingKey     bot.Secret
 	DashboardToken          bot.Secret // empty when the dashboard needs no token
@@ -949,7 +981,19 @@ func (c *Config) LoadSecrets(getenv func(string) string) (Secrets, []string, err
 	}
 	if sl := c.Slack; sl != nil {
 		load(&s.SlackBotToken, sl.BotToken)
-		load(&s.SlackSigningSecret, sl.SigningSecret)
+		if sl.AppTokenFile != "" || sl.AppTokenEnv != "" && strings.TrimSpace(getenv(sl.AppTokenEnv)) != "" {
+			load(&s.SlackAppToken, sl.AppToken)
+			// Over the socket, Slack's requests need no signature; a
+			// signing secret, when there is one, still guards HTTP.
+			if v, w, err := sl.SigningSecret(getenv); err == nil {
+				s.SlackSigningSecret = v
+				if w != "" {
+					warnings = append(warnings, w)
+				}
+			}
+		} else {
+			load(&s.SlackSigningSecret, sl.SigningSecret)
+		}
 	}
 	if d := c.Discord; d != nil {
 		load(&s.DiscordBotToken, d.BotToken)
@@ -988,6 +1032,12 @@ func (s *SlackConfig) BotToken(getenv func(string) string) (bot.Secret, string, 
 // SigningSecret returns the Slack app's signing secret. See loadSecret.
 func (s *SlackConfig) SigningSecret(getenv func(string) string) (bot.Secret, string, error) {
 	return loadSecret("slack.signing_secret", s.SigningSecretEnv, s.SigningSecretFile, envSlackSigningSecret, getenv)
+}
+
+// AppToken returns the Slack app-level token (xapp-…) of Socket Mode. See
+// loadSecret.
+func (s *SlackConfig) AppToken(getenv func(string) string) (bot.Secret, string, error) {
+	return loadSecret("slack.app_token", s.AppTokenEnv, s.AppTokenFile, envSlackAppToken, getenv)
 }
 
 // BotToken returns the Discord bot token. See loadSecret.
@@ -1121,7 +1171,8 @@ func (c Config) attrs() []slog.Attr {
 		as = append(as, slog.Group("slack",
 			"bot_token_env", s.BotTokenEnv, "bot_token_file", s.BotTokenFile,
 			"signing_secret_env", s.SigningSecretEnv, "signing_secret_file", s.SigningSecretFile,
-			"api_url", redactURL(s.APIURL), "channel", s.Channel, "security_channel", s.SecurityChannel))
+			"app_token_env", s.AppTokenEnv, "app_token_file", s.AppTokenFile,
+			"api_url", redactURL(s.APIURL), "team_id", s.TeamID, "channel", s.Channel, "security_channel", s.SecurityChannel))
 	}
 	if d := c.Discord; d != nil {
 		as = append(as, slog.Group("discord",

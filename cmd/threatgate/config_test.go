@@ -131,7 +131,7 @@ func TestConfigExampleLoadsAndValidates(t *testing.T) {
 }
 
 func TestConfigEmptySectionsTurnIntegrationsOn(t *testing.T) {
-	c := mustLoad(t, "gitlab:\nslack:\ndiscord: {}\npagerduty:\nweb:\n")
+	c := mustLoad(t, "gitlab:\nslack: {team_id: T0TEAM, channel: C0ESC}\ndiscord: {}\npagerduty:\nweb:\n")
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate = %v", err)
 	}
@@ -147,7 +147,7 @@ func TestConfigEmptySectionsTurnIntegrationsOn(t *testing.T) {
 	if *g != want {
 		t.Errorf("gitlab = %+v\nwant %+v", *g, want)
 	}
-	if *c.Slack != (SlackConfig{BotTokenEnv: "THREATGATE_SLACK_BOT_TOKEN", SigningSecretEnv: "THREATGATE_SLACK_SIGNING_SECRET", APIURL: "https://slack.com/api/"}) {
+	if *c.Slack != (SlackConfig{BotTokenEnv: "THREATGATE_SLACK_BOT_TOKEN", SigningSecretEnv: "THREATGATE_SLACK_SIGNING_SECRET", AppTokenEnv: "THREATGATE_SLACK_APP_TOKEN", APIURL: "https://slack.com/api/", TeamID: "T0TEAM", Channel: "C0ESC"}) {
 		t.Errorf("slack = %+v", *c.Slack)
 	}
 	if *c.Discord != (DiscordConfig{BotTokenEnv: "THREATGATE_DISCORD_BOT_TOKEN", APIURL: "https://discord.com/api/v10"}) {
@@ -168,6 +168,8 @@ func TestConfigDefaultsAndDerivedValues(t *testing.T) {
 slack:
   api_url: http://127.0.0.1:9999/api
   bot_token_file: /run/secrets/slack
+  team_id: T0TEAM
+  channel: C0ESC
 max_body_bytes: 64KiB
 `)
 	if c.GitLab.TokenEnv != "" {
@@ -313,14 +315,14 @@ func TestConfigValidate(t *testing.T) {
 		{"timeout of two minutes", "gitlab:\n  timeout: 2m\n", nil},
 		{"token env and file", "gitlab:\n  token_env: GL_TOKEN\n  token_file: /run/secrets/gl\n", []string{"3:15: gitlab.token_file: set one of token_env and token_file"}},
 		{"webhook secret env and file", "gitlab:\n  webhook_secret_file: s\n  webhook_secret_env: X\n", []string{"2:24: gitlab.webhook_secret_file: set one of webhook_secret_env and webhook_secret_file"}},
-		{"slack env and file", "slack:\n  signing_secret_env: X\n  signing_secret_file: s\n", []string{"3:24: slack.signing_secret_file: set one of signing_secret_env and signing_secret_file"}},
+		{"slack env and file", "slack:\n  team_id: T0TEAM\n  channel: C0ESC\n  signing_secret_env: X\n  signing_secret_file: s\n", []string{"5:24: slack.signing_secret_file: set one of signing_secret_env and signing_secret_file"}},
 		{"pagerduty env and file", "pagerduty:\n  routing_key_env: X\n  routing_key_file: s\n", []string{"3:21: pagerduty.routing_key_file: set one of routing_key_env and routing_key_file"}},
 		{"dashboard env and file", "web:\n  dashboard_token_env: X\n  dashboard_token_file: s\n", []string{"3:25: web.dashboard_token_file: set one of dashboard_token_env and dashboard_token_file"}},
 		{"env name that is a secret", "gitlab:\n  token_env: glpat-abc\n", []string{"2:14: gitlab.token_env: want the name of an environment variable (letters, digits and _, such as THREATGATE_GITLAB_TOKEN); secrets are not read from the config file"}},
 		{"env name with a space", "discord:\n  bot_token_env: MY TOKEN\n", []string{"2:18: discord.bot_token_env: want the name of an environment variable"}},
 		{"public url relative", "web:\n  public_url: /threatgate\n", []string{`2:15: web.public_url: want an absolute http or https URL such as "https://threatgate.example.com", got "/threatgate"`}},
 		{"public url", "web:\n  public_url: https://sec.example.com/threatgate/\n", nil},
-		{"slack api url", "slack:\n  api_url: slack.com\n", []string{"2:12: slack.api_url: want an absolute http or https URL"}},
+		{"slack api url", "slack:\n  api_url: slack.com\n  team_id: T0TEAM\n  channel: C0ESC\n", []string{"2:12: slack.api_url: want an absolute http or https URL"}},
 		{"discord api url", "discord:\n  api_url: ''\n", []string{"2:12: discord.api_url: want an absolute http or https URL"}},
 		{"pagerduty events url", "pagerduty:\n  events_url: mailto:oncall@example.com\n", []string{"2:15: pagerduty.events_url: want an absolute http or https URL"}},
 		{"discord public key", "discord:\n  public_key: abc\n", []string{"2:15: discord.public_key: want the application's public key"}},
