@@ -134,6 +134,72 @@ func ParseReply(s string) (Command, error) {
 	return ParseCommand(s)
 }
 
+// ParseThreadReply parses a message written in an escalation's chat
+// thread under the policy pol. A first line "kind: link-or-text" naming
+// one of the policy's artifact kinds records that artifact (the lines
+// after it are part of its text, such as a filled-in threat model);
+// anything else is read as ParseReply reads it.
+func ParseThreadReply(s string, pol *policies.Policy) (Command, error) {
+	t := strings.TrimLeftFunc(s, isBlank)
+	first, more, _ := strings.Cut(t, "\n")
+	if key, value, ok := artifactLine(first); ok && pol != nil && !strings.HasPrefix(t, "/") {
+		if _, known := pol.Artifact(key); known {
+			ref := strings.TrimSpace(value)
+			if m := strings.TrimSpace(more); m != "" {
+				ref = strings.TrimSpace(ref + "\n" + m)
+			}
+			if ref == "" {
+				return Command{}, problemf(key, "give the artifact after the colon: a link, or its text")
+			}
+			if len(ref) > maxTextBytes {
+				return Command{}, problemf(key, "the artifact is %d bytes; the limit is %d bytes: link to it instead", len(ref), maxTextBytes)
+			}
+			return Command{Verb: VerbArtifact, Artifact: key, Ref: ref}, nil
+		}
+	}
+	return ParseReply(s)
+}
+
+// artifactLine reads "key: value" like fieldLine, and also "key:" alone
+// (the value follows on the next lines).
+func artifactLine(line string) (key, value string, ok bool) {
+	if k, v, ok := fieldLine(line); ok {
+		return k, v, true
+	}
+	t := strings.TrimSpace(line)
+	if k, found := strings.CutSuffix(t, ":"); found {
+		if k2, _, ok := fieldLine(k + ": x"); ok && k2 == k {
+			return k, "", true
+		}
+	}
+	return "", "", false
+}
+
+// IsThreadCommand reports whether a message written in an escalation's
+// chat thread is meant for threatgate: a command ("/approve …"), or a
+// first line "key: value" naming an artifact kind or an intake field of
+// pol. Anything else is conversation, which threatgate leaves alone.
+func IsThreadCommand(s string, pol *policies.Policy) bool {
+	t := strings.TrimLeftFunc(s, isBlank)
+	if strings.HasPrefix(t, "/") {
+		return true
+	}
+	first, _, _ := strings.Cut(t, "\n")
+	key, _, ok := artifactLine(first)
+	if !ok || pol == nil {
+		return false
+	}
+	if _, known := pol.Artifact(key); known {
+		return true
+	}
+	for _, f := range pol.Intake {
+		if f.ID == key {
+			return true
+		}
+	}
+	return false
+}
+
 // ParseSlash parses a slash command delivered as command and text apart,
 // as Slack does: command is "/escalate", "/approve" or "/threatgate".
 // It is ParseCommand(command + " " + text), with the same errors.

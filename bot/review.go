@@ -180,6 +180,9 @@ func (d *decision) artifact(c *Command) error {
 		}
 		return problemf(f, "unknown artifact kind %q; want one of %s", c.Artifact, strings.Join(kinds, ", "))
 	}
+	if IsUntouchedTemplate(c.Artifact, c.Ref) {
+		return problemf(f, "the %s template was sent as offered; fill it in, or give a link to the document", c.Artifact)
+	}
 	d.emit(EventArtifactAdded, EventData{Artifact: c.Artifact, Ref: c.Ref})
 	if missing := d.esc.MissingArtifacts(d.tier()); len(missing) > 0 {
 		d.reply("%s added to %s; still needed: %s.", c.Artifact, d.id(), strings.Join(missing, ", "))

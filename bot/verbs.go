@@ -63,13 +63,14 @@ type VerbInfo struct {
 	Escalation bool   // acts on an escalation
 	TierBound  bool   // decides against the tier (needs its checklist, matrix)
 	HeadBound  bool   // decides about the code at the head
+	Anyone     bool   // needs no person of the policy (help, status, backlog)
 }
 
 // Verbs lists every verb as surfaces offer them, in help order.
 func Verbs() []VerbInfo {
 	out := make([]VerbInfo, 0, len(verbs))
 	for _, s := range verbs {
-		out = append(out, VerbInfo{Verb: s.verb, Usage: s.usage, About: s.about, TextName: s.text, Escalation: s.escalation, TierBound: s.tier, HeadBound: s.head})
+		out = append(out, VerbInfo{Verb: s.verb, Usage: s.usage, About: s.about, TextName: s.text, Escalation: s.escalation, TierBound: s.tier, HeadBound: s.head, Anyone: s.anyone})
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -58,13 +59,18 @@ type App struct {
 	// hooks.slack.com and the API host); a response_url elsewhere is not
 	// called.
 	ResponseHosts []string
-	// Wait bounds how long a command or interaction waits for the engine
-	// before it is acknowledged with "working on it" and answered later
-	// through its response_url (default 2s: Slack gives up at 3s).
-	Wait time.Duration
+	// AckWithin bounds how long a command or interaction waits for the
+	// engine before it is acknowledged ("working on it") and answered
+	// later, through its response_url or in its thread (default 2s: Slack
+	// gives up at 3s).
+	AckWithin time.Duration
+	// HTTPClient calls response_urls (default: a client with a 10s
+	// timeout).
+	HTTPClient *http.Client
 
 	mu   sync.Mutex
-	seen map[string]time.Time // recently handled event ids and interaction ids
+	seen map[string]time.Time // recently handled event ids
+	bg   sync.WaitGroup       // answers being sent in the background
 }
 
 // maxSeen bounds the ids App remembers.
@@ -74,9 +80,6 @@ const maxSeen = 10000
 func NewApp(a *App) *App {
 	if a.Log == nil {
 		a.Log = slog.New(slog.DiscardHandler)
-	}
-	if a.Wait <= 0 {
-		a.Wait = 2 * time.Second
 	}
 	if a.ResponseHosts == nil {
 		a.ResponseHosts = []string{"hooks.slack.com"}

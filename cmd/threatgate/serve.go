@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/threatgate/threatgate/adapters/gitlab"
+	"github.com/threatgate/threatgate/adapters/slack"
 	"github.com/threatgate/threatgate/adapters/web"
 	"github.com/threatgate/threatgate/bot"
 	"github.com/threatgate/threatgate/policies"
@@ -43,6 +44,8 @@ type server struct {
 	worker     *gitlab.Worker
 	web        *web.Server
 	console    *web.Console   // nil unless web.console is on (always in the demo)
+	slack      *slack.App     // nil without a slack section
+	slackToken bot.Secret     // the app-level token: Socket Mode when set
 	client     *gitlab.Client // nil in a dry run or without gitlab
 	dry        *gitlab.DryRun // set in a dry run
 	metrics    *metrics
@@ -98,6 +101,23 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		chat = s.console
 	}
 	s.dispatcher = bot.NewDispatcher(db, forge, chat, nil, clock, log)
+	if cfg.Slack != nil {
+		app, err := newSlack(cfg.Slack, sec, s.engine, db, clock, log)
+		if err != nil {
+			return nil, err
+		}
+		s.slack, s.slackToken = app, sec.SlackAppToken
+		if sink, ok := any(app).(bot.Sink); ok {
+			s.dispatcher.AddSink(slack.SinkName, sink)
+		}
+		// Chat effects go to every chat surface: the console (when on)
+		// and Slack, each with its own queue.
+		routes := map[string][]string{bot.SinkForge: {bot.SinkForge}, bot.SinkPager: {bot.SinkPager}, bot.SinkChat: {slack.SinkName}}
+		if chat != nil {
+			routes[bot.SinkChat] = []string{bot.SinkChat, slack.SinkName}
+		}
+		s.engine.SetSinks(routes)
+	}
 	s.dispatcher.OnResult = s.metrics.delivered
 	// A delivery that panics is set aside; each chat thread's reference is
 	// kept per escalation and sink.
@@ -132,6 +152,18 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	}
 	webhook(mux, "/webhooks/gitlab", intake, "the gitlab section is not in the config")
 	webhook(mux, "/webhooks/gitlab/status-check", statusCheck, "gitlab.gate is not external_status_check")
+	var slackHTTP http.Handler
+	slackOff := "the slack section is not in the config"
+	if s.slack != nil {
+		if s.slack.SigningSecret != "" {
+			slackHTTP = s.slack.Handler()
+		} else {
+			slackOff = "Slack is connected over Socket Mode and no signing secret is set"
+		}
+	}
+	for _, p := range []string{slack.PathCommands, slack.PathInteractions, slack.PathEvents} {
+		webhook(mux, p, slackHTTP, slackOff)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() {
@@ -240,6 +272,13 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	}
 	parts.Go("tick", func(ctx context.Context) error { s.tickLoop(ctx, time.Minute); return nil })
 	parts.Go("housekeeping", func(ctx context.Context) error { s.housekeeping(ctx); return nil })
+	if s.slack != nil && s.slackToken != "" {
+		if sock, ok := any(s.slack).(interface {
+			RunSocket(context.Context, bot.Secret) error
+		}); ok {
+			parts.Go("slack-socket-mode", func(ctx context.Context) error { return sock.RunSocket(ctx, s.slackToken) })
+		}
+	}
 
 	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
@@ -265,6 +304,9 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	stopBG()
 	if perr := parts.Wait(); perr != nil && err == nil {
 		err = perr
+	}
+	if s.slack != nil {
+		s.slack.Drain()
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -399,9 +441,6 @@ func (e *env) loadConfig(path string) (Config, error) {
 // unavailable names the configured integrations this build cannot run.
 func (c *Config) unavailable() []string {
 	var out []string
-	if c.Slack != nil {
-		out = append(out, "slack")
-	}
 	if c.Discord != nil {
 		out = append(out, "discord")
 	}
