@@ -313,7 +313,12 @@ func (a *App) submit(ctx context.Context, ic *sl.InteractionCallback) Answer {
 	if out.problem != nil {
 		// A refusal keeps the modal open, shown under the input it is
 		// about, so nothing typed is lost.
-		return errorsOn(ic.View.State, problemBlock(out.problem, meta, ic.View.State), out.problem.Error())
+		block := problemBlock(out.problem, meta, ic.View.State)
+		msg := out.problem.Error()
+		if strings.HasPrefix(block, prefixCheck) && strings.Contains(msg, "--check") {
+			msg = "Answer this item: the tier asks every approver to answer its checklist."
+		}
+		return errorsOn(ic.View.State, block, msg)
 	}
 	a.tell(meta.Channel, meta.Thread, ic.User.ID, out.text)
 	return nil

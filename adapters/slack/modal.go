@@ -193,10 +193,12 @@ func modalCommand(meta modalMeta, state *sl.ViewState) (bot.Command, error) {
 		if state != nil {
 			for block := range state.Values {
 				if item, ok := strings.CutPrefix(block, prefixCheck); ok {
-					if c.Checks == nil {
-						c.Checks = map[string]string{}
+					if v := val(block); v != "" {
+						if c.Checks == nil {
+							c.Checks = map[string]string{}
+						}
+						c.Checks[item] = v
 					}
-					c.Checks[item] = val(block)
 				}
 			}
 		}
