@@ -304,18 +304,7 @@ func RenderCardText(c *CardData, id string) string {
 
 // askedOf names who is asked for missing artifacts: the MR author (as a
 // person of the policy when known) and the filer of a manual escalation.
-func (d *decision) askedOf(e *Escalation) string {
-	var who []string
-	if p := d.pol.Person("gitlab", e.Author); p != nil {
-		who = append(who, p.ID)
-	} else if e.Author != "" {
-		who = append(who, e.Author)
-	}
-	if e.Filer != "" && !slices.Contains(who, e.Filer) {
-		who = append(who, e.Filer)
-	}
-	return strings.Join(who, ", ")
-}
+func (d *decision) askedOf(e *Escalation) string { return strings.Join(AskedOf(e, d.pol), ", ") }
 
 // HumanDuration writes d the way people read deadlines: "3d 4h", "5h 12m",
 // "12m", "<1m"; never more than two units. A negative d is written by its

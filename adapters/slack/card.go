@@ -66,11 +66,17 @@ func RenderCard(c *bot.CardData, id string, users UserIDs) []sl.Block {
 	if !c.DecisionDue.IsZero() {
 		facts = append(facts, "*Decision due*\n"+date(c.DecisionDue))
 	}
-	title := md("%s", clip(c.Title, maxOutsideShort))
-	if c.Title == "" && len(facts) > 0 {
-		title = mrRef(c.Project, c.MRIID)
+	title := mrLink(c.Project, c.MRIID, c.MRURL)
+	if c.Title != "" {
+		title = md("%s %s", title, clip(c.Title, maxOutsideShort))
+	}
+	if c.Author != "" {
+		title = md("%s\nby %s", title, clip(c.Author, maxOutsideShort))
 	}
 	bs = append(bs, fielded(title, facts)...)
+	if len(c.Signals) > 0 {
+		bs = append(bs, sections("*Why*", signalLines(c.Signals))...)
+	}
 
 	if c.State == bot.StateIntake {
 		var fields []markup

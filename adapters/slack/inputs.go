@@ -368,13 +368,7 @@ func (a *App) Event(ctx context.Context, ev slackevents.EventsAPIEvent) error {
 				defer a.bg.Done()
 				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 				defer cancel()
-				home, ok := any(a).(interface {
-					PublishHome(context.Context, string) error
-				})
-				if !ok {
-					return
-				}
-				if err := home.PublishHome(hctx, inner.User); err != nil {
+				if err := a.PublishHome(hctx, inner.User); err != nil {
 					a.Log.Warn("could not publish the App Home tab", bot.LogErr, err)
 				}
 			}()

@@ -2,11 +2,13 @@ package slack
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 
 	sl "github.com/slack-go/slack"
 
 	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/policies"
 )
 
 // RenderNotice writes a thread post as Block Kit: the same facts as
@@ -169,18 +171,7 @@ func summaryBlocks(n *bot.Notice, id string, lead markup) []sl.Block {
 		bs = append(bs, fielded(join(md("*Filed by* %s:", s.Filer), quote(s.Reason)), fields)...)
 	}
 	if len(s.Signals) > 0 {
-		var lines []markup
-		for _, sg := range s.Signals {
-			lines = append(lines, md("• *%s* (%s, +%d)", sg.ID, sg.Category, sg.Weight))
-			for i, ev := range sg.Evidence {
-				if i == evidencePerSignal {
-					lines = append(lines, md("    ◦ and %d more", len(sg.Evidence)-evidencePerSignal))
-					break
-				}
-				lines = append(lines, "    ◦ "+code(ev))
-			}
-		}
-		bs = append(bs, sections("*Signals*", lines)...)
+		bs = append(bs, sections("*Signals*", signalLines(s.Signals))...)
 	}
 	bs = append(bs, requirementBlocks(n.Requirements, id)...)
 	var due []markup
@@ -260,6 +251,34 @@ func decisionBlocks(ds []bot.Decision) []sl.Block {
 }
 
 // mrRef writes project!iid as inline code.
+// signalLines writes the signals that fired, each with its evidence (as
+// stored: masked where the policy redacts), a few lines each.
+func signalLines(signals []policies.Fired) []markup {
+	var lines []markup
+	for _, sg := range signals {
+		lines = append(lines, md("• *%s* (%s, +%d)", sg.ID, sg.Category, sg.Weight))
+		for i, ev := range sg.Evidence {
+			if i == evidencePerSignal {
+				lines = append(lines, md("    ◦ and %d more", len(sg.Evidence)-evidencePerSignal))
+				break
+			}
+			lines = append(lines, "    ◦ "+code(ev))
+		}
+	}
+	return lines
+}
+
+// mrLink links an MR's reference to its page when the forge gave an
+// http(s) URL that can sit in a link token; else it is the bare reference.
+func mrLink(project string, iid int64, raw string) markup {
+	ref := fmt.Sprintf("%s!%d", project, iid)
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.ContainsAny(raw, "|<> \t\n\r") {
+		return mrRef(project, iid)
+	}
+	return markup("<" + Escape(u.String()) + "|" + Escape(ref) + ">")
+}
+
 func mrRef(project string, iid int64) markup {
 	return code(fmt.Sprintf("%s!%d", project, iid))
 }
