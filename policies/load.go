@@ -777,6 +777,9 @@ func (l *loader) people(n *yaml.Node, f string) []*Person {
 				pr.GitLab = l.str(v, f)
 			case "slack":
 				pr.Slack = l.str(v, f)
+				if pr.Slack != "" && !SlackUserID(pr.Slack) {
+					l.fail(v, f, "want the person's Slack member id, such as U0123ABCD (their profile, ⋮ menu, Copy member ID), got %q", pr.Slack)
+				}
 			case "discord":
 				pr.Discord = l.str(v, f)
 			case "gitlab_id":

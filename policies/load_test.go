@@ -265,8 +265,14 @@ func TestLoadProblems(t *testing.T) {
 		{"duplicate tier id", edit(t, "groups:\n", "  - id: T1\n    when: {min_score: 5}\n    approvals: [{group: appsec}]\ngroups:\n"), []want{
 			{11, 9, "tiers[1].id", `duplicate tier id "T1"`},
 		}},
-		{"duplicate person slack id", edit(t, "  - {gitlab: alice, email: alice@example.com}\n", "  - {gitlab: alice, slack: U1, email: alice@example.com}\n  - {gitlab: bob, slack: U1, email: bob@example.com}\n"), []want{
-			{15, 26, "people[1].slack", `slack "U1" is already given to alice`},
+		{"duplicate person slack id", edit(t, "  - {gitlab: alice, email: alice@example.com}\n", "  - {gitlab: alice, slack: U01, email: alice@example.com}\n  - {gitlab: bob, slack: U01, email: bob@example.com}\n"), []want{
+			{15, 26, "people[1].slack", `slack "U01" is already given to alice`},
+		}},
+		{"slack channel of the wrong shape", edit(t, "  appsec: {members: [alice]}\n", "  appsec: {members: [alice], slack_channel: '#security'}\n"), []want{
+			{12, 45, "groups.appsec.slack_channel", `want a Slack channel id such as C0123ABCD`},
+		}},
+		{"slack id of the wrong shape", edit(t, "  - {gitlab: alice, email: alice@example.com}\n", "  - {gitlab: alice, slack: '@alice', email: alice@example.com}\n"), []want{
+			{14, 28, "people[0].slack", `want the person's Slack member id, such as U0123ABCD`},
 		}},
 		{"duplicate person gitlab", edit(t, "  - {gitlab: alice, email: alice@example.com}\n", "  - {gitlab: alice, email: alice@example.com}\n  - {gitlab: alice, name: Alice Two, email: alice@example.com}\n"), []want{
 			{15, 14, "people[1].id", `id "alice" is already given to alice`},

@@ -126,11 +126,21 @@ type Group struct {
 	SlackChannel string
 }
 
-// SlackChannelID reports whether s looks like a Slack conversation id
-// (C..., G... or D... and upper-case letters and digits), which is what
-// the Web API needs to edit a message later.
+// SlackChannelID reports whether s looks like the id of a Slack channel
+// (C... public, G... private; upper-case letters and digits), which is
+// what the Web API needs to edit a message later.
 func SlackChannelID(s string) bool {
-	if len(s) < 3 || len(s) > 32 || !strings.ContainsRune("CGD", rune(s[0])) {
+	return slackID(s, "CG")
+}
+
+// SlackUserID reports whether s looks like a Slack user id (U..., or W...
+// on Enterprise Grid).
+func SlackUserID(s string) bool {
+	return slackID(s, "UW")
+}
+
+func slackID(s, first string) bool {
+	if len(s) < 3 || len(s) > 32 || !strings.ContainsRune(first, rune(s[0])) {
 		return false
 	}
 	for _, c := range s[1:] {

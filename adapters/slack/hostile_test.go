@@ -52,7 +52,7 @@ func poison(v reflect.Value, keep map[string]bool) {
 
 // allowed are the tokens threatgate writes itself: date tokens, and
 // mentions of the people the test mapping gives a Slack id.
-var allowed = regexp.MustCompile(`<!date\^\d+\^\{date_short_pretty\} \{time\}\|[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2} UTC>|<@U01ALICE>|<@U02BOB>`)
+var allowed = regexp.MustCompile(`<!date\^\d+\^\{date_short_pretty\} \{time\}\|[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2} UTC>|<@U01ALICE>|<@U02BOB>|<https://gitlab\.example\.com/g/p/-/merge_requests/1\|g/p!1>`)
 
 // broadcast matches a bare broadcast word Slack may link.
 var broadcast = regexp.MustCompile(`(?i)@(channel|here|everyone|group)`)

@@ -69,7 +69,7 @@ func cards() map[string]*bot.CardData {
 	return map[string]*bot.CardData{
 		"card": {Project: "g/p", MRIID: 1, Title: "Rotate sessions", MRURL: "https://gitlab.example.com/g/p/-/merge_requests/1", Author: "ann",
 			Signals: []policies.Fired{{ID: "auth", Category: "access-control", Weight: 50, Evidence: []string{"internal/auth/session.go"}}},
-			Tier: "T3", TierName: "critical", State: bot.StateInReview, Urgent: true,
+			Tier:    "T3", TierName: "critical", State: bot.StateInReview, Urgent: true,
 			Artifacts: []bot.CardArtifact{{Kind: "threat-model", By: "ann"}, {Kind: "rollback-plan"}}, AskedOf: "ann, erin",
 			HeadSHA: "aaa1111122223333", Approvals: []bot.CardRow{{Group: "appsec", Filled: 1, Count: 2}, {Group: "leads", Count: 1}},
 			RiskCeiling: 9, RiskRecorded: true, Risk: 16, UnknownAuthors: []string{"stranger@elsewhere.example"},

@@ -984,12 +984,10 @@ func (c *Config) LoadSecrets(getenv func(string) string) (Secrets, []string, err
 		if sl.AppTokenFile != "" || sl.AppTokenEnv != "" && strings.TrimSpace(getenv(sl.AppTokenEnv)) != "" {
 			load(&s.SlackAppToken, sl.AppToken)
 			// Over the socket, Slack's requests need no signature; a
-			// signing secret, when there is one, still guards HTTP.
-			if v, w, err := sl.SigningSecret(getenv); err == nil {
-				s.SlackSigningSecret = v
-				if w != "" {
-					warnings = append(warnings, w)
-				}
+			// signing secret, when there is one, still guards HTTP. A
+			// file named for it must be readable all the same.
+			if sl.SigningSecretFile != "" || strings.TrimSpace(getenv(sl.SigningSecretEnv)) != "" {
+				load(&s.SlackSigningSecret, sl.SigningSecret)
 			}
 		} else {
 			load(&s.SlackSigningSecret, sl.SigningSecret)

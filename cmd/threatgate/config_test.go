@@ -642,3 +642,27 @@ func FuzzParseConfig(f *testing.F) {
 		_ = c.Warnings()
 	})
 }
+
+// TestConfigSlackSocketModeSecrets: with an app-level token Slack runs
+// over Socket Mode and needs no signing secret; a signing secret file that
+// is named but unreadable is reported all the same.
+func TestConfigSlackSocketModeSecrets(t *testing.T) {
+	c := mustLoad(t, "slack: {team_id: T0TEAM, channel: C0ESC}\n")
+	env := map[string]string{"THREATGATE_SLACK_BOT_TOKEN": "xoxb-1", "THREATGATE_SLACK_APP_TOKEN": "xapp-1"}
+	s, _, err := c.LoadSecrets(envOf(env))
+	if err != nil || s.SlackAppToken.Reveal() != "xapp-1" || s.SlackSigningSecret != "" {
+		t.Errorf("socket mode without a signing secret: %+v, %v", s, err)
+	}
+	env["THREATGATE_SLACK_SIGNING_SECRET"] = "sign"
+	if s, _, err = c.LoadSecrets(envOf(env)); err != nil || s.SlackSigningSecret.Reveal() != "sign" {
+		t.Errorf("socket mode with a signing secret: %v", err)
+	}
+	// Without the app token: HTTP mode, the signing secret is required.
+	if _, _, err = c.LoadSecrets(envOf(map[string]string{"THREATGATE_SLACK_BOT_TOKEN": "xoxb-1"})); err == nil || !strings.Contains(err.Error(), "slack.signing_secret_env") {
+		t.Errorf("HTTP mode without a signing secret: %v", err)
+	}
+	c = mustLoad(t, "slack: {team_id: T0TEAM, channel: C0ESC, signing_secret_file: /nonexistent/secret}\n")
+	if _, _, err = c.LoadSecrets(envOf(map[string]string{"THREATGATE_SLACK_BOT_TOKEN": "xoxb-1", "THREATGATE_SLACK_APP_TOKEN": "xapp-1"})); err == nil || !strings.Contains(err.Error(), "slack.signing_secret_file") {
+		t.Errorf("an unreadable signing secret file in socket mode: %v", err)
+	}
+}
