@@ -457,7 +457,7 @@ func TestDecideGateEffects(t *testing.T) {
 		then  []string
 	}{
 		{"open sets pending, notes once, labels, opens the thread", nil, open,
-			[]string{"status pending@aaa111", "mr_note", "thread_summary", "thread_post", "reply", "mr_labels"}},
+			[]string{"status pending@aaa111", "mr_note", "thread_summary", "thread_post", "thread_post", "reply", "mr_labels"}},
 		{"approval sets success, the status first of GitLab's effects", []Input{open, cmd(t, "ann", "/threatgate artifact threat-model x")}, cmd(t, "alice", "/approve"),
 			[]string{"reply", "status success@aaa111", "thread_post", "mr_note", "thread_summary"}},
 		{"new commits after approval: pending on the new head",
@@ -468,7 +468,7 @@ func TestDecideGateEffects(t *testing.T) {
 			[]string{"reply", "status failed@aaa111", "thread_post", "mr_note", "thread_summary"}},
 		{"a redelivered open changes nothing", []Input{open}, open, nil},
 		{"a draft manual escalation does not hold back the gate", []Input{cmd(t, "mallory", "/escalate g/p!1 --tier T1 nothing to see")}, open,
-			[]string{"status pending@aaa111", "mr_note", "thread_post", "mr_labels", "thread_summary"}},
+			[]string{"status pending@aaa111", "mr_note", "thread_post", "thread_post", "mr_labels", "thread_summary"}},
 		{"our pending status seen: nothing to do", []Input{open}, mrIn(at(1), paths("src/auth/login.go"), seen("pending", "threatgate-bot", true)),
 			[]string{"mr_labels"}[:0]},
 		{"a missing status is set again", []Input{open}, mrIn(at(1), paths("src/auth/login.go"), seen("", "", false)),

@@ -108,6 +108,7 @@ func (d *decision) file() error {
 	d.effect(Effect{Kind: EffectMRNote, Notice: d.opening(NoticeOpened, t)})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
 	d.effect(Effect{Kind: EffectThreadPost, Notice: d.opening(NoticeFiled, t), Mention: d.approversOf(t)})
+	d.askArtifacts(t)
 	d.reply("%s is filed (%s %s); the review has started.", d.id(), t.ID, t.Name)
 	return nil
 }

@@ -127,6 +127,7 @@ func (d *decision) mr() error {
 	d.effect(Effect{Kind: EffectMRNote, Notice: d.opening(NoticeOpened, t)})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
 	d.effect(Effect{Kind: EffectThreadPost, Notice: d.opening(NoticeSelfFiled, t), Mention: d.approversOf(t)})
+	d.askArtifacts(t)
 	return nil
 }
 
@@ -233,6 +234,7 @@ func (d *decision) reclassify(res policies.Result, quiet bool) {
 		d.effect(Effect{Kind: EffectMRNote, Notice: n})
 		d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(res.Tier.ID)}})
 		d.effect(Effect{Kind: EffectThreadPost, Notice: n, Mention: d.approversOf(res.Tier)})
+		d.askArtifacts(res.Tier)
 		return
 	}
 	if res.Score != d.esc.Score || !sameSignals(res.Signals, d.esc.Signals) {
@@ -298,6 +300,7 @@ func (d *decision) open(mr *policies.MergeRequest, commitAuthors []string, res p
 	d.effect(Effect{Kind: EffectMRNote, Notice: d.opening(NoticeOpened, t)})
 	d.effect(Effect{Kind: EffectMRLabels, Labels: []string{tierLabel(t.ID)}})
 	d.effect(Effect{Kind: EffectThreadPost, Notice: d.opening(NoticeOpened, t), Mention: d.approversOf(t)})
+	d.askArtifacts(t)
 	if manual {
 		d.reply("Escalated %s!%d as %s (%s %s). Follow it in its thread.", data.Project, data.MRIID, IDPlaceholder, t.ID, t.Name)
 	} else {

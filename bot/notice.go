@@ -32,6 +32,9 @@ const (
 	NoticeBypass        NoticeKind = "bypass"         // merged without the head's approval
 	NoticeForged        NoticeKind = "forged"         // the gate's status was set by someone else
 	NoticeAnswer        NoticeKind = "answer"         // the answer to a command sent where there is no reply (an MR comment)
+	// NoticeArtifactsAsked asks whoever owes them (AskedOf) for the
+	// artifacts still missing (Fields: kind and name), in the thread.
+	NoticeArtifactsAsked NoticeKind = "artifacts_asked"
 )
 
 // Notice is what a post or note says, as data: no English, nothing
@@ -63,7 +66,8 @@ type Notice struct {
 	Arbiters  []string   `json:"arbiters,omitempty"`  // disputed: who decides
 	Retiers   []string   `json:"retiers,omitempty"`   // resumed without a tier: who re-tiers
 	Decisions []Decision `json:"decisions,omitempty"` // approved, rejected: those that count
-	Fields    []Field    `json:"fields,omitempty"`    // intake asked: the fields missing, with their prompts
+	Fields    []Field    `json:"fields,omitempty"`    // intake asked: the fields missing, with their prompts; artifacts asked: the kinds missing, with their names
+	AskedOf   []string   `json:"asked_of,omitempty"`  // artifacts asked: who owes them (person ids, or usernames the policy does not know)
 
 	Summary      *Summary      `json:"summary,omitempty"`      // opened, filed, self_filed
 	Requirements *Requirements `json:"requirements,omitempty"` // what the tier asks for
@@ -133,4 +137,23 @@ func (d *decision) post(n *Notice, note bool, mention []string) {
 		d.effect(Effect{Kind: EffectMRNote, Notice: n})
 	}
 	d.effect(Effect{Kind: EffectThreadPost, Notice: n, Mention: mention})
+}
+
+// askArtifacts asks, in the thread, for the artifacts tier t requires that
+// the escalation lacks, mentioning whoever owes them (the MR's author and
+// the filer). Nothing when none is missing.
+func (d *decision) askArtifacts(t *policies.Tier) {
+	if t == nil || d.esc == nil {
+		return
+	}
+	missing := d.esc.MissingArtifacts(t)
+	if len(missing) == 0 {
+		return
+	}
+	n := &Notice{Kind: NoticeArtifactsAsked, Tier: t.ID, AskedOf: AskedOf(d.esc, d.pol)}
+	for _, k := range missing {
+		a, _ := d.pol.Artifact(k)
+		n.Fields = append(n.Fields, Field{ID: k, Text: a.Name})
+	}
+	d.effect(Effect{Kind: EffectThreadPost, Notice: n, Mention: n.AskedOf})
 }

@@ -63,6 +63,13 @@ func RenderText(n *Notice, id string) string {
 		return fmt.Sprintf("BYPASS: %s (%s!%d) was merged at %s while %s, without the security approval its tier %s requires for that commit.", id, n.Project, n.MRIID, shortSHA(n.SHA), n.State, n.Tier)
 	case NoticeAnswer:
 		return n.Text
+	case NoticeArtifactsAsked:
+		var kinds []string
+		for _, f := range n.Fields {
+			kinds = append(kinds, f.ID)
+		}
+		return fmt.Sprintf("%s needs %s from %s.%s\nHand each in with /threatgate artifact %s <kind> <link-or-text>, or, in this thread, a reply \"<kind>: <link-or-text>\".",
+			id, strings.Join(kinds, ", "), strings.Join(n.AskedOf, ", "), fieldLines(n.Fields), id)
 	case NoticeForged:
 		return fmt.Sprintf("FORGED STATUS: %s found the gate's status %q on %s set by %s; it is reset to %q.", id, n.Found, shortSHA(n.SHA), n.FoundBy, n.Reset)
 	}

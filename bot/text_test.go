@@ -46,6 +46,8 @@ func allNotices() map[NoticeKind]*Notice {
 		NoticeBypass:        {Kind: NoticeBypass, Project: "g/p", MRIID: 1, SHA: "ccc3333344445555", State: StateInReview, Tier: "T2"},
 		NoticeAnswer:        {Kind: NoticeAnswer, Text: "threatgate could not do that: /approve: you wrote this merge request"},
 		NoticeForged:        {Kind: NoticeForged, Found: "success", FoundBy: "mallory", SHA: "aaa1111122223333", Reset: "pending"},
+		NoticeArtifactsAsked: {Kind: NoticeArtifactsAsked, Tier: "T3", AskedOf: []string{"ann", "erin"},
+			Fields: []Field{{ID: "threat-model", Text: "Threat model (STRIDE)"}, {ID: "rollback-plan", Text: "Rollback plan"}}},
 	}
 }
 
@@ -80,7 +82,7 @@ func TestRenderTextGolden(t *testing.T) {
 func TestEveryNoticeKindHasAGolden(t *testing.T) {
 	kinds := []NoticeKind{NoticeOpened, NoticeFiled, NoticeSelfFiled, NoticeIntakeAsked, NoticeTierRaised, NoticeRetiered, NoticeReady,
 		NoticeBackInReview, NoticeApproved, NoticeRejected, NoticeDisputed, NoticeDissent, NoticeWithdrawn, NoticeClosed, NoticeReopened,
-		NoticeResumed, NoticeDeferralEnded, NoticeBypass, NoticeForged, NoticeAnswer}
+		NoticeResumed, NoticeDeferralEnded, NoticeBypass, NoticeForged, NoticeAnswer, NoticeArtifactsAsked}
 	all := allNotices()
 	for _, k := range kinds {
 		if all[k] == nil {

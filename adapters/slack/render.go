@@ -94,6 +94,20 @@ func renderNotice(n *bot.Notice, id string) (bs []sl.Block, known bool) {
 	case bot.NoticeForged:
 		bs = append(bs, section(md(":rotating_light: *FORGED STATUS*: %s found the gate's status %s on %s set by %s; it is reset to %s.",
 			id, code(n.Found), shortSHA(n.SHA), clip(n.FoundBy, maxOutsideShort), code(n.Reset))))
+	case bot.NoticeArtifactsAsked:
+		var lines []markup
+		template := false
+		for _, f := range n.Fields {
+			lines = append(lines, md("• %s %s", code(f.ID), clip(f.Text, maxOutsideShort)))
+			template = template || bot.ArtifactTemplate(f.ID) != ""
+		}
+		bs = append(bs, sections(md(":page_facing_up: %s needs these artifacts from %s:", id, list(n.AskedOf)), lines)...)
+		hint := md("Reply here with `kind: link-or-text` (such as %s), upload the file with its kind as the message, or press *Add artifact* on the card.",
+			code(firstField(n.Fields)+": https://…"))
+		if template {
+			hint += " The Add artifact form offers a STRIDE template for the threat model."
+		}
+		bs = append(bs, contextBlock(hint))
 	case bot.NoticeAnswer:
 		bs = append(bs, sections("", escapedLines(clip(n.Text, maxOutside)))...)
 	default:
@@ -303,4 +317,12 @@ func unique(ss []string) []string {
 		}
 	}
 	return out
+}
+
+// firstField is the id of the first of fs, "kind" when there is none.
+func firstField(fs []bot.Field) string {
+	if len(fs) == 0 {
+		return "kind"
+	}
+	return fs[0].ID
 }
