@@ -71,6 +71,8 @@ type App struct {
 	mu   sync.Mutex
 	seen map[string]time.Time // recently handled event ids
 	bg   sync.WaitGroup       // answers being sent in the background
+
+	marks sinkMarkSet // the sink's memory of what it posted (sink.go)
 }
 
 // maxSeen bounds the ids App remembers.

@@ -510,6 +510,9 @@ func TestSlowCommandIsAcknowledged(t *testing.T) {
 	r := newHTRig(t)
 	r.open(t)
 	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the rig's Drain: a failing test must not hang
 	r.app.Engine = slowEngine{Engine: r.Engine, release: release}
 	r.app.AckWithin = 20 * time.Millisecond
 	body := command("UALICE", "/threatgate", "dissent ESC-1 later")
@@ -519,7 +522,7 @@ func TestSlowCommandIsAcknowledged(t *testing.T) {
 	if !strings.Contains(got, "Working on it") {
 		t.Fatalf("slow command answered %q", got)
 	}
-	close(release)
+	free()
 	late := r.slack.waitCalls(t, "response", 1)[0]
 	if !strings.Contains(late.JSON["text"].(string), "Dissent recorded") {
 		t.Errorf("late answer %+v", late.JSON)
