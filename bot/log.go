@@ -13,6 +13,7 @@ const (
 	LogPanic        = "panic"
 	LogStack        = "stack"
 	LogErr          = "err"
+	LogActor        = "actor"
 	LogEvents       = "events"
 	LogEffects      = "effects"
 )

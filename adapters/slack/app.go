@@ -153,6 +153,13 @@ func (a *App) once(key string) bool {
 	return true
 }
 
+// forget drops key from what once remembers.
+func (a *App) forget(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.seen, key)
+}
+
 func (a *App) now() time.Time {
 	if a.Clock != nil {
 		return a.Clock.Now()

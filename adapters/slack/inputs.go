@@ -57,6 +57,7 @@ func (a *App) Command(ctx context.Context, cmd sl.SlashCommand) (Answer, error) 
 	if actor.Person == "" && !anyone(c.Verb) {
 		return say(notMapped(cmd.UserID)), nil
 	}
+	start := time.Now() // real time: Slack's 3 seconds are
 	if c.Verb == bot.VerbEscalate && len(missingIntake(pol, c)) > 0 && cmd.TriggerID != "" {
 		m, err := BuildModal(bot.VerbEscalate, nil, pol, modalMeta{Channel: cmd.ChannelID, Command: strings.TrimPrefix(c.String(), "/escalate ")})
 		if err == nil {
@@ -71,7 +72,10 @@ func (a *App) Command(ctx context.Context, cmd sl.SlashCommand) (Answer, error) 
 	if cmd.TriggerID != "" {
 		in.Key = "slack:command:" + cmd.TriggerID
 	}
-	out, done := a.decide(ctx, in, func(o outcome) { a.respond(cmd.ResponseURL, o.text) })
+	// Slack waits 3s in all: what a failed views.open took is not
+	// waited again.
+	wait := a.ackWithin() - time.Since(start)
+	out, done := a.decideWithin(ctx, in, wait, func(o outcome) { a.respond(cmd.ResponseURL, o.text) })
 	if !done {
 		return say("Working on it; the answer follows here."), nil
 	}
@@ -121,15 +125,28 @@ type outcome struct {
 // done reports that out is the answer; otherwise later is called with it
 // once the engine is done (the decision goes on without the request).
 func (a *App) decide(ctx context.Context, in bot.Input, later func(outcome)) (out outcome, done bool) {
+	return a.decideWithin(ctx, in, a.ackWithin(), later)
+}
+
+// decideWithin is decide waiting at most wait.
+func (a *App) decideWithin(ctx context.Context, in bot.Input, wait time.Duration, later func(outcome)) (out outcome, done bool) {
 	ch := make(chan outcome, 1)
 	a.bg.Add(1)
 	go func() {
 		defer a.bg.Done()
 		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		defer func() {
+			// A panic deciding one input is that input's failure, not
+			// the server's.
+			if r := recover(); r != nil {
+				a.Log.Error("slack input panicked", bot.LogPanic, bot.PanicReason(r), bot.LogActor, in.Actor.String())
+				ch <- outcome{text: "threatgate could not do that: an internal error, which was logged. Try again later."}
+			}
+		}()
 		ch <- a.handle(ectx, in)
 	}()
-	t := time.NewTimer(a.ackWithin())
+	t := time.NewTimer(max(wait, 0))
 	defer t.Stop()
 	select {
 	case out := <-ch:
@@ -151,7 +168,7 @@ func (a *App) handle(ctx context.Context, in bot.Input) outcome {
 		if p, ok := bot.IsProblem(err); ok {
 			return outcome{text: problemText(err), problem: p}
 		}
-		a.Log.Error("slack input failed", bot.LogErr, err, "actor", in.Actor.String())
+		a.Log.Error("slack input failed", bot.LogErr, err, bot.LogActor, in.Actor.String())
 		return outcome{text: "threatgate could not do that: an internal error, which was logged. Nothing was recorded; try again later."}
 	}
 	return outcome{text: Escape(rep.Text)}
@@ -394,7 +411,10 @@ func (a *App) message(ctx context.Context, eventID string, ev *slackevents.Messa
 	esc, err := a.Store.EscalationOfThread(ctx, SinkName, bot.MessageRef{Channel: ev.Channel, TS: ev.ThreadTimeStamp})
 	if err != nil {
 		if !errors.Is(err, bot.ErrNotFound) {
+			// The store failed: Slack's retry of this event may
+			// succeed, so it is not remembered as handled.
 			a.Log.Warn("could not look up a thread", bot.LogErr, err)
+			a.forget("event:" + eventID)
 		}
 		return
 	}
