@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +39,9 @@ people:
   - {gitlab: ann, slack: UANN, email: ann@example.com}
   - {gitlab: alice, slack: UALICE, email: alice@example.com}
   - {gitlab: carol, slack: UCAROL, email: carol@example.com}
+intake:
+  - {id: summary, prompt: 'What is wrong?'}
+  - {id: assets, prompt: 'What is at stake?'}
 `
 
 const (
@@ -541,5 +545,56 @@ func TestRepliesAreEscaped(t *testing.T) {
 	got := answer(t, r.post(t, PathCommands, command("UANN", "/threatgate", "artifact ESC-1 <!channel><@U0EVIL> https://x")))
 	if strings.Contains(got, "<!channel>") || strings.Contains(got, "<@U0EVIL>") {
 		t.Errorf("answer echoes markup: %q", got)
+	}
+}
+
+// TestEscalateOpensTheIntakeModal: /escalate asks for the policy's intake
+// fields in a modal (with what the command already answered filled in);
+// its submission files the manual escalation, by the person who typed it.
+func TestEscalateOpensTheIntakeModal(t *testing.T) {
+	r := newHTRig(t)
+	w := r.post(t, PathCommands, command("UCAROL", "/escalate", "shop/api!40 --tier T2 tokens end up in logs\nsummary: the session token is logged"))
+	if w.Code != http.StatusOK || w.Body.Len() != 0 {
+		t.Fatalf("/escalate: %d %q, want an empty 200 (the modal opens)", w.Code, w.Body)
+	}
+	opened := r.slack.waitCalls(t, "views.open", 1)[0]
+	raw, _ := json.Marshal(opened.JSON["view"])
+	for _, want := range []string{`"block_id":"field:summary"`, `"block_id":"field:assets"`, `"initial_value":"the session token is logged"`, "What is at stake?"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("the intake modal lacks %s: %s", want, raw)
+		}
+	}
+	meta := opened.JSON["view"].(map[string]any)["private_metadata"].(string)
+	w = r.post(t, PathInteractions, interaction(t, map[string]any{"type": "view_submission", "team": map[string]any{"id": htTeam},
+		"user": map[string]any{"id": "UCAROL"}, "view": map[string]any{"id": "V7", "callback_id": callbackView, "private_metadata": meta,
+			"state": map[string]any{"values": map[string]any{
+				"field:summary": map[string]any{"v": map[string]any{"type": "plain_text_input", "value": "the session token is logged"}},
+				"field:assets":  map[string]any{"v": map[string]any{"type": "plain_text_input", "value": "every session"}}}}}}))
+	if w.Code != http.StatusOK || w.Body.Len() != 0 {
+		t.Fatalf("submission: %d %s", w.Code, w.Body)
+	}
+	esc, err := r.DB.FindByMR(context.Background(), "shop/api", 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !esc.Manual || esc.Filer != "carol" || esc.Intake["assets"] != "every session" || esc.Tier != "T2" || esc.State == bot.StateIntake {
+		t.Errorf("filed: %+v", esc)
+	}
+	// Slack requires every field of the modal; a submission without one
+	// anyway is a draft that asks for it in its thread, as in the console.
+	w = r.post(t, PathCommands, command("UCAROL", "/escalate", "shop/api!41 --tier T2 again"))
+	meta = r.slack.waitCalls(t, "views.open", 2)[1].JSON["view"].(map[string]any)["private_metadata"].(string)
+	w = r.post(t, PathInteractions, interaction(t, map[string]any{"type": "view_submission", "team": map[string]any{"id": htTeam},
+		"user": map[string]any{"id": "UCAROL"}, "view": map[string]any{"id": "V8", "callback_id": callbackView, "private_metadata": meta,
+			"state": map[string]any{"values": map[string]any{
+				"field:summary": map[string]any{"v": map[string]any{"type": "plain_text_input", "value": "s"}},
+				"field:assets":  map[string]any{"v": map[string]any{"type": "plain_text_input", "value": ""}}}}}}))
+	if draft, err := r.DB.FindByMR(context.Background(), "shop/api", 41); err != nil || draft.State != bot.StateIntake {
+		t.Errorf("a submission without every answer: %+v, %v; want a draft in intake", draft, err)
+	}
+	for _, b := range opened.JSON["view"].(map[string]any)["blocks"].([]any) {
+		if bm := b.(map[string]any); strings.HasPrefix(fmt.Sprint(bm["block_id"]), prefixField) && bm["optional"] == true {
+			t.Errorf("intake field %v is optional in the modal", bm["block_id"])
+		}
 	}
 }

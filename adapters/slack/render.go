@@ -104,10 +104,12 @@ func renderNotice(n *bot.Notice, id string) (bs []sl.Block, known bool) {
 		bs = append(bs, sections(md(":page_facing_up: %s needs these artifacts from %s:", id, list(n.AskedOf)), lines)...)
 		hint := md("Reply here with `kind: link-or-text` (such as %s), upload the file with its kind as the message, or press *Add artifact* on the card.",
 			code(firstField(n.Fields)+": https://…"))
-		if template {
-			hint += " The Add artifact form offers a STRIDE template for the threat model."
-		}
 		bs = append(bs, contextBlock(hint))
+		if template {
+			// The template, to copy into a reply that starts with
+			// "threat-model:" (or into the Add artifact form).
+			bs = append(bs, section(md("*STRIDE template* for the threat model: reply with `threat-model:` and this, filled in:\n```%s```", bot.ArtifactTemplate("threat-model"))))
+		}
 	case bot.NoticeAnswer:
 		bs = append(bs, sections("", escapedLines(clip(n.Text, maxOutside)))...)
 	default:

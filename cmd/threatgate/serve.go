@@ -107,9 +107,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 			return nil, err
 		}
 		s.slack, s.slackToken = app, sec.SlackAppToken
-		if sink, ok := any(app).(bot.Sink); ok {
-			s.dispatcher.AddSink(slack.SinkName, sink)
-		}
+		s.dispatcher.AddSink(slack.SinkName, app)
 		// Chat effects go to every chat surface: the console (when on)
 		// and Slack, each with its own queue.
 		routes := map[string][]string{bot.SinkForge: {bot.SinkForge}, bot.SinkPager: {bot.SinkPager}, bot.SinkChat: {slack.SinkName}}
@@ -273,11 +271,7 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	parts.Go("tick", func(ctx context.Context) error { s.tickLoop(ctx, time.Minute); return nil })
 	parts.Go("housekeeping", func(ctx context.Context) error { s.housekeeping(ctx); return nil })
 	if s.slack != nil && s.slackToken != "" {
-		if sock, ok := any(s.slack).(interface {
-			RunSocket(context.Context, bot.Secret) error
-		}); ok {
-			parts.Go("slack-socket-mode", func(ctx context.Context) error { return sock.RunSocket(ctx, s.slackToken) })
-		}
+		parts.Go("slack-socket-mode", func(ctx context.Context) error { return s.slack.RunSocket(ctx, s.slackToken) })
 	}
 
 	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -485,5 +486,50 @@ func TestSlackServeChecksTheToken(t *testing.T) {
 	_, err = newServer(cfg, sec, pol, db, bottest.NewClock(time.Now()), slog.New(slog.DiscardHandler), extras{})
 	if err == nil || !strings.Contains(err.Error(), "invalid_auth") || !strings.Contains(err.Error(), "environment variable X") || strings.Contains(err.Error(), "xoxb-1") {
 		t.Errorf("a refused token: %v", err)
+	}
+}
+
+// TestSlackMentionInjection: a hostile MR title and a hostile rationale
+// reach Slack inert: no broadcast, no mention and no link but the ones
+// threatgate makes, in every message posted or edited.
+func TestSlackMentionInjection(t *testing.T) {
+	r := newSlackRig(t)
+	const evil = "<!channel> <!here|here> <@U0EVIL> <#C0EVIL> <https://evil.example|click> @everyone"
+	r.gl.AddMR(gitlabtest.MR{Project: "shop/api", IID: 1, Title: "fix " + evil, Author: "ann", SHA: shaA, HeadPipelineID: 501, UpdatedAt: r.clock.Now(),
+		Diffs: []gitlabtest.Diff{{OldPath: "src/auth/a.go", NewPath: "src/auth/a.go", Diff: "@@ -1 +1,2 @@\n x\n+" + evil + "\n"}}})
+	r.hook(1, "open")
+	thread := r.s.slackThread(t, "ESC-1")
+	r.reply("EvX1", "U0ALICE", thread.TS, "<@U0BOT> dissent "+evil)
+	r.reply("EvX2", "U0ANN", thread.TS, "threat-model: "+evil)
+	r.settle()
+	if e := r.esc(1); len(e.Dissents) != 1 || len(e.Artifacts) != 1 {
+		t.Fatalf("the hostile replies were not recorded: %+v %+v", e.Dissents, e.Artifacts)
+	}
+	// threatgate's own tokens: its mentions, date tokens and MR links.
+	own := regexp.MustCompile(`<@U0(ALICE|ANN)>|<!date\^\d+\^[^|>]*\|[^>]*>|<https?://127\.0\.0\.1:\d+/[^|>]*\|[^>]*>|<https://acme\.slack\.com/[^|>]*\|[^>]*>|<#C0ESC>`)
+	checked, escaped := 0, 0
+	for _, method := range []string{"chat.postMessage", "chat.update", "chat.postEphemeral"} {
+		for _, c := range r.slack.Calls(method) {
+			for _, field := range []string{"text", "blocks"} {
+				v := c.Form.Get(field)
+				if field == "blocks" {
+					// Decode the JSON string escapes (\u003c) before looking.
+					var blocks any
+					if json.Unmarshal([]byte(v), &blocks) == nil {
+						b, _ := json.Marshal(blocks)
+						v = strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(string(b))
+					}
+				}
+				escaped += strings.Count(v, "&lt;!channel&gt;")
+				rest := own.ReplaceAllString(v, "")
+				if strings.Contains(rest, "<") || regexp.MustCompile(`(?i)(^|[^\x{200d}])@(channel|here|everyone)`).MatchString(rest) {
+					t.Errorf("%s %s carries markup threatgate did not write: %s", method, field, v)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 10 || escaped < 3 {
+		t.Errorf("only %d message fields checked, the hostile text shown (escaped) %d times", checked, escaped)
 	}
 }
