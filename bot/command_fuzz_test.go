@@ -2,7 +2,10 @@ package bot
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/threatgate/threatgate/policies"
 )
 
 // FuzzParseCommand checks that ParseCommand never panics, that every
@@ -48,4 +51,64 @@ func FuzzParseCommand(f *testing.F) {
 			t.Fatalf("String not stable: %q then %q", out, out2)
 		}
 	})
+}
+
+// FuzzParseThreadReply checks that a reply in a chat thread never panics,
+// that every error is a *Problem, that an artifact it reads is one of the
+// policy's kinds within the length limit, and that a message
+// IsThreadCommand leaves alone is never read as an artifact. Seeds are
+// committed under testdata/fuzz/FuzzParseThreadReply.
+func FuzzParseThreadReply(f *testing.F) {
+	pol := mustPolicy(f, `
+version: 1
+signals:
+  - {id: auth, category: access-control, weight: 50, when: {paths: ["**/auth/**"]}}
+tiers:
+  - {id: T2, name: high, when: {min_score: 50}, artifacts: [threat-model], approvals: [{group: appsec, count: 1}]}
+groups:
+  appsec: {members: [alice]}
+people:
+  - {gitlab: alice, email: alice@example.com}
+intake:
+  - {id: summary, prompt: 'What?'}
+`)
+	for _, s := range []string{
+		"threat-model: https://wiki.example.com/tm",
+		"threat-model:\nAssets: sessions\nSpoofing: threat: … | mitigation: mTLS | status: mitigated",
+		"summary: tokens are logged",
+		"/approve --check a=b fine",
+		"looks good to me",
+		"rollback-plan: revert",
+		"threat-model:",
+		"  threat-model :  x",
+		"<@U0BOT> approve",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseThreadReply(s, pol)
+		if err != nil {
+			if _, ok := IsProblem(err); !ok {
+				t.Fatalf("ParseThreadReply(%q) error %T %v, want a *Problem", s, err, err)
+			}
+			return
+		}
+		if c.Verb == VerbArtifact && !strings.HasPrefix(strings.TrimSpace(s), "/") {
+			if _, ok := pol.Artifact(c.Artifact); !ok || c.Ref == "" || len(c.Ref) > maxTextBytes {
+				t.Fatalf("ParseThreadReply(%q) = artifact %q %q", s, c.Artifact, c.Ref)
+			}
+			if !IsThreadCommand(s, pol) {
+				t.Fatalf("ParseThreadReply(%q) read an artifact from what IsThreadCommand calls conversation", s)
+			}
+		}
+	})
+}
+
+func mustPolicy(tb testing.TB, src string) *policies.Policy {
+	tb.Helper()
+	p, err := policies.Load("fuzz.yaml", []byte(src))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }

@@ -66,7 +66,7 @@ type htSlack struct {
 	srv   *httptest.Server
 }
 
-func newHTSlack(t *testing.T) *htSlack {
+func newHTSlack(t testing.TB) *htSlack {
 	f := &htSlack{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -131,7 +131,7 @@ type htRig struct {
 	h     http.Handler
 }
 
-func newHTRig(t *testing.T) *htRig {
+func newHTRig(t testing.TB) *htRig {
 	t.Helper()
 	r := testrig.NewRig(t, htPolicy)
 	f := newHTSlack(t)
