@@ -154,7 +154,13 @@ func ParseThreadReply(s string, pol *policies.Policy) (Command, error) {
 			if len(ref) > maxTextBytes {
 				return Command{}, problemf(key, "the artifact is %d bytes; the limit is %d bytes: link to it instead", len(ref), maxTextBytes)
 			}
-			return Command{Verb: VerbArtifact, Artifact: key, Ref: ref}, nil
+			c := Command{Verb: VerbArtifact, Artifact: key, Ref: ref}
+			// Held to what a typed command is: no control characters,
+			// within the limits.
+			if _, err := ParseCommand(c.String()); err != nil {
+				return Command{}, err
+			}
+			return c, nil
 		}
 	}
 	return ParseReply(s)

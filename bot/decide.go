@@ -180,6 +180,13 @@ func (d *decision) command() error {
 			e.ID, e.Tier, strings.Join(d.pol.Authority.Retier, ", "), e.ID, strings.Join(d.tierIDs(), "|"))
 	case sp.head && d.in.Head != "" && d.in.Head != e.HeadSHA:
 		return problemf(f, "the merge request moved from %s to %s since you wrote this; review the new commits and write the command again", shortSHA(d.in.Head), shortSHA(e.HeadSHA))
+	case sp.head && d.in.Head == "" && !d.in.WrittenAt.IsZero() && e.HeadSince.After(d.in.WrittenAt):
+		return problemf(f, "the merge request moved to %s at %s, after you wrote this; review the new commits and write the command again", shortSHA(e.HeadSHA), e.HeadSince.UTC().Format("15:04:05 MST"))
+	}
+	if !d.in.WrittenAt.IsZero() {
+		if err := CommandFresh(c.Verb, d.in.WrittenAt, d.now, d.now); err != nil {
+			return err
+		}
 	}
 	return sp.decide(d, c)
 }

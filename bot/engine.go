@@ -97,6 +97,9 @@ func (e *Engine) handleAt(ctx context.Context, in Input, now time.Time) (Reply, 
 		return Reply{}, err
 	}
 	if in.Kind == InputCommand && in.Command != nil && in.Command.Verb == VerbBacklog {
+		if in.Actor.Person == "" || pol.Person("id", in.Actor.Person) == nil {
+			return Reply{}, problemf(verbField(VerbBacklog), "you (%s) are not in the policy's people, so threatgate shows you no escalations; ask the security team to add you", in.Actor)
+		}
 		open, err := e.store.FindOpen(ctx)
 		if err != nil {
 			return Reply{}, fmt.Errorf("backlog: %w", err)

@@ -309,3 +309,60 @@ func TestEngineTickEndsDeferrals(t *testing.T) {
 		t.Errorf("DeferralsDue = %v, want only ESC-2", ids)
 	}
 }
+
+// TestWrittenAtBindsTheHead: a chat command that cannot name the head its
+// sender saw carries when it was written; written before the head last
+// changed, or long ago, it does not decide about the new head.
+func TestWrittenAtBindsTheHead(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.eng.Handle(ctx, mrInput(12, "aaa1111", r.clock.Now(), "internal/auth/session.go")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.eng.Handle(ctx, command(t, "slack", "UANN", "/threatgate artifact ESC-1 threat-model https://wiki/tm", "")); err != nil {
+		t.Fatal(err)
+	}
+	written := r.clock.Now().Add(5 * time.Minute)
+	r.clock.Advance(10 * time.Minute)
+	if _, err := r.eng.Handle(ctx, mrInput(12, "bbb2222", r.clock.Now(), "internal/auth/session.go")); err != nil {
+		t.Fatal(err)
+	}
+	approve := command(t, "slack", "UALICE", "/approve ESC-1 fine", "")
+	approve.WrittenAt = written
+	_, err := r.eng.Handle(ctx, approve)
+	if p, ok := bot.IsProblem(err); !ok || !strings.Contains(p.Msg, "moved to bbb2222") {
+		t.Fatalf("approval written before the push: %v, want refused", err)
+	}
+	// Written long ago (a replayed or long-delayed message): refused.
+	approve.WrittenAt = r.clock.Now().Add(-bot.MaxCommandAge - time.Minute)
+	if _, err := r.eng.Handle(ctx, approve); err == nil {
+		t.Fatalf("an approval written %s ago was accepted", bot.MaxCommandAge+time.Minute)
+	}
+	// Written after the push: it is about the new head.
+	approve.WrittenAt = r.clock.Now()
+	if _, err := r.eng.Handle(ctx, approve); err != nil {
+		t.Fatalf("approval written after the push: %v", err)
+	}
+	if e, _ := r.db.FindEscalation(ctx, "ESC-1"); e.State != bot.StateApproved || e.HeadSince.IsZero() {
+		t.Errorf("state %s, head since %v", e.State, e.HeadSince)
+	}
+}
+
+// TestStrangersReadHelpOnly: someone not in the policy's people reads help,
+// not an escalation's status nor the backlog.
+func TestStrangersReadHelpOnly(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, err := r.eng.Handle(ctx, mrInput(12, "aaa1111", r.clock.Now(), "internal/auth/session.go")); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"/threatgate status ESC-1", "/threatgate backlog"} {
+		_, err := r.eng.Handle(ctx, command(t, "slack", "U0GUEST", line, ""))
+		if p, ok := bot.IsProblem(err); !ok || !strings.Contains(p.Msg, "not in the policy's people") {
+			t.Errorf("%s by a stranger: %v, want refused", line, err)
+		}
+	}
+	if rep, err := r.eng.Handle(ctx, command(t, "slack", "U0GUEST", "/threatgate help", "")); err != nil || !strings.Contains(rep.Text, "/approve") {
+		t.Errorf("help by a stranger: %q, %v", rep.Text, err)
+	}
+}

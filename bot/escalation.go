@@ -50,17 +50,21 @@ type Escalation struct {
 	ID      string `json:"id"`
 	Version uint64 `json:"version"`
 
-	Project       string    `json:"project"`
-	MRIID         int64     `json:"mr_iid"`
-	MRURL         string    `json:"mr_url,omitempty"`
-	Title         string    `json:"title,omitempty"`
-	Author        string    `json:"author,omitempty"`
-	CommitAuthors []string  `json:"commit_authors,omitempty"`
-	TargetBranch  string    `json:"target_branch,omitempty"`
-	Labels        []string  `json:"labels,omitempty"`
-	HeadSHA       string    `json:"head_sha,omitempty"`
-	MRState       string    `json:"mr_state,omitempty"`
-	MRUpdatedAt   time.Time `json:"mr_updated_at,omitzero"`
+	Project       string   `json:"project"`
+	MRIID         int64    `json:"mr_iid"`
+	MRURL         string   `json:"mr_url,omitempty"`
+	Title         string   `json:"title,omitempty"`
+	Author        string   `json:"author,omitempty"`
+	CommitAuthors []string `json:"commit_authors,omitempty"`
+	TargetBranch  string   `json:"target_branch,omitempty"`
+	Labels        []string `json:"labels,omitempty"`
+	HeadSHA       string   `json:"head_sha,omitempty"`
+	// HeadSince is when threatgate learned of HeadSHA (zero for
+	// escalations recorded before it was kept): a chat command written
+	// before it was about an older head.
+	HeadSince   time.Time `json:"head_since,omitzero"`
+	MRState     string    `json:"mr_state,omitempty"`
+	MRUpdatedAt time.Time `json:"mr_updated_at,omitzero"`
 
 	Tier     string           `json:"tier"`
 	TierName string           `json:"tier_name,omitempty"`

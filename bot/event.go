@@ -114,6 +114,9 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		e.Title, e.Author, e.CommitAuthors = d.Title, d.Author, d.CommitAuthors
 		e.TargetBranch, e.Labels, e.MRState, e.MRUpdatedAt = d.TargetBranch, d.Labels, d.MRState, d.MRUpdatedAt
 		e.HeadSHA = ev.SHA
+		if ev.SHA != "" {
+			e.HeadSince = ev.At
+		}
 		e.Tier, e.TierName, e.Score, e.Signals = d.Tier, d.TierName, d.Score, d.Signals
 		e.Manual, e.Urgent, e.Intake = d.Manual, d.Urgent, d.Intake
 		if d.Manual {
@@ -162,7 +165,7 @@ func apply(esc *Escalation, ev Event) *Escalation {
 			}
 		}
 		if ev.SHA != "" && ev.SHA != e.HeadSHA {
-			e.HeadSHA = ev.SHA
+			e.HeadSHA, e.HeadSince = ev.SHA, ev.At
 		}
 	case EventReclassified:
 		e.Score, e.Signals = d.Score, d.Signals

@@ -1,6 +1,8 @@
 package bot
 
 import (
+	"time"
+
 	"github.com/threatgate/threatgate/policies"
 )
 
@@ -87,4 +89,11 @@ type Input struct {
 	// the surface cannot tell. A command that decides on the head
 	// (HeadBound) is refused when the escalation's head is another.
 	Head string
+	// WrittenAt is when the sender wrote the command, as their surface
+	// attests it (a Slack message's timestamp, a signed request's, the
+	// click on a card's button); zero when the surface cannot tell. When
+	// Head is "" a head-bound command written before the escalation's
+	// head last changed (Escalation.HeadSince) is refused, as is one
+	// older than MaxCommandAge.
+	WrittenAt time.Time
 }

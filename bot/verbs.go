@@ -9,7 +9,7 @@ type verbSpec struct {
 	usage, about string
 	text         string // what the command's free text holds, for problems
 
-	anyone     bool // needs no person of the policy (help, status, backlog)
+	anyone     bool // needs no person of the policy (help: someone not in the policy reads help only)
 	escalation bool // acts on an escalation (named, or the thread's)
 	afterEnd   bool // may still run once the escalation is merged or withdrawn
 	inIntake   bool // may run while a manual escalation waits for its intake
@@ -26,9 +26,9 @@ var verbs = []verbSpec{
 	{verb: VerbApprove, usage: "/approve [ESC-id] [--check item=answer]... [rationale]", about: "approve, answering checklist items", text: "rationale",
 		escalation: true, tier: true, head: true, decide: (*decision).approve},
 	{verb: VerbStatus, usage: "/threatgate status [ESC-id]", about: "show where an escalation stands",
-		anyone: true, decide: (*decision).status},
+		decide: (*decision).status},
 	{verb: VerbBacklog, usage: "/threatgate backlog", about: "list open escalations",
-		anyone: true, decide: (*decision).backlog},
+		decide: (*decision).backlog},
 	{verb: VerbReject, usage: "/threatgate reject [ESC-id] <rationale>", about: "reject, saying why", text: "rationale",
 		escalation: true, tier: true, head: true, decide: (*decision).reject},
 	{verb: VerbDissent, usage: "/threatgate dissent [ESC-id] <note>", about: "record a dissenting note", text: "note",
@@ -63,7 +63,7 @@ type VerbInfo struct {
 	Escalation bool   // acts on an escalation
 	TierBound  bool   // decides against the tier (needs its checklist, matrix)
 	HeadBound  bool   // decides about the code at the head
-	Anyone     bool   // needs no person of the policy (help, status, backlog)
+	Anyone     bool   // needs no person of the policy (help only)
 }
 
 // Verbs lists every verb as surfaces offer them, in help order.

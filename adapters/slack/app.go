@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -151,6 +152,47 @@ func (a *App) once(key string) bool {
 	}
 	a.seen[key] = now
 	return true
+}
+
+// writtenKey carries, in a request's context, when Slack says the request
+// was made (its signed timestamp).
+type writtenKey struct{}
+
+// withWritten records t as when the input in ctx was written.
+func withWritten(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, writtenKey{}, t)
+}
+
+// writtenAt is when the input in ctx was written: the signed timestamp of
+// its HTTP request, else now (Socket Mode, where it has just arrived).
+func (a *App) writtenAt(ctx context.Context) time.Time {
+	if t, ok := ctx.Value(writtenKey{}).(time.Time); ok && !t.IsZero() {
+		return t
+	}
+	return a.now()
+}
+
+// slackTime reads a Slack timestamp ("1700000005.000100", seconds and
+// microseconds); zero when it is not one.
+func slackTime(ts string) time.Time {
+	sec, frac, _ := strings.Cut(ts, ".")
+	s, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil || s <= 0 {
+		return time.Time{}
+	}
+	var us int64
+	if frac != "" {
+		if len(frac) > 6 {
+			frac = frac[:6]
+		}
+		for len(frac) < 6 {
+			frac += "0"
+		}
+		if us, err = strconv.ParseInt(frac, 10, 64); err != nil {
+			return time.Time{}
+		}
+	}
+	return time.Unix(s, us*1000)
 }
 
 // forget drops key from what once remembers.

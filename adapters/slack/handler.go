@@ -59,23 +59,25 @@ func (a *App) verify(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if a.SigningSecret == "" {
 		return nil, errSignature
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequest))
-	if err != nil {
-		return nil, fmt.Errorf("read the request: %w", err)
-	}
-	ts := r.Header.Get("X-Slack-Request-Timestamp")
+	// The cheap checks first: a request without a fresh timestamp and a
+	// signature of the right shape is refused before its body is read.
+	ts, sig := r.Header.Get("X-Slack-Request-Timestamp"), r.Header.Get("X-Slack-Signature")
 	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
+	if err != nil || !strings.HasPrefix(sig, "v0=") || len(sig) != len("v0=")+2*sha256.Size {
 		return nil, errSignature
 	}
 	if d := a.now().Sub(time.Unix(sec, 0)); d > maxSkew || d < -maxSkew {
 		return nil, errSignature
 	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequest))
+	if err != nil {
+		return nil, fmt.Errorf("read the request: %w", err)
+	}
 	mac := hmac.New(sha256.New, []byte(a.SigningSecret.Reveal()))
 	mac.Write([]byte("v0:" + ts + ":"))
 	mac.Write(raw)
 	want := "v0=" + hex.EncodeToString(mac.Sum(nil))
-	if !hmac.Equal([]byte(r.Header.Get("X-Slack-Signature")), []byte(want)) {
+	if !hmac.Equal([]byte(sig), []byte(want)) {
 		return nil, errSignature
 	}
 	return raw, nil
@@ -115,7 +117,8 @@ func (a *App) serveCommand(w http.ResponseWriter, r *http.Request) {
 		TeamID: form.Get("team_id"), ChannelID: form.Get("channel_id"), UserID: form.Get("user_id"),
 		Command: form.Get("command"), Text: form.Get("text"), ResponseURL: form.Get("response_url"), TriggerID: form.Get("trigger_id"),
 	}
-	ans, err := a.Command(r.Context(), cmd)
+	sec, _ := strconv.ParseInt(r.Header.Get("X-Slack-Request-Timestamp"), 10, 64)
+	ans, err := a.Command(withWritten(r.Context(), time.Unix(sec, 0)), cmd)
 	if err != nil {
 		a.refuse(w, r, err)
 		return
@@ -170,7 +173,13 @@ func (a *App) serveEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.Event(r.Context(), ev); err != nil {
-		a.refuse(w, r, err)
+		if errors.Is(err, errForeignTeam) {
+			a.refuse(w, r, err)
+			return
+		}
+		// Not handled (the store failed): Slack retries an event that is
+		// not answered with a 2xx.
+		http.Error(w, "not handled; retry", http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusOK)

@@ -21,13 +21,28 @@ import (
 // empty 200 (an interaction that needs no answer, a modal that closes).
 type Answer any
 
-// ephemeral is an answer only its sender sees.
+// ephemeral is an answer only its sender sees. Its blocks hold the same
+// text as verbatim mrkdwn, so that Slack links nothing in it on its own.
 type ephemeral struct {
-	ResponseType string `json:"response_type"`
-	Text         string `json:"text"`
+	ResponseType string    `json:"response_type"`
+	Text         string    `json:"text"`
+	Blocks       sl.Blocks `json:"blocks"`
 }
 
-func say(text string) Answer { return ephemeral{ResponseType: "ephemeral", Text: text} }
+// say answers text (already escaped) to its sender alone.
+func say(text string) Answer {
+	return ephemeral{ResponseType: "ephemeral", Text: text, Blocks: sl.Blocks{BlockSet: answerBlocks(text)}}
+}
+
+// answerBlocks lays out an answer (escaped text) as verbatim sections.
+func answerBlocks(text string) []sl.Block {
+	lines := strings.Split(text, "\n")
+	ms := make([]markup, len(lines))
+	for i, l := range lines {
+		ms[i] = markup(l) // escaped by the caller: Escape or threatgate's own text
+	}
+	return sections("", ms)
+}
 
 // errForeignTeam refuses a request from another workspace than the
 // configured one.
@@ -68,7 +83,7 @@ func (a *App) Command(ctx context.Context, cmd sl.SlashCommand) (Answer, error) 
 		}
 		a.Log.Warn("could not open the intake modal; handling the command as typed", bot.LogErr, err)
 	}
-	in := bot.Input{Kind: bot.InputCommand, Actor: actor, Command: &c}
+	in := bot.Input{Kind: bot.InputCommand, Actor: actor, Command: &c, WrittenAt: a.writtenAt(ctx)}
 	if cmd.TriggerID != "" {
 		in.Key = "slack:command:" + cmd.TriggerID
 	}
@@ -207,7 +222,8 @@ func (a *App) respond(responseURL, text string) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	if err := sl.PostWebhookCustomHTTPContext(ctx, responseURL, hc, &sl.WebhookMessage{Text: text, ResponseType: "ephemeral"}); err != nil {
+	msg := &sl.WebhookMessage{Text: text, ResponseType: "ephemeral", Blocks: &sl.Blocks{BlockSet: answerBlocks(text)}}
+	if err := sl.PostWebhookCustomHTTPContext(ctx, responseURL, hc, msg); err != nil {
 		a.Log.Warn("could not send a late answer to the response_url", bot.LogErr, err)
 	}
 }
@@ -223,7 +239,7 @@ func (a *App) tell(channel, thread, user, text string) {
 		defer a.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		opts := []sl.MsgOption{sl.MsgOptionText(text, false)}
+		opts := []sl.MsgOption{sl.MsgOptionText(text, false), sl.MsgOptionBlocks(answerBlocks(text)...)}
 		if thread != "" {
 			opts = append(opts, sl.MsgOptionTS(thread))
 		}
@@ -291,7 +307,15 @@ func (a *App) button(ctx context.Context, ic *sl.InteractionCallback, act Action
 		a.tell(channel, thread, ic.User.ID, Escape(fmt.Sprintf("%s is %s: %s no longer applies.", esc.ID, state(esc.State), act.Verb)))
 		return
 	}
-	m, err := BuildModal(act.Verb, esc, pol, modalMeta{Esc: esc.ID, Head: act.Head, Channel: channel, Thread: thread})
+	clicked := a.writtenAt(ctx)
+	for _, b := range ic.ActionCallback.BlockActions {
+		if b != nil && b.ActionID == act.ID() {
+			if t := slackTime(b.ActionTs); !t.IsZero() {
+				clicked = t
+			}
+		}
+	}
+	m, err := BuildModal(act.Verb, esc, pol, modalMeta{Esc: esc.ID, Head: act.Head, Channel: channel, Thread: thread, At: clicked.Unix()})
 	if err != nil {
 		a.tell(channel, thread, ic.User.ID, problemText(err))
 		return
@@ -322,6 +346,11 @@ func (a *App) submit(ctx context.Context, ic *sl.InteractionCallback) Answer {
 		return errorsOn(ic.View.State, problemBlock(p, meta, ic.View.State), p.Error())
 	}
 	in := bot.Input{Kind: bot.InputCommand, Actor: actor, Command: &c, Escalation: meta.Esc, Head: meta.Head, Key: "slack:view:" + ic.View.ID}
+	if meta.Head == "" && meta.At > 0 {
+		// The card showed no head: the command is about the head
+		// threatgate knew when the button was pressed.
+		in.WrittenAt = time.Unix(meta.At, 0)
+	}
 	out, done := a.decide(ctx, in, func(o outcome) { a.tell(meta.Channel, meta.Thread, ic.User.ID, o.text) })
 	if !done {
 		// The modal closes; the answer follows in the thread.
@@ -377,7 +406,12 @@ func (a *App) Event(ctx context.Context, ev slackevents.EventsAPIEvent) error {
 	}
 	switch inner := ev.InnerEvent.Data.(type) {
 	case *slackevents.MessageEvent:
-		a.message(ctx, eventID, inner)
+		if err := a.message(ctx, eventID, inner); err != nil {
+			// Slack's retry of this event may succeed: it is not
+			// remembered as handled.
+			a.forget("event:" + eventID)
+			return err
+		}
 	case *slackevents.AppHomeOpenedEvent:
 		if inner.Tab == "home" || inner.Tab == "" {
 			a.bg.Add(1)
@@ -395,28 +429,28 @@ func (a *App) Event(ctx context.Context, ev slackevents.EventsAPIEvent) error {
 }
 
 // message handles a message event: only replies in a thread threatgate
-// opened count.
-func (a *App) message(ctx context.Context, eventID string, ev *slackevents.MessageEvent) {
+// opened count. An error means the reply was not handled (the store
+// failed) and should come again.
+func (a *App) message(ctx context.Context, eventID string, ev *slackevents.MessageEvent) error {
 	switch ev.SubType {
 	case "", "file_share", "thread_broadcast":
 	default:
-		return // edits, deletions, joins, bots
+		return nil // edits, deletions, joins, bots
 	}
 	if ev.BotID != "" || ev.User == "" || ev.User == a.BotUserID {
-		return
+		return nil
 	}
 	if ev.ThreadTimeStamp == "" || ev.ThreadTimeStamp == ev.TimeStamp {
-		return // not a reply
+		return nil // not a reply
 	}
 	esc, err := a.Store.EscalationOfThread(ctx, SinkName, bot.MessageRef{Channel: ev.Channel, TS: ev.ThreadTimeStamp})
 	if err != nil {
-		if !errors.Is(err, bot.ErrNotFound) {
-			// The store failed: Slack's retry of this event may
-			// succeed, so it is not remembered as handled.
-			a.Log.Warn("could not look up a thread", bot.LogErr, err)
-			a.forget("event:" + eventID)
+		if errors.Is(err, bot.ErrNotFound) {
+			return nil
 		}
-		return
+		a.Log.Warn("could not look up a thread; the reply is left for Slack to send again", bot.LogErr, err)
+		a.tell(ev.Channel, ev.ThreadTimeStamp, ev.User, "threatgate could not read this reply just now (its store failed). If it does not act on it within a few minutes, write it again.")
+		return fmt.Errorf("look up the thread of a reply: %w", err)
 	}
 	pol := a.Engine.Policy()
 	text, addressed := a.strip(ev.Text)
@@ -434,7 +468,7 @@ func (a *App) message(ctx context.Context, eventID string, ev *slackevents.Messa
 				break // a command with a file attached: the command counts
 			}
 			reply("To record this file as an artifact, upload it with the artifact's kind as its message, such as `threat-model`.")
-			return
+			return nil
 		}
 		for _, f := range files {
 			link := f.Permalink
@@ -449,12 +483,12 @@ func (a *App) message(ctx context.Context, eventID string, ev *slackevents.Messa
 		}
 		if len(cmds) == 0 {
 			reply("Slack gave no link for that file; share it again, or post its link as `" + Escape(kind) + ": <link>`.")
-			return
+			return nil
 		}
 	}
 	if len(cmds) == 0 {
 		if !addressed && !bot.IsThreadCommand(text, pol) {
-			return // conversation
+			return nil // conversation
 		}
 		if addressed && !strings.HasPrefix(strings.TrimSpace(text), "/") && !bot.IsThreadCommand(text, pol) {
 			text = "/threatgate " + strings.TrimSpace(text)
@@ -462,17 +496,28 @@ func (a *App) message(ctx context.Context, eventID string, ev *slackevents.Messa
 		c, err := bot.ParseThreadReply(text, pol)
 		if err != nil {
 			reply(problemText(err))
-			return
+			return nil
 		}
 		cmds = append(cmds, c)
 	}
 	actor := a.identity(pol, ev.User)
 	if actor.Person == "" && !anyone(cmds[0].Verb) {
 		reply(notMapped(ev.User))
-		return
+		return nil
 	}
 	for i := range cmds {
-		in := bot.Input{Kind: bot.InputCommand, Actor: actor, Command: &cmds[i], Escalation: esc}
+		// An upload is held to what a typed command is (lengths,
+		// control characters).
+		if _, err := bot.ParseCommand(cmds[i].String()); err != nil {
+			reply(problemText(err))
+			return nil
+		}
+	}
+	written := slackTime(ev.TimeStamp)
+	for i := range cmds {
+		// Slack signs when the reply was written: a reply written before
+		// the head last changed is not about the new head.
+		in := bot.Input{Kind: bot.InputCommand, Actor: actor, Command: &cmds[i], Escalation: esc, WrittenAt: written}
 		if eventID != "" {
 			in.Key = fmt.Sprintf("slack:event:%s:%d", eventID, i)
 		}
@@ -481,6 +526,7 @@ func (a *App) message(ctx context.Context, eventID string, ev *slackevents.Messa
 			reply(out.text)
 		}
 	}
+	return nil
 }
 
 // strip removes a leading mention of the app (<@Ubot>) from a message and

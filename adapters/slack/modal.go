@@ -46,6 +46,9 @@ type modalMeta struct {
 	// Command is the /escalate command as typed (its MR, tier, urgency
 	// and reason), whose intake fields the modal asks for.
 	Command string `json:"cmd,omitempty"`
+	// At is when the button was pressed (Unix seconds): a card that showed
+	// no head binds its command to the head threatgate knew then.
+	At int64 `json:"at,omitempty"`
 }
 
 // BuildModal builds the modal of a verb on an escalation from the verb
