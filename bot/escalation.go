@@ -2,6 +2,7 @@ package bot
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/threatgate/threatgate/policies"
@@ -84,8 +85,19 @@ type Escalation struct {
 	Approvals  []Decision `json:"approvals,omitempty"`
 	Rejections []Decision `json:"rejections,omitempty"`
 	Dissents   []Note     `json:"dissents,omitempty"`
-	Actions    []Note     `json:"actions,omitempty"`
-	Risk       *Note      `json:"risk,omitempty"` // the latest residual-risk assessment; Score in Risk.Score
+	Actions    []Note     `json:"actions,omitempty"` // action items: Owner, Due, Done
+	Risk       *Note      `json:"risk,omitempty"`    // the latest residual-risk assessment; Score in Risk.Score
+
+	// The clock: reminders sent (NudgeKey), handoffs, whether on-call is
+	// paged, the last status update to the informed groups, when the
+	// current deferral began, and the next time the sweep must look at it
+	// (zero: never; the store indexes it).
+	Nudged     []string  `json:"nudged,omitempty"`
+	HandedOff  []Handoff `json:"handed_off,omitempty"`
+	Paged      bool      `json:"paged,omitempty"`
+	InformedAt time.Time `json:"informed_at,omitzero"`
+	DeferredAt time.Time `json:"deferred_at,omitzero"`
+	NextTick   time.Time `json:"next_tick,omitzero"`
 
 	// Waiting lists the people whose approval would count and is still
 	// missing, for nudges, the approver index and bottleneck reports.
@@ -144,6 +156,28 @@ type Note struct {
 	Score int       `json:"score,omitempty"`
 	SHA   string    `json:"sha,omitempty"`
 	At    time.Time `json:"at"`
+
+	// Action items: who owns it, when it is due, and whether it is done.
+	Owner  string    `json:"owner,omitempty"`
+	Due    time.Time `json:"due,omitzero"`
+	Done   bool      `json:"done,omitempty"`
+	DoneAt time.Time `json:"done_at,omitzero"`
+	DoneBy string    `json:"done_by,omitempty"`
+}
+
+// Handoff is one time an escalation's backups were asked.
+type Handoff struct {
+	Groups []string  `json:"groups"`
+	People []string  `json:"people,omitempty"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// NudgeKey names one reminder: what for ("approval", "artifact",
+// "action:<n>"), at which threshold, to whom. Escalation.Nudged holds the
+// keys of the reminders sent, so none is sent twice.
+func NudgeKey(what string, threshold int, person string) string {
+	return what + ":" + strconv.Itoa(threshold) + ":" + person
 }
 
 // MissingArtifacts lists the artifacts tier t requires that e lacks, in

@@ -30,6 +30,15 @@ const (
 	EventStateChanged  EventKind = "state_changed" // the lifecycle moved; From/To say where
 	EventCapOverridden EventKind = "cap_overridden"
 	EventStatusForged  EventKind = "status_forged" // the gate's status on the head was not what threatgate set
+
+	// The clock (the sweep).
+	EventNudged       EventKind = "nudged"        // people were reminded (Data.People, Data.Threshold, Data.Text: what for)
+	EventHandedOff    EventKind = "handed_off"    // backups were asked (Data.Groups, Data.People, Data.Text: why)
+	EventPaged        EventKind = "paged"         // on-call was paged: the decision deadline lapsed
+	EventPageResolved EventKind = "page_resolved" // the page was resolved: the escalation was decided or withdrawn
+	EventInformed     EventKind = "informed"      // the informed groups were sent a status update
+	EventActionDone   EventKind = "action_done"   // action item Data.N (1-based) was closed
+	EventAway         EventKind = "away"          // a person is away until Data.Until (no escalation)
 )
 
 // Event is one entry of the audit log. decide fills Kind, Escalation,
@@ -95,6 +104,14 @@ type EventData struct {
 	To        State             `json:"to,omitempty"`   // state_changed
 	StaleFrom string            `json:"stale_from,omitempty"`
 	Raised    bool              `json:"raised,omitempty"` // retiered: to a higher tier (earlier decisions go stale)
+
+	// The clock, action items, absences.
+	People    []string  `json:"people,omitempty"`    // nudged, handed_off: who was asked
+	Groups    []string  `json:"groups,omitempty"`    // handed_off: the backup groups asked
+	Threshold int       `json:"threshold,omitempty"` // nudged: percent of the decision window (50, 90); 0 for an overdue action item
+	Owner     string    `json:"owner,omitempty"`     // action_added: who owns it
+	Due       time.Time `json:"due,omitzero"`        // action_added: when it is due
+	N         int       `json:"n,omitempty"`         // action_done: which item (1-based)
 }
 
 // apply folds one event into the projection and returns the new one; esc
@@ -219,11 +236,27 @@ func apply(esc *Escalation, ev Event) *Escalation {
 	case EventDissent:
 		e.Dissents = append(e.Dissents, Note{By: ev.Actor, Text: d.Text, SHA: ev.SHA, At: ev.At})
 	case EventAction:
-		e.Actions = append(e.Actions, Note{By: ev.Actor, Text: d.Text, SHA: ev.SHA, At: ev.At})
+		e.Actions = append(e.Actions, Note{By: ev.Actor, Text: d.Text, SHA: ev.SHA, At: ev.At, Owner: d.Owner, Due: d.Due})
+	case EventActionDone:
+		if i := d.N - 1; i >= 0 && i < len(e.Actions) {
+			e.Actions[i].Done, e.Actions[i].DoneAt, e.Actions[i].DoneBy = true, ev.At, ev.Actor
+		}
+	case EventNudged:
+		for _, p := range d.People {
+			e.Nudged = append(e.Nudged, NudgeKey(d.Text, d.Threshold, p))
+		}
+	case EventHandedOff:
+		e.HandedOff = append(e.HandedOff, Handoff{Groups: d.Groups, People: d.People, Reason: d.Text, At: ev.At})
+	case EventPaged:
+		e.Paged = true
+	case EventPageResolved:
+		e.Paged = false
+	case EventInformed:
+		e.InformedAt = ev.At
 	case EventRisk:
 		e.Risk = &Note{By: ev.Actor, Text: d.Text, Score: d.Risk, SHA: ev.SHA, At: ev.At}
 	case EventDeferred:
-		e.DeferredUntil = d.Until
+		e.DeferredUntil, e.DeferredAt = d.Until, ev.At
 	case EventMerged:
 		e.Bypassed = d.Bypassed
 		e.MRState = "merged"

@@ -20,6 +20,10 @@ type Policy struct {
 	Caps      Caps
 	Authority Authority
 	Schedule  Schedule
+	// UrgentLabels are MR labels that make an escalation urgent, as
+	// --urgent does: the tier's urgent decision window, listed first.
+	UrgentLabels []string
+	Backlog      Backlog
 
 	signalByID map[string]*Signal
 	tierByID   map[string]*Tier
@@ -95,6 +99,9 @@ type Tier struct {
 	MaxResidualRisk      int // 1..25; 0 means no limit
 	Deferrable           bool
 	Controls             []string
+	// UpdateEvery is how often the informed groups get a status update
+	// while an escalation of the tier is open; 0: only on changes.
+	UpdateEvery time.Duration
 
 	rank int // 0 is the highest tier
 }
@@ -164,12 +171,24 @@ type Person struct {
 	Timezone string
 	Hours    string // working hours such as "09:00-17:00"; empty means 09:00-17:00
 	Location *time.Location
+	// AwayUntil: the person is away until this day (UTC midnight of the
+	// date); their groups' backups are asked meanwhile. Zero: not away.
+	AwayUntil time.Time
 }
 
 // Caps limits manual escalations per engineer and quarter.
 type Caps struct {
 	ManualPerQuarter int // 0 means no cap
 	OverrideGroup    string
+}
+
+// Backlog holds the rules of deferral under load.
+type Backlog struct {
+	// PeakOpenThreshold: a deferral needs at least this many open
+	// escalations (or a member of caps.override_group); 0: no condition.
+	PeakOpenThreshold int
+	// MaxDeferral bounds how far a deferral may reach; 0: no bound.
+	MaxDeferral time.Duration
 }
 
 // Authority names who may take the decisions that bypass the normal flow.
