@@ -13,6 +13,9 @@ import (
 type Given struct {
 	Esc   *Escalation // nil when there is no escalation yet
 	Quota Quota       // the actor's quota this quarter; read for /escalate only
+	// Away lists the people recorded as away at now (person -> until),
+	// read for the sweep's ticks only; the policy's away_until adds to it.
+	Away map[string]time.Time
 }
 
 // IDPlaceholder stands for the escalation id in texts written before the

@@ -202,6 +202,17 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 	}
 	if len(events) == 0 && len(queued) == 0 {
 		reply.Text = strings.Join(replies, "\n")
+		if in.Kind == InputTick && g.Esc != nil {
+			// Nothing to do yet (a reminder waits for someone's working
+			// day): only when to look again changes.
+			if next := nextTick(g.Esc, pol, now); !next.Equal(g.Esc.NextTick) {
+				p := g.Esc.Clone()
+				p.NextTick = next
+				if _, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: g.Esc.Version, At: now}); err != nil {
+					return Reply{}, err
+				}
+			}
+		}
 		return reply, nil
 	}
 	queued = e.route(queued)
@@ -209,6 +220,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 	touched := slices.ContainsFunc(events, func(ev Event) bool { return ev.Kind != EventCapOverridden })
 	if touched {
 		proj.Waiting = Waiting(proj, pol)
+		proj.NextTick = nextTick(proj, pol, now)
 		c.Escalation = proj
 		if g.Esc != nil {
 			c.Expect = g.Esc.Version
@@ -256,6 +268,16 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 		}
 	case in.Kind == InputCommand && in.Command.Verb == VerbOverrideCap:
 		return g, nil
+	case in.Kind == InputTick:
+		if a, ok := e.store.(awayReader); ok {
+			if g.Away, err = a.Away(ctx, e.clock.Now()); err != nil {
+				return g, fmt.Errorf("load who is away: %w", err)
+			}
+		}
+		if g.Esc, err = e.store.FindEscalation(ctx, in.Escalation); err != nil && !errors.Is(err, ErrNotFound) {
+			return g, fmt.Errorf("load escalation: %w", err)
+		}
+		return g, nil
 	default:
 		id := in.Escalation
 		if in.Command != nil && in.Command.Escalation != "" {
@@ -281,16 +303,46 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 	return g, nil
 }
 
-// Tick moves the escalations whose time has come at now: each deferral
-// that has ended goes back to where it belongs. It reads only those (the
-// store's deferral index), feeds each through decide as a time input, and
-// returns how many it moved. A rerun at the same now changes nothing: a
-// moved escalation is no longer deferred. Errors for one escalation are
-// logged and skipped; the last one is returned.
+// awayReader is the store's record of who is away (/threatgate away).
+type awayReader interface {
+	Away(ctx context.Context, now time.Time) (map[string]time.Time, error)
+}
+
+// nextTick is NextTick, never earlier than a minute after now: a tick that
+// found nothing to do must not be due again at once.
+func nextTick(e *Escalation, pol *policies.Policy, now time.Time) time.Time {
+	t := NextTick(e, pol, now)
+	if !t.IsZero() && !t.After(now) {
+		t = now.Add(time.Minute)
+	}
+	return t
+}
+
+// TickBatch bounds how many escalations one Tick handles; the next sweep
+// takes the rest.
+const TickBatch = 500
+
+// Tick sweeps the escalations whose time has come at now (their NextTick,
+// through the store's tick index, and deferrals that have ended): each is
+// fed through decide as a time input (sweep.go says what the clock does).
+// It reads only those, so a sweep that finds nothing reads nothing else.
+// It returns how many it looked at. A rerun at the same now changes
+// nothing.
+// Errors for one escalation are logged and skipped; the last one is
+// returned.
 func (e *Engine) Tick(ctx context.Context, now time.Time) (int, error) {
-	ids, err := e.store.DeferralsDue(ctx, now, 500)
+	ids, err := e.store.TicksDue(ctx, now, TickBatch)
 	if err != nil {
 		return 0, fmt.Errorf("tick: %w", err)
+	}
+	deferred, err := e.store.DeferralsDue(ctx, now, TickBatch)
+	if err != nil {
+		return 0, fmt.Errorf("tick: %w", err)
+	}
+	for _, id := range deferred {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
 	}
 	moved := 0
 	var last error

@@ -286,6 +286,11 @@ func apply(esc *Escalation, ev Event) *Escalation {
 				e.WithdrawnSHA, e.WithdrawnBy = "", ""
 			}
 		}
+		if e.State == StateDeferred && !d.DecisionDue.IsZero() {
+			// The deferral paused the clock: the deadlines move by
+			// how long it lasted.
+			e.FirstResponseDue, e.DecisionDue = d.FirstResponseDue, d.DecisionDue
+		}
 		e.State = d.To
 		if d.To == StateApproved || d.To == StateRejected {
 			e.DecidedAt = ev.At

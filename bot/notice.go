@@ -35,6 +35,17 @@ const (
 	// NoticeArtifactsAsked asks whoever owes them (AskedOf) for the
 	// artifacts still missing (Fields: kind and name), in the thread.
 	NoticeArtifactsAsked NoticeKind = "artifacts_asked"
+	// NoticeNudge reminds AskedOf of what the escalation waits on them
+	// for (Why: "approval", "artifact", "action:<n>" with Text the item),
+	// at Threshold percent of the decision window (0 for an action item),
+	// due at Due.
+	NoticeNudge NoticeKind = "nudge"
+	// NoticeHandoff asks the backup Groups (their members AskedOf) because
+	// nobody responded (Why "no-response") or By is away.
+	NoticeHandoff NoticeKind = "handoff"
+	// NoticeLapsed says the decision deadline (Due) passed and on-call was
+	// paged; it goes to the security channel too.
+	NoticeLapsed NoticeKind = "lapsed"
 )
 
 // Notice is what a post or note says, as data: no English, nothing
@@ -67,7 +78,10 @@ type Notice struct {
 	Retiers   []string   `json:"retiers,omitempty"`   // resumed without a tier: who re-tiers
 	Decisions []Decision `json:"decisions,omitempty"` // approved, rejected: those that count
 	Fields    []Field    `json:"fields,omitempty"`    // intake asked: the fields missing, with their prompts; artifacts asked: the kinds missing, with their names
-	AskedOf   []string   `json:"asked_of,omitempty"`  // artifacts asked: who owes them (person ids, or usernames the policy does not know)
+	AskedOf   []string   `json:"asked_of,omitempty"`  // artifacts asked: who owes them (person ids, or usernames the policy does not know); nudge, handoff: who is asked
+	Groups    []string   `json:"groups,omitempty"`    // handoff: the backup groups asked
+	Threshold int        `json:"threshold,omitempty"` // nudge: percent of the decision window
+	Due       time.Time  `json:"due,omitzero"`        // nudge, lapsed: the deadline
 
 	Summary      *Summary      `json:"summary,omitempty"`      // opened, filed, self_filed
 	Requirements *Requirements `json:"requirements,omitempty"` // what the tier asks for

@@ -19,6 +19,9 @@ type Store interface {
 	// DeferralsDue returns the ids of deferred escalations whose deferral
 	// has ended at now, earliest first, at most limit (<= 0: all).
 	DeferralsDue(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// TicksDue returns the ids of active escalations whose NextTick has
+	// come at now, earliest first, at most limit (<= 0: all).
+	TicksDue(ctx context.Context, now time.Time, limit int) ([]string, error)
 	// Quota returns a person's manual escalations and cap overrides in a
 	// quarter ("2026Q4").
 	Quota(ctx context.Context, person, quarter string) (Quota, error)

@@ -9,12 +9,7 @@ import (
 	"github.com/threatgate/threatgate/policies"
 )
 
-func (d *decision) tick() {
-	if d.esc != nil && d.esc.State == StateDeferred && !d.now.Before(d.esc.DeferredUntil) {
-		d.emit(EventStateChanged, EventData{From: StateDeferred, To: d.target()})
-		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeDeferralEnded, State: d.esc.State}, Mention: d.esc.Waiting})
-	}
-}
+func (d *decision) tick() { d.sweep() }
 
 // target derives the state an escalation under review belongs in.
 func (d *decision) target() State {
@@ -164,6 +159,7 @@ func (d *decision) settle() {
 			d.transitioned(from, to)
 		}
 	}
+	d.resolvePage()
 	d.statusEffect()
 	// The card shows "due in ..." which moves with time: compare the cards
 	// as of now, so only a real change edits the thread.

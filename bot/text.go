@@ -63,6 +63,17 @@ func RenderText(n *Notice, id string) string {
 		return fmt.Sprintf("BYPASS: %s (%s!%d) was merged at %s while %s, without the security approval its tier %s requires for that commit.", id, n.Project, n.MRIID, shortSHA(n.SHA), n.State, n.Tier)
 	case NoticeAnswer:
 		return n.Text
+	case NoticeNudge:
+		return nudgeText(n, id)
+	case NoticeHandoff:
+		why := "nobody has responded in time"
+		if n.By != "" {
+			why = n.By + " is away"
+		}
+		return fmt.Sprintf("%s is handed off to %s because %s: %s, please review it.", id, strings.Join(n.Groups, ", "), why, strings.Join(n.AskedOf, ", "))
+	case NoticeLapsed:
+		return fmt.Sprintf("LAPSED: %s (%s!%d, %s %s) passed its decision deadline (%s) while %s; on-call has been paged.",
+			id, n.Project, n.MRIID, n.Tier, n.TierName, n.Due.UTC().Format("2006-01-02 15:04 MST"), strings.ReplaceAll(string(n.State), "_", " "))
 	case NoticeArtifactsAsked:
 		var kinds []string
 		for _, f := range n.Fields {
@@ -181,4 +192,21 @@ func fieldLines(fs []Field) string {
 		fmt.Fprintf(&b, "\n%s: %s", f.ID, f.Text)
 	}
 	return b.String()
+}
+
+// nudgeText is a reminder: what the escalation waits for from whom, and by
+// when.
+func nudgeText(n *Notice, id string) string {
+	who := strings.Join(n.AskedOf, ", ")
+	due := ""
+	if !n.Due.IsZero() {
+		due = " by " + n.Due.UTC().Format("2006-01-02 15:04 MST")
+	}
+	switch {
+	case strings.HasPrefix(n.Why, "action:"):
+		return fmt.Sprintf("Reminder for %s: action item %s on %s was due%s: %s", who, strings.TrimPrefix(n.Why, "action:"), id, due, n.Text)
+	case n.Why == "artifact":
+		return fmt.Sprintf("Reminder for %s: %s still needs its artifacts (%d%% of the decision window has passed; decision due%s).", who, id, n.Threshold, due)
+	}
+	return fmt.Sprintf("Reminder for %s: %s waits for your decision (%d%% of the decision window has passed; decision due%s).", who, id, n.Threshold, due)
 }

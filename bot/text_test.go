@@ -46,6 +46,9 @@ func allNotices() map[NoticeKind]*Notice {
 		NoticeBypass:        {Kind: NoticeBypass, Project: "g/p", MRIID: 1, SHA: "ccc3333344445555", State: StateInReview, Tier: "T2"},
 		NoticeAnswer:        {Kind: NoticeAnswer, Text: "threatgate could not do that: /approve: you wrote this merge request"},
 		NoticeForged:        {Kind: NoticeForged, Found: "success", FoundBy: "mallory", SHA: "aaa1111122223333", Reset: "pending"},
+		NoticeNudge:         {Kind: NoticeNudge, Why: "approval", Threshold: 50, AskedOf: []string{"alice", "bob"}, Due: time.Date(2026, 11, 4, 9, 0, 0, 0, time.UTC)},
+		NoticeHandoff:       {Kind: NoticeHandoff, Groups: []string{"appsec-backup"}, AskedOf: []string{"carol"}, By: "alice", Why: "away:alice"},
+		NoticeLapsed:        {Kind: NoticeLapsed, Project: "g/p", MRIID: 1, Tier: "T3", TierName: "critical", State: StateInReview, Due: time.Date(2026, 11, 4, 9, 0, 0, 0, time.UTC)},
 		NoticeArtifactsAsked: {Kind: NoticeArtifactsAsked, Tier: "T3", AskedOf: []string{"ann", "erin"},
 			Fields: []Field{{ID: "threat-model", Text: "Threat model (STRIDE)"}, {ID: "rollback-plan", Text: "Rollback plan"}}},
 	}
@@ -82,7 +85,7 @@ func TestRenderTextGolden(t *testing.T) {
 func TestEveryNoticeKindHasAGolden(t *testing.T) {
 	kinds := []NoticeKind{NoticeOpened, NoticeFiled, NoticeSelfFiled, NoticeIntakeAsked, NoticeTierRaised, NoticeRetiered, NoticeReady,
 		NoticeBackInReview, NoticeApproved, NoticeRejected, NoticeDisputed, NoticeDissent, NoticeWithdrawn, NoticeClosed, NoticeReopened,
-		NoticeResumed, NoticeDeferralEnded, NoticeBypass, NoticeForged, NoticeAnswer, NoticeArtifactsAsked}
+		NoticeResumed, NoticeDeferralEnded, NoticeBypass, NoticeForged, NoticeAnswer, NoticeArtifactsAsked, NoticeNudge, NoticeHandoff, NoticeLapsed}
 	all := allNotices()
 	for _, k := range kinds {
 		if all[k] == nil {

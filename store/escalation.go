@@ -217,6 +217,9 @@ func unindex(tx *bolt.Tx, e *bot.Escalation) error {
 	if err := tx.Bucket(bucketDeferred).Delete(deferredKey(e)); err != nil {
 		return err
 	}
+	if err := tx.Bucket(bucketTickDue).Delete(tickKey(e)); err != nil {
+		return err
+	}
 	byApprover := tx.Bucket(bucketByApprover)
 	for _, p := range e.Waiting {
 		if err := byApprover.Delete(approverKey(p, e.ID)); err != nil {
@@ -239,6 +242,11 @@ func index(tx *bolt.Tx, e *bot.Escalation) error {
 	}
 	if e.State == bot.StateDeferred {
 		if err := tx.Bucket(bucketDeferred).Put(deferredKey(e), nil); err != nil {
+			return err
+		}
+	}
+	if !e.NextTick.IsZero() {
+		if err := tx.Bucket(bucketTickDue).Put(tickKey(e), nil); err != nil {
 			return err
 		}
 	}

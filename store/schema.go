@@ -30,6 +30,9 @@ var (
 	bucketInboxDue = []byte("inbox_due")
 	// Schema 4 (deadletter.go): items set aside.
 	bucketDeadLetters = []byte("dead_letters")
+	// Schema 5 (tick.go): when the sweep must next look at each open
+	// escalation.
+	bucketTickDue = []byte("tick_due")
 )
 
 // buckets lists every bucket the current schema has; Open checks they
@@ -42,6 +45,7 @@ var buckets = [][]byte{
 	bucketOutboxQueue, bucketOutboxLatest, bucketThreads, bucketDeferred,
 	bucketInboxDue,
 	bucketDeadLetters,
+	bucketTickDue,
 }
 
 // Keys in the meta bucket.
@@ -76,6 +80,8 @@ var migrations = []migration{
 	migrate3InboxDue,
 	// 4: dead letters.
 	migrate4DeadLetters,
+	// 5: the sweep's tick index.
+	migrate5TickIndex,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).

@@ -94,6 +94,29 @@ func renderNotice(n *bot.Notice, id string) (bs []sl.Block, known bool) {
 	case bot.NoticeForged:
 		bs = append(bs, section(md(":rotating_light: *FORGED STATUS*: %s found the gate's status %s on %s set by %s; it is reset to %s.",
 			id, code(n.Found), shortSHA(n.SHA), clip(n.FoundBy, maxOutsideShort), code(n.Reset))))
+	case bot.NoticeNudge:
+		var what markup
+		switch {
+		case strings.HasPrefix(n.Why, "action:"):
+			what = md("action item %s on %s is overdue:", strings.TrimPrefix(n.Why, "action:"), id)
+		case n.Why == "artifact":
+			what = md("%s still needs its artifacts (%d%% of the decision window has passed).", id, n.Threshold)
+		default:
+			what = md("%s waits for your decision (%d%% of the decision window has passed).", id, n.Threshold)
+		}
+		bs = append(bs, section(join(md(":bell: *Reminder* for %s: ", list(n.AskedOf))+what, quote(n.Text))))
+		if !n.Due.IsZero() {
+			bs = append(bs, contextBlock(md("Due %s", date(n.Due))))
+		}
+	case bot.NoticeHandoff:
+		why := markup("nobody has responded in time")
+		if n.By != "" {
+			why = md("%s is away", n.By)
+		}
+		bs = append(bs, section(md(":handshake: %s is *handed off* to %s because %s: %s, please review it.", id, list(n.Groups), why, list(n.AskedOf))))
+	case bot.NoticeLapsed:
+		bs = append(bs, section(md(":rotating_light: *LAPSED*: %s (%s, %s %s) passed its decision deadline %s while *%s*; on-call has been paged.",
+			id, mrRef(n.Project, n.MRIID), n.Tier, n.TierName, date(n.Due), state(n.State))))
 	case bot.NoticeArtifactsAsked:
 		var lines []markup
 		template := false

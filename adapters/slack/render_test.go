@@ -60,6 +60,9 @@ func samples() map[bot.NoticeKind]*bot.Notice {
 		bot.NoticeBypass:        {Kind: bot.NoticeBypass, Project: "g/p", MRIID: 1, SHA: "ccc3333344445555", State: bot.StateInReview, Tier: "T2"},
 		bot.NoticeAnswer:        {Kind: bot.NoticeAnswer, Text: "threatgate could not do that: /approve: you wrote this merge request"},
 		bot.NoticeForged:        {Kind: bot.NoticeForged, Found: "success", FoundBy: "mallory", SHA: "aaa1111122223333", Reset: "pending"},
+		bot.NoticeNudge:         {Kind: bot.NoticeNudge, Why: "approval", Threshold: 50, AskedOf: []string{"alice", "bob"}, Due: due},
+		bot.NoticeHandoff:       {Kind: bot.NoticeHandoff, Groups: []string{"appsec-backup"}, AskedOf: []string{"carol"}, By: "alice", Why: "away:alice"},
+		bot.NoticeLapsed:        {Kind: bot.NoticeLapsed, Project: "g/p", MRIID: 1, Tier: "T3", TierName: "critical", State: bot.StateInReview, Due: due},
 		bot.NoticeArtifactsAsked: {Kind: bot.NoticeArtifactsAsked, Tier: "T3", AskedOf: []string{"ann", "erin"},
 			Fields: []bot.Field{{ID: "threat-model", Text: "Threat model (STRIDE)"}, {ID: "rollback-plan", Text: "Rollback plan"}}},
 	}

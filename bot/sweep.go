@@ -1,0 +1,422 @@
+package bot
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/threatgate/threatgate/policies"
+)
+
+// The sweep: what the clock does to an escalation. The scheduler ticks the
+// escalations whose NextTick has come (the store's tick index); each tick
+// goes through decide like any input, so everything it does is an event.
+//
+//   - A deferral ends on its date, and the deadlines move by how long it
+//     lasted.
+//   - Reminders: the people an escalation waits on (its approvers in
+//     review, its arbiters when disputed, whoever owes the artifacts while
+//     they are missing) are reminded at 50% and 90% of the decision window,
+//     once per threshold, and only inside their own working hours; the
+//     owners of overdue action items are reminded once.
+//   - Handoff: when the tier's handoff_after passes with nobody responding,
+//     or someone it waits on is away, the backups of the approving groups
+//     are asked, in order.
+//   - Lapse: when the decision deadline passes on a tier with
+//     page_on_lapse, on-call is paged once; the page is resolved when the
+//     escalation is decided or withdrawn.
+//   - Status updates: the informed groups get one every update_every.
+
+// NudgeThresholds are the points of the decision window, in percent, at
+// which the people an escalation waits on are reminded.
+var NudgeThresholds = []int{50, 90}
+
+// Reasons of a handoff (Handoff.Reason): nobody responded within the
+// tier's handoff_after, or someone was away.
+const (
+	HandoffNoResponse = "no-response"
+	handoffAwayPrefix = "away:"
+)
+
+// defaultHours are working hours when a person has none.
+const defaultHours = "09:00-17:00"
+
+// workingHours parses "09:00-17:00" into minutes after midnight; ok false
+// for anything else.
+func workingHours(s string) (start, end int, ok bool) {
+	if s == "" {
+		s = defaultHours
+	}
+	a, b, found := strings.Cut(s, "-")
+	if !found {
+		return 0, 0, false
+	}
+	parse := func(x string) (int, bool) {
+		h, m, found := strings.Cut(strings.TrimSpace(x), ":")
+		hh, err1 := strconv.Atoi(h)
+		mm, err2 := strconv.Atoi(m)
+		if !found || err1 != nil || err2 != nil || hh < 0 || hh > 24 || mm < 0 || mm > 59 || hh == 24 && mm != 0 {
+			return 0, false
+		}
+		return hh*60 + mm, true
+	}
+	start, ok1 := parse(a)
+	end, ok2 := parse(b)
+	return start, end, ok1 && ok2 && start < end
+}
+
+// location is where a person works (UTC when the policy does not say).
+func location(p *policies.Person) *time.Location {
+	if p != nil && p.Location != nil {
+		return p.Location
+	}
+	return time.UTC
+}
+
+// WorkingAt reports whether t is inside p's working hours: Monday to
+// Friday, between the start and the end of people[].hours (09:00-17:00 by
+// default), on the wall clock of people[].timezone (UTC by default), so
+// daylight-saving changes move the hours with the clock. Someone the policy
+// does not know (nil) is reminded at any time.
+func WorkingAt(p *policies.Person, t time.Time) bool {
+	if p == nil {
+		return true
+	}
+	start, end, ok := workingHours(p.Hours)
+	if !ok {
+		return true
+	}
+	lt := t.In(location(p))
+	if wd := lt.Weekday(); wd == time.Saturday || wd == time.Sunday {
+		return false
+	}
+	m := lt.Hour()*60 + lt.Minute()
+	return m >= start && m < end
+}
+
+// NextWorkStart returns the first moment at or after t that is inside p's
+// working hours (t itself when it is).
+func NextWorkStart(p *policies.Person, t time.Time) time.Time {
+	if WorkingAt(p, t) {
+		return t
+	}
+	start, _, _ := workingHours(p.Hours)
+	loc := location(p)
+	lt := t.In(loc)
+	for i := 0; i < 8; i++ {
+		day := time.Date(lt.Year(), lt.Month(), lt.Day()+i, start/60, start%60, 0, 0, loc)
+		if !day.Before(t) && WorkingAt(p, day) {
+			return day
+		}
+	}
+	return t.Add(24 * time.Hour) // unreachable with valid hours
+}
+
+// awayAt reports whether p is away at now: the policy's away_until, or an
+// absence recorded with /threatgate away (away: person -> until).
+func awayAt(p *policies.Person, away map[string]time.Time, now time.Time) bool {
+	if p == nil {
+		return false
+	}
+	if !p.AwayUntil.IsZero() && now.Before(p.AwayUntil) {
+		return true
+	}
+	until, ok := away[p.ID]
+	return ok && now.Before(until)
+}
+
+// windowStart is when an escalation's decision window began.
+func windowStart(e *Escalation) time.Time {
+	return e.CreatedAt
+}
+
+// thresholdAt is when threshold percent of e's decision window is reached;
+// zero when e has no window.
+func thresholdAt(e *Escalation, pct int) time.Time {
+	start := windowStart(e)
+	if e.DecisionDue.IsZero() || start.IsZero() || !e.DecisionDue.After(start) {
+		return time.Time{}
+	}
+	return start.Add(e.DecisionDue.Sub(start) * time.Duration(pct) / 100)
+}
+
+// nudgeTargets returns what e's reminders are for and whom they go to now:
+// "artifact" and who owes them while artifacts are missing, "approval" and
+// the approvers (arbiters when disputed) in review.
+func nudgeTargets(e *Escalation, pol *policies.Policy) (what string, people []string) {
+	switch e.State {
+	case StateAwaitingArtifacts:
+		return "artifact", AskedOf(e, pol)
+	case StateInReview:
+		return "approval", Waiting(e, pol)
+	case StateDisputed:
+		var out []string
+		for _, g := range pol.Authority.Arbiter {
+			if grp := pol.Groups[g]; grp != nil {
+				for _, m := range grp.Members {
+					if !slices.Contains(out, m) {
+						out = append(out, m)
+					}
+				}
+			}
+		}
+		return "approval", out
+	}
+	return "", nil
+}
+
+// sweeping reports whether the clock acts on e: active, filed, not paused.
+func sweeping(e *Escalation) bool {
+	return e != nil && e.State.Active() && e.State != StateIntake && !Paused(e)
+}
+
+// NextTick returns when the sweep must next look at e: the earliest of the
+// end of its deferral, its next reminder (at the start of the working day
+// of the first person it would go to), its handoff, its lapse and its next
+// status update; zero when the clock has nothing more to do with it. The
+// store indexes it, so a sweep reads only what is due.
+func NextTick(e *Escalation, pol *policies.Policy, now time.Time) time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if e == nil || pol == nil {
+		return next
+	}
+	if e.State == StateDeferred {
+		consider(e.DeferredUntil)
+		return next
+	}
+	if !sweeping(e) {
+		return next
+	}
+	t := pol.Tier(e.Tier)
+	if t == nil {
+		return next
+	}
+	if t.PageOnLapse && !e.Paged {
+		consider(e.DecisionDue)
+	}
+	if t.HandoffAfter > 0 && !handedOff(e, HandoffNoResponse) && !FirstResponded(e, pol) {
+		consider(e.CreatedAt.Add(t.HandoffAfter))
+	}
+	what, people := nudgeTargets(e, pol)
+	for _, pct := range NudgeThresholds {
+		at := thresholdAt(e, pct)
+		if at.IsZero() {
+			continue
+		}
+		for _, who := range people {
+			if slices.Contains(e.Nudged, NudgeKey(what, pct, who)) {
+				continue
+			}
+			consider(NextWorkStart(pol.Person("id", who), maxTime(at, now)))
+		}
+	}
+	for i, a := range e.Actions {
+		if a.Done || a.Due.IsZero() || a.Owner == "" || slices.Contains(e.Nudged, NudgeKey(actionWhat(i), 0, a.Owner)) {
+			continue
+		}
+		consider(NextWorkStart(pol.Person("id", a.Owner), maxTime(a.Due, now)))
+	}
+	if t.UpdateEvery > 0 && len(t.Inform) > 0 {
+		consider(maxTime(e.InformedAt, e.CreatedAt).Add(t.UpdateEvery))
+	}
+	return next
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func actionWhat(i int) string { return "action:" + strconv.Itoa(i+1) }
+
+// handedOff reports whether e was handed off for reason.
+func handedOff(e *Escalation, reason string) bool {
+	return slices.ContainsFunc(e.HandedOff, func(h Handoff) bool { return h.Reason == reason })
+}
+
+// sweep does what the clock asks of the escalation at d.now.
+func (d *decision) sweep() {
+	e := d.esc
+	if e == nil {
+		return
+	}
+	if e.State == StateDeferred {
+		if !d.now.Before(e.DeferredUntil) {
+			d.endDeferral()
+		}
+		return
+	}
+	if !sweeping(e) {
+		return
+	}
+	t := d.tier()
+	if t == nil {
+		return
+	}
+	d.lapse(t)
+	d.handoffs(t)
+	d.nudges()
+	d.informed(t)
+}
+
+// endDeferral brings a deferred escalation back, its deadlines moved by
+// the time it was deferred.
+func (d *decision) endDeferral() {
+	e := d.esc
+	data := EventData{From: StateDeferred, To: d.target()}
+	if !e.DeferredAt.IsZero() && d.now.After(e.DeferredAt) {
+		paused := d.now.Sub(e.DeferredAt)
+		if !e.DecisionDue.IsZero() {
+			data.DecisionDue = e.DecisionDue.Add(paused)
+			data.FirstResponseDue = e.FirstResponseDue
+			if !e.FirstResponseDue.IsZero() {
+				data.FirstResponseDue = e.FirstResponseDue.Add(paused)
+			}
+		}
+	}
+	d.emit(EventStateChanged, data)
+	d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeDeferralEnded, State: d.esc.State}, Mention: Waiting(d.esc, d.pol)})
+}
+
+// lapse pages on-call once when the decision deadline has passed on a
+// tier that asks for it.
+func (d *decision) lapse(t *policies.Tier) {
+	e := d.esc
+	if !t.PageOnLapse || e.Paged || !Overdue(e, d.now) {
+		return
+	}
+	d.emit(EventPaged, EventData{Text: "decision deadline lapsed"})
+	d.effect(Effect{Kind: EffectPage, Text: PageSummary(e, d.now)})
+	d.effect(Effect{Kind: EffectThreadPost, Security: true, Notice: &Notice{Kind: NoticeLapsed, Project: e.Project, MRIID: e.MRIID, Tier: e.Tier, TierName: e.TierName, State: e.State, Due: e.DecisionDue},
+		Mention: Waiting(e, d.pol)})
+}
+
+// PageSummary is the one line a page says about e.
+func PageSummary(e *Escalation, now time.Time) string {
+	return e.ID + " " + e.Project + "!" + strconv.FormatInt(e.MRIID, 10) + " (" + e.Tier + " " + e.TierName + ", " + strings.ReplaceAll(string(e.State), "_", " ") +
+		"): security decision overdue by " + HumanDuration(now.Sub(e.DecisionDue))
+}
+
+// PageKey is the dedup key of the page about escalation esc: repeats are
+// one incident.
+func PageKey(esc string) string { return "threatgate/" + esc }
+
+// resolvePage resolves the page of an escalation that no longer waits on
+// anyone (settle calls it after every decision).
+func (d *decision) resolvePage() {
+	e := d.esc
+	if e == nil || !e.Paged || e.State.Active() {
+		return
+	}
+	d.emit(EventPageResolved, EventData{Text: "the escalation is " + string(e.State)})
+	d.effect(Effect{Kind: EffectResolve, Text: PageKey(e.ID)})
+}
+
+// handoffs asks the backups of the approving groups when nobody has
+// responded within handoff_after, or when someone the escalation waits on
+// is away.
+func (d *decision) handoffs(t *policies.Tier) {
+	e := d.esc
+	var groups []string
+	for _, a := range t.Approvals {
+		if g := d.pol.Groups[a.Group]; g != nil {
+			for _, b := range g.Backups {
+				if !slices.Contains(groups, b) {
+					groups = append(groups, b)
+				}
+			}
+		}
+	}
+	if len(groups) == 0 {
+		return
+	}
+	if HandoffDue(e, d.pol, d.now) && !handedOff(e, HandoffNoResponse) {
+		d.handoff(groups, HandoffNoResponse, "")
+	}
+	_, waiting := nudgeTargets(e, d.pol)
+	for _, who := range waiting {
+		if p := d.pol.Person("id", who); awayAt(p, d.g.Away, d.now) && !handedOff(e, handoffAwayPrefix+who) {
+			d.handoff(groups, handoffAwayPrefix+who, who)
+		}
+	}
+}
+
+// handoff records that groups were asked, and asks their members in the
+// thread.
+func (d *decision) handoff(groups []string, reason, away string) {
+	var people []string
+	for _, g := range groups {
+		if grp := d.pol.Groups[g]; grp != nil {
+			for _, m := range grp.Members {
+				if !slices.Contains(people, m) && !awayAt(d.pol.Person("id", m), d.g.Away, d.now) {
+					people = append(people, m)
+				}
+			}
+		}
+	}
+	d.emit(EventHandedOff, EventData{Groups: groups, People: people, Text: reason})
+	d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeHandoff, Tier: d.esc.Tier, Groups: groups, By: away, Why: reason, AskedOf: people}, Mention: people})
+}
+
+// nudges reminds, inside their working hours, the people the escalation
+// waits on at each threshold of its decision window, and the owners of
+// overdue action items.
+func (d *decision) nudges() {
+	e := d.esc
+	what, people := nudgeTargets(e, d.pol)
+	var reminded []string
+	top := 0
+	for _, pct := range NudgeThresholds {
+		at := thresholdAt(e, pct)
+		if at.IsZero() || d.now.Before(at) {
+			continue
+		}
+		var due []string
+		for _, who := range people {
+			if !slices.Contains(d.esc.Nudged, NudgeKey(what, pct, who)) && WorkingAt(d.pol.Person("id", who), d.now) {
+				due = append(due, who)
+			}
+		}
+		if len(due) == 0 {
+			continue
+		}
+		d.emit(EventNudged, EventData{Text: what, Threshold: pct, People: due})
+		for _, who := range due {
+			if !slices.Contains(reminded, who) {
+				reminded = append(reminded, who)
+			}
+		}
+		top = pct
+	}
+	if len(reminded) > 0 {
+		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeNudge, Threshold: top, Why: what, Tier: e.Tier, State: e.State, AskedOf: reminded, Due: e.DecisionDue}, Mention: reminded})
+	}
+	for i, a := range e.Actions {
+		key := actionWhat(i)
+		if a.Done || a.Due.IsZero() || a.Owner == "" || d.now.Before(a.Due) || slices.Contains(d.esc.Nudged, NudgeKey(key, 0, a.Owner)) ||
+			!WorkingAt(d.pol.Person("id", a.Owner), d.now) {
+			continue
+		}
+		d.emit(EventNudged, EventData{Text: key, People: []string{a.Owner}})
+		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeNudge, Why: key, Text: a.Text, AskedOf: []string{a.Owner}, Due: a.Due}, Mention: []string{a.Owner}})
+	}
+}
+
+// informed sends the informed groups a status update every update_every:
+// the summary, edited in place where each group reads it.
+func (d *decision) informed(t *policies.Tier) {
+	e := d.esc
+	if t.UpdateEvery <= 0 || len(t.Inform) == 0 || d.now.Before(maxTime(e.InformedAt, e.CreatedAt).Add(t.UpdateEvery)) {
+		return
+	}
+	d.emit(EventInformed, EventData{Groups: t.Inform})
+	d.effect(Effect{Kind: EffectThreadSummary, Card: d.card(d.esc)})
+}
