@@ -268,7 +268,8 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	if s.client != nil && s.cfg.GitLab != nil {
 		parts.Go("reconcile", func(ctx context.Context) error { s.reconcileLoop(ctx, s.cfg.GitLab.ReconcileEvery); return nil })
 	}
-	parts.Go("tick", func(ctx context.Context) error { s.tickLoop(ctx, time.Minute); return nil })
+	sch := newSchedule(s.engine.Policy().Schedule, s.jobs(), s.clock, s.log.With(bot.LogComponent, "schedule"))
+	parts.Go("schedule", sch.run)
 	parts.Go("housekeeping", func(ctx context.Context) error { s.housekeeping(ctx); return nil })
 	if s.slack != nil && s.slackToken != "" {
 		parts.Go("slack-socket-mode", func(ctx context.Context) error { return s.slack.RunSocket(ctx, s.slackToken) })
@@ -328,23 +329,9 @@ func (s *server) reconcileLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
-// tickLoop moves the escalations whose time has come (deferrals that have
-// ended) every interval; the scheduler's jobs will join it.
-func (s *server) tickLoop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if n, err := s.engine.Tick(ctx, s.clock.Now()); err != nil && ctx.Err() == nil {
-			s.log.Warn("tick failed", bot.LogErr, err)
-		} else if n > 0 {
-			s.log.Info("deferrals ended", "escalations", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+// jobs are what the schedule runs: the engine's sweep, digest and report.
+func (s *server) jobs() jobs {
+	return jobs{sweep: sweepAll(s.engine)}
 }
 
 // housekeeping prunes expired idempotency keys hourly.
