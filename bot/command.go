@@ -29,7 +29,9 @@ const (
 	VerbDissent     Verb = "dissent"      // record a dissenting note
 	VerbArtifact    Verb = "artifact"     // attach an artifact such as a threat model
 	VerbDefer       Verb = "defer"        // defer until a date or for a while
-	VerbAction      Verb = "action"       // record a follow-up action
+	VerbAction      Verb = "action"       // record a follow-up action item
+	VerbDone        Verb = "done"         // close an action item
+	VerbAway        Verb = "away"         // say you are away until a date, or back
 	VerbRisk        Verb = "risk"         // record the residual risk
 	VerbRetier      Verb = "retier"       // move to another tier
 	VerbWithdraw    Verb = "withdraw"     // withdraw the escalation
@@ -55,10 +57,13 @@ type Command struct {
 	Artifact   string            // artifact kind, e.g. "threat-model" (artifact verb)
 	Ref        string            // artifact link or text (artifact verb)
 	Risk       int               // risk verb: residual risk 1..25 (likelihood 1-5 x impact 1-5)
-	Until      time.Time         // defer: a date YYYY-MM-DD (UTC midnight) when given as a date
+	Until      time.Time         // defer: a date YYYY-MM-DD (UTC midnight) when given as a date; away: the day one is back, zero for "away off"
 	For        time.Duration     // defer: a duration such as 72h, 3d, 2w when given as a duration
 	Person     string            // override-cap: whose cap (a person id, a leading @ is stripped)
 	Count      int               // override-cap: extra manual escalations granted (default 1)
+	Owner      string            // action: @person who owns the item (a leading @ is stripped), "" for the sender
+	Due        time.Time         // action: due:YYYY-MM-DD (UTC midnight), zero for none
+	N          int               // done: which action item, 1-based
 	Checks     map[string]string // approve: --check item=answer (repeatable), nil when none
 	Fields     map[string]string // "key: value" lines after the first line (escalate intake fields), nil when none
 	Text       string            // the free text: reason, rationale, note, action text
@@ -74,7 +79,7 @@ const (
 // list them.
 var threatgateVerbs = []Verb{
 	VerbHelp, VerbStatus, VerbBacklog, VerbReject, VerbDissent, VerbArtifact, VerbDefer,
-	VerbAction, VerbRisk, VerbRetier, VerbWithdraw, VerbOverrideCap, VerbApprove, VerbEscalate, VerbIntake,
+	VerbAction, VerbDone, VerbRisk, VerbRetier, VerbWithdraw, VerbOverrideCap, VerbAway, VerbApprove, VerbEscalate, VerbIntake,
 }
 
 // HelpText returns the usage line of v followed by what it does, or, for
@@ -520,8 +525,50 @@ func (p *parser) parse() error {
 		return nil
 	case VerbStatus:
 		return p.nothingMore("takes at most an escalation id such as ESC-12")
-	case VerbReject, VerbDissent, VerbAction, VerbWithdraw:
+	case VerbReject, VerbDissent, VerbWithdraw:
 		return p.freeText(true)
+
+	case VerbAction:
+		if err := p.actionArgs(); err != nil {
+			return err
+		}
+		return p.freeText(true)
+
+	case VerbDone:
+		const want = "the number of an action item, such as 2"
+		w, err := p.arg(want)
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(w)
+		if err != nil || n < 1 {
+			return problemf(p.cmd, "want %s (as /threatgate status lists them), got %s", want, show(w))
+		}
+		c.N = n
+		return p.nothingMore("takes an escalation id and the number of an action item, such as /threatgate done ESC-12 2")
+
+	case VerbAway:
+		const want = "until YYYY-MM-DD, or off"
+		w, err := p.arg(want)
+		if err != nil {
+			return err
+		}
+		switch strings.ToLower(w) {
+		case "off":
+		case "until":
+			d, err := p.arg("a date such as 2026-12-24 after until")
+			if err != nil {
+				return err
+			}
+			t, ok := parseDate(d)
+			if !ok {
+				return problemf(p.cmd, "want a real date from 2000 on as YYYY-MM-DD after until, got %s", show(d))
+			}
+			c.Until = t
+		default:
+			return problemf(p.cmd, "want %s, got %s; usage: %s", want, show(w), usage(c.Verb))
+		}
+		return p.nothingMore("takes until YYYY-MM-DD or off, and nothing more")
 
 	case VerbArtifact:
 		kind, err := p.arg("an artifact kind such as threat-model")
@@ -551,10 +598,8 @@ func (p *parser) parse() error {
 			return err
 		}
 		if looksLikeDate(w) {
-			// Years before 2000 are typos, and the zero time would read
-			// as no date at all.
-			t, err := time.Parse(time.DateOnly, w)
-			if err != nil || t.Year() < 2000 {
+			t, ok := parseDate(w)
+			if !ok {
 				return problemf(p.cmd, "want a real date from 2000 on as YYYY-MM-DD, got %s", show(w))
 			}
 			c.Until = t
@@ -614,6 +659,49 @@ func (p *parser) parse() error {
 	return nil
 }
 
+// actionArgs reads what may come before an action item's text, in either
+// order: its owner, written @person (or a chat mention), and its due date,
+// written due:YYYY-MM-DD. A plain word starts the text.
+func (p *parser) actionArgs() error {
+	for {
+		w := p.word()
+		switch {
+		case personLike(w):
+			if p.c.Owner != "" {
+				return problemf(p.cmd, "give one owner, got @%s and %s (quote the text if it starts with @)", p.c.Owner, show(w))
+			}
+			person, ok := parsePerson(w)
+			if !ok {
+				return problemf(p.cmd, "want an owner such as @ann or a chat mention, got %s", show(w))
+			}
+			p.c.Owner = person
+		case dueLike(w):
+			if !p.c.Due.IsZero() {
+				return problemf(p.cmd, "give one due date, got due:%s and %s", p.c.Due.Format(time.DateOnly), show(w))
+			}
+			t, ok := parseDate(w[len("due:"):])
+			if !ok {
+				return problemf(p.cmd, "want a due date as due:YYYY-MM-DD, such as due:2026-12-24, got %s", show(w))
+			}
+			p.c.Due = t
+		default:
+			return nil
+		}
+		p.pos += len(w)
+	}
+}
+
+// personLike reports whether w is meant as a person: @ann or a chat
+// mention such as <@U123>.
+func personLike(w string) bool {
+	return strings.HasPrefix(w, "@") || strings.HasPrefix(w, "<@")
+}
+
+// dueLike reports whether w is meant as a due date: due:... in any case.
+func dueLike(w string) bool {
+	return len(w) >= 4 && strings.EqualFold(w[:4], "due:")
+}
+
 // options reads what may come before the arguments, in any order: flags,
 // the optional escalation id and, for escalate, the merge request. It
 // stops at the first word that is none of these.
@@ -664,7 +752,7 @@ func (p *parser) options() error {
 
 func takesEscalation(v Verb) bool {
 	switch v {
-	case VerbEscalate, VerbHelp, VerbBacklog, VerbOverrideCap:
+	case VerbEscalate, VerbHelp, VerbBacklog, VerbOverrideCap, VerbAway:
 		return false
 	}
 	return true
@@ -945,6 +1033,17 @@ func parsePerson(w string) (string, bool) {
 	return w, validName(w, alnumOr(), alnumOr('.', '_', '-'))
 }
 
+// parseDate reads a real date from 2000 on, YYYY-MM-DD, as UTC midnight
+// starting it. Years before 2000 are typos, and the zero time would read
+// as no date at all.
+func parseDate(w string) (time.Time, bool) {
+	if !looksLikeDate(w) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.DateOnly, w)
+	return t, err == nil && t.Year() >= 2000
+}
+
 // looksLikeDate reports whether w has the shape YYYY-MM-DD.
 func looksLikeDate(w string) bool {
 	return len(w) == 10 && w[4] == '-' && w[7] == '-' &&
@@ -1048,6 +1147,34 @@ func (c Command) String() string {
 			arg(c.Until.Format(time.DateOnly))
 		case c.For != 0:
 			arg(formatDuration(c.For))
+		}
+		rest(first)
+	case VerbAction:
+		esc()
+		if c.Owner != "" {
+			b.WriteString(" @" + c.Owner)
+		}
+		if !c.Due.IsZero() {
+			b.WriteString(" due:" + c.Due.Format(time.DateOnly))
+		}
+		if w := fieldsSpace(first); len(w) > 0 && (personLike(w[0]) || dueLike(w[0])) && !restNeedsQuote(first) {
+			// Text that starts like an owner or a due date is quoted to
+			// stay text.
+			b.WriteString(" " + quote(first))
+		} else {
+			rest(first)
+		}
+	case VerbDone:
+		esc()
+		if c.N != 0 {
+			arg(strconv.Itoa(c.N))
+		}
+		rest(first)
+	case VerbAway:
+		if c.Until.IsZero() {
+			b.WriteString(" off")
+		} else {
+			b.WriteString(" until " + c.Until.Format(time.DateOnly))
 		}
 		rest(first)
 	case VerbRisk:

@@ -28,6 +28,12 @@ func FuzzParseCommand(f *testing.F) {
 		"/threatgate retier ESC-1 T3 \"only touches docs  \"\nand tests",
 		"/threatgate override-cap <@U123|ann> 3 incident week",
 		"/threatgate defer 90m x",
+		"/threatgate action ESC-4 due:2026-12-01 <@U123|bob> rotate the key",
+		`/threatgate action "@bob is wrong" here`,
+		"/threatgate action @ann\ndue: soon\nthe text",
+		"/threatgate done esc-4 2",
+		"/threatgate away until 2026-12-24",
+		"/threatgate away off",
 	} {
 		f.Add(s)
 	}

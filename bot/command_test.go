@@ -155,7 +155,7 @@ func TestParseCommandProblems(t *testing.T) {
 		{"not a command", "please escalate", `want a command starting with /escalate, /approve or /threatgate, got "please escalate"`},
 		{"unknown command", "/foo bar", `unknown command "/foo"; want /escalate, /approve or /threatgate`},
 		{"command typo", "/escalte g/p!1 x", `(did you mean "/escalate"?)`},
-		{"unknown verb", "/threatgate frobnicate", `/threatgate: unknown command "frobnicate"; want one of help, status, backlog, reject, dissent, artifact, defer, action, risk, retier, withdraw, override-cap, approve, escalate`},
+		{"unknown verb", "/threatgate frobnicate", `/threatgate: unknown command "frobnicate"; want one of help, status, backlog, reject, dissent, artifact, defer, action, done, risk, retier, withdraw, override-cap, away, approve, escalate, intake`},
 		{"verb typo", "/threatgate aprove", `did you mean "approve"?`},
 		{"too long", "/threatgate reject " + strings.Repeat("x", 9000), "the limit is 8192 bytes (8 KiB)"},
 		{"text too long", long, "/threatgate reject: the rationale is 4001 bytes; the limit is 4000 bytes"},

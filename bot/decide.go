@@ -16,14 +16,19 @@ type Given struct {
 	// Away lists the people recorded as away at now (person -> until),
 	// read for the sweep's ticks only; the policy's away_until adds to it.
 	Away map[string]time.Time
+	// OpenCount is how many escalations are open (State.Active, this one
+	// included), read for /threatgate defer only: the backlog's peak
+	// decides whether a deferral is allowed.
+	OpenCount int
 }
 
 // IDPlaceholder stands for the escalation id in texts written before the
 // store has assigned one; Effect.Body and the engine replace it.
 const IDPlaceholder = "{esc}"
 
-// maxDeferral bounds how far a deferral may reach.
-const maxDeferral = 90 * 24 * time.Hour
+// maxDeferral bounds how far a deferral may reach, whatever the policy's
+// backlog.max_deferral says.
+const maxDeferral = policies.DeferralLimit
 
 // decide returns what happens when in arrives, given what is known. It is
 // pure: time comes in as now, and nothing is read or written. A refusal is
@@ -118,7 +123,9 @@ func (d *decision) emit(kind EventKind, data EventData) {
 			ev.SHA = d.in.MR.MR.SHA
 		}
 	}
-	if kind == EventCapOverridden {
+	if kind.Personal() {
+		// About a person, not this escalation (when the command came
+		// from its thread): no id, and nothing folded into it.
 		ev.Escalation, ev.SHA = "", ""
 	} else {
 		d.esc = apply(d.esc, ev)

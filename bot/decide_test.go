@@ -124,12 +124,14 @@ func history(t testing.TB, pol *policies.Policy, quota Quota, ins ...Input) ([]E
 			t.Fatalf("given input %d: %v", i, err)
 		}
 		for _, ev := range evs {
-			if ev.Escalation == "" && ev.Kind != EventCapOverridden {
-				ev.Escalation = "ESC-1"
-			}
 			if ev.Kind == EventCapOverridden {
 				quota.Overrides += ev.Data.Count
+			}
+			if ev.Kind.Personal() {
 				continue
+			}
+			if ev.Escalation == "" {
+				ev.Escalation = "ESC-1"
 			}
 			all = append(all, ev)
 			esc = apply(esc, ev)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 	"time"
 )
 
@@ -360,6 +359,14 @@ func (s *forgeSink) Deliver(ctx context.Context, e Effect) (MessageRef, error) {
 type chatSink struct{ chat Chat }
 
 func (s chatSink) Deliver(ctx context.Context, e Effect) (MessageRef, error) {
+	if e.Kind == EffectDigest {
+		// The main channel, outside any thread.
+		text := RenderDigestText(e.Digest)
+		if e.Report != nil {
+			text = RenderReportText(e.Report)
+		}
+		return s.chat.Post(ctx, Message{Key: e.ID, Text: text})
+	}
 	return s.chat.Post(ctx, Message{Key: e.ID, Escalation: e.Escalation, Thread: e.Thread, Text: e.Body(), Mention: e.Mention,
 		Security: e.Security, Summary: e.Kind == EffectThreadSummary})
 }
@@ -370,9 +377,9 @@ type pagerSink struct{ pager Pager }
 func (s pagerSink) Deliver(ctx context.Context, e Effect) (MessageRef, error) {
 	switch e.Kind {
 	case EffectPage:
-		return MessageRef{}, s.pager.Trigger(ctx, e.ID, e.Body())
+		return MessageRef{}, s.pager.Trigger(ctx, PageKey(e.Escalation), e.Body())
 	case EffectResolve:
-		return MessageRef{}, s.pager.Resolve(ctx, strings.TrimSpace(e.Text))
+		return MessageRef{}, s.pager.Resolve(ctx, PageKey(e.Escalation))
 	}
 	return MessageRef{}, &DeliveryError{Err: fmt.Errorf("the pager does not take %s effects", e.Kind), Permanent: true}
 }

@@ -20,9 +20,12 @@ const (
 	// it to the engine, as a webhook would: a manual escalation gets its
 	// MR's title, link, head, authors and gate this way.
 	EffectRefresh EffectKind = "mr_refresh"
-	// EffectResolve resolves the page an earlier EffectPage raised (its
-	// Text is the dedup key).
+	// EffectResolve resolves the page an earlier EffectPage raised about
+	// the same escalation (PageKey names the incident).
 	EffectResolve EffectKind = "resolve"
+	// EffectDigest posts the daily digest (Digest) or the weekly report
+	// (Report) in a chat surface's main channel, outside any thread.
+	EffectDigest EffectKind = "digest"
 )
 
 // Sink classes: where an effect of a kind is delivered. The engine sends
@@ -31,7 +34,7 @@ const (
 // backoff.
 const (
 	SinkForge = "forge" // GitLab: status, notes, labels, refresh
-	SinkChat  = "chat"  // the chat surfaces: thread posts and summaries
+	SinkChat  = "chat"  // the chat surfaces: thread posts, summaries, digests
 	SinkPager = "pager" // on-call: pages and their resolution
 )
 
@@ -41,7 +44,7 @@ func SinkClass(k EffectKind) string {
 	switch k {
 	case EffectStatus, EffectMRNote, EffectMRLabels, EffectRefresh:
 		return SinkForge
-	case EffectThreadPost, EffectThreadSummary:
+	case EffectThreadPost, EffectThreadSummary, EffectDigest:
 		return SinkChat
 	case EffectPage, EffectResolve:
 		return SinkPager
@@ -77,6 +80,10 @@ type Effect struct {
 	Notice *Notice `json:"notice,omitempty"`
 	// Card is the summary a thread_summary effect sets, as data.
 	Card *CardData `json:"card,omitempty"`
+	// Digest and Report are what a digest effect posts, as data: the
+	// daily digest or the weekly report.
+	Digest *DigestData   `json:"digest,omitempty"`
+	Report *WeeklyReport `json:"report,omitempty"`
 	// Sink is the sink this record is for (a name from Engine.SetSinks;
 	// by default its class). One effect decided for several chat surfaces
 	// is one record per surface.

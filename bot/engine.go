@@ -205,7 +205,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 		if in.Kind == InputTick && g.Esc != nil {
 			// Nothing to do yet (a reminder waits for someone's working
 			// day): only when to look again changes.
-			if next := nextTick(g.Esc, pol, now); !next.Equal(g.Esc.NextTick) {
+			if next := NextTickAfter(g.Esc, pol, now); !next.Equal(g.Esc.NextTick) {
 				p := g.Esc.Clone()
 				p.NextTick = next
 				if _, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: g.Esc.Version, At: now}); err != nil {
@@ -217,10 +217,13 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 	}
 	queued = e.route(queued)
 	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now}
-	touched := slices.ContainsFunc(events, func(ev Event) bool { return ev.Kind != EventCapOverridden })
+	touched := slices.ContainsFunc(events, func(ev Event) bool { return !ev.Kind.Personal() })
 	if touched {
 		proj.Waiting = Waiting(proj, pol)
-		proj.NextTick = nextTick(proj, pol, now)
+		proj.NextTick = NextTick(proj, pol, now)
+		if in.Kind == InputTick {
+			proj.NextTick = NextTickAfter(proj, pol, now)
+		}
 		c.Escalation = proj
 		if g.Esc != nil {
 			c.Expect = g.Esc.Version
@@ -266,13 +269,11 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 				return g, fmt.Errorf("load quota of %s: %w", in.Actor.Person, qerr)
 			}
 		}
-	case in.Kind == InputCommand && in.Command.Verb == VerbOverrideCap:
-		return g, nil
+	case in.Kind == InputCommand && (in.Command.Verb == VerbOverrideCap || in.Command.Verb == VerbAway):
+		return g, nil // about a person, not the thread's escalation
 	case in.Kind == InputTick:
-		if a, ok := e.store.(awayReader); ok {
-			if g.Away, err = a.Away(ctx, e.clock.Now()); err != nil {
-				return g, fmt.Errorf("load who is away: %w", err)
-			}
+		if g.Away, err = e.store.Away(ctx, e.clock.Now()); err != nil {
+			return g, fmt.Errorf("load who is away: %w", err)
 		}
 		if g.Esc, err = e.store.FindEscalation(ctx, in.Escalation); err != nil && !errors.Is(err, ErrNotFound) {
 			return g, fmt.Errorf("load escalation: %w", err)
@@ -287,6 +288,11 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 			return g, nil
 		}
 		g.Esc, err = e.store.FindEscalation(ctx, id)
+		if err == nil && in.Command != nil && in.Command.Verb == VerbDefer {
+			if g.OpenCount, err = e.store.CountOpen(ctx); err != nil {
+				return g, fmt.Errorf("count open escalations: %w", err)
+			}
+		}
 		if err == nil && in.Command != nil && in.Command.Verb == VerbIntake && g.Esc.Filer != "" {
 			// Filing counts against the filer's cap.
 			if g.Quota, err = e.store.Quota(ctx, g.Esc.Filer, Quarter(e.clock.Now())); err != nil {
@@ -301,21 +307,6 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 		return g, fmt.Errorf("load escalation: %w", err)
 	}
 	return g, nil
-}
-
-// awayReader is the store's record of who is away (/threatgate away).
-type awayReader interface {
-	Away(ctx context.Context, now time.Time) (map[string]time.Time, error)
-}
-
-// nextTick is NextTick, never earlier than a minute after now: a tick that
-// found nothing to do must not be due again at once.
-func nextTick(e *Escalation, pol *policies.Policy, now time.Time) time.Time {
-	t := NextTick(e, pol, now)
-	if !t.IsZero() && !t.After(now) {
-		t = now.Add(time.Minute)
-	}
-	return t
 }
 
 // TickBatch bounds how many escalations one Tick handles; the next sweep

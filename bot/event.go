@@ -78,12 +78,13 @@ type EventData struct {
 	Score    int              `json:"score,omitempty"`
 	Signals  []policies.Fired `json:"signals,omitempty"`
 
-	// Manual escalations (opened).
+	// Manual escalations (opened); Urgent also on mr_updated, when an
+	// urgent label made it urgent (with the tightened deadlines).
 	Manual bool              `json:"manual,omitempty"`
 	Urgent bool              `json:"urgent,omitempty"`
 	Intake map[string]string `json:"intake,omitempty"`
 
-	// Deadlines (opened, tier_raised, retiered).
+	// Deadlines (opened, tier_raised, retiered; mr_updated with Urgent).
 	FirstResponseDue time.Time `json:"first_response_due,omitzero"`
 	DecisionDue      time.Time `json:"decision_due,omitzero"`
 
@@ -183,6 +184,16 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		}
 		if ev.SHA != "" && ev.SHA != e.HeadSHA {
 			e.HeadSHA, e.HeadSince = ev.SHA, ev.At
+		}
+		if d.Urgent {
+			// An urgent label: its deadlines only ever tighten.
+			e.Urgent = true
+			if !d.FirstResponseDue.IsZero() {
+				e.FirstResponseDue = d.FirstResponseDue
+			}
+			if !d.DecisionDue.IsZero() {
+				e.DecisionDue = d.DecisionDue
+			}
 		}
 	case EventReclassified:
 		e.Score, e.Signals = d.Score, d.Signals

@@ -28,7 +28,7 @@ func (d *decision) mr() error {
 			}
 			return nil
 		}
-		d.open(mr, mi.CommitAuthors, res, false, false, "", nil, res.Tier)
+		d.open(mr, mi.CommitAuthors, res, false, UrgentLabel(d.pol, mr.Labels) != "", "", nil, res.Tier)
 		return nil
 	}
 	e := d.esc
@@ -197,9 +197,56 @@ func (d *decision) update(mr *policies.MergeRequest, mi *MRInput) {
 		data.MRUpdatedAt = mr.UpdatedAt
 		changed = true
 	}
+	if d.urgentNow(mr, mi, &data) {
+		changed = true
+	}
 	if changed {
 		d.emit(EventMRUpdated, data)
 	}
+}
+
+// UrgentLabel returns the first of labels that the policy's urgent_labels
+// names (compared exactly), "" when there is none. An MR carrying one is
+// urgent, as /escalate --urgent makes it.
+func UrgentLabel(pol *policies.Policy, labels []string) string {
+	if pol == nil {
+		return ""
+	}
+	for _, l := range labels {
+		if slices.Contains(pol.UrgentLabels, l) {
+			return l
+		}
+	}
+	return ""
+}
+
+// urgentNow marks an escalation that is not urgent yet as urgent in data
+// when its open MR now carries an urgent label (one added since, or one
+// the policy has named since), and tightens its deadlines to the tier's
+// urgent window from now: never later than they already are. A label
+// removed later loosens nothing. A draft without deadlines only becomes
+// urgent; filing gives it the urgent window. It reports whether it changed
+// data.
+func (d *decision) urgentNow(mr *policies.MergeRequest, mi *MRInput, data *EventData) bool {
+	e := d.esc
+	labels := []string(mr.Labels)
+	if mr.Labels == nil {
+		labels = e.Labels
+	}
+	if e.Urgent || mrState(mi) != "opened" || UrgentLabel(d.pol, labels) == "" {
+		return false
+	}
+	data.Urgent = true
+	if t := d.tier(); t != nil && e.State.Active() {
+		fr, dd := d.deadlines(t, true)
+		if !e.FirstResponseDue.IsZero() && fr.Before(e.FirstResponseDue) {
+			data.FirstResponseDue = fr
+		}
+		if !e.DecisionDue.IsZero() && dd.Before(e.DecisionDue) {
+			data.DecisionDue = dd
+		}
+	}
+	return true
 }
 
 // reclassify raises the tier when the MR now classifies higher. A tier

@@ -22,6 +22,13 @@ type Store interface {
 	// TicksDue returns the ids of active escalations whose NextTick has
 	// come at now, earliest first, at most limit (<= 0: all).
 	TicksDue(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// CountOpen returns how many escalations are open (State.Active),
+	// without reading them.
+	CountOpen(ctx context.Context) (int, error)
+	// Away returns the people who said they are away (/threatgate away)
+	// and still are at now: person id -> the day they are back. The
+	// policy's away_until is not in it (AwayAt reads both).
+	Away(ctx context.Context, now time.Time) (map[string]time.Time, error)
 	// Quota returns a person's manual escalations and cap overrides in a
 	// quarter ("2026Q4").
 	Quota(ctx context.Context, person, quarter string) (Quota, error)

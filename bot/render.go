@@ -64,6 +64,9 @@ func (d *decision) statusText() string {
 	if n := len(e.Dissents); n > 0 {
 		fmt.Fprintf(&b, "Dissents: %d.\n", n)
 	}
+	if lines := actionLines(e, d.now); len(lines) > 0 {
+		fmt.Fprintf(&b, "Action items (/threatgate done %s <n> closes one):\n  %s\n", e.ID, strings.Join(lines, "\n  "))
+	}
 	if left, ok := TimeLeft(e, d.now); ok && e.State.Active() {
 		due := e.DecisionDue.UTC().Format("2006-01-02 15:04 MST")
 		switch {
@@ -150,6 +153,10 @@ type CardData struct {
 	Risk         int  `json:"risk,omitempty"`
 	RiskAccepted bool `json:"risk_accepted,omitempty"`
 
+	// Actions are the open action items (ActionsDone counts the closed).
+	Actions     []CardAction `json:"actions,omitempty"`
+	ActionsDone int          `json:"actions_done,omitempty"`
+
 	UnknownAuthors []string  `json:"unknown_authors,omitempty"`
 	Waiting        []string  `json:"waiting,omitempty"`
 	DeferredUntil  time.Time `json:"deferred_until,omitzero"`
@@ -166,6 +173,15 @@ type CardData struct {
 type CardArtifact struct {
 	Kind string `json:"kind"`
 	By   string `json:"by,omitempty"` // "" while missing
+}
+
+// CardAction is an open action item: its number (1-based, as /threatgate
+// done takes it), text (from outside), owner and due day (zero for none).
+type CardAction struct {
+	N     int       `json:"n"`
+	Text  string    `json:"text"`
+	Owner string    `json:"owner"`
+	Due   time.Time `json:"due,omitzero"`
 }
 
 // CardRow is one row of the approvals matrix: how many slots are filled.
@@ -215,6 +231,13 @@ func (d *decision) card(e *Escalation) *CardData {
 				c.RiskRecorded, c.Risk, c.RiskAccepted = true, r.Score, d.riskAccepted(e, t)
 			}
 		}
+	}
+	for i, a := range e.Actions {
+		if a.Done {
+			c.ActionsDone++
+			continue
+		}
+		c.Actions = append(c.Actions, CardAction{N: i + 1, Text: a.Text, Owner: ActionOwner(a), Due: a.Due})
 	}
 	c.UnknownAuthors = UnknownAuthors(e, d.pol)
 	c.Waiting = Waiting(e, d.pol)
@@ -289,6 +312,16 @@ func RenderCardText(c *CardData, id string) string {
 	}
 	if len(c.UnknownAuthors) > 0 {
 		fmt.Fprintf(&b, "\nCommit authors not in the policy: %s", strings.Join(c.UnknownAuthors, ", "))
+	}
+	if len(c.Actions) > 0 || c.ActionsDone > 0 {
+		fmt.Fprintf(&b, "\nAction items: %d open, %d done", len(c.Actions), c.ActionsDone)
+		for _, a := range c.Actions {
+			due := ""
+			if !a.Due.IsZero() {
+				due = ", due " + a.Due.Format(time.DateOnly)
+			}
+			fmt.Fprintf(&b, "\n  %d. %s (%s%s)", a.N, oneLine(a.Text, 80), a.Owner, due)
+		}
 	}
 	if len(c.Waiting) > 0 {
 		fmt.Fprintf(&b, "\nWaiting on: %s", strings.Join(c.Waiting, ", "))

@@ -218,6 +218,16 @@ func (d *decision) deferral(c *Command) error {
 	if until.Sub(d.now) > maxDeferral {
 		return problemf(f, "%s is more than 90 days away; defer for less and review again", until.Format("2006-01-02"))
 	}
+	if m := d.pol.Backlog.MaxDeferral; m > 0 && until.Sub(d.now) > m {
+		return problemf(f, "%s is more than the %s the policy allows (backlog.max_deferral); defer until %s at the latest", until.Format("2006-01-02"), policies.FormatDuration(m), d.now.Add(m).UTC().Format("2006-01-02 15:04 MST"))
+	}
+	if th := d.pol.Backlog.PeakOpenThreshold; th > 0 && d.g.OpenCount < th && !d.pol.InGroup(d.in.Actor.Person, d.pol.Caps.OverrideGroup) {
+		who := "nobody may defer below it: the policy names no caps.override_group"
+		if g := d.pol.Caps.OverrideGroup; g != "" {
+			who = "below it only members of " + g + " may defer"
+		}
+		return problemf(f, "deferrals are for peaks of load: %d escalations are open, and the policy allows deferring from %d on (backlog.peak_open_threshold); %s. Review %s now", d.g.OpenCount, th, who, e.ID)
+	}
 	d.emit(EventDeferred, EventData{Until: until, Text: c.Text})
 	d.emit(EventStateChanged, EventData{From: e.State, To: StateDeferred})
 	d.reply("%s deferred until %s.", d.id(), until.Format("2006-01-02 15:04 MST"))

@@ -113,19 +113,6 @@ func NextWorkStart(p *policies.Person, t time.Time) time.Time {
 	return t.Add(24 * time.Hour) // unreachable with valid hours
 }
 
-// awayAt reports whether p is away at now: the policy's away_until, or an
-// absence recorded with /threatgate away (away: person -> until).
-func awayAt(p *policies.Person, away map[string]time.Time, now time.Time) bool {
-	if p == nil {
-		return false
-	}
-	if !p.AwayUntil.IsZero() && now.Before(p.AwayUntil) {
-		return true
-	}
-	until, ok := away[p.ID]
-	return ok && now.Before(until)
-}
-
 // windowStart is when an escalation's decision window began.
 func windowStart(e *Escalation) time.Time {
 	return e.CreatedAt
@@ -177,14 +164,38 @@ func sweeping(e *Escalation) bool {
 // status update; zero when the clock has nothing more to do with it. The
 // store indexes it, so a sweep reads only what is due.
 func NextTick(e *Escalation, pol *policies.Policy, now time.Time) time.Time {
+	return nextTickOf(e, pol, now, false)
+}
+
+// NextTickAfter is NextTick leaving out what was due at or before now: the
+// next tick of an escalation the sweep has just looked at, which did all
+// it could (what is left due, such as a handoff to groups without
+// backups, cannot be done by the clock alone).
+func NextTickAfter(e *Escalation, pol *policies.Policy, now time.Time) time.Time {
+	return nextTickOf(e, pol, now, true)
+}
+
+func nextTickOf(e *Escalation, pol *policies.Policy, now time.Time, after bool) time.Time {
 	var next time.Time
 	consider := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		if t.IsZero() || after && !t.After(now) {
+			return
+		}
+		if next.IsZero() || t.Before(next) {
 			next = t
 		}
 	}
 	if e == nil || pol == nil {
 		return next
+	}
+	// Action items outlive the merge: their owners are reminded once
+	// when one is overdue, whatever the escalation's state.
+	for i, a := range e.Actions {
+		owner, dl := ActionOwner(a), ActionDeadline(a)
+		if a.Done || dl.IsZero() || owner == "" || slices.Contains(e.Nudged, NudgeKey(actionWhat(i), 0, owner)) {
+			continue
+		}
+		consider(NextWorkStart(pol.Person("id", owner), maxTime(dl, now)))
 	}
 	if e.State == StateDeferred {
 		consider(e.DeferredUntil)
@@ -200,7 +211,7 @@ func NextTick(e *Escalation, pol *policies.Policy, now time.Time) time.Time {
 	if t.PageOnLapse && !e.Paged {
 		consider(e.DecisionDue)
 	}
-	if t.HandoffAfter > 0 && !handedOff(e, HandoffNoResponse) && !FirstResponded(e, pol) {
+	if t.HandoffAfter > 0 && len(backupsOf(t, pol)) > 0 && !handedOff(e, HandoffNoResponse) && !FirstResponded(e, pol) {
 		consider(e.CreatedAt.Add(t.HandoffAfter))
 	}
 	what, people := nudgeTargets(e, pol)
@@ -215,12 +226,6 @@ func NextTick(e *Escalation, pol *policies.Policy, now time.Time) time.Time {
 			}
 			consider(NextWorkStart(pol.Person("id", who), maxTime(at, now)))
 		}
-	}
-	for i, a := range e.Actions {
-		if a.Done || a.Due.IsZero() || a.Owner == "" || slices.Contains(e.Nudged, NudgeKey(actionWhat(i), 0, a.Owner)) {
-			continue
-		}
-		consider(NextWorkStart(pol.Person("id", a.Owner), maxTime(a.Due, now)))
 	}
 	if t.UpdateEvery > 0 && len(t.Inform) > 0 {
 		consider(maxTime(e.InformedAt, e.CreatedAt).Add(t.UpdateEvery))
@@ -248,6 +253,7 @@ func (d *decision) sweep() {
 	if e == nil {
 		return
 	}
+	d.actionNudges()
 	if e.State == StateDeferred {
 		if !d.now.Before(e.DeferredUntil) {
 			d.endDeferral()
@@ -290,7 +296,8 @@ func (d *decision) endDeferral() {
 // tier that asks for it.
 func (d *decision) lapse(t *policies.Tier) {
 	e := d.esc
-	if !t.PageOnLapse || e.Paged || !Overdue(e, d.now) {
+	// Lapsed at the deadline's instant (NextTick names that instant).
+	if !t.PageOnLapse || e.Paged || e.DecisionDue.IsZero() || d.now.Before(e.DecisionDue) {
 		return
 	}
 	d.emit(EventPaged, EventData{Text: "decision deadline lapsed"})
@@ -325,16 +332,7 @@ func (d *decision) resolvePage() {
 // is away.
 func (d *decision) handoffs(t *policies.Tier) {
 	e := d.esc
-	var groups []string
-	for _, a := range t.Approvals {
-		if g := d.pol.Groups[a.Group]; g != nil {
-			for _, b := range g.Backups {
-				if !slices.Contains(groups, b) {
-					groups = append(groups, b)
-				}
-			}
-		}
-	}
+	groups := backupsOf(t, d.pol)
 	if len(groups) == 0 {
 		return
 	}
@@ -343,7 +341,7 @@ func (d *decision) handoffs(t *policies.Tier) {
 	}
 	_, waiting := nudgeTargets(e, d.pol)
 	for _, who := range waiting {
-		if p := d.pol.Person("id", who); awayAt(p, d.g.Away, d.now) && !handedOff(e, handoffAwayPrefix+who) {
+		if p := d.pol.Person("id", who); AwayAt(p, d.g.Away, d.now) && !handedOff(e, handoffAwayPrefix+who) {
 			d.handoff(groups, handoffAwayPrefix+who, who)
 		}
 	}
@@ -356,7 +354,7 @@ func (d *decision) handoff(groups []string, reason, away string) {
 	for _, g := range groups {
 		if grp := d.pol.Groups[g]; grp != nil {
 			for _, m := range grp.Members {
-				if !slices.Contains(people, m) && !awayAt(d.pol.Person("id", m), d.g.Away, d.now) {
+				if !slices.Contains(people, m) && !AwayAt(d.pol.Person("id", m), d.g.Away, d.now) {
 					people = append(people, m)
 				}
 			}
@@ -399,14 +397,19 @@ func (d *decision) nudges() {
 	if len(reminded) > 0 {
 		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeNudge, Threshold: top, Why: what, Tier: e.Tier, State: e.State, AskedOf: reminded, Due: e.DecisionDue}, Mention: reminded})
 	}
-	for i, a := range e.Actions {
-		key := actionWhat(i)
-		if a.Done || a.Due.IsZero() || a.Owner == "" || d.now.Before(a.Due) || slices.Contains(d.esc.Nudged, NudgeKey(key, 0, a.Owner)) ||
-			!WorkingAt(d.pol.Person("id", a.Owner), d.now) {
+}
+
+// actionNudges reminds the owners of overdue action items, once each, in
+// their working hours.
+func (d *decision) actionNudges() {
+	for _, n := range ActionsOverdue(d.esc, d.now) {
+		a := d.esc.Actions[n-1]
+		key, owner := actionWhat(n-1), ActionOwner(a)
+		if owner == "" || slices.Contains(d.esc.Nudged, NudgeKey(key, 0, owner)) || !WorkingAt(d.pol.Person("id", owner), d.now) {
 			continue
 		}
-		d.emit(EventNudged, EventData{Text: key, People: []string{a.Owner}})
-		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeNudge, Why: key, Text: a.Text, AskedOf: []string{a.Owner}, Due: a.Due}, Mention: []string{a.Owner}})
+		d.emit(EventNudged, EventData{Text: key, People: []string{owner}})
+		d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeNudge, Why: key, Text: a.Text, AskedOf: []string{owner}, Due: ActionDeadline(a)}, Mention: []string{owner}})
 	}
 }
 
@@ -419,4 +422,19 @@ func (d *decision) informed(t *policies.Tier) {
 	}
 	d.emit(EventInformed, EventData{Groups: t.Inform})
 	d.effect(Effect{Kind: EffectThreadSummary, Card: d.card(d.esc)})
+}
+
+// backupsOf lists the backup groups of t's approving groups, in order.
+func backupsOf(t *policies.Tier, pol *policies.Policy) []string {
+	var groups []string
+	for _, a := range t.Approvals {
+		if g := pol.Groups[a.Group]; g != nil {
+			for _, b := range g.Backups {
+				if !slices.Contains(groups, b) {
+					groups = append(groups, b)
+				}
+			}
+		}
+	}
+	return groups
 }

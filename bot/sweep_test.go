@@ -312,3 +312,36 @@ func TestSweepReadsOnlyWhatIsDue(t *testing.T) {
 		t.Errorf("ticks due at the handoff: %v", ids)
 	}
 }
+
+// TestSweepRemindsOfOverdueActions: the owner of an action item is
+// reminded once when its due day has ended, also after the escalation is
+// decided.
+func TestSweepRemindsOfOverdueActions(t *testing.T) {
+	r := newSweepRig(t)
+	r.open()
+	if err := r.cmd("ann", "/threatgate artifact ESC-1 threat-model https://wiki/tm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd("alice", "/threatgate action ESC-1 @carol due:2026-11-03 rotate the signing key"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd("alice", "/approve ESC-1 fine"); err != nil {
+		t.Fatal(err)
+	}
+	if e := r.esc(); e.State != bot.StateApproved || e.NextTick.IsZero() {
+		t.Fatalf("approved with an open action item: state %s, next tick %v", e.State, e.NextTick)
+	}
+	r.tickAt(time.Date(2026, 11, 3, 23, 0, 0, 0, time.UTC)) // the due day has not ended
+	if n := len(r.queued(bot.EffectThreadPost, bot.NoticeNudge)); n != 0 {
+		t.Fatalf("%d reminders on the due day", n)
+	}
+	r.tickAt(time.Date(2026, 11, 4, 10, 0, 0, 0, time.UTC))
+	r.tickAt(time.Date(2026, 11, 4, 11, 0, 0, 0, time.UTC))
+	nudges := r.queued(bot.EffectThreadPost, bot.NoticeNudge)
+	if len(nudges) != 1 || nudges[0].Notice.Why != "action:1" || strings.Join(nudges[0].Mention, ",") != "carol" {
+		t.Fatalf("reminders %+v", nudges)
+	}
+	if got := r.esc().NextTick; !got.IsZero() {
+		t.Errorf("next tick %v after the only reminder", got)
+	}
+}

@@ -37,8 +37,10 @@ var verbs = []verbSpec{
 		escalation: true, decide: (*decision).artifact},
 	{verb: VerbDefer, usage: "/threatgate defer [ESC-id] <YYYY-MM-DD | duration> <reason>", about: "defer until a date, or for a duration such as 72h, 3d, 2w", text: "reason",
 		escalation: true, tier: true, head: true, decide: (*decision).deferral},
-	{verb: VerbAction, usage: "/threatgate action [ESC-id] <text>", about: "record a follow-up action", text: "action text",
+	{verb: VerbAction, usage: "/threatgate action [ESC-id] [@owner] [due:YYYY-MM-DD] <text>", about: "record a follow-up action item, owned by you or @owner", text: "action text",
 		escalation: true, afterEnd: true, inIntake: true, decide: (*decision).action},
+	{verb: VerbDone, usage: "/threatgate done [ESC-id] <n>", about: "close action item n (its owner, who recorded it, or an approver)",
+		escalation: true, afterEnd: true, inIntake: true, decide: (*decision).done},
 	{verb: VerbRisk, usage: "/threatgate risk [ESC-id] <1-25> [rationale]", about: "record the residual risk, likelihood (1-5) x impact (1-5)", text: "rationale",
 		escalation: true, tier: true, head: true, decide: (*decision).risk},
 	{verb: VerbRetier, usage: "/threatgate retier [ESC-id] <tier> <rationale>", about: "move an escalation to another tier", text: "rationale",
@@ -49,6 +51,8 @@ var verbs = []verbSpec{
 		escalation: true, inIntake: true, tier: true, decide: (*decision).intake},
 	{verb: VerbOverrideCap, usage: "/threatgate override-cap <person> [count] <rationale>", about: "grant a person count more manual escalations (default 1, at most 100)", text: "rationale",
 		decide: (*decision).overrideCap},
+	{verb: VerbAway, usage: "/threatgate away until YYYY-MM-DD | off", about: "say you are away until that day (your groups' backups are asked meanwhile), or back",
+		decide: (*decision).away},
 	{verb: VerbHelp, usage: "/threatgate help [command]", about: "show this help, or one command's", anyone: true},
 }
 
@@ -131,11 +135,5 @@ func (d *decision) dissent(c *Command) error {
 	d.emit(EventDissent, EventData{Text: c.Text})
 	d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeDissent, By: d.actor(), Text: c.Text, SHA: d.esc.HeadSHA}})
 	d.reply("Dissent recorded on %s.", d.id())
-	return nil
-}
-
-func (d *decision) action(c *Command) error {
-	d.emit(EventAction, EventData{Text: c.Text})
-	d.reply("Action item %d recorded on %s.", len(d.esc.Actions), d.id())
 	return nil
 }

@@ -234,6 +234,44 @@ func (l *loader) dur(n *yaml.Node, f string) time.Duration {
 	return d
 }
 
+// MinUpdateEvery is the shortest tiers[].update_every: status updates
+// more often than this would be noise.
+const MinUpdateEvery = time.Minute
+
+// every reads tiers[].update_every: a duration of at least MinUpdateEvery,
+// or 0 for none.
+func (l *loader) every(n *yaml.Node, f string) time.Duration {
+	n, ok := l.scalar(n, f, `a duration such as "24h" or "1d", or 0 for none`)
+	if !ok {
+		return 0
+	}
+	d, err := ParseDuration(n.Value)
+	switch {
+	case err != nil || d < 0:
+		l.fail(n, f, `want a duration such as "24h", "90m" or "1d", or 0 for none, got %q`, n.Value)
+		return 0
+	case d > 0 && d < MinUpdateEvery:
+		l.fail(n, f, `want at least 1m (or 0 for none), got %q`, n.Value)
+		return 0
+	}
+	return d
+}
+
+// date reads a calendar day written YYYY-MM-DD as UTC midnight starting
+// it.
+func (l *loader) date(n *yaml.Node, f string) time.Time {
+	n, ok := l.scalar(n, f, `a date such as "2026-12-24"`)
+	if !ok {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.DateOnly, n.Value)
+	if err != nil || t.Year() < 2000 {
+		l.fail(n, f, `want a date from 2000 on as YYYY-MM-DD, such as "2026-12-24", got %q`, n.Value)
+		return time.Time{}
+	}
+	return t
+}
+
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 func (l *loader) id(n *yaml.Node, f string) string {
@@ -269,7 +307,7 @@ func (l *loader) seq(n *yaml.Node, f string, fn func(i int, c *yaml.Node, f stri
 	}
 }
 
-var topKeys = []string{"version", "intake", "artifacts", "signals", "tiers", "groups", "people", "caps", "authority", "schedule"}
+var topKeys = []string{"version", "intake", "artifacts", "signals", "tiers", "groups", "people", "caps", "authority", "schedule", "urgent_labels", "backlog"}
 
 func (l *loader) policy(root *yaml.Node) *Policy {
 	p := &Policy{
@@ -304,6 +342,10 @@ func (l *loader) policy(root *yaml.Node) *Policy {
 			l.authority(p, v, f)
 		case "schedule":
 			l.schedule(p, v, f)
+		case "urgent_labels":
+			p.UrgentLabels = l.nonEmpty(v, f)
+		case "backlog":
+			l.backlog(p, v, f)
 		}
 	})
 	if !ok {
@@ -550,7 +592,7 @@ func (l *loader) regexps(n *yaml.Node, f string) ([]string, []*regexp.Regexp) {
 
 var tierKeys = []string{"id", "name", "description", "when", "artifacts", "approvals", "review", "inform",
 	"first_response", "decision", "urgent_decision", "handoff_after", "page_on_lapse",
-	"reset_approvals_on_push", "checklist", "max_residual_risk", "deferrable", "controls"}
+	"reset_approvals_on_push", "checklist", "max_residual_risk", "deferrable", "controls", "update_every"}
 
 // Tier defaults, documented in docs/POLICY.md.
 const (
@@ -647,6 +689,8 @@ func (l *loader) tiers(n *yaml.Node, f string) []*Tier {
 				t.Deferrable = l.flag(v, f)
 			case "controls":
 				t.Controls = l.strs(v, f)
+			case "update_every":
+				t.UpdateEvery = l.every(v, f)
 			}
 		})
 		c = resolve(c)
@@ -753,7 +797,7 @@ func (l *loader) groups(p *Policy, n *yaml.Node, f string) {
 	}
 }
 
-var personKeys = []string{"id", "name", "gitlab", "gitlab_id", "slack", "discord", "email", "emails", "timezone", "hours"}
+var personKeys = []string{"id", "name", "gitlab", "gitlab_id", "slack", "discord", "email", "emails", "timezone", "hours", "away_until"}
 
 // emailRE is a plausible e-mail address: something@domain, no spaces.
 var emailRE = regexp.MustCompile(`^[^\s@]+@[^\s@]+$`)
@@ -820,6 +864,8 @@ func (l *loader) people(n *yaml.Node, f string) []*Person {
 				if m := hoursRE.FindStringSubmatch(pr.Hours); m == nil || m[1]+m[2] >= m[3]+m[4] || m[3] == "24" && m[4] != "00" {
 					l.fail(resolve(v), f, `want working hours such as "09:00-17:00" (start before end), got %q`, pr.Hours)
 				}
+			case "away_until":
+				pr.AwayUntil = l.date(v, f)
 			}
 		})
 		if !isMap {
@@ -906,6 +952,25 @@ func (l *loader) caps(p *Policy, n *yaml.Node, f string) {
 	if p.Caps.ManualPerQuarter > 0 && p.Caps.OverrideGroup == "" && !l.has(n, "override_group") {
 		l.fail(resolve(n), f+".override_group", "missing; name the group that may lift the cap")
 	}
+}
+
+// DeferralLimit is how far threatgate ever defers an escalation, whatever
+// the policy says; backlog.max_deferral may only be shorter.
+const DeferralLimit = 90 * 24 * time.Hour
+
+func (l *loader) backlog(p *Policy, n *yaml.Node, f string) {
+	l.fields(n, f, []string{"peak_open_threshold", "max_deferral"}, func(k string, v *yaml.Node, f string) {
+		switch k {
+		case "peak_open_threshold":
+			p.Backlog.PeakOpenThreshold = l.num(v, f, 0, 1_000_000)
+		case "max_deferral":
+			p.Backlog.MaxDeferral = l.dur(v, f)
+			if p.Backlog.MaxDeferral > DeferralLimit {
+				l.fail(resolve(v), f, "%s is longer than the 90d threatgate ever defers; want at most 90d", FormatDuration(p.Backlog.MaxDeferral))
+				p.Backlog.MaxDeferral = 0
+			}
+		}
+	})
 }
 
 func (l *loader) authority(p *Policy, n *yaml.Node, f string) {

@@ -196,6 +196,49 @@ artifacts:
 	}
 }
 
+// TestLoadClockKeys: the keys the clock reads (update_every, away_until,
+// urgent_labels, backlog), given and left out.
+func TestLoadClockKeys(t *testing.T) {
+	src := edit(t, "    approvals:", "    update_every: 1d\n    approvals:") +
+		"  - {gitlab: bob, away_until: 2026-12-24, email: bob@example.com}\n" +
+		"  - {gitlab: carol, away_until: \"2027-01-02\", email: carol@example.com}\n" +
+		"urgent_labels: security::urgent\n" +
+		"backlog: {peak_open_threshold: 12, max_deferral: 30d}\n"
+	p, err := Load("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("Load = %v", err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"T1.UpdateEvery", p.Tier("T1").UpdateEvery, 24 * time.Hour},
+		{"alice.AwayUntil", p.Person("id", "alice").AwayUntil, time.Time{}},
+		{"bob.AwayUntil", p.Person("id", "bob").AwayUntil, time.Date(2026, 12, 24, 0, 0, 0, 0, time.UTC)},
+		{"carol.AwayUntil", p.Person("id", "carol").AwayUntil, time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC)},
+		{"UrgentLabels", p.UrgentLabels, []string{"security::urgent"}},
+		{"Backlog", p.Backlog, Backlog{PeakOpenThreshold: 12, MaxDeferral: 30 * 24 * time.Hour}},
+	} {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+
+	// Left out, or 0: nothing.
+	for _, src := range []string{goodPolicy, edit(t, "    approvals:", "    update_every: 0\n    approvals:")} {
+		p, err := Load("p.yaml", []byte(src))
+		if err != nil {
+			t.Fatalf("Load = %v", err)
+		}
+		if u := p.Tier("T1").UpdateEvery; u != 0 {
+			t.Errorf("UpdateEvery = %v, want 0", u)
+		}
+		if p.UrgentLabels != nil || p.Backlog != (Backlog{}) {
+			t.Errorf("UrgentLabels, Backlog = %q, %+v; want none", p.UrgentLabels, p.Backlog)
+		}
+	}
+}
+
 func TestLoadProblems(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -203,7 +246,7 @@ func TestLoadProblems(t *testing.T) {
 		want []want
 	}{
 		{"unknown top-level key", goodPolicy + "owners: [alice]\n", []want{
-			{15, 1, "", `unknown key "owners"; want one of version, intake, artifacts, signals, tiers, groups, people, caps, authority, schedule`},
+			{15, 1, "", `unknown key "owners"; want one of version, intake, artifacts, signals, tiers, groups, people, caps, authority, schedule, urgent_labels, backlog`},
 		}},
 		{"unknown nested key", edit(t, `when: {paths:`, `when: {path:`), []want{
 			{6, 12, "signals[0].when", `unknown key "path"; want one of paths, labels, target_branches, projects, title, description, added_lines, min_changed_lines, authors`},
@@ -393,7 +436,7 @@ people:
 			{7, 8, "tiers", "empty; a policy needs at least one tier"},
 		}},
 		{"not a mapping", "- version: 1\n", []want{
-			{1, 1, "", "want a mapping with keys version, intake, artifacts, signals, tiers, groups, people, caps, authority, schedule, got a list"},
+			{1, 1, "", "want a mapping with keys version, intake, artifacts, signals, tiers, groups, people, caps, authority, schedule, urgent_labels, backlog, got a list"},
 		}},
 		{"YAML syntax error", "version: 1\nsignals: [\n  - id: x\n", []want{
 			{2, 1, "", "not valid YAML: did not find expected node content"},
@@ -424,6 +467,42 @@ people:
 		}},
 		{"residual risk out of range", edit(t, "    approvals:", "    max_residual_risk: 30\n    approvals:"), []want{
 			{10, 24, "tiers[0].max_residual_risk", `want a whole number from 1 to 25, got "30"`},
+		}},
+		{"update_every under a minute", edit(t, "    approvals:", "    update_every: 30s\n    approvals:"), []want{
+			{10, 19, "tiers[0].update_every", `want at least 1m (or 0 for none), got "30s"`},
+		}},
+		{"update_every not a duration", edit(t, "    approvals:", "    update_every: daily\n    approvals:"), []want{
+			{10, 19, "tiers[0].update_every", `want a duration such as "24h", "90m" or "1d", or 0 for none, got "daily"`},
+		}},
+		{"update_every negative", edit(t, "    approvals:", "    update_every: -1h\n    approvals:"), []want{
+			{10, 19, "tiers[0].update_every", `got "-1h"`},
+		}},
+		{"away_until not a date", edit(t, "{gitlab: alice, email: alice@example.com}", "{gitlab: alice, away_until: 24.12.2026, email: alice@example.com}"), []want{
+			{14, 33, "people[0].away_until", `want a date from 2000 on as YYYY-MM-DD, such as "2026-12-24", got "24.12.2026"`},
+		}},
+		{"away_until not a real day", edit(t, "{gitlab: alice, email: alice@example.com}", "{gitlab: alice, away_until: 2026-02-30, email: alice@example.com}"), []want{
+			{14, 33, "people[0].away_until", `got "2026-02-30"`},
+		}},
+		{"away_until a list", edit(t, "{gitlab: alice, email: alice@example.com}", "{gitlab: alice, away_until: [2026-12-24], email: alice@example.com}"), []want{
+			{14, 33, "people[0].away_until", `want a date such as "2026-12-24", got a list`},
+		}},
+		{"urgent_labels empty", goodPolicy + "urgent_labels: []\n", []want{
+			{15, 16, "urgent_labels", "empty list; remove the key or name at least one value"},
+		}},
+		{"urgent_labels with an empty name", goodPolicy + "urgent_labels: [security::urgent, \"\"]\n", []want{
+			{15, 35, "urgent_labels[1]", "empty; want a name"},
+		}},
+		{"backlog unknown key", goodPolicy + "backlog: {peak: 3}\n", []want{
+			{15, 11, "backlog", `unknown key "peak"; want one of peak_open_threshold, max_deferral`},
+		}},
+		{"backlog threshold negative", goodPolicy + "backlog: {peak_open_threshold: -1}\n", []want{
+			{15, 32, "backlog.peak_open_threshold", `want a whole number from 0 to 1000000, got "-1"`},
+		}},
+		{"backlog max_deferral not a duration", goodPolicy + "backlog: {max_deferral: a month}\n", []want{
+			{15, 25, "backlog.max_deferral", `want a positive duration such as "48h", "90m" or "2d", got "a month"`},
+		}},
+		{"backlog max_deferral past the limit", goodPolicy + "backlog: {max_deferral: 13w}\n", []want{
+			{15, 25, "backlog.max_deferral", "13w is longer than the 90d threatgate ever defers; want at most 90d"},
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,13 +21,15 @@ import (
 //     stored Version to be c.Expect (0 when there is none yet), else
 //     bot.ErrConflict; a projection for an MR that already has another
 //     escalation is refused with bot.ErrConflict;
-//   - it stamps the escalation's id on every event (except
-//     bot.EventCapOverridden, which belongs to no escalation) and effect
-//     that has none, and refuses one that names another escalation;
+//   - it stamps the escalation's id on every event (except personal ones,
+//     bot.EventKind.Personal: cap overrides and absences, which belong to
+//     no escalation) and effect that has none, and refuses one that names
+//     another escalation;
 //   - it appends the events to the audit chain, saves the projection and
 //     its indexes, enqueues the effects except bot.EffectReply with
-//     NextAttempt c.At, records c.Key until c.At plus the key TTL and
-//     counts manual escalations and cap overrides in the quotas.
+//     NextAttempt c.At, records c.Key until c.At plus the key TTL,
+//     counts manual escalations and cap overrides in the quotas and keeps
+//     absences (bot.EventAway) in the away bucket.
 //
 // Nothing is written when it returns an error. c is not modified. It
 // returns the projection as saved, nil when c.Escalation is nil. c.At is
@@ -101,7 +103,7 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 		ev := c.Events[i]
 		if esc != nil {
 			switch {
-			case ev.Kind == bot.EventCapOverridden:
+			case ev.Kind.Personal():
 			case ev.Escalation == "":
 				ev.Escalation = esc.ID
 			case ev.Escalation != esc.ID:
@@ -124,6 +126,9 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 		}
 		if err := countQuota(tx, ev); err != nil {
 			return nil, fmt.Errorf("count quota of event %d: %w", seq, err)
+		}
+		if err := recordAway(tx, ev); err != nil {
+			return nil, fmt.Errorf("record absence of event %d: %w", seq, err)
 		}
 		prevHash = ev.Hash
 	}

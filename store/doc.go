@@ -72,6 +72,10 @@
 //	                  panicked (SetAside; ID "DL-<seq>" when none is given).
 //	                  Nothing removes them yet; read newest first, counted
 //	                  from the bucket's stats (DeadLetterCount).
+//	away              person id -> time key of the day they are back: the
+//	                  absences people recorded (/threatgate away), written by
+//	                  Commit from bot.EventAway (a zero Until removes the
+//	                  entry; ended ones are pruned then); read by Away.
 //
 // A time key is 8 bytes that sort like the time: the Unix nanoseconds with
 // the sign bit flipped, big-endian; the zero time sorts last (an escalation

@@ -234,6 +234,13 @@ func index(tx *bolt.Tx, e *bot.Escalation) error {
 	if err := tx.Bucket(bucketByMR).Put([]byte(mrKey(e.Project, e.MRIID)), []byte(e.ID)); err != nil {
 		return err
 	}
+	if !e.NextTick.IsZero() {
+		// Open escalations, and closed ones with an action item still
+		// to remind of.
+		if err := tx.Bucket(bucketTickDue).Put(tickKey(e), nil); err != nil {
+			return err
+		}
+	}
 	if !e.State.Active() {
 		return nil
 	}
@@ -242,11 +249,6 @@ func index(tx *bolt.Tx, e *bot.Escalation) error {
 	}
 	if e.State == bot.StateDeferred {
 		if err := tx.Bucket(bucketDeferred).Put(deferredKey(e), nil); err != nil {
-			return err
-		}
-	}
-	if !e.NextTick.IsZero() {
-		if err := tx.Bucket(bucketTickDue).Put(tickKey(e), nil); err != nil {
 			return err
 		}
 	}
@@ -289,4 +291,23 @@ func (d *DB) DeferralsDue(ctx context.Context, now time.Time, limit int) ([]stri
 		return nil, fmt.Errorf("read deferrals due: %w", err)
 	}
 	return out, nil
+}
+
+// CountOpen returns how many escalations are open (State.Active): the
+// number of keys in the open_by_deadline index, from the bucket's stats.
+// It decodes no escalation; its cost follows the index's pages, not the
+// escalations' size.
+func (d *DB) CountOpen(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("count open escalations: %w", err)
+	}
+	var n int
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketOpenByDeadline).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count open escalations: %w", err)
+	}
+	return n, nil
 }

@@ -46,6 +46,7 @@ var buckets = [][]byte{
 	bucketInboxDue,
 	bucketDeadLetters,
 	bucketTickDue,
+	bucketAway,
 }
 
 // Keys in the meta bucket.
@@ -82,6 +83,8 @@ var migrations = []migration{
 	migrate4DeadLetters,
 	// 5: the sweep's tick index.
 	migrate5TickIndex,
+	// 6: who is away (away.go).
+	migrate6Away,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).

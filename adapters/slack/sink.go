@@ -77,6 +77,8 @@ const (
 //     to a Slack id. With e.Security and a SecurityChannel, a copy goes
 //     there as a top-level message naming the escalation and linking its
 //     thread, mentioning nobody.
+//   - A digest (the daily digest or the weekly report) is posted in
+//     Channel as a top-level message (RenderDigest, RenderReport).
 //   - Other effects are nothing to do: the zero ref, nil.
 //
 // Errors are *bot.DeliveryError: a rate limit with Retry-After sets After;
@@ -132,6 +134,8 @@ func (a *App) Deliver(ctx context.Context, e bot.Effect) (bot.MessageRef, error)
 		ref, err = a.deliverSummary(ctx, e, log)
 	case e.Kind == bot.EffectThreadPost:
 		ref, err = a.deliverPost(ctx, e, log)
+	case e.Kind == bot.EffectDigest:
+		ref, err = a.deliverDigest(ctx, e, log)
 	default:
 		return bot.MessageRef{}, nil
 	}

@@ -81,6 +81,15 @@ func (c *Console) Post(_ context.Context, m bot.Message) (bot.MessageRef, error)
 		return ref, nil
 	}
 	c.keys[m.Key] = true
+	if m.Escalation == "" {
+		// A post of no escalation (the daily digest, the weekly report)
+		// goes to the General channel.
+		c.general = append(c.general, Post{At: c.now(), From: "threatgate", Text: m.Text, Mention: m.Mention, Kind: "bot"})
+		if len(c.general) > maxPosts {
+			c.general = c.general[len(c.general)-maxPosts:]
+		}
+		return ref, nil
+	}
 	t := c.thread(m.Escalation)
 	t.Updated = c.now()
 	if m.Summary {

@@ -19,6 +19,10 @@ type Reader interface {
 	// all, without reading them.
 	DeadLetters(ctx context.Context, limit int) ([]bot.DeadLetter, error)
 	DeadLetterCount(ctx context.Context) (int, error)
+	// The weekly report (/reports/weekly) reads one week of the audit log
+	// (EventsBetween), the escalations it names, the open ones and the
+	// quotas.
+	bot.ReportStore
 }
 
 // Handler decides on inputs; *bot.Engine is one.

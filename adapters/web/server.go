@@ -39,6 +39,7 @@ var staticFS embed.FS
 //	GET  /                   dashboard
 //	GET  /escalations/{id}   one escalation with its audit timeline
 //	GET  /api/escalations    JSON list (see API)
+//	GET  /reports/weekly     the weekly report (?week=2026-W49, ?format=json; see report.go)
 //	GET  /login, POST /login sign in with the dashboard token (only when DashboardToken is set)
 //	POST /logout             sign out
 //	GET  /static/...         embedded assets
@@ -111,6 +112,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /{$}", s.requireAuth(http.HandlerFunc(s.dashboard)))
 	mux.Handle("GET /escalations/{id}", s.requireAuth(http.HandlerFunc(s.escalation)))
 	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log}))
+	mux.Handle("GET /reports/weekly", s.requireAuth(http.HandlerFunc(s.weeklyReport)))
 	mux.HandleFunc("GET /login", s.loginForm)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)

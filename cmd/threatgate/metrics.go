@@ -66,7 +66,8 @@ var (
 	webhookResults  = []string{"accepted", "duplicate", "ignored", "unauthorized", "too_large", "bad_request", "method_not_allowed", "error"}
 	processingKinds = []string{gitlab.EventMergeRequest, gitlab.EventNote, gitlab.EventStatusCheck}
 	effectKinds     = []string{string(bot.EffectReply), string(bot.EffectStatus), string(bot.EffectMRNote), string(bot.EffectMRLabels),
-		string(bot.EffectThreadPost), string(bot.EffectThreadSummary), string(bot.EffectPage), string(bot.EffectRefresh)}
+		string(bot.EffectThreadPost), string(bot.EffectThreadSummary), string(bot.EffectPage), string(bot.EffectRefresh),
+		string(bot.EffectResolve), string(bot.EffectDigest)}
 	escalationStates = []bot.State{bot.StateIntake, bot.StateAwaitingArtifacts, bot.StateInReview, bot.StateDisputed, bot.StateDeferred,
 		bot.StateApproved, bot.StateRejected, bot.StateMerged, bot.StateWithdrawn}
 )

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/threatgate/threatgate/adapters/gitlab"
+	"github.com/threatgate/threatgate/adapters/pagerduty"
 	"github.com/threatgate/threatgate/adapters/slack"
 	"github.com/threatgate/threatgate/adapters/web"
 	"github.com/threatgate/threatgate/bot"
@@ -101,6 +102,10 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		chat = s.console
 	}
 	s.dispatcher = bot.NewDispatcher(db, forge, chat, nil, clock, log)
+	// Each class of effect goes to every sink of its class, each with its
+	// own queues: chat effects to the console (when on) and Slack, pages
+	// to PagerDuty; an outage of one holds up no other.
+	routes := map[string][]string{bot.SinkForge: {bot.SinkForge}, bot.SinkPager: {bot.SinkPager}, bot.SinkChat: {bot.SinkChat}}
 	if cfg.Slack != nil {
 		app, err := newSlack(cfg.Slack, sec, s.engine, db, clock, log)
 		if err != nil {
@@ -108,14 +113,20 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		}
 		s.slack, s.slackToken = app, sec.SlackAppToken
 		s.dispatcher.AddSink(slack.SinkName, app)
-		// Chat effects go to every chat surface: the console (when on)
-		// and Slack, each with its own queue.
-		routes := map[string][]string{bot.SinkForge: {bot.SinkForge}, bot.SinkPager: {bot.SinkPager}, bot.SinkChat: {slack.SinkName}}
+		routes[bot.SinkChat] = []string{slack.SinkName}
 		if chat != nil {
 			routes[bot.SinkChat] = []string{bot.SinkChat, slack.SinkName}
 		}
-		s.engine.SetSinks(routes)
 	}
+	if p := cfg.PagerDuty; p != nil {
+		pager, err := newPagerDuty(p, sec, cfg.PublicURL(), log)
+		if err != nil {
+			return nil, err
+		}
+		s.dispatcher.AddSink(pagerduty.SinkName, pager)
+		routes[bot.SinkPager] = []string{pagerduty.SinkName}
+	}
+	s.engine.SetSinks(routes)
 	s.dispatcher.OnResult = s.metrics.delivered
 	// A delivery that panics is set aside; each chat thread's reference is
 	// kept per escalation and sink.
@@ -331,7 +342,19 @@ func (s *server) reconcileLoop(ctx context.Context, every time.Duration) {
 
 // jobs are what the schedule runs: the engine's sweep, digest and report.
 func (s *server) jobs() jobs {
-	return jobs{sweep: sweepAll(s.engine)}
+	dashboard := s.cfg.PublicURL()
+	return jobs{
+		sweep: sweepAll(s.engine),
+		// The slot is the time the digest is for: its key
+		// (digest:<day>, report:<week>) makes a catch-up or a rerun of a
+		// slot that ran a no-op.
+		digest: func(ctx context.Context, slot, since, _ time.Time) error {
+			return s.engine.Digest(ctx, slot, since, dashboard)
+		},
+		report: func(ctx context.Context, slot, _ time.Time) error {
+			return s.engine.Report(ctx, slot, dashboard)
+		},
+	}
 }
 
 // housekeeping prunes expired idempotency keys hourly.
@@ -424,9 +447,6 @@ func (c *Config) unavailable() []string {
 	var out []string
 	if c.Discord != nil {
 		out = append(out, "discord")
-	}
-	if c.PagerDuty != nil {
-		out = append(out, "pagerduty")
 	}
 	return out
 }

@@ -1,0 +1,96 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/threatgate/threatgate/bot"
+)
+
+// reportView is what templates/report.html shows.
+type reportView struct {
+	R    *bot.WeeklyReport
+	Name string // "2026-W45"
+	// Prev and Next link the weeks around it ("" for a week that has not
+	// begun); JSON links this report as JSON.
+	Prev, Next string
+	JSON       string
+}
+
+// weeklyReport serves GET /reports/weekly: the report of the ISO week
+// ?week=2026-W49 (by default the last full week, UTC), in the shared
+// layout, or as JSON (bot.WeeklyReport) with ?format=json. A malformed
+// week, a week that has not begun or another format is a 400 saying what
+// is expected. It reads that week of the audit log, the escalations it
+// names and the open ones (bot.WeeklyReportOf), never the whole store.
+func (s *Server) weeklyReport(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	format := q.Get("format")
+	asJSON := format == "json"
+	refuse := func(msg string) {
+		if asJSON {
+			apiError(w, http.StatusBadRequest, msg)
+			return
+		}
+		s.RenderError(w, r, http.StatusBadRequest, msg)
+	}
+	if format != "" && format != "json" && format != "html" {
+		refuse(fmt.Sprintf("format: want json (or nothing, for the page), got %q.", format))
+		return
+	}
+	now := s.now()
+	year, week := bot.LastFullWeek(now)
+	if v := q.Get("week"); v != "" {
+		y, wk, err := bot.ParseWeek(v)
+		if err != nil {
+			refuse(err.Error() + ".")
+			return
+		}
+		year, week = y, wk
+	}
+	start := bot.WeekStart(year, week)
+	if start.After(now) {
+		ly, lw := bot.LastFullWeek(now)
+		refuse(fmt.Sprintf("week: %s has not begun yet; the last full week is %s.", bot.WeekName(year, week), bot.WeekName(ly, lw)))
+		return
+	}
+	rep, err := bot.WeeklyReportOf(r.Context(), s.Store, year, week, now, s.policy())
+	if err != nil {
+		if asJSON {
+			s.log.Error("weekly report", bot.LogErr, err)
+			apiError(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		s.fail(w, r, err)
+		return
+	}
+	if asJSON {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return
+	}
+	name := bot.WeekName(year, week)
+	v := reportView{R: rep, Name: name, JSON: reportURL(name, "json")}
+	py, pw := start.AddDate(0, 0, -7).ISOWeek()
+	v.Prev = reportURL(bot.WeekName(py, pw), "")
+	if next := start.AddDate(0, 0, 7); !next.After(now) {
+		ny, nw := next.ISOWeek()
+		v.Next = reportURL(bot.WeekName(ny, nw), "")
+	}
+	s.Render(w, r, "report", "Weekly report "+name, v)
+}
+
+// reportURL is the path of the report of week, as format ("" for the
+// page).
+func reportURL(week, format string) string {
+	q := url.Values{"week": {week}}
+	if format != "" {
+		q.Set("format", format)
+	}
+	return "/reports/weekly?" + q.Encode()
+}
