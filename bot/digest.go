@@ -75,6 +75,12 @@ type DigestData struct {
 	DeferredMore int          `json:"deferred_more,omitempty"`
 
 	Throughput Throughput `json:"throughput"`
+
+	// Caps are the people who filed manual escalations this quarter,
+	// against the cap (caps.manual_escalations_per_quarter plus their
+	// overrides), the closest to it first; none when there is no cap.
+	Caps []ManualUse `json:"caps,omitempty"`
+	Cap  int         `json:"cap,omitempty"`
 }
 
 // OpenCount is how many escalations wait on people, listed or not.
@@ -429,7 +435,50 @@ func (e *Engine) Digest(ctx context.Context, now, since time.Time, dashboardURL 
 	}
 	d := BuildDigest(open, recent, others, since, now, pol)
 	d.Dashboard = dashboardURL
+	if d.Cap, d.Caps, err = e.capUse(ctx, pol, now); err != nil {
+		return fmt.Errorf("digest: %w", err)
+	}
 	return e.commitDigest(ctx, Effect{Kind: EffectDigest, Digest: d}, DigestKey(now), now)
+}
+
+// capUse reads, for each person of the policy, their manual escalations
+// this quarter against the cap: one read per person (the policy's size,
+// not the store's). Nothing when the policy sets no cap.
+func (e *Engine) capUse(ctx context.Context, pol *policies.Policy, now time.Time) (int, []ManualUse, error) {
+	limit := pol.Caps.ManualPerQuarter
+	if limit <= 0 {
+		return 0, nil, nil
+	}
+	var out []ManualUse
+	for _, p := range pol.People {
+		q, err := e.store.Quota(ctx, p.ID, Quarter(now))
+		if err != nil {
+			return 0, nil, err
+		}
+		if q.Manual > 0 {
+			out = append(out, ManualUse{Person: p.ID, Quarter: q.Manual, Allowed: limit + q.Overrides})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b ManualUse) int {
+		// The closest to the cap first: the fewest left.
+		return (a.Allowed - a.Quarter) - (b.Allowed - b.Quarter)
+	})
+	if len(out) > DigestHolders {
+		out = out[:DigestHolders]
+	}
+	return limit, out, nil
+}
+
+// capText writes the manual escalations against the cap.
+func capText(d *DigestData) string {
+	if len(d.Caps) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, u := range d.Caps {
+		parts = append(parts, fmt.Sprintf("%s %d of %d", u.Person, u.Quarter, u.Allowed))
+	}
+	return fmt.Sprintf("Manual escalations this quarter (cap %d, plus overrides): %s", d.Cap, strings.Join(parts, ", "))
 }
 
 // decidedElsewhere reads the projections of the escalations recent shows
@@ -531,6 +580,9 @@ func RenderDigestText(d *DigestData) string {
 		}
 	}
 	fmt.Fprintf(&b, "\n%s\n", throughputText(d.Throughput))
+	if c := capText(d); c != "" {
+		fmt.Fprintf(&b, "%s\n", c)
+	}
 	if d.Dashboard != "" {
 		fmt.Fprintf(&b, "\nDashboard: %s\n", d.Dashboard)
 	}

@@ -95,6 +95,13 @@ func RenderDigest(d *bot.DigestData, users UserIDs) []sl.Block {
 		bs = append(bs, digestList(":double_vertical_bar: *Deferred*", lines, d.DeferredMore)...)
 	}
 	bs = append(bs, contextBlock(digestThroughput(d.Throughput)))
+	if len(d.Caps) > 0 {
+		var parts []markup
+		for _, u := range d.Caps {
+			parts = append(parts, md("%s %d of %d", u.Person, u.Quarter, u.Allowed))
+		}
+		bs = append(bs, contextBlock(md("Manual escalations this quarter (cap %d, plus overrides): ", d.Cap)+joinWith(", ", parts...)))
+	}
 	if link := dashboardLink(d.Dashboard, "Open the dashboard"); link != "" {
 		bs = append(bs, contextBlock(link))
 	}
