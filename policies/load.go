@@ -988,7 +988,8 @@ func (l *loader) authority(p *Policy, n *yaml.Node, f string) {
 }
 
 func (l *loader) schedule(p *Policy, n *yaml.Node, f string) {
-	l.fields(n, f, []string{"sweep", "digest", "weekly", "timezone"}, func(k string, v *yaml.Node, f string) {
+	weekly := ""
+	l.fields(n, f, []string{"sweep", "digest", "weekly", "report", "timezone"}, func(k string, v *yaml.Node, f string) {
 		s := l.str(v, f)
 		if k == "timezone" {
 			loc, err := time.LoadLocation(s)
@@ -1011,7 +1012,13 @@ func (l *loader) schedule(p *Policy, n *yaml.Node, f string) {
 			p.Schedule.Sweep = s
 		case "digest":
 			p.Schedule.Digest = s
-		case "weekly":
+		case "weekly", "report":
+			// report is another name for weekly (the weekly report).
+			if weekly != "" {
+				l.fail(resolve(v), f, "set the weekly report's schedule once: %s is already set; weekly and report are the same job", weekly)
+				return
+			}
+			weekly = f
 			p.Schedule.Weekly = s
 		}
 	})

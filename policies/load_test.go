@@ -697,3 +697,19 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadScheduleReport: schedule.report is another name for
+// schedule.weekly; both at once is a problem.
+func TestLoadScheduleReport(t *testing.T) {
+	p, err := Load("p.yaml", []byte(goodPolicy+"schedule: {sweep: \"@every 1s\", report: \"0 8 * * MON\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Schedule.Weekly != "0 8 * * MON" || p.Schedule.Sweep != "@every 1s" {
+		t.Errorf("schedule %+v", p.Schedule)
+	}
+	_, err = Load("p.yaml", []byte(goodPolicy+"schedule: {weekly: \"0 9 * * MON\", report: \"0 8 * * MON\"}\n"))
+	if err == nil || !strings.Contains(err.Error(), "schedule.report: set the weekly report's schedule once: schedule.weekly is already set") {
+		t.Errorf("weekly and report both set: %v", err)
+	}
+}

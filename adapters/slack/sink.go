@@ -197,17 +197,53 @@ func (a *App) deliverPost(ctx context.Context, e bot.Effect, log *slog.Logger) (
 	} else if _, err := a.sinkPost(ctx, e, sinkPartThread, thread.Channel, thread.TS, render, log); err != nil {
 		return bot.MessageRef{}, err
 	}
-	if !e.Security || a.SecurityChannel == "" {
-		return ret, nil
-	}
-	copyOf := func() ([]sl.Block, string) { return a.sinkSecurityCopy(ctx, e, thread) }
-	if _, err := a.sinkPost(ctx, e, sinkPartSecurity, a.SecurityChannel, "", copyOf, log); err != nil {
-		if !sinkIsPermanent(err) {
-			return bot.MessageRef{}, err
+	if e.Security && a.SecurityChannel != "" {
+		copyOf := func() ([]sl.Block, string) { return a.sinkSecurityCopy(ctx, e, thread) }
+		if _, err := a.sinkPost(ctx, e, sinkPartSecurity, a.SecurityChannel, "", copyOf, log); err != nil {
+			if !sinkIsPermanent(err) {
+				return bot.MessageRef{}, err
+			}
+			log.Error("security copy not posted; fix the cause (the notice is in the thread)", sinkLogChannel, a.SecurityChannel, bot.LogErr, err)
 		}
-		log.Error("security copy not posted; fix the cause (the notice is in the thread)", sinkLogChannel, a.SecurityChannel, bot.LogErr, err)
+	}
+	if err := a.sinkDirect(ctx, e, thread, pol, log); err != nil {
+		return bot.MessageRef{}, err
 	}
 	return ret, nil
+}
+
+// sinkDirect sends a reminder (and a handoff's request) to each person it
+// asks by direct message too, with a link to the thread: Slack opens the
+// app's conversation with them. Once per person (each is a part of the
+// effect); a DM Slack refuses for good is logged, not retried.
+func (a *App) sinkDirect(ctx context.Context, e bot.Effect, thread bot.MessageRef, pol *policies.Policy, log *slog.Logger) error {
+	if e.Notice == nil || (e.Notice.Kind != bot.NoticeNudge && e.Notice.Kind != bot.NoticeHandoff) {
+		return nil
+	}
+	users := a.sinkUsers(pol)
+	for _, person := range unique(e.Mention) {
+		uid := users(person)
+		if !userID.MatchString(uid) {
+			continue
+		}
+		dm := func() ([]sl.Block, string) {
+			personal := e
+			personal.Mention = nil
+			blocks, text := RenderEffect(personal, nil)
+			head := md(":bell: From the thread of *%s*", e.Escalation)
+			if link := a.sinkThreadLink(ctx, thread); link != "" {
+				head += " · " + link
+			}
+			return compact(append([]sl.Block{contextBlock(head)}, blocks...)), text
+		}
+		if _, err := a.sinkPost(ctx, e, "dm:"+uid, uid, "", dm, log); err != nil {
+			if !sinkIsPermanent(err) {
+				return err
+			}
+			log.Warn("direct message not sent (the reminder is in the thread)", sinkLogChannel, uid, bot.LogErr, err)
+		}
+	}
+	return nil
 }
 
 // sinkSecurityCopy renders a thread post for the security channel: a

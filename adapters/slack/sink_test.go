@@ -930,3 +930,46 @@ func TestSinkThroughDispatcher(t *testing.T) {
 		t.Errorf("EscalationOfThread = %q, %v", esc, err)
 	}
 }
+
+// TestSinkRemindersByDirectMessage: a reminder goes into the thread and,
+// once, to each person it asks who has a Slack id, by direct message; a
+// retried delivery sends no second one.
+func TestSinkRemindersByDirectMessage(t *testing.T) {
+	r := newSinkRig(t)
+	if _, err := r.deliver(t, sinkPost("P1", &bot.Notice{Kind: bot.NoticeReady})); err != nil {
+		t.Fatal(err)
+	}
+	r.fake.reset()
+	nudge := sinkPost("N1", &bot.Notice{Kind: bot.NoticeNudge, Why: "approval", Threshold: 50, AskedOf: []string{"alice", "dave"}}, "alice", "dave")
+	// The DM fails once: the retry sends only it.
+	r.fake.fail(sinkFail{Method: "chat.postMessage", Channel: "U01ALICE", Status: 503})
+	if _, err := r.deliver(t, nudge); err == nil {
+		t.Fatal("a failed direct message: no error")
+	}
+	r.Clock.Advance(2 * time.Second)
+	if _, err := r.deliver(t, nudge); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.fake.in("U01ALICE")); n != 1 {
+		t.Errorf("%d direct messages to alice, want 1", n)
+	}
+	thread := 0
+	for _, c := range r.fake.of("chat.postMessage") {
+		if c.Form.Get("channel") == sinkMain && c.Form.Get("thread_ts") != "" {
+			thread++
+		}
+	}
+	if thread != 1 {
+		t.Errorf("%d thread posts, want 1", thread)
+	}
+	// Other notices are not sent by direct message.
+	r.fake.reset()
+	if _, err := r.deliver(t, sinkPost("P3", &bot.Notice{Kind: bot.NoticeReady}, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.fake.of("chat.postMessage") {
+		if c.Form.Get("channel") == "U01ALICE" {
+			t.Errorf("a ready notice was sent by direct message")
+		}
+	}
+}
