@@ -130,6 +130,17 @@ func RenderCard(c *bot.CardData, id string, users UserIDs) []sl.Block {
 			bs = append(bs, section(risk))
 		}
 	}
+	if len(c.Actions) > 0 || c.ActionsDone > 0 {
+		var lines []markup
+		for _, a := range c.Actions {
+			line := md("%d. %s · %s", a.N, clip(a.Text, maxOutsideShort), a.Owner)
+			if !a.Due.IsZero() {
+				line += md(" · due %s", a.Due.UTC().Format("2006-01-02"))
+			}
+			lines = append(lines, line)
+		}
+		bs = append(bs, sections(md("*Action items*: %d open, %d done", len(c.Actions), c.ActionsDone), lines)...)
+	}
 	if len(c.UnknownAuthors) > 0 {
 		bs = append(bs, contextBlock(md(":grey_question: Commit authors not in the policy: %s", list(c.UnknownAuthors))))
 	}
