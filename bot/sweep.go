@@ -211,8 +211,8 @@ func nextTickOf(e *Escalation, pol *policies.Policy, now time.Time, after bool) 
 	if t.PageOnLapse && !e.Paged {
 		consider(e.DecisionDue)
 	}
-	if t.HandoffAfter > 0 && len(backupsOf(t, pol)) > 0 && !handedOff(e, HandoffNoResponse) && !FirstResponded(e, pol) {
-		consider(e.CreatedAt.Add(t.HandoffAfter))
+	if n := handoffCount(e, HandoffNoResponse); t.HandoffAfter > 0 && n < len(backupsOf(t, pol)) && !FirstResponded(e, pol) {
+		consider(e.CreatedAt.Add(time.Duration(n+1) * t.HandoffAfter))
 	}
 	what, people := nudgeTargets(e, pol)
 	for _, pct := range NudgeThresholds {
@@ -327,24 +327,65 @@ func (d *decision) resolvePage() {
 	d.effect(Effect{Kind: EffectResolve, Text: PageKey(e.ID)})
 }
 
-// handoffs asks the backups of the approving groups when nobody has
-// responded within handoff_after, or when someone the escalation waits on
-// is away.
+// handoffs asks the backups of the approving groups, in order, when nobody
+// has responded: the first backup group after handoff_after, the next one
+// after another handoff_after, and so on; and, when someone the
+// escalation waits on is away, the first backup group of their groups that
+// has someone present.
 func (d *decision) handoffs(t *policies.Tier) {
 	e := d.esc
 	groups := backupsOf(t, d.pol)
 	if len(groups) == 0 {
 		return
 	}
-	if HandoffDue(e, d.pol, d.now) && !handedOff(e, HandoffNoResponse) {
-		d.handoff(groups, HandoffNoResponse, "")
+	if n := handoffCount(e, HandoffNoResponse); n < len(groups) && !FirstResponded(e, d.pol) && HandoffDue(e, d.pol, d.now) &&
+		!d.now.Before(e.CreatedAt.Add(time.Duration(n+1)*t.HandoffAfter)) {
+		d.handoff(groups[n:n+1], HandoffNoResponse, "")
 	}
 	_, waiting := nudgeTargets(e, d.pol)
 	for _, who := range waiting {
-		if p := d.pol.Person("id", who); AwayAt(p, d.g.Away, d.now) && !handedOff(e, handoffAwayPrefix+who) {
-			d.handoff(groups, handoffAwayPrefix+who, who)
+		p := d.pol.Person("id", who)
+		if !AwayAt(p, d.g.Away, d.now) || handedOff(e, handoffAwayPrefix+who) {
+			continue
+		}
+		var theirs []string
+		for _, a := range t.Approvals {
+			if d.pol.InGroup(who, a.Group) {
+				if g := d.pol.Groups[a.Group]; g != nil {
+					theirs = append(theirs, g.Backups...)
+				}
+			}
+		}
+		if len(theirs) == 0 {
+			theirs = groups
+		}
+		for _, g := range theirs {
+			if d.present(g) {
+				d.handoff([]string{g}, handoffAwayPrefix+who, who)
+				break
+			}
 		}
 	}
+}
+
+// present reports whether group g has a member who is not away.
+func (d *decision) present(g string) bool {
+	grp := d.pol.Groups[g]
+	if grp == nil {
+		return false
+	}
+	return slices.ContainsFunc(grp.Members, func(m string) bool { return !AwayAt(d.pol.Person("id", m), d.g.Away, d.now) })
+}
+
+// handoffCount counts e's handoffs for reason.
+func handoffCount(e *Escalation, reason string) int {
+	n := 0
+	for _, h := range e.HandedOff {
+		if h.Reason == reason {
+			n++
+		}
+	}
+	return n
 }
 
 // handoff records that groups were asked, and asks their members in the

@@ -345,3 +345,24 @@ func TestSweepRemindsOfOverdueActions(t *testing.T) {
 		t.Errorf("next tick %v after the only reminder", got)
 	}
 }
+
+// TestSweepHandsOffInOrder: with two backup groups, the first is asked
+// after handoff_after and the second after another handoff_after, while
+// nobody responds.
+func TestSweepHandsOffInOrder(t *testing.T) {
+	r := newSweepRig(t)
+	r.Policy.Groups["second"] = &policies.Group{ID: "second", Members: []string{"dave"}}
+	r.Policy.Groups["appsec"].Backups = []string{"appsec-backup", "second"}
+	r.open()
+	r.tickAt(testrig.T0.Add(4 * time.Hour))
+	r.tickAt(testrig.T0.Add(7 * time.Hour))
+	if h := r.esc().HandedOff; len(h) != 1 || h[0].Groups[0] != "appsec-backup" {
+		t.Fatalf("after 7h: %+v", h)
+	}
+	r.tickAt(testrig.T0.Add(8 * time.Hour))
+	r.tickAt(testrig.T0.Add(20 * time.Hour))
+	h := r.esc().HandedOff
+	if len(h) != 2 || h[1].Groups[0] != "second" || strings.Join(h[1].People, ",") != "dave" {
+		t.Fatalf("after 8h: %+v", h)
+	}
+}
