@@ -514,8 +514,13 @@ func (e *Engine) decidedElsewhere(ctx context.Context, open []*Escalation, recen
 
 // commitDigest queues ef (a digest or a report) for every chat sink under
 // key; a key committed before is success.
+// SlotTTL is how long the slot of a digest or report is remembered: longer
+// than the scheduler ever looks back for a slot it missed (8 days), so a
+// slot runs once whatever restarts happen.
+const SlotTTL = 35 * 24 * time.Hour
+
 func (e *Engine) commitDigest(ctx context.Context, ef Effect, key string, now time.Time) error {
-	_, err := e.store.Commit(ctx, &Commit{Effects: e.route([]Effect{ef}), Key: key, At: now})
+	_, err := e.store.Commit(ctx, &Commit{Effects: e.route([]Effect{ef}), Key: key, KeyTTL: SlotTTL, At: now})
 	if errors.Is(err, ErrDuplicate) {
 		return nil
 	}

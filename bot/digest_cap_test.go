@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/threatgate/threatgate/bot"
 	"github.com/threatgate/threatgate/internal/testrig"
@@ -45,5 +46,42 @@ func TestDigestShowsTheCap(t *testing.T) {
 	}
 	if text := bot.RenderDigestText(d); !strings.Contains(text, "Manual escalations this quarter (cap 1, plus overrides): bob 1 of 1") {
 		t.Errorf("digest text lacks the cap:\n%s", text)
+	}
+}
+
+// TestReportSlotRunsOnceAcrossRestarts: a weekly report's slot is
+// remembered for weeks, not for the few days redeliveries are: a restart
+// on Friday does not post Monday's report again.
+func TestReportSlotRunsOnceAcrossRestarts(t *testing.T) {
+	r := testrig.NewRig(t, enginePolicy)
+	ctx := context.Background()
+	monday := time.Date(2026, 11, 9, 9, 0, 0, 0, time.UTC)
+	count := func() int {
+		recs, err := r.DB.PendingEffects(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, rec := range recs {
+			if rec.Effect.Kind == bot.EffectDigest {
+				n++
+			}
+		}
+		return n
+	}
+	r.Clock.Set(monday)
+	if err := r.Engine.Report(ctx, monday, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Friday, four days on: the keys of redeliveries (72h) have expired;
+	// the catch-up at start asks for Monday's slot again.
+	friday := monday.Add(4 * 24 * time.Hour)
+	r.Clock.Set(friday)
+	r.DB.PruneKeys(ctx, friday)
+	if err := r.Engine.Report(ctx, monday, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("%d reports queued for one slot, want 1", n)
 	}
 }

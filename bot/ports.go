@@ -54,7 +54,11 @@ type Commit struct {
 	Events     []Event
 	Effects    []Effect
 	Key        string // idempotency key of the input, "" for none
-	At         time.Time
+	// KeyTTL is how long Key is remembered; 0 for the store's default
+	// (a few days: long enough for any redelivery). A scheduled job's
+	// slot is remembered longer, so a restart never runs it twice.
+	KeyTTL time.Duration
+	At     time.Time
 }
 
 // Quota is what counts against a person's quarterly cap.

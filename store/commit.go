@@ -166,7 +166,11 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	}
 
 	if c.Key != "" {
-		if err := keys.Put([]byte(c.Key), timeKey(c.At.Add(d.keyTTL))); err != nil {
+		ttl := d.keyTTL
+		if c.KeyTTL > 0 {
+			ttl = c.KeyTTL
+		}
+		if err := keys.Put([]byte(c.Key), timeKey(c.At.Add(ttl))); err != nil {
 			return nil, fmt.Errorf("record key: %w", err)
 		}
 	}
