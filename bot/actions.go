@@ -77,7 +77,15 @@ func (d *decision) mayClose(item Note, person string) bool {
 	if person == "" {
 		return false
 	}
-	if person == ActionOwner(item) || person == item.By || d.pol.InAny(person, d.pol.Authority.Retier) {
+	if person == ActionOwner(item) || person == item.By {
+		return true
+	}
+	// Someone who wrote the change closes no one else's follow-up on it,
+	// whatever their groups.
+	if d.esc != nil && wrote(d.pol.Person("id", person), d.esc.Authors()) {
+		return false
+	}
+	if d.pol.InAny(person, d.pol.Authority.Retier) {
 		return true
 	}
 	t := d.tier()

@@ -95,7 +95,9 @@ func (d *decision) endDeferralIfNotDeferrable(t *policies.Tier) {
 	if d.esc.State != StateDeferred || t == nil || t.Deferrable {
 		return
 	}
-	d.emit(EventStateChanged, EventData{From: StateDeferred, To: d.target(), Text: "tier " + t.ID + " cannot be deferred"})
+	data := d.resumeData()
+	data.Text = "tier " + t.ID + " cannot be deferred"
+	d.emit(EventStateChanged, data)
 	d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeDeferralEnded, Tier: t.ID, Why: "tier " + t.ID + " cannot be deferred", State: d.esc.State}, Mention: Waiting(d.esc, d.pol)})
 }
 

@@ -38,9 +38,9 @@ func TestEngineDeferralNeedsAPeak(t *testing.T) {
 	if e.State != bot.StateDeferred {
 		t.Errorf("ESC-1 is %s, want deferred", e.State)
 	}
-	// Deferred escalations are still open: they count.
-	if n, _ := r.DB.CountOpen(ctx); n != 2 {
-		t.Errorf("CountOpen = %d, want 2", n)
+	// Deferred escalations wait on nobody: they do not make the peak.
+	if n, _ := r.DB.CountOpen(ctx); n != 1 {
+		t.Errorf("CountOpen = %d, want 1", n)
 	}
 	_, err = r.Engine.Handle(ctx, command(t, "slack", "UALICE", "/threatgate defer 8d vendor", "ESC-2"))
 	if p, ok := bot.IsProblem(err); !ok || !strings.Contains(p.Msg, "backlog.max_deferral") {

@@ -29,20 +29,24 @@ func Overdue(e *Escalation, now time.Time) bool {
 	return ok && left < 0 && e.State.Active() && !Paused(e)
 }
 
-// FirstResponded reports whether someone other than the authors of the
-// change and the filer has acted on e: a decision, a dissent, an action
-// item or a residual-risk assessment.
+// FirstResponded reports whether a reviewer has acted on e: a decision, a
+// dissent, an action item or a residual-risk assessment by someone with a
+// part in its tier (its approving groups and their backups, its reviewing
+// groups, the arbiters and those who may re-tier) who neither wrote the
+// change nor filed it. A bystander's note is not a response: it does not
+// hold off a handoff.
 func FirstResponded(e *Escalation, pol *policies.Policy) bool {
 	if e == nil {
 		return false
 	}
 	authors := e.Authors()
+	reviewer := reviewerOf(e, pol)
 	other := func(by string) bool {
 		var pr *policies.Person
 		if pol != nil {
 			pr = pol.Person("id", by)
 		}
-		return by != "" && by != e.Filer && !wrote(pr, authors)
+		return by != "" && by != e.Filer && !wrote(pr, authors) && reviewer(by)
 	}
 	for _, ds := range [][]Decision{e.Approvals, e.Rejections} {
 		for _, x := range ds {
@@ -89,4 +93,29 @@ func HandoffDue(e *Escalation, pol *policies.Policy, now time.Time) bool {
 		return false
 	}
 	return !now.Before(e.CreatedAt.Add(t.HandoffAfter)) && !FirstResponded(e, pol)
+}
+
+// reviewerOf returns whether a person has a part in e's tier: a member of
+// its approving groups or their backups, of its reviewing groups, an
+// arbiter, or someone who may re-tier. Without a policy, or a tier it
+// knows, anyone does.
+func reviewerOf(e *Escalation, pol *policies.Policy) func(person string) bool {
+	if pol == nil {
+		return func(string) bool { return true }
+	}
+	t := pol.Tier(e.Tier)
+	if t == nil {
+		return func(string) bool { return true }
+	}
+	var groups []string
+	for _, a := range t.Approvals {
+		groups = append(groups, a.Group)
+		if g := pol.Groups[a.Group]; g != nil {
+			groups = append(groups, g.Backups...)
+		}
+	}
+	groups = append(groups, t.Review...)
+	groups = append(groups, pol.Authority.Arbiter...)
+	groups = append(groups, pol.Authority.Retier...)
+	return func(person string) bool { return pol.InAny(person, groups) }
 }

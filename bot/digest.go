@@ -151,9 +151,10 @@ type Throughput struct {
 	Tiers []TierTimes `json:"tiers,omitempty"`
 }
 
-// DigestKey is the idempotency key of the digest of now's day (UTC): one
-// digest a day, however often it is asked for.
-func DigestKey(now time.Time) string { return "digest:" + now.UTC().Format("2006-01-02") }
+// DigestKey is the idempotency key of the digest of now's day, in now's
+// time zone (the schedule's, for a slot): one digest a day, however often
+// it is asked for, across daylight-saving changes.
+func DigestKey(now time.Time) string { return "digest:" + now.Format("2006-01-02") }
 
 // WaitingOn names the people e waits on now: the filer while its intake
 // is unanswered, those asked for its missing artifacts (AskedOf), the
@@ -411,7 +412,8 @@ func isDecision(ev Event) bool {
 // events of the DigestWindow before now (Store must be a History), builds
 // the digest (BuildDigest; since is when the previous one was made) and
 // commits it as one EffectDigest through the outbox, once per day:
-// DigestKey(now) makes a second digest on the same day (UTC) a no-op.
+// DigestKey(now) makes a second digest on the same day (in now's zone) a
+// no-op.
 // dashboardURL is linked from it ("" for none). It may run concurrently
 // with inputs (the digest is as the store was when it was read) and may be
 // retried: errors are internal, and nothing is queued when it fails.
@@ -714,4 +716,11 @@ func earlier(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// DigestRan reports whether the digest of slot was queued (its key is
+// remembered for SlotTTL): the scheduler counts breaches from the last
+// digest that ran, not from the slot before, so downtime loses none.
+func (e *Engine) DigestRan(ctx context.Context, slot time.Time) (bool, error) {
+	return e.store.SeenKey(ctx, DigestKey(slot), e.clock.Now())
 }

@@ -487,8 +487,8 @@ func TestWeeks(t *testing.T) {
 	if got := ReportKey(2026, 5); got != "report:2026-W05" {
 		t.Errorf("ReportKey = %q", got)
 	}
-	if got := DigestKey(time.Date(2026, 11, 5, 23, 30, 0, 0, time.FixedZone("x", -5*3600))); got != "digest:2026-11-06" {
-		t.Errorf("DigestKey = %q, want the UTC day", got)
+	if got := DigestKey(time.Date(2026, 11, 5, 23, 30, 0, 0, time.FixedZone("x", -5*3600))); got != "digest:2026-11-05" {
+		t.Errorf("DigestKey = %q, want the day in the slot's own zone", got)
 	}
 }
 

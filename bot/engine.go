@@ -30,6 +30,10 @@ type Engine struct {
 	// OnCommit, when set, is called after every commit that queued
 	// effects (serve wakes the dispatcher with it).
 	OnCommit func()
+
+	// ticked is the policy the open escalations' NextTick were last
+	// computed under (Tick recomputes them when it changed).
+	ticked atomic.Pointer[policies.Policy]
 }
 
 // SetSinks says which sinks deliver each class of effect (SinkForge,
@@ -87,7 +91,54 @@ const maxAttempts = 5
 // *Problem (nothing is written); any other error is internal. When Handle
 // returns without error, the decision is durable.
 func (e *Engine) Handle(ctx context.Context, in Input) (Reply, error) {
-	return e.handleAt(ctx, in, time.Time{})
+	rep, err := e.handleAt(ctx, in, time.Time{})
+	if err == nil && !rep.Duplicate && in.Kind == InputCommand && in.Command != nil && in.Command.Verb == VerbAway && in.Actor.Person != "" {
+		// Someone is away: the escalations waiting on them are swept now,
+		// so their backups are asked without waiting for another tick.
+		e.sweepWaitingOn(ctx, in.Actor.Person)
+	}
+	return rep, err
+}
+
+// sweepWaitingOn ticks the escalations that wait on person.
+func (e *Engine) sweepWaitingOn(ctx context.Context, person string) {
+	escs, err := e.store.FindWaitingOn(ctx, person)
+	if err != nil {
+		e.log.Error("could not read the escalations waiting on someone away", LogErr, err)
+		return
+	}
+	now := e.clock.Now()
+	for _, x := range escs {
+		if _, err := e.tickOne(ctx, x.ID, now); err != nil {
+			e.log.Error("tick failed", LogEscalationID, x.ID, LogErr, err)
+		}
+	}
+}
+
+// retick recomputes the NextTick of every open escalation under pol (the
+// policy changed: a tier may now page, hand off or send updates): one read
+// of the open index per policy change, a commit only where it differs.
+func (e *Engine) retick(ctx context.Context, pol *policies.Policy, now time.Time) error {
+	open, err := e.store.FindOpen(ctx)
+	if err != nil {
+		return fmt.Errorf("recompute next ticks: %w", err)
+	}
+	for _, x := range open {
+		next := NextTick(x, pol, now)
+		if next.Equal(x.NextTick) {
+			continue
+		}
+		mu := &e.locks[e.lockIndex(Input{Escalation: x.ID})]
+		mu.Lock()
+		p := x.Clone()
+		p.NextTick = next
+		_, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: x.Version, At: now})
+		mu.Unlock()
+		if err != nil && !errors.Is(err, ErrConflict) {
+			return fmt.Errorf("recompute the next tick of %s: %w", x.ID, err)
+		}
+	}
+	return nil
 }
 
 // handleAt is Handle deciding at now (the clock's time when zero).
@@ -322,6 +373,14 @@ const TickBatch = 500
 // Errors for one escalation are logged and skipped; the last one is
 // returned.
 func (e *Engine) Tick(ctx context.Context, now time.Time) (int, error) {
+	if pol := e.Policy(); e.ticked.Load() != pol {
+		// First tick, or a new policy: what the clock has to do with the
+		// open escalations may have changed.
+		if err := e.retick(ctx, pol, now); err != nil {
+			return 0, err
+		}
+		e.ticked.Store(pol)
+	}
 	ids, err := e.store.TicksDue(ctx, now, TickBatch)
 	if err != nil {
 		return 0, fmt.Errorf("tick: %w", err)

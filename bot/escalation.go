@@ -226,6 +226,8 @@ func (e *Escalation) Clone() *Escalation {
 	c.Dissents = slices.Clone(e.Dissents)
 	c.Actions = slices.Clone(e.Actions)
 	c.Waiting = slices.Clone(e.Waiting)
+	c.Nudged = slices.Clone(e.Nudged)
+	c.HandedOff = slices.Clone(e.HandedOff)
 	if e.Risk != nil {
 		r := *e.Risk
 		c.Risk = &r

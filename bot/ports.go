@@ -19,10 +19,14 @@ type Store interface {
 	// DeferralsDue returns the ids of deferred escalations whose deferral
 	// has ended at now, earliest first, at most limit (<= 0: all).
 	DeferralsDue(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// FindWaitingOn returns the active escalations whose Waiting lists
+	// person (the by_approver index).
+	FindWaitingOn(ctx context.Context, person string) ([]*Escalation, error)
 	// TicksDue returns the ids of active escalations whose NextTick has
 	// come at now, earliest first, at most limit (<= 0: all).
 	TicksDue(ctx context.Context, now time.Time, limit int) ([]string, error)
-	// CountOpen returns how many escalations are open (State.Active),
+	// CountOpen returns how many escalations wait on people (open, not
+	// deferred),
 	// without reading them.
 	CountOpen(ctx context.Context) (int, error)
 	// Away returns the people who said they are away (/threatgate away)

@@ -184,9 +184,9 @@ func WeekStart(year, week int) time.Time {
 	return monday.AddDate(0, 0, 7*(week-1))
 }
 
-// LastFullWeek returns the ISO week before the one now is in (UTC): the
-// last week that has ended.
-func LastFullWeek(now time.Time) (year, week int) { return now.UTC().AddDate(0, 0, -7).ISOWeek() }
+// LastFullWeek returns the ISO week before the one now is in, in now's
+// time zone (the schedule's, for a slot): the last week that has ended.
+func LastFullWeek(now time.Time) (year, week int) { return now.AddDate(0, 0, -7).ISOWeek() }
 
 // weeksIn returns how many ISO weeks year has (52 or 53).
 func weeksIn(year int) int {

@@ -215,6 +215,16 @@ func nextTickOf(e *Escalation, pol *policies.Policy, now time.Time, after bool) 
 		consider(e.CreatedAt.Add(time.Duration(n+1) * t.HandoffAfter))
 	}
 	what, people := nudgeTargets(e, pol)
+	if len(backupsOf(t, pol)) > 0 {
+		for _, who := range people {
+			// Away by the policy's away_until: the sweep hands off now.
+			// (An absence recorded with /threatgate away sweeps the
+			// escalations waiting on them when it is recorded.)
+			if p := pol.Person("id", who); p != nil && p.AwayUntil.After(now) && !handedOff(e, handoffAwayPrefix+who) {
+				consider(now)
+			}
+		}
+	}
 	for _, pct := range NudgeThresholds {
 		at := thresholdAt(e, pct)
 		if at.IsZero() {
@@ -276,19 +286,7 @@ func (d *decision) sweep() {
 // endDeferral brings a deferred escalation back, its deadlines moved by
 // the time it was deferred.
 func (d *decision) endDeferral() {
-	e := d.esc
-	data := EventData{From: StateDeferred, To: d.target()}
-	if !e.DeferredAt.IsZero() && d.now.After(e.DeferredAt) {
-		paused := d.now.Sub(e.DeferredAt)
-		if !e.DecisionDue.IsZero() {
-			data.DecisionDue = e.DecisionDue.Add(paused)
-			data.FirstResponseDue = e.FirstResponseDue
-			if !e.FirstResponseDue.IsZero() {
-				data.FirstResponseDue = e.FirstResponseDue.Add(paused)
-			}
-		}
-	}
-	d.emit(EventStateChanged, data)
+	d.emit(EventStateChanged, d.resumeData())
 	d.effect(Effect{Kind: EffectThreadPost, Notice: &Notice{Kind: NoticeDeferralEnded, State: d.esc.State}, Mention: Waiting(d.esc, d.pol)})
 }
 
@@ -320,10 +318,20 @@ func PageKey(esc string) string { return "threatgate/" + esc }
 // anyone (settle calls it after every decision).
 func (d *decision) resolvePage() {
 	e := d.esc
-	if e == nil || !e.Paged || e.State.Active() {
+	if e == nil || !e.Paged {
 		return
 	}
-	d.emit(EventPageResolved, EventData{Text: "the escalation is " + string(e.State)})
+	why := "the escalation is " + strings.ReplaceAll(string(e.State), "_", " ")
+	if e.State.Active() {
+		// Still open: the page holds while its tier pages on lapse and
+		// the decision is overdue; a re-tier, a new window or a deferral
+		// ends it.
+		if t := d.tier(); t != nil && t.PageOnLapse && sweeping(e) && !e.DecisionDue.IsZero() && !d.now.Before(e.DecisionDue) {
+			return
+		}
+		why = "the decision is no longer overdue on a tier that pages"
+	}
+	d.emit(EventPageResolved, EventData{Text: why})
 	d.effect(Effect{Kind: EffectResolve, Text: PageKey(e.ID)})
 }
 
@@ -478,4 +486,21 @@ func backupsOf(t *policies.Tier, pol *policies.Policy) []string {
 		}
 	}
 	return groups
+}
+
+// resumeData is the state change that ends a deferral now, however it
+// ends (its date, a tier that cannot be deferred): back to where the
+// escalation belongs, its deadlines moved by how long the deferral lasted.
+func (d *decision) resumeData() EventData {
+	e := d.esc
+	data := EventData{From: StateDeferred, To: d.target()}
+	if !e.DeferredAt.IsZero() && d.now.After(e.DeferredAt) && !e.DecisionDue.IsZero() {
+		paused := d.now.Sub(e.DeferredAt)
+		data.DecisionDue = e.DecisionDue.Add(paused)
+		data.FirstResponseDue = e.FirstResponseDue
+		if !e.FirstResponseDue.IsZero() {
+			data.FirstResponseDue = e.FirstResponseDue.Add(paused)
+		}
+	}
+	return data
 }

@@ -293,8 +293,9 @@ func (d *DB) DeferralsDue(ctx context.Context, now time.Time, limit int) ([]stri
 	return out, nil
 }
 
-// CountOpen returns how many escalations are open (State.Active): the
-// number of keys in the open_by_deadline index, from the bucket's stats.
+// CountOpen returns how many escalations wait on people: the keys of the
+// open_by_deadline index less those of the deferral index, from the
+// buckets' stats.
 // It decodes no escalation; its cost follows the index's pages, not the
 // escalations' size.
 func (d *DB) CountOpen(ctx context.Context) (int, error) {
@@ -303,7 +304,10 @@ func (d *DB) CountOpen(ctx context.Context) (int, error) {
 	}
 	var n int
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketOpenByDeadline).Stats().KeyN
+		// Open, less the deferred: a deferred escalation waits on nobody,
+		// so it does not make the backlog's peak.
+		n = tx.Bucket(bucketOpenByDeadline).Stats().KeyN - tx.Bucket(bucketDeferred).Stats().KeyN
+		n = max(n, 0)
 		return nil
 	})
 	if err != nil {

@@ -104,7 +104,10 @@ func New(cfg Config) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	events := pd.NewClient("", pd.WithV2EventsAPIEndpoint(cfg.EventsURL))
-	events.HTTPClient = recorder{&http.Client{Timeout: cfg.Timeout}}
+	// No redirects: the body carries the routing key, and a redirect
+	// would send it on to wherever the answer points (a 3xx is then an
+	// answer, reported as one).
+	events.HTTPClient = recorder{&http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	return &Client{cfg: cfg, host: u.Host, events: events, log: log}, nil
 }
 

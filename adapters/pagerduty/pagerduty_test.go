@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -549,5 +550,28 @@ func TestPermanentParks(t *testing.T) {
 	}
 	if !pending[0].NextAttempt.After(t0.Add(time.Hour)) {
 		t.Errorf("NextAttempt = %s, want hours later", pending[0].NextAttempt)
+	}
+}
+
+// TestNoRedirects: a redirect is not followed, so the routing key in the
+// body goes nowhere else; the page fails for good, naming the events URL.
+func TestNoRedirects(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/v2/enqueue", http.StatusPermanentRedirect)
+	}))
+	defer redirect.Close()
+	c, err := New(Config{EventsURL: redirect.URL, RoutingKey: "R0UTINGKEY0123456789012345678901", KeySource: "the environment variable X"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Deliver(context.Background(), bot.Effect{ID: "E1", Kind: bot.EffectPage, Escalation: "ESC-1", Text: "lapsed"})
+	if err == nil {
+		t.Fatal("a redirected page was taken as delivered")
+	}
+	if elsewhere.Load() != 0 {
+		t.Errorf("the redirect was followed: the routing key went elsewhere")
 	}
 }

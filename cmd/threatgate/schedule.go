@@ -30,6 +30,9 @@ type jobs struct {
 	sweep  func(ctx context.Context, now time.Time) error
 	digest func(ctx context.Context, slot, since, now time.Time) error
 	report func(ctx context.Context, slot, now time.Time) error
+	// digestRan reports whether the digest of a slot ran; nil: the
+	// previous slot is taken to have run.
+	digestRan func(ctx context.Context, slot time.Time) (bool, error)
 }
 
 // schedule is the policy's schedule running under cron.
@@ -108,7 +111,8 @@ func (s *schedule) digest(ctx context.Context, now time.Time) {
 	if !ok {
 		return
 	}
-	if err := s.jobs.digest(ctx, slot, prev, now); err != nil && ctx.Err() == nil {
+	since := s.lastDigest(ctx, slot, prev)
+	if err := s.jobs.digest(ctx, slot, since, now); err != nil && ctx.Err() == nil {
 		s.log.Warn("digest failed", "slot", slot, bot.LogErr, err)
 	}
 }
@@ -126,6 +130,48 @@ func (s *schedule) report(ctx context.Context, now time.Time) {
 	if err := s.jobs.report(ctx, slot, now); err != nil && ctx.Err() == nil {
 		s.log.Warn("weekly report failed", "slot", slot, bot.LogErr, err)
 	}
+}
+
+// lastDigest returns when the digest before slot ran: the latest earlier
+// slot whose digest ran, looking back 8 days (breaches are counted from
+// it, so a digest after downtime lists those missed meanwhile); prev when
+// it cannot tell; 8 days back when none ran.
+func (s *schedule) lastDigest(ctx context.Context, slot, prev time.Time) time.Time {
+	if s.jobs.digestRan == nil {
+		return prev
+	}
+	earlier := slotsBefore(s.sch.Digest, s.location(), slot, 8*24*time.Hour)
+	for i := len(earlier) - 1; i >= 0; i-- {
+		ran, err := s.jobs.digestRan(ctx, earlier[i])
+		if err != nil {
+			s.log.Warn("could not tell when the last digest ran", bot.LogErr, err)
+			return prev
+		}
+		if ran {
+			return earlier[i]
+		}
+	}
+	return slot.Add(-8 * 24 * time.Hour)
+}
+
+// slotsBefore lists the times spec fires in the span before slot, oldest
+// first.
+func slotsBefore(spec string, loc *time.Location, slot time.Time, span time.Duration) []time.Time {
+	sched, err := cron.ParseStandard(spec)
+	if err != nil {
+		return nil
+	}
+	var out []time.Time
+	t := slot.In(loc).Add(-span)
+	for i := 0; i < 20000; i++ {
+		n := sched.Next(t)
+		if n.IsZero() || !n.Before(slot) {
+			break
+		}
+		out = append(out, n)
+		t = n
+	}
+	return out
 }
 
 func (s *schedule) location() *time.Location {
@@ -191,5 +237,22 @@ func sweepAll(eng *bot.Engine) func(ctx context.Context, now time.Time) error {
 			}
 		}
 		return nil
+	}
+}
+
+// engineJobs are the schedule's jobs on eng: the sweep, and the digest and
+// report of a slot, linking to dashboard. The slot is the time a digest is
+// for: its key (digest:<day>, report:<week>, in the schedule's zone) makes
+// a catch-up or a rerun of a slot that ran a no-op.
+func engineJobs(eng *bot.Engine, dashboard string) jobs {
+	return jobs{
+		sweep: sweepAll(eng),
+		digest: func(ctx context.Context, slot, since, _ time.Time) error {
+			return eng.Digest(ctx, slot, since, dashboard)
+		},
+		report: func(ctx context.Context, slot, _ time.Time) error {
+			return eng.Report(ctx, slot, dashboard)
+		},
+		digestRan: eng.DigestRan,
 	}
 }

@@ -341,21 +341,7 @@ func (s *server) reconcileLoop(ctx context.Context, every time.Duration) {
 }
 
 // jobs are what the schedule runs: the engine's sweep, digest and report.
-func (s *server) jobs() jobs {
-	dashboard := s.cfg.PublicURL()
-	return jobs{
-		sweep: sweepAll(s.engine),
-		// The slot is the time the digest is for: its key
-		// (digest:<day>, report:<week>) makes a catch-up or a rerun of a
-		// slot that ran a no-op.
-		digest: func(ctx context.Context, slot, since, _ time.Time) error {
-			return s.engine.Digest(ctx, slot, since, dashboard)
-		},
-		report: func(ctx context.Context, slot, _ time.Time) error {
-			return s.engine.Report(ctx, slot, dashboard)
-		},
-	}
-}
+func (s *server) jobs() jobs { return engineJobs(s.engine, s.cfg.PublicURL()) }
 
 // housekeeping prunes expired idempotency keys hourly.
 func (s *server) housekeeping(ctx context.Context) {
