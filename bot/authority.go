@@ -28,7 +28,7 @@ func (d *decision) retier(c *Command) error {
 	if strings.TrimSpace(c.Text) == "" {
 		return problemf(f, "a re-tier needs a rationale")
 	}
-	data := EventData{Tier: t.ID, TierName: t.Name, FromTier: e.Tier, Text: c.Text}
+	data := EventData{Tier: t.ID, TierName: t.Name, TierDef: SnapshotTier(d.pol, t), FromTier: e.Tier, Text: c.Text}
 	fr, dd := d.deadlines(t, e.Urgent)
 	if policies.Higher(t, d.tier()) {
 		data.Raised = true

@@ -26,6 +26,16 @@ type History interface {
 	EventsBetween(ctx context.Context, from, to time.Time) ([]Event, error)
 }
 
+// ChainHead reads where the audit log ends; store.DB implements it. When
+// the store is one, the digest carries the head: posted in chat, it is an
+// anchor kept outside threatgate, which `threatgate audit verify
+// --anchors` checks the log against later.
+type ChainHead interface {
+	// HeadOf returns the seq and hash of the last event of the log; 0 and
+	// "" while it is empty.
+	HeadOf(ctx context.Context) (seq uint64, hash string, err error)
+}
+
 // Bounds of a digest, so that it stays one message a person reads at a
 // glance (and within every surface's limits): the lists keep their first
 // items and count the rest.
@@ -81,6 +91,12 @@ type DigestData struct {
 	// overrides), the closest to it first; none when there is no cap.
 	Caps []ManualUse `json:"caps,omitempty"`
 	Cap  int         `json:"cap,omitempty"`
+
+	// HeadSeq and HeadHash are where the audit log ended when the digest
+	// was made (ChainHead); 0 and "" when the store does not say. Every
+	// renderer shows them whole, to be kept as an anchor.
+	HeadSeq  uint64 `json:"head_seq,omitempty"`
+	HeadHash string `json:"head_hash,omitempty"`
 }
 
 // OpenCount is how many escalations wait on people, listed or not.
@@ -413,7 +429,8 @@ func isDecision(ev Event) bool {
 // the digest (BuildDigest; since is when the previous one was made) and
 // commits it as one EffectDigest through the outbox, once per day:
 // DigestKey(now) makes a second digest on the same day (in now's zone) a
-// no-op.
+// no-op. When the store is a ChainHead, the digest carries the head of the
+// audit log (HeadSeq, HeadHash), read after everything else it shows.
 // dashboardURL is linked from it ("" for none). It may run concurrently
 // with inputs (the digest is as the store was when it was read) and may be
 // retried: errors are internal, and nothing is queued when it fails.
@@ -439,6 +456,12 @@ func (e *Engine) Digest(ctx context.Context, now, since time.Time, dashboardURL 
 	d.Dashboard = dashboardURL
 	if d.Cap, d.Caps, err = e.capUse(ctx, pol, now); err != nil {
 		return fmt.Errorf("digest: %w", err)
+	}
+	// Read last, so the anchor covers every event the digest shows.
+	if ch, ok := e.store.(ChainHead); ok {
+		if d.HeadSeq, d.HeadHash, err = ch.HeadOf(ctx); err != nil {
+			return fmt.Errorf("digest: %w", err)
+		}
 	}
 	return e.commitDigest(ctx, Effect{Kind: EffectDigest, Digest: d}, DigestKey(now), now)
 }
@@ -589,6 +612,9 @@ func RenderDigestText(d *DigestData) string {
 	fmt.Fprintf(&b, "\n%s\n", throughputText(d.Throughput))
 	if c := capText(d); c != "" {
 		fmt.Fprintf(&b, "%s\n", c)
+	}
+	if d.HeadHash != "" {
+		fmt.Fprintf(&b, "\nAudit chain head: seq %d, hash %s (keep this as an anchor)\n", d.HeadSeq, d.HeadHash)
 	}
 	if d.Dashboard != "" {
 		fmt.Fprintf(&b, "\nDashboard: %s\n", d.Dashboard)

@@ -499,6 +499,8 @@ func TestRenderDigestTextGolden(t *testing.T) {
 	open, recent, others, since, now := digestScene()
 	full := BuildDigest(open, recent, others, since, now, pol)
 	full.Dashboard = "https://threatgate.example.com/"
+	full.HeadSeq, full.HeadHash = 46, "df1273c2e50311a019c8ffbe1aa54aeff1c8174bd50cd5d85df08f976afb6164"
+	full.Cap, full.Caps = 4, []ManualUse{{Person: "erin", Quarter: 3, Allowed: 4}}
 	events, escs, quotas := reportScene()
 	report := BuildWeeklyReport(events, escs, quotas, 2026, 45, nov(9, 9, 0), pol)
 	report.Dashboard = "https://threatgate.example.com/"

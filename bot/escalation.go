@@ -71,6 +71,11 @@ type Escalation struct {
 	TierName string           `json:"tier_name,omitempty"`
 	Score    int              `json:"score"`
 	Signals  []policies.Fired `json:"signals,omitempty"`
+	// TierDef is the definition of Tier as the policy had it when the
+	// escalation was opened into it, raised to it or re-tiered to it; nil
+	// for escalations recorded before definitions were kept. Evidence
+	// (bot/export.go) reads it, never today's policy.
+	TierDef *TierSnapshot `json:"tier_def,omitempty"`
 
 	State  State `json:"state"`
 	Resume State `json:"resume,omitempty"` // where a deferred or withdrawn escalation goes back to
@@ -173,6 +178,80 @@ type Handoff struct {
 	At     time.Time `json:"at"`
 }
 
+// TierSnapshot is a tier's definition as the policy had it at one moment,
+// recorded with the escalation (EventData.TierDef, Escalation.TierDef) so
+// that its evidence says what was required then, whatever the policy says
+// later. It is never modified once made; a new definition is a new
+// snapshot. Its JSON is part of the audit log and of the export schema
+// (docs/EXPORT.md): fields are only ever added.
+type TierSnapshot struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Artifacts the tier requires, in its order, with the catalogue's
+	// name for each kind.
+	Artifacts []ArtifactSpec `json:"artifacts,omitempty"`
+	// Approvals is the approvals matrix: Count people of Group, in Role.
+	Approvals []policies.Approval `json:"approvals,omitempty"`
+	Review    []string            `json:"review,omitempty"`    // groups asked to review
+	Inform    []string            `json:"inform,omitempty"`    // groups told
+	Checklist []string            `json:"checklist,omitempty"` // items every approver answers
+	Controls  []string            `json:"controls,omitempty"`  // compliance controls the tier evidences
+	// MaxResidualRisk is the highest residual risk (1-25) the tier
+	// accepts without a risk-acceptance approval; 0: no ceiling.
+	MaxResidualRisk int `json:"max_residual_risk,omitempty"`
+	// The deadlines, as the policy writes durations ("4h", "2d"; see
+	// policies.FormatDuration); "" when the tier sets none.
+	FirstResponse  string `json:"first_response,omitempty"`
+	Decision       string `json:"decision,omitempty"`
+	UrgentDecision string `json:"urgent_decision,omitempty"`
+}
+
+// ArtifactSpec is an artifact kind a tier requires: its id and its name
+// in the policy's catalogue.
+type ArtifactSpec struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+// SnapshotTier records tier t of pol as a TierSnapshot; nil for a nil t.
+// Empty lists stay nil, so a snapshot reads back from JSON as it was made.
+func SnapshotTier(pol *policies.Policy, t *policies.Tier) *TierSnapshot {
+	if t == nil {
+		return nil
+	}
+	list := func(s []string) []string {
+		if len(s) == 0 {
+			return nil
+		}
+		return slices.Clone(s)
+	}
+	dur := func(d time.Duration) string {
+		if d <= 0 {
+			return ""
+		}
+		return policies.FormatDuration(d)
+	}
+	s := &TierSnapshot{
+		ID: t.ID, Name: t.Name,
+		Review: list(t.Review), Inform: list(t.Inform), Checklist: list(t.Checklist), Controls: list(t.Controls),
+		MaxResidualRisk: t.MaxResidualRisk,
+		FirstResponse:   dur(t.FirstResponse), Decision: dur(t.Decision), UrgentDecision: dur(t.UrgentDecision),
+	}
+	if len(t.Approvals) > 0 {
+		s.Approvals = slices.Clone(t.Approvals)
+	}
+	for _, id := range t.Artifacts {
+		a := ArtifactSpec{ID: id}
+		if pol != nil {
+			if k, ok := pol.Artifact(id); ok {
+				a.Name = k.Name
+			}
+		}
+		s.Artifacts = append(s.Artifacts, a)
+	}
+	return s
+}
+
 // NudgeKey names one reminder: what for ("approval", "artifact",
 // "action:<n>"), at which threshold, to whom. Escalation.Nudged holds the
 // keys of the reminders sent, so none is sent twice.
@@ -228,6 +307,7 @@ func (e *Escalation) Clone() *Escalation {
 	c.Waiting = slices.Clone(e.Waiting)
 	c.Nudged = slices.Clone(e.Nudged)
 	c.HandedOff = slices.Clone(e.HandedOff)
+	// c.TierDef is shared: a snapshot is never modified once made.
 	if e.Risk != nil {
 		r := *e.Risk
 		c.Risk = &r

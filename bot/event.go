@@ -77,6 +77,10 @@ type EventData struct {
 	FromTier string           `json:"from_tier,omitempty"`
 	Score    int              `json:"score,omitempty"`
 	Signals  []policies.Fired `json:"signals,omitempty"`
+	// TierDef is Tier's definition in force when the event was made
+	// (opened, tier_raised, retiered); nil in events recorded before
+	// definitions were kept.
+	TierDef *TierSnapshot `json:"tier_def,omitempty"`
 
 	// Manual escalations (opened); Urgent also on mr_updated, when an
 	// urgent label made it urgent (with the tightened deadlines).
@@ -136,6 +140,7 @@ func apply(esc *Escalation, ev Event) *Escalation {
 			e.HeadSince = ev.At
 		}
 		e.Tier, e.TierName, e.Score, e.Signals = d.Tier, d.TierName, d.Score, d.Signals
+		e.TierDef = d.TierDef
 		e.Manual, e.Urgent, e.Intake = d.Manual, d.Urgent, d.Intake
 		if d.Manual {
 			e.Filer = ev.Actor
@@ -208,7 +213,9 @@ func apply(esc *Escalation, ev Event) *Escalation {
 				e.Rejections[i].Stale = true
 			}
 		}
-		e.Tier, e.TierName = d.Tier, d.TierName
+		// The new tier's definition; nil (not recorded) from an event
+		// made before definitions were kept, never the old tier's.
+		e.Tier, e.TierName, e.TierDef = d.Tier, d.TierName, d.TierDef
 		if ev.Kind == EventTierRaised {
 			e.Score, e.Signals = d.Score, d.Signals
 		} else {

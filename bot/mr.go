@@ -272,7 +272,7 @@ func (d *decision) reclassify(res policies.Result, quiet bool) {
 		if !d.esc.DecisionDue.IsZero() && d.esc.DecisionDue.Before(dd) {
 			dd = d.esc.DecisionDue
 		}
-		d.emit(EventTierRaised, EventData{Tier: res.Tier.ID, TierName: res.Tier.Name, FromTier: from, Score: res.Score, Signals: res.Signals, FirstResponseDue: fr, DecisionDue: dd})
+		d.emit(EventTierRaised, EventData{Tier: res.Tier.ID, TierName: res.Tier.Name, TierDef: SnapshotTier(d.pol, res.Tier), FromTier: from, Score: res.Score, Signals: res.Signals, FirstResponseDue: fr, DecisionDue: dd})
 		d.endDeferralIfNotDeferrable(res.Tier)
 		if quiet {
 			return
@@ -316,7 +316,7 @@ func (d *decision) open(mr *policies.MergeRequest, commitAuthors []string, res p
 		Project: mr.Project(), MRIID: mr.IID, MRURL: mr.WebURL, Title: d.pol.MaskSecrets(mr.Title), Author: mr.Author.Username,
 		CommitAuthors: slices.Clone(commitAuthors), TargetBranch: mr.TargetBranch, Labels: slices.Clone([]string(mr.Labels)),
 		MRState: "opened", MRUpdatedAt: mr.UpdatedAt,
-		Tier: t.ID, TierName: t.Name, Score: res.Score, Signals: res.Signals,
+		Tier: t.ID, TierName: t.Name, TierDef: SnapshotTier(d.pol, t), Score: res.Score, Signals: res.Signals,
 		Manual: manual, Urgent: urgent, Intake: intake, Text: reason,
 		FirstResponseDue: fr, DecisionDue: dd,
 	}

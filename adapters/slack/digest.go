@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	sl "github.com/slack-go/slack"
@@ -46,7 +47,8 @@ func renderDigestEffect(e bot.Effect, users UserIDs) ([]sl.Block, string) {
 // title, tier, state, deadline as a date token and how far off, how long
 // it has waited and on whom), the deadlines missed since the last digest,
 // the bottlenecks, the deferred escalations with their return date, the
-// last 7 days' throughput and a link to the dashboard. The people an
+// last 7 days' throughput, the head of the audit chain (whole, to be kept
+// as an anchor) and a link to the dashboard. The people an
 // escalation waits on are mentioned when users maps them to a Slack id;
 // every other name and every piece of outside text is escaped. nil for a
 // nil digest.
@@ -101,6 +103,9 @@ func RenderDigest(d *bot.DigestData, users UserIDs) []sl.Block {
 			parts = append(parts, md("%s %d of %d", u.Person, u.Quarter, u.Allowed))
 		}
 		bs = append(bs, contextBlock(md("Manual escalations this quarter (cap %d, plus overrides): ", d.Cap)+joinWith(", ", parts...)))
+	}
+	if d.HeadHash != "" {
+		bs = append(bs, contextBlock(md("Audit chain head: seq %s, hash %s (keep this as an anchor)", strconv.FormatUint(d.HeadSeq, 10), code(d.HeadHash))))
 	}
 	if link := dashboardLink(d.Dashboard, "Open the dashboard"); link != "" {
 		bs = append(bs, contextBlock(link))

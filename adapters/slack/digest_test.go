@@ -26,6 +26,8 @@ func sampleDigest() *bot.DigestData {
 	h := time.Hour
 	return &bot.DigestData{
 		Now: digestNow, Since: digestNow.Add(-24 * h), Dashboard: "https://threatgate.example.com/",
+		HeadSeq: 46, HeadHash: "df1273c2e50311a019c8ffbe1aa54aeff1c8174bd50cd5d85df08f976afb6164",
+		Cap: 4, Caps: []bot.ManualUse{{Person: "erin", Quarter: 3, Allowed: 4}},
 		Open: []bot.DigestItem{
 			{ID: "ESC-4", Project: "shop/api", MRIID: 4, Title: `<b>hotfix</b> & "quoted"`, MRURL: "https://gitlab.example.com/shop/api/-/merge_requests/4",
 				Tier: "T2", TierName: "high", State: bot.StateInReview, Urgent: true, Opened: digestNow.Add(-2 * h), Waited: 2 * h,

@@ -46,9 +46,18 @@ Usage:
   threatgate policy explain [--policy FILE] [--format text|json] --mr MR-URL [--config FILE]
                                                       classify a live MR (token from THREATGATE_GITLAB_TOKEN); changes nothing
   threatgate policy test [--policy FILE] FILE...      run policy test cases
+  threatgate audit verify [--data DIR] [--expect-head HASH] [--anchors FILE]
+                                                      check the whole audit log of a stopped store, and the anchors
+                                                      kept outside it (lines "SEQ HASH", or a digest's head line)
+  threatgate backup --out FILE [--data DIR] [--force] copy a stopped store (GET /admin/backup from a running one)
+  threatgate export --from DATE --to DATE --out DIR [--format json|csv|md] [--data DIR] [--force]
+                                                      evidence bundles of the escalations decided from DATE to DATE
+                                                      (both included, UTC; docs/EXPORT.md)
   threatgate version                                  print the version
 
-Without --policy the embedded default policy is used.
+Without --policy the embedded default policy is used. audit, backup and
+export take --config FILE for data_dir (default ./threatgate-data) and the
+server's URL.
 `
 
 // env carries what a subcommand may touch.
@@ -81,6 +90,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.reconcile(args[1:])
 	case "demo":
 		return e.demo(args[1:])
+	case "audit":
+		return e.audit(args[1:])
+	case "backup":
+		return e.backup(args[1:])
+	case "export":
+		return e.export(args[1:])
 	}
 	return e.usage("unknown command %q", args[0])
 }

@@ -197,6 +197,8 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	}
 	guard := func(h http.Handler) http.Handler { return s.local(s.web.RequireToken(h)) }
 	mux.Handle("POST /api/reconcile", guard(http.HandlerFunc(s.reconcileHandler)))
+	mux.Handle("GET /api/audit/head", guard(http.HandlerFunc(s.auditHeadHandler)))
+	mux.Handle("GET /admin/backup", guard(http.HandlerFunc(s.backupHandler)))
 	if s.dry != nil {
 		mux.Handle("GET /api/dry-run", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, s.dry.Actions())
