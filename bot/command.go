@@ -57,6 +57,10 @@ type Command struct {
 	Artifact   string            // artifact kind, e.g. "threat-model" (artifact verb)
 	Ref        string            // artifact link or text (artifact verb)
 	Risk       int               // risk verb: residual risk 1..25 (likelihood 1-5 x impact 1-5)
+	Likelihood int               // risk verb, likelihood=1..5 form: the likelihood; Risk is Likelihood x Impact
+	Impact     int               // risk verb, likelihood=1..5 form: the impact
+	Controls   string            // risk verb: controls="..." the compensating controls, "" for none given
+	Validate   bool              // risk --validate: validate the recorded score instead of scoring
 	Until      time.Time         // defer: a date YYYY-MM-DD (UTC midnight) when given as a date; away: the day one is back, zero for "away off"
 	For        time.Duration     // defer: a duration such as 72h, 3d, 2w when given as a duration
 	Person     string            // override-cap: whose cap (a person id, a leading @ is stripped)
@@ -613,14 +617,31 @@ func (p *parser) parse() error {
 		return p.freeText(true)
 
 	case VerbRisk:
-		const want = "a residual risk from 1 to 25 (likelihood 1-5 x impact 1-5)"
-		w, err := p.arg(want)
+		if c.Validate {
+			// Validating takes no score: it is about the recorded one.
+			if w := p.word(); isInteger(w) || riskPairKey(w) != "" {
+				return problemf(p.cmd+" --validate", "validates the score already recorded and takes none, got %s; record a new score without --validate", show(w))
+			}
+			return p.freeText(false)
+		}
+		const want = `a residual risk from 1 to 25, or likelihood=1..5 impact=1..5 [controls="..."]`
+		w := p.word()
+		if w == "" {
+			return p.missing(want)
+		}
+		if riskPairKey(w) != "" {
+			if err := p.riskPairs(); err != nil {
+				return err
+			}
+			return p.freeText(false)
+		}
+		w, err := p.token()
 		if err != nil {
 			return err
 		}
 		n, err := strconv.Atoi(w)
 		if err != nil || n < 1 || n > 25 {
-			return problemf(p.cmd, "want %s, got %s", want, show(w))
+			return problemf(p.cmd, "want a residual risk from 1 to 25 (likelihood 1-5 x impact 1-5), got %s; or score it as likelihood=1..5 impact=1..5", show(w))
 		}
 		c.Risk = n
 		return p.freeText(false)
@@ -656,6 +677,76 @@ func (p *parser) parse() error {
 		}
 		return p.freeText(true)
 	}
+	return nil
+}
+
+// riskPairKey returns the key of a risk argument written key=value,
+// likelihood, impact or controls in any case, judged on the raw word; ""
+// when w is not one.
+func riskPairKey(w string) string {
+	k, _, ok := strings.Cut(w, "=")
+	if !ok {
+		return ""
+	}
+	switch k = strings.ToLower(k); k {
+	case "likelihood", "impact", "controls":
+		return k
+	}
+	return ""
+}
+
+// riskPairs reads likelihood=L impact=I [controls="..."], in any order,
+// each once, and sets Risk to L x I. A plain word starts the rationale.
+func (p *parser) riskPairs() error {
+	c := &p.c
+	seen := map[string]bool{}
+	for {
+		key := riskPairKey(p.word())
+		if key == "" {
+			break
+		}
+		field := p.cmd + " " + key
+		if seen[key] {
+			return problemf(field, "given twice; give it once")
+		}
+		seen[key] = true
+		t, err := p.token()
+		if err != nil {
+			return err
+		}
+		_, v, _ := strings.Cut(t, "=")
+		switch key {
+		case "likelihood", "impact":
+			n, err := strconv.Atoi(v)
+			if err != nil || !allDigits(v) || n < 1 || n > 5 {
+				return problemf(field, "want a whole number from 1 to 5 such as %s=3, got %s", key, show(t))
+			}
+			if key == "likelihood" {
+				c.Likelihood = n
+			} else {
+				c.Impact = n
+			}
+		case "controls":
+			v = strings.TrimSpace(v)
+			if v == "" {
+				return problemf(field, `want the compensating controls such as controls="WAF rule, rate limit", got nothing`)
+			}
+			if len(v) > maxTextBytes {
+				return problemf(field, "the controls are %d bytes; the limit is %d bytes", len(v), maxTextBytes)
+			}
+			c.Controls = v
+		}
+	}
+	var missing []string
+	for _, k := range []string{"likelihood", "impact"} {
+		if !seen[k] {
+			missing = append(missing, k+"=1..5")
+		}
+	}
+	if len(missing) > 0 {
+		return problemf(p.cmd, "want both likelihood=1..5 and impact=1..5, missing %s; usage: %s", strings.Join(missing, " and "), usage(c.Verb))
+	}
+	c.Risk = c.Likelihood * c.Impact
 	return nil
 }
 
@@ -776,6 +867,8 @@ func knownFlag(v Verb, name string) bool {
 		return name == "tier" || name == "urgent"
 	case VerbApprove:
 		return name == "check"
+	case VerbRisk:
+		return name == "validate"
 	}
 	return false
 }
@@ -794,6 +887,8 @@ func (p *parser) flag(w string, dashes int) error {
 			takes = "takes --tier T and --urgent"
 		case VerbApprove:
 			takes = "takes --check item=answer, repeated as needed"
+		case VerbRisk:
+			takes = "takes --validate"
 		}
 		return problemf(p.cmd, "unknown flag %s; %s %s", show(typed), p.cmd, takes)
 	}
@@ -810,14 +905,18 @@ func (p *parser) flag(w string, dashes int) error {
 			return problemf(field, "want a tier such as T2 (letters, digits, - and _), got %s", show(v))
 		}
 		p.c.Tier = v
-	case "urgent":
+	case "urgent", "validate":
 		if hasValue {
 			return problemf(field, "takes no value, got %s", show(w))
 		}
-		if p.c.Urgent {
+		set := &p.c.Urgent
+		if name == "validate" {
+			set = &p.c.Validate
+		}
+		if *set {
 			return problemf(field, "given twice; give it once")
 		}
-		p.c.Urgent = true
+		*set = true
 	case "check":
 		const want = `item=answer such as data-sensitivity="no PII"`
 		v, err := p.flagValue(field, hasValue, want)
@@ -1179,10 +1278,24 @@ func (c Command) String() string {
 		rest(first)
 	case VerbRisk:
 		esc()
-		if c.Risk != 0 {
+		switch {
+		case c.Validate:
+			b.WriteString(" --validate")
+		case c.Likelihood != 0 || c.Impact != 0:
+			b.WriteString(" likelihood=" + strconv.Itoa(c.Likelihood) + " impact=" + strconv.Itoa(c.Impact))
+			if c.Controls != "" {
+				b.WriteString(" controls=" + quoteArg(c.Controls))
+			}
+		case c.Risk != 0:
 			arg(strconv.Itoa(c.Risk))
 		}
-		rest(first)
+		if w := fieldsSpace(first); len(w) > 0 && riskPairKey(w[0]) != "" && !restNeedsQuote(first) {
+			// A rationale that starts like likelihood=... is quoted to
+			// stay text.
+			b.WriteString(" " + quote(first))
+		} else {
+			rest(first)
+		}
 	case VerbRetier:
 		esc()
 		if c.Tier != "" {

@@ -168,6 +168,17 @@ type Note struct {
 	Done   bool      `json:"done,omitempty"`
 	DoneAt time.Time `json:"done_at,omitzero"`
 	DoneBy string    `json:"done_by,omitempty"`
+
+	// Risk assessments: the likelihood and impact Score is the product of
+	// (0 when it was given as one number), the compensating controls, and
+	// who validated this score, when and with what note (empty until then;
+	// a new score starts unvalidated).
+	Likelihood    int       `json:"likelihood,omitempty"`
+	Impact        int       `json:"impact,omitempty"`
+	Controls      string    `json:"controls,omitempty"`
+	ValidatedBy   string    `json:"validated_by,omitempty"`
+	ValidatedAt   time.Time `json:"validated_at,omitzero"`
+	ValidatedNote string    `json:"validated_note,omitempty"`
 }
 
 // Handoff is one time an escalation's backups were asked.

@@ -22,7 +22,8 @@ const (
 	EventRejected      EventKind = "rejection_added"
 	EventDissent       EventKind = "dissent_recorded"
 	EventAction        EventKind = "action_added"
-	EventRisk          EventKind = "risk_assessed"
+	EventRisk          EventKind = "risk_assessed"  // a residual-risk score (Data.Risk; Likelihood, Impact, Controls when given)
+	EventRiskValidated EventKind = "risk_validated" // a second person validated the score Data.Risk
 	EventDeferred      EventKind = "deferred"
 	EventWithdrawn     EventKind = "withdrawn"
 	EventReopened      EventKind = "reopened" // the MR was reopened; the escalation resumes
@@ -93,22 +94,25 @@ type EventData struct {
 	DecisionDue      time.Time `json:"decision_due,omitzero"`
 
 	// Commands.
-	Artifact  string            `json:"artifact,omitempty"`
-	Ref       string            `json:"ref,omitempty"`
-	Group     string            `json:"group,omitempty"`
-	Role      string            `json:"role,omitempty"`
-	Arbiter   bool              `json:"arbiter,omitempty"`
-	Checks    map[string]string `json:"checks,omitempty"`
-	Text      string            `json:"text,omitempty"` // rationale, reason, note
-	Risk      int               `json:"risk,omitempty"`
-	Until     time.Time         `json:"until,omitzero"`
-	Person    string            `json:"person,omitempty"` // cap_overridden: whose cap
-	Count     int               `json:"count,omitempty"`  // cap_overridden: how many more
-	Bypassed  bool              `json:"bypassed,omitempty"`
-	From      State             `json:"from,omitempty"` // state_changed
-	To        State             `json:"to,omitempty"`   // state_changed
-	StaleFrom string            `json:"stale_from,omitempty"`
-	Raised    bool              `json:"raised,omitempty"` // retiered: to a higher tier (earlier decisions go stale)
+	Artifact   string            `json:"artifact,omitempty"`
+	Ref        string            `json:"ref,omitempty"`
+	Group      string            `json:"group,omitempty"`
+	Role       string            `json:"role,omitempty"`
+	Arbiter    bool              `json:"arbiter,omitempty"`
+	Checks     map[string]string `json:"checks,omitempty"`
+	Text       string            `json:"text,omitempty"`       // rationale, reason, note
+	Risk       int               `json:"risk,omitempty"`       // risk_assessed: the score; risk_validated: the score validated
+	Likelihood int               `json:"likelihood,omitempty"` // risk_assessed: 1-5, 0 when scored as one number
+	Impact     int               `json:"impact,omitempty"`     // risk_assessed: 1-5, 0 when scored as one number
+	Controls   string            `json:"controls,omitempty"`   // risk_assessed: the compensating controls
+	Until      time.Time         `json:"until,omitzero"`
+	Person     string            `json:"person,omitempty"` // cap_overridden: whose cap
+	Count      int               `json:"count,omitempty"`  // cap_overridden: how many more
+	Bypassed   bool              `json:"bypassed,omitempty"`
+	From       State             `json:"from,omitempty"` // state_changed
+	To         State             `json:"to,omitempty"`   // state_changed
+	StaleFrom  string            `json:"stale_from,omitempty"`
+	Raised     bool              `json:"raised,omitempty"` // retiered: to a higher tier (earlier decisions go stale)
 
 	// The clock, action items, absences.
 	People    []string  `json:"people,omitempty"`    // nudged, handed_off: who was asked
@@ -272,7 +276,13 @@ func apply(esc *Escalation, ev Event) *Escalation {
 	case EventInformed:
 		e.InformedAt = ev.At
 	case EventRisk:
-		e.Risk = &Note{By: ev.Actor, Text: d.Text, Score: d.Risk, SHA: ev.SHA, At: ev.At}
+		// A new score replaces the last one, and with it its validation.
+		e.Risk = &Note{By: ev.Actor, Text: d.Text, Score: d.Risk, SHA: ev.SHA, At: ev.At,
+			Likelihood: d.Likelihood, Impact: d.Impact, Controls: d.Controls}
+	case EventRiskValidated:
+		if e.Risk != nil && e.Risk.Score == d.Risk {
+			e.Risk.ValidatedBy, e.Risk.ValidatedAt, e.Risk.ValidatedNote = ev.Actor, ev.At, d.Text
+		}
 	case EventDeferred:
 		e.DeferredUntil, e.DeferredAt = d.Until, ev.At
 	case EventMerged:

@@ -245,6 +245,26 @@ type BundleRisk struct {
 	// recorded); Above whether Score is over it.
 	Ceiling int  `json:"max_residual_risk"`
 	Above   bool `json:"above_max"`
+	// Likelihood and Impact (1-5 each) whose product is Score; 0 when the
+	// score was given as one number. Controls are the compensating
+	// controls the scorer named ("" for none).
+	Likelihood int    `json:"likelihood"`
+	Impact     int    `json:"impact"`
+	Controls   string `json:"controls"`
+	// Validation is the second person's validation of this score; null
+	// when it was not validated.
+	Validation *BundleValidation `json:"validation"`
+	// Acceptances are the approvals in the risk-acceptance role given
+	// after this score was recorded: who accepted it.
+	Acceptances []BundleVote `json:"acceptances"`
+}
+
+// BundleValidation is who validated a residual-risk score, and when.
+type BundleValidation struct {
+	Seq  uint64    `json:"seq"`
+	By   string    `json:"by"`
+	At   time.Time `json:"at"`
+	Note string    `json:"note"`
 }
 
 // BundleAction is an action item.
@@ -495,7 +515,7 @@ func BuildBundle(e *Escalation, events []Event) *Bundle {
 	// and the last risk assessment.
 	var approvals, rejections, dissents, actions []uint64
 	artifactSeq := map[string]uint64{}
-	var riskSeq uint64
+	var riskSeq, validatedSeq uint64
 	for _, ev := range events {
 		switch ev.Kind {
 		case EventOpened:
@@ -514,7 +534,9 @@ func BuildBundle(e *Escalation, events []Event) *Bundle {
 		case EventAction:
 			actions = append(actions, ev.Seq)
 		case EventRisk:
-			riskSeq = ev.Seq
+			riskSeq, validatedSeq = ev.Seq, 0
+		case EventRiskValidated:
+			validatedSeq = ev.Seq
 		}
 		b.Timeline = append(b.Timeline, TimelineEntry{
 			Seq: ev.Seq, At: ev.At.UTC(), Kind: ev.Kind, Actor: ev.Actor, SHA: ev.SHA,
@@ -551,6 +573,16 @@ func BuildBundle(e *Escalation, events []Event) *Bundle {
 		if def != nil && def.MaxResidualRisk > 0 {
 			b.Risk.Ceiling = def.MaxResidualRisk
 			b.Risk.Above = r.Score > def.MaxResidualRisk
+		}
+		b.Risk.Likelihood, b.Risk.Impact, b.Risk.Controls = r.Likelihood, r.Impact, r.Controls
+		if r.ValidatedBy != "" {
+			b.Risk.Validation = &BundleValidation{Seq: validatedSeq, By: r.ValidatedBy, At: r.ValidatedAt.UTC(), Note: r.ValidatedNote}
+		}
+		b.Risk.Acceptances = []BundleVote{}
+		for _, v := range b.Approvals {
+			if v.Role == RoleRiskAcceptance && !v.At.Before(r.At.UTC()) {
+				b.Risk.Acceptances = append(b.Risk.Acceptances, v)
+			}
 		}
 	}
 	for i, n := range e.Actions {
@@ -774,7 +806,16 @@ func EventSummary(ev Event) string {
 	case EventActionDone:
 		return fmt.Sprintf("action item %d closed", d.N)
 	case EventRisk:
-		return with(fmt.Sprintf("residual risk %d", d.Risk), d.Text)
+		s := fmt.Sprintf("residual risk %d", d.Risk)
+		if d.Likelihood != 0 {
+			s += fmt.Sprintf(" (likelihood %d x impact %d)", d.Likelihood, d.Impact)
+		}
+		if d.Controls != "" {
+			s += ", controls: " + d.Controls
+		}
+		return with(s, d.Text)
+	case EventRiskValidated:
+		return with(fmt.Sprintf("residual risk %d validated", d.Risk), d.Text)
 	case EventDeferred:
 		return with("deferred until "+stamp(d.Until), d.Text)
 	case EventWithdrawn:

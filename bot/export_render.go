@@ -50,6 +50,36 @@ func RenderExport(x *Export, format string) ([]ExportFile, error) {
 	return nil, fmt.Errorf("render export: unknown format %q; want %s", format, strings.Join(ExportFormats, ", "))
 }
 
+// ExportWindow reads the window of an export from its first and last
+// day, each YYYY-MM-DD in UTC and both included, given as the parameters
+// named fromName and toName ("--from" on the command line, "from" in a
+// URL): it returns [first, the day after last). Each problem names its
+// parameter, what was expected and what was found; when there are any,
+// start and end are zero.
+func ExportWindow(fromName, from, toName, to string) (start, end time.Time, problems []string) {
+	day := func(name, s string) (time.Time, bool) {
+		if s == "" {
+			problems = append(problems, fmt.Sprintf("%s: want a day such as 2026-11-01 (YYYY-MM-DD)", name))
+			return time.Time{}, false
+		}
+		t, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: want a day such as 2026-11-01 (YYYY-MM-DD), got %q", name, s))
+			return time.Time{}, false
+		}
+		return t, true
+	}
+	first, fromOK := day(fromName, from)
+	last, toOK := day(toName, to)
+	if fromOK && toOK && last.Before(first) {
+		problems = append(problems, fmt.Sprintf("%s: want a day on or after %s (%s), got %s", toName, fromName, from, to))
+	}
+	if len(problems) > 0 {
+		return time.Time{}, time.Time{}, problems
+	}
+	return first, last.AddDate(0, 0, 1), nil
+}
+
 var safeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 
 // BundleFile is the name of an escalation's bundle file with extension
@@ -509,8 +539,24 @@ func RenderBundleMarkdown(bd *Bundle) string {
 			}
 		}
 		fmt.Fprintf(&b, "Score **%d** (%s), assessed by %s %s on %s (event %d).\n\n", r.Score, ceiling, md(r.By), stamp(r.At), code(ShortSHA(r.SHA)), r.Seq)
+		if r.Likelihood != 0 {
+			fmt.Fprintf(&b, "Likelihood %d x impact %d.\n\n", r.Likelihood, r.Impact)
+		}
+		if r.Controls != "" {
+			b.WriteString("Compensating controls: " + md(r.Controls) + "\n\n")
+		}
 		if r.Rationale != "" {
 			b.WriteString("Rationale: " + md(r.Rationale) + "\n\n")
+		}
+		if v := r.Validation; v != nil {
+			fmt.Fprintf(&b, "Validated by %s %s (event %d).", md(v.By), stamp(v.At), v.Seq)
+			if v.Note != "" {
+				b.WriteString(" Note: " + md(v.Note))
+			}
+			b.WriteString("\n\n")
+		}
+		for _, a := range r.Acceptances {
+			fmt.Fprintf(&b, "Accepted by %s (%s, %s) %s on %s (event %d).\n\n", md(a.By), md(a.Group), RoleRiskAcceptance, stamp(a.At), code(ShortSHA(a.SHA)), a.Seq)
 		}
 	}
 
@@ -640,7 +686,20 @@ func renderExportCSV(x *Export) []ExportFile {
 			dissents = append(dissents, []string{id, seqText(n.Seq), n.By, csvTime(n.At), n.SHA, n.Text})
 		}
 		if r := b.Risk; r != nil {
-			risks = append(risks, []string{id, seqText(r.Seq), r.By, strconv.Itoa(r.Score), strconv.Itoa(r.Ceiling), csvBool(r.Above), csvTime(r.At), r.SHA, r.Rationale})
+			row := []string{id, seqText(r.Seq), r.By, strconv.Itoa(r.Score), strconv.Itoa(r.Ceiling), csvBool(r.Above), csvTime(r.At), r.SHA, r.Rationale,
+				"", "", r.Controls, "", "", ""}
+			if r.Likelihood != 0 {
+				row[9], row[10] = strconv.Itoa(r.Likelihood), strconv.Itoa(r.Impact)
+			}
+			if v := r.Validation; v != nil {
+				row[12], row[13], row[14] = v.By, csvTime(v.At), seqText(v.Seq)
+			}
+			var accepted []string
+			for _, a := range r.Acceptances {
+				accepted = append(accepted, a.By)
+			}
+			row = append(row, strings.Join(accepted, " "))
+			risks = append(risks, row)
 		}
 		for _, a := range b.Actions {
 			actions = append(actions, []string{id, strconv.Itoa(a.N), seqText(a.Seq), a.Text, a.Owner, csvDate(a.Due), a.By, csvTime(a.At), csvBool(a.Done), csvTime(a.DoneAt), a.DoneBy})
@@ -677,7 +736,8 @@ func renderExportCSV(x *Export) []ExportFile {
 		csvFile("checklist.csv", []string{"escalation", "approval_seq", "by", "item", "answer"}, checklist),
 		csvFile("rejections.csv", []string{"escalation", "seq", "by", "group", "at", "sha", "arbiter", "stale", "rationale"}, rejections),
 		csvFile("dissents.csv", []string{"escalation", "seq", "by", "at", "sha", "text"}, dissents),
-		csvFile("risks.csv", []string{"escalation", "seq", "by", "score", "max_residual_risk", "above_max", "at", "sha", "rationale"}, risks),
+		csvFile("risks.csv", []string{"escalation", "seq", "by", "score", "max_residual_risk", "above_max", "at", "sha", "rationale",
+			"likelihood", "impact", "controls", "validated_by", "validated_at", "validation_seq", "accepted_by"}, risks),
 		csvFile("actions.csv", []string{"escalation", "n", "seq", "text", "owner", "due", "by", "at", "done", "done_at", "done_by"}, actions),
 		csvFile("timeline.csv", []string{"escalation", "seq", "at", "kind", "actor", "sha", "summary", "hash", "prev_hash"}, timeline),
 	}

@@ -58,8 +58,21 @@ func (d *decision) statusText() string {
 	if w := Waiting(e, d.pol); len(w) > 0 {
 		fmt.Fprintf(&b, "Waiting on: %s.\n", strings.Join(w, ", "))
 	}
-	if e.Risk != nil {
-		fmt.Fprintf(&b, "Residual risk: %d (by %s).\n", e.Risk.Score, e.Risk.By)
+	if r := e.Risk; r != nil {
+		line := fmt.Sprintf("Residual risk: %d (by %s", r.Score, r.By)
+		if r.Likelihood != 0 {
+			line += fmt.Sprintf("; likelihood %d x impact %d", r.Likelihood, r.Impact)
+		}
+		if r.Controls != "" {
+			line += "; controls: " + r.Controls
+		}
+		switch {
+		case r.ValidatedBy != "":
+			line += "; validated by " + r.ValidatedBy
+		case NeedsRiskValidation(d.pol):
+			line += "; not validated yet"
+		}
+		fmt.Fprintf(&b, "%s).\n", line)
 	}
 	if n := len(e.Dissents); n > 0 {
 		fmt.Fprintf(&b, "Dissents: %d.\n", n)
@@ -152,6 +165,9 @@ type CardData struct {
 	RiskRecorded bool `json:"risk_recorded,omitempty"`
 	Risk         int  `json:"risk,omitempty"`
 	RiskAccepted bool `json:"risk_accepted,omitempty"`
+	// RiskToValidate: the policy names authority.risk_validators and the
+	// recorded score is not validated yet.
+	RiskToValidate bool `json:"risk_to_validate,omitempty"`
 
 	// Actions are the open action items (ActionsDone counts the closed).
 	Actions     []CardAction `json:"actions,omitempty"`
@@ -229,6 +245,7 @@ func (d *decision) card(e *Escalation) *CardData {
 			c.RiskCeiling = t.MaxResidualRisk
 			if r := RiskOf(e, d.pol); r != nil {
 				c.RiskRecorded, c.Risk, c.RiskAccepted = true, r.Score, d.riskAccepted(e, t)
+				c.RiskToValidate = NeedsRiskValidation(d.pol) && !RiskValidated(e, d.pol)
 			}
 		}
 	}
@@ -303,6 +320,8 @@ func RenderCardText(c *CardData, id string) string {
 			switch {
 			case !c.RiskRecorded:
 				fmt.Fprintf(&b, "\nResidual risk: not recorded (at most %d; /threatgate risk %s <1-25>)", c.RiskCeiling, id)
+			case c.RiskToValidate:
+				fmt.Fprintf(&b, "\nResidual risk: %d, not validated yet (/threatgate risk %s --validate)", c.Risk, id)
 			case c.Risk > c.RiskCeiling && !c.RiskAccepted:
 				fmt.Fprintf(&b, "\nResidual risk: %d, above %d: needs a %s approval", c.Risk, c.RiskCeiling, RoleRiskAcceptance)
 			default:

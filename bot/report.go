@@ -337,7 +337,7 @@ func BuildWeeklyReport(events []Event, escalations map[string]*Escalation, quota
 			filed[ev.Actor]++
 		}
 		switch ev.Kind {
-		case EventApproved, EventRejected, EventDissent, EventAction, EventRisk:
+		case EventApproved, EventRejected, EventDissent, EventAction, EventRisk, EventRiskValidated:
 			if ev.Actor != System.Person {
 				responded[id] = true
 			}

@@ -104,7 +104,7 @@ func (d *decision) approve(c *Command) error {
 		return problemf(f, "%s asks every approver to answer its checklist; add %s", t.ID, strings.Join(missing, " "))
 	}
 	if t.MaxResidualRisk > 0 && RiskOf(e, d.pol) == nil {
-		return problemf(f, "%s accepts a residual risk of at most %d and none is recorded for %s yet; someone other than the merge request's author records it first with /threatgate risk %s <1-25> <rationale>, then approve",
+		return problemf(f, "%s accepts a residual risk of at most %d and none is recorded for %s yet; someone other than the merge request's author records it first with /threatgate risk %s likelihood=1..5 impact=1..5 controls=\"...\" <rationale>, then approve",
 			t.ID, t.MaxResidualRisk, e.ID, e.ID)
 	}
 	acceptNote := ""
@@ -118,6 +118,9 @@ func (d *decision) approve(c *Command) error {
 		default:
 			acceptNote = fmt.Sprintf(" The residual risk is %d, above %s's %d: it also needs an approval from someone with the %s role (%s).", r.Score, t.ID, t.MaxResidualRisk, RoleRiskAcceptance, strings.Join(groups, ", "))
 		}
+	}
+	if r := RiskOf(e, d.pol); t.MaxResidualRisk > 0 && NeedsRiskValidation(d.pol) && !RiskValidated(e, d.pol) {
+		acceptNote += fmt.Sprintf(" %s is approved only once its residual risk %d is validated by someone in %s other than %s (/threatgate risk %s --validate).", e.ID, r.Score, strings.Join(d.pol.Authority.RiskValidators, ", "), r.By, e.ID)
 	}
 	row := policies.Approval{Role: "arbiter"}
 	if len(rows) > 0 {
@@ -235,6 +238,9 @@ func (d *decision) deferral(c *Command) error {
 }
 
 func (d *decision) risk(c *Command) error {
+	if c.Validate {
+		return d.validateRisk(c)
+	}
 	f, e, t := "/threatgate risk", d.esc, d.tier()
 	if t == nil || !d.mayGovern(t) || d.isAuthor() {
 		return problemf(f, "only approvers of %s or %s may assess residual risk", e.Tier, strings.Join(d.pol.Authority.Retier, ", "))
@@ -242,8 +248,19 @@ func (d *decision) risk(c *Command) error {
 	if c.Risk < 1 || c.Risk > 25 {
 		return problemf(f, "want a residual risk from 1 to 25 (likelihood 1-5 x impact 1-5), got %d", c.Risk)
 	}
-	d.emit(EventRisk, EventData{Risk: c.Risk, Text: c.Text})
+	if c.Likelihood != 0 || c.Impact != 0 {
+		if c.Likelihood < 1 || c.Likelihood > 5 || c.Impact < 1 || c.Impact > 5 || c.Likelihood*c.Impact != c.Risk {
+			return problemf(f, "want likelihood=1..5 and impact=1..5 whose product is the score, got likelihood %d, impact %d, score %d", c.Likelihood, c.Impact, c.Risk)
+		}
+	}
+	d.emit(EventRisk, EventData{Risk: c.Risk, Likelihood: c.Likelihood, Impact: c.Impact, Controls: c.Controls, Text: c.Text})
 	msg := fmt.Sprintf("Residual risk of %s set to %d.", d.id(), c.Risk)
+	if c.Likelihood != 0 {
+		msg = fmt.Sprintf("Residual risk of %s set to %d (likelihood %d x impact %d).", d.id(), c.Risk, c.Likelihood, c.Impact)
+	}
+	if vs := d.pol.Authority.RiskValidators; len(vs) > 0 {
+		msg += fmt.Sprintf(" Someone else in %s validates it: /threatgate risk %s --validate.", strings.Join(vs, ", "), d.id())
+	}
 	if t.MaxResidualRisk > 0 && c.Risk > t.MaxResidualRisk {
 		if groups := RiskAcceptanceGroups(d.pol); len(groups) > 0 {
 			msg += fmt.Sprintf(" That is above the %d %s accepts: besides its approvals it needs one from someone with the %s role (%s), given after this assessment.", t.MaxResidualRisk, t.ID, RoleRiskAcceptance, strings.Join(groups, ", "))
@@ -252,5 +269,36 @@ func (d *decision) risk(c *Command) error {
 		}
 	}
 	d.reply("%s", msg)
+	return nil
+}
+
+// validateRisk answers /threatgate risk --validate: a member of
+// authority.risk_validators, neither the scorer nor an author of the
+// change, confirms the score that counts now. A new score later needs a
+// new validation.
+func (d *decision) validateRisk(c *Command) error {
+	f, e, me := "/threatgate risk --validate", d.esc, d.in.Actor.Person
+	vs := d.pol.Authority.RiskValidators
+	if len(vs) == 0 {
+		return problemf(f, "the policy names no authority.risk_validators, so residual-risk scores are not validated; record a score with /threatgate risk %s likelihood=1..5 impact=1..5", e.ID)
+	}
+	if d.isAuthor() {
+		return problemf(f, "you wrote this merge request or commits in it, so you cannot validate its residual risk; ask someone else in %s", strings.Join(vs, ", "))
+	}
+	if !d.pol.InAny(me, vs) {
+		return problemf(f, "only members of %s (authority.risk_validators) may validate a residual-risk score", strings.Join(vs, ", "))
+	}
+	r := RiskOf(e, d.pol)
+	if r == nil {
+		return problemf(f, "no residual risk counts for %s at %s yet; record one first with /threatgate risk %s likelihood=1..5 impact=1..5 controls=\"...\"", e.ID, shortSHA(e.HeadSHA), e.ID)
+	}
+	if r.By == me {
+		return problemf(f, "you recorded the score %d yourself; someone else in %s must validate it", r.Score, strings.Join(vs, ", "))
+	}
+	if RiskValidated(e, d.pol) {
+		return problemf(f, "the score %d of %s is already validated by %s", r.Score, e.ID, r.ValidatedBy)
+	}
+	d.emit(EventRiskValidated, EventData{Risk: r.Score, Text: c.Text})
+	d.reply("Residual risk %d of %s (scored by %s) validated by %s.", r.Score, d.id(), r.By, me)
 	return nil
 }

@@ -125,16 +125,32 @@ func RiskOf(e *Escalation, pol *policies.Policy) *Note {
 	return e.Risk
 }
 
+// RiskValidated reports whether e's residual-risk assessment that counts
+// (RiskOf) was validated by a second person who did not write the change.
+// A new score starts unvalidated.
+func RiskValidated(e *Escalation, pol *policies.Policy) bool {
+	r := RiskOf(e, pol)
+	return r != nil && r.ValidatedBy != "" && r.ValidatedBy != r.By && !wrote(pol.Person("id", r.ValidatedBy), e.Authors())
+}
+
+// NeedsRiskValidation reports whether pol asks for residual-risk scores to
+// be validated: it names authority.risk_validators.
+func NeedsRiskValidation(pol *policies.Policy) bool { return len(pol.Authority.RiskValidators) > 0 }
+
 // riskAccepted reports whether e's residual risk lets tier t approve it:
-// a tier with max_residual_risk needs a recorded score and, above the
-// ceiling, an approval that counts from someone with the risk-acceptance
-// role, given after that score was recorded.
+// a tier with max_residual_risk needs a recorded score, validated when the
+// policy names authority.risk_validators, and, above the ceiling, an
+// approval that counts from someone with the risk-acceptance role, given
+// after that score was recorded.
 func (d *decision) riskAccepted(e *Escalation, t *policies.Tier) bool {
 	if t.MaxResidualRisk == 0 {
 		return true
 	}
 	r := RiskOf(e, d.pol)
 	if r == nil {
+		return false
+	}
+	if NeedsRiskValidation(d.pol) && !RiskValidated(e, d.pol) {
 		return false
 	}
 	if r.Score <= t.MaxResidualRisk {
@@ -294,6 +310,8 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 		if t.MaxResidualRisk > 0 {
 			if r := RiskOf(e, d.pol); r == nil {
 				need = append(need, "a residual risk score")
+			} else if NeedsRiskValidation(d.pol) && !RiskValidated(e, d.pol) {
+				need = append(need, fmt.Sprintf("risk %d validated", r.Score))
 			} else if !d.riskAccepted(e, t) {
 				need = append(need, fmt.Sprintf("%s (risk %d > %d)", RoleRiskAcceptance, r.Score, t.MaxResidualRisk))
 			}

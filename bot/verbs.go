@@ -41,7 +41,7 @@ var verbs = []verbSpec{
 		escalation: true, afterEnd: true, inIntake: true, decide: (*decision).action},
 	{verb: VerbDone, usage: "/threatgate done [ESC-id] <n>", about: "close action item n (its owner, who recorded it, or an approver)",
 		escalation: true, afterEnd: true, inIntake: true, decide: (*decision).done},
-	{verb: VerbRisk, usage: "/threatgate risk [ESC-id] <1-25> [rationale]", about: "record the residual risk, likelihood (1-5) x impact (1-5)", text: "rationale",
+	{verb: VerbRisk, usage: `/threatgate risk [ESC-id] <1-25 | likelihood=1..5 impact=1..5 [controls="..."]> [rationale], or risk [ESC-id] --validate [note]`, about: "record the residual risk, likelihood (1-5) x impact (1-5), with its compensating controls; --validate confirms someone else's score (authority.risk_validators)", text: "rationale",
 		escalation: true, tier: true, head: true, decide: (*decision).risk},
 	{verb: VerbRetier, usage: "/threatgate retier [ESC-id] <tier> <rationale>", about: "move an escalation to another tier", text: "rationale",
 		escalation: true, head: true, decide: (*decision).retier},

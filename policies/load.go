@@ -974,15 +974,18 @@ func (l *loader) backlog(p *Policy, n *yaml.Node, f string) {
 }
 
 func (l *loader) authority(p *Policy, n *yaml.Node, f string) {
-	l.fields(n, f, []string{"retier", "arbiter"}, func(k string, v *yaml.Node, f string) {
+	l.fields(n, f, []string{"retier", "arbiter", "risk_validators"}, func(k string, v *yaml.Node, f string) {
 		gs := l.strs(v, f)
 		for j, g := range gs {
 			l.refer(item(v, j), fmt.Sprintf("%s[%d]", f, j), "group", g)
 		}
-		if k == "retier" {
+		switch k {
+		case "retier":
 			p.Authority.Retier = gs
-		} else {
+		case "arbiter":
 			p.Authority.Arbiter = gs
+		case "risk_validators":
+			p.Authority.RiskValidators = gs
 		}
 	})
 }
@@ -1334,6 +1337,11 @@ func (l *loader) checkEmails(p *Policy, peopleNode *yaml.Node) {
 	for _, g := range p.Authority.Arbiter {
 		if _, ok := powerful[g]; !ok {
 			powerful[g] = "arbitrates disputes"
+		}
+	}
+	for _, g := range p.Authority.RiskValidators {
+		if _, ok := powerful[g]; !ok {
+			powerful[g] = "validates residual risk"
 		}
 	}
 	groups := make([]string, 0, len(powerful))

@@ -424,6 +424,16 @@ people:
 		{"authority group undefined", goodPolicy + "authority: {retier: [appsec], arbiter: [leads]}\n", []want{
 			{15, 41, "authority.arbiter[0]", `undefined group "leads"`},
 		}},
+		{"risk validators group undefined", goodPolicy + "authority: {risk_validators: [leads]}\n", []want{
+			{15, 31, "authority.risk_validators[0]", `undefined group "leads"`},
+		}},
+		{"risk validators not a list of names", goodPolicy + "authority: {risk_validators: {appsec: yes}}\n", []want{
+			{15, 30, "authority.risk_validators", "want"},
+		}},
+		{"risk validator without an e-mail", edit(t, "  appsec: {members: [alice]}\n", "  appsec: {members: [alice]}\n  validators: {members: [vic]}\n") +
+			"  - {gitlab: vic}\nauthority: {risk_validators: [validators]}\n", []want{
+			{16, 5, "people[1].emails", "which validates residual risk, but has no e-mail address"},
+		}},
 		{"group without members", edit(t, "{members: [alice]}", "{backups: []}"), []want{
 			{12, 3, "groups.appsec.members", "missing or empty; a group needs at least one member"},
 		}},
@@ -517,6 +527,21 @@ people:
 
 // TestLoadTiersThatCanMatch: orders in which a later tier still catches
 // MRs the earlier ones do not are not reported.
+// TestLoadRiskValidators: authority.risk_validators names the groups that
+// validate a residual-risk score, beside retier and arbiter.
+func TestLoadRiskValidators(t *testing.T) {
+	p, err := Load("p.yaml", []byte(goodPolicy+"authority: {retier: [appsec], risk_validators: appsec}\n"))
+	if err != nil {
+		t.Fatalf("Load = %v", err)
+	}
+	if got := p.Authority.RiskValidators; !slices.Equal(got, []string{"appsec"}) {
+		t.Errorf("Authority.RiskValidators = %q, want [appsec]", got)
+	}
+	if got := p.Authority.Arbiter; got != nil {
+		t.Errorf("Authority.Arbiter = %q, want none", got)
+	}
+}
+
 func TestLoadTiersThatCanMatch(t *testing.T) {
 	for _, tiers := range []string{
 		// a higher min_score first

@@ -195,6 +195,10 @@ type Backlog struct {
 type Authority struct {
 	Retier  []string // groups that may re-tier an escalation (always with a rationale)
 	Arbiter []string // groups that settle a disputed escalation
+	// RiskValidators are the groups whose members validate a residual-risk
+	// score someone else recorded; when set, a tier with max_residual_risk
+	// is approved only once its current score is validated.
+	RiskValidators []string
 }
 
 // Schedule holds the cron specs of the periodic jobs.

@@ -124,6 +124,8 @@ func RenderCard(c *bot.CardData, id string, users UserIDs) []sl.Block {
 				risk = md("*Residual risk*: not recorded (at most %d; `/threatgate risk %s %s`)", c.RiskCeiling, id, "<1-25>")
 			case c.Risk > c.RiskCeiling && !c.RiskAccepted:
 				risk = md(":warning: *Residual risk*: %d, above %d: needs a %s approval", c.Risk, c.RiskCeiling, bot.RoleRiskAcceptance)
+			case c.RiskToValidate:
+				risk = md("*Residual risk*: %d (at most %d), not validated yet: `/threatgate risk %s --validate`", c.Risk, c.RiskCeiling, id)
 			default:
 				risk = md("*Residual risk*: %d (at most %d)", c.Risk, c.RiskCeiling)
 			}

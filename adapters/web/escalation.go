@@ -361,6 +361,15 @@ func summarize(ev bot.Event) string {
 		text()
 	case bot.EventRisk:
 		add("residual risk %d/25", d.Risk)
+		if d.Likelihood > 0 {
+			add("likelihood %d × impact %d", d.Likelihood, d.Impact)
+		}
+		if d.Controls != "" {
+			add("controls: %s", d.Controls)
+		}
+		text()
+	case bot.EventRiskValidated:
+		add("residual risk %d/25 validated", d.Risk)
 		text()
 	case bot.EventDeferred:
 		add("until %s", formatUTC(d.Until))

@@ -38,6 +38,8 @@ var staticFS embed.FS
 //
 //	GET  /                   dashboard
 //	GET  /escalations/{id}   one escalation with its audit timeline
+//	GET  /escalations/{id}/bundle  its evidence bundle (?format=json|md|csv; see export.go)
+//	GET  /export             a zip of the evidence bundles decided in a window (?from=&to=&format=; see export.go)
 //	GET  /api/escalations    JSON list (see API)
 //	GET  /reports/weekly     the weekly report (?week=2026-W49, ?format=json; see report.go)
 //	GET  /login, POST /login sign in with the dashboard token (only when DashboardToken is set)
@@ -111,6 +113,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", s.requireAuth(http.HandlerFunc(s.dashboard)))
 	mux.Handle("GET /escalations/{id}", s.requireAuth(http.HandlerFunc(s.escalation)))
+	mux.Handle("GET /escalations/{id}/bundle", s.requireAuth(http.HandlerFunc(s.bundle)))
+	mux.Handle("GET /export", s.requireAuth(http.HandlerFunc(s.export)))
 	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log}))
 	mux.Handle("GET /reports/weekly", s.requireAuth(http.HandlerFunc(s.weeklyReport)))
 	mux.HandleFunc("GET /login", s.loginForm)

@@ -40,11 +40,9 @@ func (e *env) export(args []string) int {
 	if len(rest) > 0 {
 		problems = append(problems, fmt.Sprintf("takes no arguments, got %q", rest[0]))
 	}
-	from, fromOK := parseDay("--from", *fromFlag, &problems)
-	to, toOK := parseDay("--to", *toFlag, &problems)
-	if fromOK && toOK && to.Before(from) {
-		problems = append(problems, fmt.Sprintf("--to: want a day on or after --from (%s), got %s", *fromFlag, *toFlag))
-	}
+	// The window is [from, the day after to): --to is included.
+	from, end, windowProblems := bot.ExportWindow("--from", *fromFlag, "--to", *toFlag)
+	problems = append(problems, windowProblems...)
 	if !slices.Contains(bot.ExportFormats, *format) {
 		problems = append(problems, fmt.Sprintf("--format: want one of %s, got %q", strings.Join(bot.ExportFormats, ", "), *format))
 	}
@@ -63,8 +61,6 @@ func (e *env) export(args []string) int {
 		return exitFinding
 	}
 
-	// The window is [from, the day after to): --to is included.
-	end := to.AddDate(0, 0, 1)
 	cfg, err := e.loadConfig(*configPath)
 	if err != nil {
 		return e.printProblems(err)
@@ -85,21 +81,6 @@ func (e *env) export(args []string) int {
 	fmt.Fprintf(e.stdout, "exported %d escalations decided from %s to %s (UTC, both included) as %s: %d files in %s\n",
 		len(x.Bundles), *fromFlag, *toFlag, *format, len(files), *out)
 	return exitOK
-}
-
-// parseDay reads a YYYY-MM-DD day (UTC) given as flag name, adding a
-// problem naming the flag when it is missing or malformed.
-func parseDay(name, s string, problems *[]string) (time.Time, bool) {
-	if s == "" {
-		*problems = append(*problems, fmt.Sprintf("%s: want a day such as 2026-11-01 (YYYY-MM-DD)", name))
-		return time.Time{}, false
-	}
-	t, err := time.Parse(time.DateOnly, s)
-	if err != nil {
-		*problems = append(*problems, fmt.Sprintf("%s: want a day such as 2026-11-01 (YYYY-MM-DD), got %q", name, s))
-		return time.Time{}, false
-	}
-	return t, true
 }
 
 // checkOut says why the export cannot be written into dir, "" when it
