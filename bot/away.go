@@ -10,10 +10,17 @@ import (
 // that is a typo, or belongs in the policy's away_until.
 const maxAway = 366 * 24 * time.Hour
 
-// Personal reports whether events of kind k are about a person, not an
-// escalation (cap overrides, absences): they carry no escalation id, fold
-// into no projection, and are committed without one.
-func (k EventKind) Personal() bool { return k == EventCapOverridden || k == EventAway }
+// Personal reports whether events of kind k belong to no escalation: about
+// a person (cap overrides, absences) or an incident (which names its MR's
+// escalation in its data). They carry no escalation id, fold into no
+// projection, and are committed without one.
+func (k EventKind) Personal() bool {
+	switch k {
+	case EventCapOverridden, EventAway, EventIncident, EventIncidentFixed:
+		return true
+	}
+	return false
+}
 
 // away records that the sender is away until c.Until (the day they are
 // back), or, with a zero c.Until, that they are back.

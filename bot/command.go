@@ -36,6 +36,9 @@ const (
 	VerbRetier      Verb = "retier"       // move to another tier
 	VerbWithdraw    Verb = "withdraw"     // withdraw the escalation
 	VerbOverrideCap Verb = "override-cap" // grant a person extra manual escalations
+
+	VerbIncident      Verb = "incident"       // record a security defect traced to a merged MR
+	VerbIncidentFixed Verb = "incident-fixed" // record that an incident was remediated
 )
 
 // MRRef names a merge request: "group/sub/proj!12" or its web URL.
@@ -51,7 +54,9 @@ type MRRef struct {
 type Command struct {
 	Verb       Verb
 	Escalation string            // "ESC-12" when given (normalised to upper case), else ""
-	MR         MRRef             // escalate only
+	MR         MRRef             // escalate, incident: the merge request
+	FixedBy    MRRef             // incident --fixed-by: the merge request that fixes it, zero for none
+	Incident   string            // incident-fixed: "INC-7" (normalised to upper case)
 	Tier       string            // escalate --tier, retier target tier
 	Urgent     bool              // escalate --urgent
 	Artifact   string            // artifact kind, e.g. "threat-model" (artifact verb)
@@ -84,6 +89,7 @@ const (
 var threatgateVerbs = []Verb{
 	VerbHelp, VerbStatus, VerbBacklog, VerbReject, VerbDissent, VerbArtifact, VerbDefer,
 	VerbAction, VerbDone, VerbRisk, VerbRetier, VerbWithdraw, VerbOverrideCap, VerbAway, VerbApprove, VerbEscalate, VerbIntake,
+	VerbIncident, VerbIncidentFixed,
 }
 
 // HelpText returns the usage line of v followed by what it does, or, for
@@ -512,11 +518,23 @@ func (p *parser) parse() error {
 		return err
 	}
 	switch c.Verb {
-	case VerbEscalate:
+	case VerbEscalate, VerbIncident:
 		if !p.haveMR {
 			return p.missing("a merge request such as group/proj!12 or its URL")
 		}
 		return p.freeText(true)
+	case VerbIncidentFixed:
+		const want = "an incident id such as INC-3"
+		w, err := p.arg(want)
+		if err != nil {
+			return err
+		}
+		id, ok := parseIncident(w)
+		if !ok {
+			return problemf(p.cmd, "want %s, got %s", want, show(w))
+		}
+		c.Incident = id
+		return p.freeText(false)
 	case VerbApprove:
 		return p.freeText(false)
 	case VerbIntake:
@@ -808,7 +826,7 @@ func (p *parser) options() error {
 			}
 			continue
 		}
-		if p.c.Verb == VerbEscalate {
+		if p.c.Verb == VerbEscalate || p.c.Verb == VerbIncident {
 			if p.haveMR {
 				return nil
 			}
@@ -843,7 +861,7 @@ func (p *parser) options() error {
 
 func takesEscalation(v Verb) bool {
 	switch v {
-	case VerbEscalate, VerbHelp, VerbBacklog, VerbOverrideCap, VerbAway:
+	case VerbEscalate, VerbHelp, VerbBacklog, VerbOverrideCap, VerbAway, VerbIncident, VerbIncidentFixed:
 		return false
 	}
 	return true
@@ -869,6 +887,8 @@ func knownFlag(v Verb, name string) bool {
 		return name == "check"
 	case VerbRisk:
 		return name == "validate"
+	case VerbIncident:
+		return name == "fixed-by"
 	}
 	return false
 }
@@ -889,6 +909,8 @@ func (p *parser) flag(w string, dashes int) error {
 			takes = "takes --check item=answer, repeated as needed"
 		case VerbRisk:
 			takes = "takes --validate"
+		case VerbIncident:
+			takes = "takes --fixed-by <MR ref>"
 		}
 		return problemf(p.cmd, "unknown flag %s; %s %s", show(typed), p.cmd, takes)
 	}
@@ -917,6 +939,19 @@ func (p *parser) flag(w string, dashes int) error {
 			return problemf(field, "given twice; give it once")
 		}
 		*set = true
+	case "fixed-by":
+		if p.c.FixedBy != (MRRef{}) {
+			return problemf(field, "given twice; give it once")
+		}
+		v, err := p.flagValue(field, hasValue, "a merge request such as group/proj!13 or its URL")
+		if err != nil {
+			return err
+		}
+		mr, err := parseMR(field, v)
+		if err != nil {
+			return err
+		}
+		p.c.FixedBy = mr
 	case "check":
 		const want = `item=answer such as data-sensitivity="no PII"`
 		v, err := p.flagValue(field, hasValue, want)
@@ -1035,6 +1070,18 @@ func parseEscalation(field, w string) (string, error) {
 	return "ESC-" + strconv.FormatInt(n, 10), nil
 }
 
+// parseIncident reads an incident id such as inc-007 as INC-7.
+func parseIncident(w string) (string, bool) {
+	if len(w) < 4 || !strings.EqualFold(w[:4], "inc-") {
+		return "", false
+	}
+	n, ok := positive(w[4:])
+	if !ok {
+		return "", false
+	}
+	return "INC-" + strconv.FormatInt(n, 10), true
+}
+
 // parseMR reads a merge request as group/proj!12 or its web URL. Slack
 // and Discord send links as <url> or <url|label>; both are accepted.
 func parseMR(field, t string) (MRRef, error) {
@@ -1059,6 +1106,22 @@ func parseMR(field, t string) (MRRef, error) {
 	}
 	return MRRef{Project: project, IID: n}, nil
 }
+
+// String writes the reference as it was given: the URL, or
+// group/proj!iid; "" for the zero MRRef.
+func (r MRRef) String() string {
+	switch {
+	case r.URL != "":
+		return r.URL
+	case r == (MRRef{}):
+		return ""
+	}
+	return r.Project + "!" + strconv.FormatInt(r.IID, 10)
+}
+
+// ParseMRRef reads a merge request as commands take it: group/proj!12
+// or its web URL; every error is a *Problem.
+func ParseMRRef(s string) (MRRef, error) { return parseMR("", strings.TrimSpace(s)) }
 
 // ParseMRURL reads a merge request's web URL, as parseMRURL does for
 // commands; every error is a *Problem that never repeats credentials or
@@ -1211,6 +1274,18 @@ func (c Command) String() string {
 		}
 		if c.Urgent {
 			b.WriteString(" --urgent")
+		}
+		rest(first)
+	case VerbIncident:
+		arg(c.MR.String())
+		if c.FixedBy != (MRRef{}) {
+			b.WriteString(" --fixed-by")
+			arg(c.FixedBy.String())
+		}
+		rest(first)
+	case VerbIncidentFixed:
+		if c.Incident != "" {
+			arg(c.Incident)
 		}
 		rest(first)
 	case VerbIntake:

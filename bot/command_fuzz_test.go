@@ -37,6 +37,11 @@ func FuzzParseCommand(f *testing.F) {
 		"/threatgate done esc-4 2",
 		"/threatgate away until 2026-12-24",
 		"/threatgate away off",
+		"/threatgate incident group/proj!12 --fixed-by group/proj!13 tokens logged in plain text",
+		"/threatgate incident https://gl.example.com/g/p/-/merge_requests/5 —fixed-by=g/p!6 \"--fixed-by is text\"",
+		"/threatgate incident g/p!5 ESC-3 is not an id here",
+		"/threatgate incident-fixed inc-007 rotated the keys",
+		"/threatgate incident-fixed INC-2",
 	} {
 		f.Add(s)
 	}

@@ -20,6 +20,12 @@ type Given struct {
 	// included), read for /threatgate defer only: the backlog's peak
 	// decides whether a deferral is allowed.
 	OpenCount int
+	// IncidentID is the id the store allocated for a new incident, read
+	// for /threatgate incident only (IDs.NextIncident).
+	IncidentID string
+	// Incident is the incident named by /threatgate incident-fixed, nil
+	// when there is none; read for that verb only.
+	Incident *IncidentRecord
 }
 
 // IDPlaceholder stands for the escalation id in texts written before the

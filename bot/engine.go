@@ -79,6 +79,7 @@ type Reply struct {
 	Text       string
 	Escalation string // the escalation the input concerned, "" for none
 	Duplicate  bool   // the input's key was seen before; nothing changed
+	Incident   string // the incident an incident command recorded, "" for none
 }
 
 const duplicateText = "Already done: this request was processed before."
@@ -295,6 +296,11 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 		reply.Escalation = id
 	}
 	reply.Text = strings.ReplaceAll(strings.Join(replies, "\n"), IDPlaceholder, id)
+	for _, ev := range events {
+		if ev.Kind == EventIncident {
+			reply.Incident = ev.Data.Incident
+		}
+	}
 	e.log.Info("committed", LogEscalationID, id, LogEvents, len(events), LogEffects, len(queued))
 	if e.OnCommit != nil && len(queued) > 0 {
 		e.OnCommit()
@@ -320,6 +326,8 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 				return g, fmt.Errorf("load quota of %s: %w", in.Actor.Person, qerr)
 			}
 		}
+	case in.Kind == InputCommand && (in.Command.Verb == VerbIncident || in.Command.Verb == VerbIncidentFixed):
+		return e.loadIncident(ctx, in)
 	case in.Kind == InputCommand && (in.Command.Verb == VerbOverrideCap || in.Command.Verb == VerbAway):
 		return g, nil // about a person, not the thread's escalation
 	case in.Kind == InputTick:
@@ -356,6 +364,38 @@ func (e *Engine) load(ctx context.Context, in Input) (Given, error) {
 	}
 	if err != nil {
 		return g, fmt.Errorf("load escalation: %w", err)
+	}
+	return g, nil
+}
+
+// loadIncident reads what the incident verbs need: for incident the MR's
+// escalation and a new id (only for a person of the policy, so that a
+// refusal wastes none); for incident-fixed the incident.
+func (e *Engine) loadIncident(ctx context.Context, in Input) (Given, error) {
+	var g Given
+	is, ok := e.store.(IncidentStore)
+	if !ok {
+		return g, errors.New("incident: the store cannot record incidents")
+	}
+	c := in.Command
+	if in.Actor.Person == "" || e.Policy().Person("id", in.Actor.Person) == nil {
+		return g, nil // decide refuses it
+	}
+	if c.Verb == VerbIncidentFixed {
+		inc, err := is.FindIncident(ctx, c.Incident)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return g, fmt.Errorf("load incident %s: %w", c.Incident, err)
+		}
+		g.Incident = inc
+		return g, nil
+	}
+	esc, err := e.store.FindByMR(ctx, c.MR.Project, c.MR.IID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return g, fmt.Errorf("load escalation: %w", err)
+	}
+	g.Esc = esc
+	if g.IncidentID, err = is.NextIncident(ctx); err != nil {
+		return g, fmt.Errorf("allocate an incident id: %w", err)
 	}
 	return g, nil
 }

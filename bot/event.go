@@ -40,6 +40,10 @@ const (
 	EventInformed     EventKind = "informed"      // the informed groups were sent a status update
 	EventActionDone   EventKind = "action_done"   // action item Data.N (1-based) was closed
 	EventAway         EventKind = "away"          // a person is away until Data.Until (no escalation)
+
+	// Incidents (incident.go): no escalation of their own.
+	EventIncident      EventKind = "incident_recorded" // a security defect traced to a merged MR (Data.Incident, Project, MRIID, Text)
+	EventIncidentFixed EventKind = "incident_fixed"    // incident Data.Incident was remediated (Data.Since: when it was recorded)
 )
 
 // Event is one entry of the audit log. decide fills Kind, Escalation,
@@ -121,6 +125,16 @@ type EventData struct {
 	Owner     string    `json:"owner,omitempty"`     // action_added: who owns it
 	Due       time.Time `json:"due,omitzero"`        // action_added: when it is due
 	N         int       `json:"n,omitempty"`         // action_done: which item (1-based)
+
+	// Incidents (incident_recorded, incident_fixed); Project, MRIID,
+	// MRURL name the MR, Text is the summary or note, Ref the MR that
+	// fixes it (--fixed-by), Tier the escalation's tier when recorded.
+	Incident     string    `json:"incident,omitempty"`      // "INC-7"
+	EscalationID string    `json:"escalation_id,omitempty"` // incident_recorded: the MR's escalation, "" when it had none
+	PolicyTier   string    `json:"policy_tier,omitempty"`   // incident_recorded: the tier today's policy gives the MR's recorded signals and score
+	Leaked       bool      `json:"leaked,omitempty"`        // incident_recorded: not escalated, or escalated below PolicyTier
+	NearMiss     bool      `json:"near_miss,omitempty"`     // incident_recorded: the MR's escalation had been approved
+	Since        time.Time `json:"since,omitzero"`          // incident_fixed: when the incident was recorded
 }
 
 // apply folds one event into the projection and returns the new one; esc

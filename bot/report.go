@@ -77,6 +77,11 @@ type WeeklyReport struct {
 	// Signals are the signals that fired most, with what became of the
 	// escalations they fired on; at most ReportSignals.
 	Signals []SignalUse `json:"signals,omitempty"`
+
+	// Incidents are the week's incidents (IncidentFiguresOf): recorded,
+	// leaked, near misses, and the time to remediation of those
+	// remediated in the week.
+	Incidents IncidentFigures `json:"incidents"`
 }
 
 // URL is where the dashboard shows the report, "" without a dashboard.
@@ -471,6 +476,7 @@ func BuildWeeklyReport(events []Event, escalations map[string]*Escalation, quota
 		return cmp.Or(cmp.Compare(b.Fired, a.Fired), cmp.Compare(b.Decided, a.Decided), strings.Compare(a.ID, b.ID))
 	})
 	r.Signals, _ = bound(r.Signals, ReportSignals)
+	r.Incidents = IncidentFiguresOf(events, from, to)
 	return r
 }
 
@@ -836,6 +842,12 @@ func RenderReportText(r *WeeklyReport) string {
 			}
 			fmt.Fprintf(&b, ": fired on %d opened; of %d decided, %d rejected, %d with changes asked\n", s.Fired, s.Decided, s.Rejected, s.Changed)
 		}
+	}
+	if f := r.Incidents; f.Any() {
+		b.WriteString("\nIncidents:\n")
+		fmt.Fprintf(&b, "- %d recorded; defect leakage %d of %d (%d%%): not escalated, or escalated below the policy's tier\n", f.Recorded, f.Leakage.Count, f.Leakage.Of, f.Leakage.Percent())
+		fmt.Fprintf(&b, "- near misses: %d (approved escalations whose MR later had an incident)\n", f.NearMisses)
+		fmt.Fprintf(&b, "- time to remediation (median / 90th percentile, over how many): %s\n", spreadText(f.Remediation))
 	}
 	if u := r.URL(); u != "" {
 		fmt.Fprintf(&b, "\nOn the dashboard: %s\n", u)

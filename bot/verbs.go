@@ -53,6 +53,10 @@ var verbs = []verbSpec{
 		decide: (*decision).overrideCap},
 	{verb: VerbAway, usage: "/threatgate away until YYYY-MM-DD | off", about: "say you are away until that day (your groups' backups are asked meanwhile), or back",
 		decide: (*decision).away},
+	{verb: VerbIncident, usage: "/threatgate incident <group/proj!iid | MR URL> [--fixed-by <MR ref>] <summary>", about: "record a security defect traced to a merged MR (any person of the policy); the reply names its id, INC-n", text: "summary",
+		decide: (*decision).incident},
+	{verb: VerbIncidentFixed, usage: "/threatgate incident-fixed <INC-id> [note]", about: "record that an incident was remediated (time to remediation runs from when it was recorded)", text: "note",
+		decide: (*decision).incidentFixed},
 	{verb: VerbHelp, usage: "/threatgate help [command]", about: "show this help, or one command's", anyone: true},
 }
 

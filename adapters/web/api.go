@@ -10,8 +10,10 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/threatgate/threatgate/bot"
@@ -139,4 +141,97 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// maxIncidentBody bounds a POST /api/incidents body.
+const maxIncidentBody = 16 << 10
+
+// IncidentRequest is the body of POST /api/incidents; its keys are a
+// contract with API users.
+type IncidentRequest struct {
+	MR       string `json:"mr"`       // group/proj!12 or the MR's URL
+	Summary  string `json:"summary"`  // what went wrong
+	Reporter string `json:"reporter"` // a person id of the policy
+	FixedBy  string `json:"fixed_by,omitempty"`
+}
+
+// IncidentResponse answers a recorded incident.
+type IncidentResponse struct {
+	Incident string `json:"incident"` // "INC-7"
+	Text     string `json:"text"`     // what /threatgate incident would reply
+}
+
+// postIncident serves POST /api/incidents: the same input as
+// /threatgate incident, from the reporter (who must be a person of the
+// policy). It takes JSON only, so that a form on another site cannot post
+// one with a signed-in browser's cookie. An Idempotency-Key header makes a
+// retried request a no-op.
+func (s *Server) postIncident(w http.ResponseWriter, r *http.Request) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		apiError(w, http.StatusUnsupportedMediaType, "send the incident as application/json: {\"mr\": \"group/proj!12\", \"summary\": \"...\", \"reporter\": \"person-id\"}")
+		return
+	}
+	var req IncidentRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxIncidentBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "the body is not an incident: want {\"mr\": \"group/proj!12\", \"summary\": \"...\", \"reporter\": \"person-id\"}")
+		return
+	}
+	var problems []string
+	mr, err := bot.ParseMRRef(req.MR)
+	if err != nil {
+		problems = append(problems, "mr: "+problemText(err))
+	}
+	c := bot.Command{Verb: bot.VerbIncident, MR: mr, Text: strings.TrimSpace(req.Summary)}
+	if req.FixedBy != "" {
+		if c.FixedBy, err = bot.ParseMRRef(req.FixedBy); err != nil {
+			problems = append(problems, "fixed_by: "+problemText(err))
+		}
+	}
+	if c.Text == "" {
+		problems = append(problems, "summary: say what went wrong")
+	}
+	if req.Reporter == "" {
+		problems = append(problems, "reporter: name the person of the policy who reports it")
+	}
+	if len(problems) > 0 {
+		apiError(w, http.StatusUnprocessableEntity, strings.Join(problems, "; "))
+		return
+	}
+	// Held to what a typed command is: its limits, no control characters.
+	if c, err = bot.ParseCommand(c.String()); err != nil {
+		apiError(w, http.StatusUnprocessableEntity, problemText(err))
+		return
+	}
+	in := bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Person: req.Reporter, Surface: "api"}, Command: &c}
+	if k := r.Header.Get("Idempotency-Key"); k != "" {
+		in.Key = "api-incident:" + k
+	}
+	rep, err := s.Engine.Handle(r.Context(), in)
+	if p, ok := bot.IsProblem(err); ok {
+		apiError(w, http.StatusUnprocessableEntity, p.Error())
+		return
+	}
+	if err != nil {
+		s.log.Error("record an incident", bot.LogErr, err)
+		apiError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	status := http.StatusCreated
+	if rep.Duplicate {
+		status = http.StatusOK
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(IncidentResponse{Incident: rep.Incident, Text: rep.Text})
+}
+
+// problemText is a Problem's text; any other error reads "internal error".
+func problemText(err error) string {
+	if p, ok := bot.IsProblem(err); ok {
+		return p.Error()
+	}
+	return "internal error"
 }

@@ -45,7 +45,13 @@ type dashboardView struct {
 	Chart    template.HTML
 	States   []stateCount // every escalation by state
 	SetAside setAside     // items the background loops set aside; shown when Count > 0
+	// Incidents are the last incidentDays' incidents: leakage, near
+	// misses, time to remediation (read from that window of the log).
+	Incidents bot.IncidentFigures
 }
+
+// incidentDays is how far back the incidents tile looks.
+const incidentDays = 30
 
 // setAside is what the "Set aside" section shows: the number of dead
 // letters and the newest of them (never their payloads).
@@ -132,7 +138,22 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if v.Incidents, err = s.incidents(r.Context(), s.now()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	s.Render(w, r, "dashboard", "Dashboard", v)
+}
+
+// incidents sums up the incidents of the incidentDays before now, from
+// that window of the audit log only.
+func (s *Server) incidents(ctx context.Context, now time.Time) (bot.IncidentFigures, error) {
+	from, to := now.AddDate(0, 0, -incidentDays), now.Add(time.Nanosecond)
+	events, err := s.Store.EventsBetween(ctx, from, to)
+	if err != nil {
+		return bot.IncidentFigures{}, fmt.Errorf("read the incidents: %w", err)
+	}
+	return bot.IncidentFiguresOf(events, from, to), nil
 }
 
 // setAside reads the count of dead letters and, when there are any, the

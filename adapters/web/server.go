@@ -65,8 +65,11 @@ type Server struct {
 	Log            *slog.Logger
 	DashboardToken bot.Secret   // when non-empty: pages, /api and the console need it (bearer token or login cookie)
 	Console        http.Handler // mounted at /console and /console/ when non-nil
-	Banner         string       // optional notice on every page, e.g. "Demo mode: ..."
-	HTTPS          bool         // people reach threatgate over https (behind a proxy): cookies are Secure
+	// Engine, when set, takes POST /api/incidents (the same input as
+	// /threatgate incident).
+	Engine Handler
+	Banner string // optional notice on every page, e.g. "Demo mode: ..."
+	HTTPS  bool   // people reach threatgate over https (behind a proxy): cookies are Secure
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed when the client's address is needed (throttling wrong
 	// tokens, see throttle.go). Empty: the TCP peer is the client and the
@@ -117,6 +120,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /export", s.requireAuth(http.HandlerFunc(s.export)))
 	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log}))
 	mux.Handle("GET /reports/weekly", s.requireAuth(http.HandlerFunc(s.weeklyReport)))
+	if s.Engine != nil {
+		mux.Handle("POST /api/incidents", s.requireAuth(http.HandlerFunc(s.postIncident)))
+	}
 	mux.HandleFunc("GET /login", s.loginForm)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)

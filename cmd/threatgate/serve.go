@@ -91,7 +91,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	}
 
 	s.web = &web.Server{Store: db, Policy: s.engine.Policy, Clock: clock, Log: log, DashboardToken: sec.DashboardToken, Banner: x.Banner,
-		HTTPS: strings.HasPrefix(cfg.PublicURL(), "https://")}
+		HTTPS: strings.HasPrefix(cfg.PublicURL(), "https://"), Engine: s.engine}
 	if cfg.Web != nil {
 		s.web.TrustedProxies = cfg.Web.Proxies()
 	}

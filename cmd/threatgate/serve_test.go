@@ -261,3 +261,18 @@ func TestPagesRefuseForeignHostsWithoutAToken(t *testing.T) {
 		t.Errorf("/healthz with a foreign host: %d", w.Code)
 	}
 }
+
+// TestServeRecordsIncidents: POST /api/incidents is served by serve's own
+// wiring (the web server has the engine), behind the dashboard token.
+func TestServeRecordsIncidents(t *testing.T) {
+	l := startServer(t, "web:\n  dashboard_token_env: TG_DASH\n", map[string]string{"TG_DASH": dashboardToken})
+	body := `{"mr":"shop/api!7","summary":"token leaked in logs","reporter":"alice"}`
+	resp, _ := l.do(http.MethodPost, "/api/incidents", "", map[string]string{"Content-Type": "application/json"}, body)
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		t.Errorf("without the token: %d", resp.StatusCode)
+	}
+	resp, got := l.do(http.MethodPost, "/api/incidents", "", map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + dashboardToken}, body)
+	if resp.StatusCode != http.StatusCreated || !strings.Contains(got, "INC-1") {
+		t.Errorf("with the token: %d %s", resp.StatusCode, got)
+	}
+}
