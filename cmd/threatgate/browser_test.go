@@ -80,14 +80,27 @@ func TestBrowserConsoleToDashboard(t *testing.T) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true), chromedp.WindowSize(1280, 1000))
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
 	// Start the browser with no deadline (a deadline on the first run
-	// would kill it), then bound every step.
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	// would kill it), then bound every step. On a loaded machine (CI runs
+	// every package's tests at once) Chromium sometimes fails to come up
+	// the first time: it gets three tries.
+	var bctx context.Context
+	var startErr error
+	for try := 1; try <= 3; try++ {
+		actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+		defer cancelA()
+		c, cancelB := chromedp.NewContext(actx)
+		defer cancelB()
+		if startErr = chromedp.Do(c); startErr == nil {
+			bctx = c
+			break
+		}
+		t.Logf("start chromium, try %d: %v", try, startErr)
+		cancelB()
+		cancelA()
+	}
+	if bctx == nil {
+		t.Fatalf("start chromium: %v", startErr)
 	}
 	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
 	defer cancel()
