@@ -272,13 +272,19 @@ func deferredKey(e *bot.Escalation) []byte { return append(timeKey(e.DeferredUnt
 // ended at now, earliest first, at most limit (<= 0: all). It reads only
 // those (the deferred_until index).
 func (d *DB) DeferralsDue(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	return d.dueIDs(ctx, bucketDeferred, "deferrals", now, limit)
+}
+
+// dueIDs reads a time-keyed index (time key + id) up to now: the ids of
+// the entries due, earliest first, at most limit (<= 0: all).
+func (d *DB) dueIDs(ctx context.Context, bucket []byte, what string, now time.Time, limit int) ([]string, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("read deferrals due: %w", err)
+		return nil, fmt.Errorf("read %s due: %w", what, err)
 	}
 	var out []string
 	until := string(timeKey(now))
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketDeferred).Cursor()
+		c := tx.Bucket(bucket).Cursor()
 		for k, _ := c.First(); k != nil && string(k[:8]) <= until; k, _ = c.Next() {
 			if limit > 0 && len(out) == limit {
 				break
@@ -288,7 +294,7 @@ func (d *DB) DeferralsDue(ctx context.Context, now time.Time, limit int) ([]stri
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read deferrals due: %w", err)
+		return nil, fmt.Errorf("read %s due: %w", what, err)
 	}
 	return out, nil
 }

@@ -19,25 +19,7 @@ func tickKey(e *bot.Escalation) []byte { return append(timeKey(e.NextTick), e.ID
 // now, earliest first, at most limit (<= 0: all). It reads only those (the
 // tick_due index): a sweep that finds nothing to do reads one key.
 func (d *DB) TicksDue(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("read ticks due: %w", err)
-	}
-	var out []string
-	until := string(timeKey(now))
-	err := d.bolt.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketTickDue).Cursor()
-		for k, _ := c.First(); k != nil && string(k[:8]) <= until; k, _ = c.Next() {
-			if limit > 0 && len(out) == limit {
-				break
-			}
-			out = append(out, string(k[8:]))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read ticks due: %w", err)
-	}
-	return out, nil
+	return d.dueIDs(ctx, bucketTickDue, "ticks", now, limit)
 }
 
 // tickEpoch is the NextTick schema 5 gives the open escalations it finds:
