@@ -210,6 +210,10 @@ func (e *Engine) lockIndex(in Input) int {
 		fmt.Fprintf(h, "%s!%d", in.MR.MR.Project(), in.MR.MR.IID)
 	case in.Command != nil && in.Command.Verb == VerbEscalate:
 		fmt.Fprintf(h, "%s!%d", in.Command.MR.Project, in.Command.MR.IID)
+	case in.Command != nil && (in.Command.Verb == VerbIncident || in.Command.Verb == VerbIncidentFixed):
+		// Incidents belong to no escalation: one stripe for all, so two
+		// commands about one incident never race.
+		h.Write([]byte("incidents"))
 	case in.Command != nil && in.Command.Escalation != "":
 		h.Write([]byte(in.Command.Escalation))
 	default:

@@ -443,6 +443,12 @@ func firstDecision(events []Event) (int, *Decided) {
 		if k == "" {
 			continue
 		}
+		if k == DecidedWithdrawn && resumedAfter(events[i+1:]) {
+			// A withdrawal (a closed MR) that did not hold: the
+			// escalation came back, so its real decision is later (a
+			// merge past the gate cannot hide behind a close and reopen).
+			continue
+		}
 		d := &Decided{Kind: k, At: ev.At.UTC(), By: ev.Actor, Seq: ev.Seq, SHA: ev.SHA}
 		if k == DecidedWithdrawn || k == DecidedRejected {
 			d.Text = reason
@@ -893,4 +899,15 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// resumedAfter reports whether events bring a withdrawn escalation back:
+// a state change out of withdrawn.
+func resumedAfter(events []Event) bool {
+	for _, ev := range events {
+		if ev.Kind == EventStateChanged && ev.Data.From == StateWithdrawn {
+			return true
+		}
+	}
+	return false
 }

@@ -170,7 +170,7 @@ func md(s string) string {
 // webURL reports whether s is one plain http(s) URL that can be written
 // as a Markdown link.
 func webURL(s string) bool {
-	if strings.ContainsAny(s, " \t\r\n<>()[]`\"") {
+	if strings.ContainsAny(s, " \t\r\n<>()[]`\"|") {
 		return false
 	}
 	u, err := url.Parse(s)

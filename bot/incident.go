@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/threatgate/threatgate/policies"
@@ -50,6 +51,11 @@ func (d *decision) incident(c *Command) error {
 		id = IncidentPlaceholder
 	}
 	data := EventData{Incident: id, Project: c.MR.Project, MRIID: c.MR.IID, MRURL: c.MR.URL, Text: c.Text, Ref: c.FixedBy.String()}
+	if e != nil && e.Project == c.MR.Project && e.MRIID == c.MR.IID && e.State.Active() && e.MRState != "merged" {
+		// Still under review, never merged: its code cannot have caused
+		// a defect yet.
+		return problemf(verbField(c.Verb), "%s!%d is still under review (%s, %s) and was never merged: an incident is a defect traced to merged code", c.MR.Project, c.MR.IID, e.ID, strings.ReplaceAll(string(e.State), "_", " "))
+	}
 	if e != nil && e.Project == c.MR.Project && e.MRIID == c.MR.IID {
 		data.EscalationID, data.Tier = e.ID, e.Tier
 		if data.MRURL == "" {

@@ -22,6 +22,12 @@ func TestEngineIncident(t *testing.T) {
 	if _, err := r.eng.Handle(ctx, mrInput(7, "aaa", r.clock.Now(), "src/auth/login.go")); err != nil {
 		t.Fatal(err)
 	}
+	// Merged (past its gate): an incident is about merged code.
+	merged := mrInput(7, "aaa", r.clock.Now(), "src/auth/login.go")
+	merged.MR.Action = bot.MRMerge
+	if _, err := r.eng.Handle(ctx, merged); err != nil {
+		t.Fatal(err)
+	}
 	esc, err := r.db.FindByMR(ctx, "shop/api", 7)
 	if err != nil {
 		t.Fatal(err)

@@ -298,6 +298,11 @@ func (d *decision) validateRisk(c *Command) error {
 	if RiskValidated(e, d.pol) {
 		return problemf(f, "the score %d of %s is already validated by %s", r.Score, e.ID, r.ValidatedBy)
 	}
+	if !d.in.WrittenAt.IsZero() && d.in.WrittenAt.Before(r.At) {
+		// Written before the current score was recorded: it was about
+		// another score.
+		return problemf(f, "the score was changed to %d by %s at %s, after you wrote this; check the new score and validate it again", r.Score, r.By, r.At.UTC().Format("15:04:05 MST"))
+	}
 	d.emit(EventRiskValidated, EventData{Risk: r.Score, Text: c.Text})
 	d.reply("Residual risk %d of %s (scored by %s) validated by %s.", r.Score, d.id(), r.By, me)
 	return nil

@@ -109,6 +109,8 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 	got := map[uint64]string{} // the hashes of the anchored events
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		prevSeq, prevHash := uint64(0), genesisHash
+		byEsc := tx.Bucket(bucketEventsByEsc)
+		indexed := 0
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
@@ -124,6 +126,18 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 			if err != nil {
 				return err
 			}
+			// The per-escalation index is not under the chain: every
+			// event of an escalation must be filed under it, and nothing
+			// else (bundles read through it).
+			var owner struct {
+				Escalation string `json:"escalation"`
+			}
+			if json.Unmarshal(v, &owner) == nil && owner.Escalation != "" {
+				if byEsc.Get(escSeqKey(owner.Escalation, seq)) == nil {
+					return &ChainError{Seq: seq, Reason: fmt.Sprintf("index events_by_esc: event %d of %s is not filed under it (an escalation's record would miss it)", seq, owner.Escalation)}
+				}
+				indexed++
+			}
 			if _, ok := bySeq[seq]; ok {
 				got[seq] = hash
 			}
@@ -135,6 +149,9 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 		}
 		if err := auditHead(tx, prevSeq, prevHash); err != nil {
 			return err
+		}
+		if n := byEsc.Stats().KeyN; n != indexed {
+			return &ChainError{Seq: prevSeq, Reason: fmt.Sprintf("index events_by_esc has %d entries for %d events of escalations: an entry files an event under an escalation it is not about", n, indexed)}
 		}
 		res.HeadSeq = prevSeq
 		if prevSeq > 0 {

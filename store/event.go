@@ -108,6 +108,11 @@ func (d *DB) Events(ctx context.Context, escalationID string) ([]bot.Event, erro
 			if err := json.Unmarshal(rec, &ev); err != nil {
 				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(seq), err)
 			}
+			if ev.Escalation != escalationID {
+				// The index is not under the hash chain: never let it
+				// put another escalation's event in this one's record.
+				return fmt.Errorf("index events_by_esc files event %d of %q under %s; run threatgate audit verify", ev.Seq, ev.Escalation, escalationID)
+			}
 			out = append(out, ev)
 		}
 		if len(out) == 0 && tx.Bucket(bucketEscalations).Get([]byte(escalationID)) == nil {

@@ -120,6 +120,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /export", s.requireAuth(http.HandlerFunc(s.export)))
 	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log}))
 	mux.Handle("GET /reports/weekly", s.requireAuth(http.HandlerFunc(s.weeklyReport)))
+	mux.Handle("GET /reports/retro", s.requireAuth(http.HandlerFunc(s.retro)))
 	if s.Engine != nil {
 		mux.Handle("POST /api/incidents", s.requireAuth(http.HandlerFunc(s.postIncident)))
 	}

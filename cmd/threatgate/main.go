@@ -53,10 +53,12 @@ Usage:
   threatgate export --from DATE --to DATE --out DIR [--format json|csv|md] [--data DIR] [--force]
                                                       evidence bundles of the escalations decided from DATE to DATE
                                                       (both included, UTC; docs/EXPORT.md)
+  threatgate retro --quarter 2026Q4 [--format text|json] [--data DIR]
+                                                      the quarter's retrospective: outcomes, breaches, tuning suggestions
   threatgate version                                  print the version
 
-Without --policy the embedded default policy is used. audit, backup and
-export take --config FILE for data_dir (default ./threatgate-data) and the
+Without --policy the embedded default policy is used. audit, backup,
+export and retro take --config FILE for data_dir (default ./threatgate-data) and the
 server's URL.
 `
 
@@ -96,6 +98,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.backup(args[1:])
 	case "export":
 		return e.export(args[1:])
+	case "retro":
+		return e.retro(args[1:])
 	}
 	return e.usage("unknown command %q", args[0])
 }

@@ -1,0 +1,75 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/threatgate/threatgate/bot"
+)
+
+// retroView is what templates/retro.html shows.
+type retroView struct {
+	R    *bot.Retro
+	Name string // "2026Q4"
+	JSON string
+}
+
+// retro serves GET /reports/retro: the retrospective of ?quarter=2026Q4
+// (by default the current quarter, UTC), in the shared layout, or as JSON
+// (bot.Retro) with ?format=json. A malformed quarter, one that has not
+// begun, or another format is a 400 saying what is expected. It reads
+// that quarter of the audit log only (bot.RetroOf), never the whole
+// store.
+func (s *Server) retro(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	format := q.Get("format")
+	asJSON := format == "json"
+	refuse := func(msg string) {
+		if asJSON {
+			apiError(w, http.StatusBadRequest, msg)
+			return
+		}
+		s.RenderError(w, r, http.StatusBadRequest, msg)
+	}
+	if format != "" && format != "json" && format != "html" {
+		refuse(fmt.Sprintf("format: want json (or nothing, for the page), got %q.", format))
+		return
+	}
+	now := s.now()
+	name := bot.Quarter(now)
+	if v := q.Get("quarter"); v != "" {
+		name = v
+	}
+	year, quarter, err := bot.ParseQuarter(name)
+	if err != nil {
+		refuse(err.Error() + ".")
+		return
+	}
+	name = bot.QuarterName(year, quarter)
+	if bot.QuarterStart(year, quarter).After(now) {
+		refuse(fmt.Sprintf("quarter: %s has not begun yet; the current quarter is %s.", name, bot.Quarter(now)))
+		return
+	}
+	rep, err := bot.RetroOf(r.Context(), s.Store, year, quarter, now, s.policy())
+	if err != nil {
+		if asJSON {
+			s.log.Error("retro", bot.LogErr, err)
+			apiError(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		s.fail(w, r, err)
+		return
+	}
+	if asJSON {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return
+	}
+	v := retroView{R: rep, Name: name, JSON: "/reports/retro?" + url.Values{"quarter": {name}, "format": {"json"}}.Encode()}
+	s.Render(w, r, "retro", "Retrospective "+name, v)
+}
