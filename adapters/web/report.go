@@ -27,17 +27,8 @@ type reportView struct {
 // names and the open ones (bot.WeeklyReportOf), never the whole store.
 func (s *Server) weeklyReport(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	format := q.Get("format")
-	asJSON := format == "json"
-	refuse := func(msg string) {
-		if asJSON {
-			apiError(w, http.StatusBadRequest, msg)
-			return
-		}
-		s.RenderError(w, r, http.StatusBadRequest, msg)
-	}
-	if format != "" && format != "json" && format != "html" {
-		refuse(fmt.Sprintf("format: want json (or nothing, for the page), got %q.", format))
+	asJSON, refuse, ok := s.reportFormat(w, r)
+	if !ok {
 		return
 	}
 	now := s.now()
@@ -93,4 +84,24 @@ func reportURL(week, format string) string {
 		q.Set("format", format)
 	}
 	return "/reports/weekly?" + q.Encode()
+}
+
+// reportFormat reads a report page's ?format (json, or html/nothing for
+// the page) and returns how to refuse a bad request in that format; ok is
+// false when the format itself was refused (the answer is written).
+func (s *Server) reportFormat(w http.ResponseWriter, r *http.Request) (asJSON bool, refuse func(msg string), ok bool) {
+	format := r.URL.Query().Get("format")
+	asJSON = format == "json"
+	refuse = func(msg string) {
+		if asJSON {
+			apiError(w, http.StatusBadRequest, msg)
+			return
+		}
+		s.RenderError(w, r, http.StatusBadRequest, msg)
+	}
+	if format != "" && format != "json" && format != "html" {
+		refuse(fmt.Sprintf("format: want json (or nothing, for the page), got %q.", format))
+		return asJSON, refuse, false
+	}
+	return asJSON, refuse, true
 }

@@ -24,17 +24,8 @@ type retroView struct {
 // store.
 func (s *Server) retro(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	format := q.Get("format")
-	asJSON := format == "json"
-	refuse := func(msg string) {
-		if asJSON {
-			apiError(w, http.StatusBadRequest, msg)
-			return
-		}
-		s.RenderError(w, r, http.StatusBadRequest, msg)
-	}
-	if format != "" && format != "json" && format != "html" {
-		refuse(fmt.Sprintf("format: want json (or nothing, for the page), got %q.", format))
+	asJSON, refuse, ok := s.reportFormat(w, r)
+	if !ok {
 		return
 	}
 	now := s.now()
