@@ -44,8 +44,29 @@ type Config struct {
 	Discord   *DiscordConfig
 	PagerDuty *PagerDutyConfig
 	Web       *WebConfig
+	Retention *RetentionConfig
 
 	src *configSource // where each key was written; nil for a Config not read from a file
+}
+
+// RetentionConfig is the retention section: how long the bulky payloads
+// of closed escalations are kept in the audit log (store.DB.Compact).
+type RetentionConfig struct {
+	// ClosedDays is how many days after an escalation's last event, once
+	// it is closed, its bulky events are compacted; 0 = never (the default).
+	ClosedDays int
+}
+
+// minRetentionClosedDays is the least retention.closed_days accepted.
+const minRetentionClosedDays = 30
+
+// Closed is how long a closed escalation keeps its bulky payloads; 0
+// when compaction is off (no section or closed_days 0).
+func (r *RetentionConfig) Closed() time.Duration {
+	if r == nil || r.ClosedDays <= 0 {
+		return 0
+	}
+	return time.Duration(r.ClosedDays) * 24 * time.Hour
 }
 
 // GitLabConfig is the gitlab section.
@@ -242,11 +263,12 @@ func (d *configDecoder) fail(n *yaml.Node, field, format string, args ...any) {
 }
 
 var (
-	topKeys       = []string{"listen", "data_dir", "policy", "max_body_bytes", "gitlab", "slack", "discord", "pagerduty", "web"}
+	topKeys       = []string{"listen", "data_dir", "policy", "max_body_bytes", "gitlab", "slack", "discord", "pagerduty", "web", "retention"}
 	gitlabKeys    = []string{"url", "token_env", "token_file", "webhook_secret_env", "webhook_secret_file", "status_name", "gate", "status_check_name", "status_check_secret_env", "status_check_secret_file", "reconcile_every", "timeout"}
 	slackKeys     = []string{"bot_token_env", "bot_token_file", "signing_secret_env", "signing_secret_file", "app_token_env", "app_token_file", "api_url", "team_id", "channel", "security_channel"}
 	discordKeys   = []string{"bot_token_env", "bot_token_file", "public_key", "api_url", "channel_id", "security_channel_id", "application_id"}
 	pagerdutyKeys = []string{"routing_key_env", "routing_key_file", "events_url"}
+	retentionKeys = []string{"closed_days"}
 	webKeys       = []string{"public_url", "dashboard_token_env", "dashboard_token_file", "console", "metrics_public", "trusted_proxies"}
 )
 
@@ -271,6 +293,8 @@ func (d *configDecoder) config(root *yaml.Node, c *Config) {
 			c.PagerDuty = d.pagerduty(v, f)
 		case "web":
 			c.Web = d.web(v, f)
+		case "retention":
+			c.Retention = d.retention(v, f)
 		}
 	})
 }
@@ -409,6 +433,32 @@ func (d *configDecoder) web(n *yaml.Node, section string) *WebConfig {
 		}
 	})
 	return w
+}
+
+func (d *configDecoder) retention(n *yaml.Node, section string) *RetentionConfig {
+	r := &RetentionConfig{}
+	d.mapping(n, section, retentionKeys, func(key string, v *yaml.Node, f string) {
+		switch key {
+		case "closed_days":
+			d.count(v, f, &r.ClosedDays)
+		}
+	})
+	return r
+}
+
+// count reads a whole number from 0 to 100000.
+func (d *configDecoder) count(n *yaml.Node, f string, dst *int) {
+	const want = "a whole number of days such as 365"
+	n, ok := d.scalar(n, f, want)
+	if !ok {
+		return
+	}
+	v, err := strconv.Atoi(strings.ReplaceAll(n.Value, "_", ""))
+	if err != nil || v < 0 || v > 100000 {
+		d.fail(n, f, "want %s, got %q", want, n.Value)
+		return
+	}
+	*dst = v
 }
 
 // defaultEnv names the default environment variable for a secret unless
@@ -780,6 +830,9 @@ func (c *Config) Validate() error {
 				v.fail(fmt.Sprintf("web.trusted_proxies[%d]", i), `want an IP address or a CIDR prefix such as "10.0.0.0/8" or "::1", got %q`, p)
 			}
 		}
+	}
+	if r := c.Retention; r != nil && r.ClosedDays != 0 && r.ClosedDays < minRetentionClosedDays {
+		v.fail("retention.closed_days", "want 0 (keep everything) or at least %d days, got %d: payloads are evidence, and a closed escalation may still be audited or reopened", minRetentionClosedDays, r.ClosedDays)
 	}
 	return joinConfigProblems(v.probs)
 }

@@ -203,7 +203,10 @@ func TestConfigLoadProblems(t *testing.T) {
 		want []string // every problem, in order
 	}{
 		{"unknown top-level key", "listen: :8080\nlisten_addr: x\n",
-			[]string{`2:1: unknown key "listen_addr"; want one of listen, data_dir, policy, max_body_bytes, gitlab, slack, discord, pagerduty, web`}},
+			[]string{`2:1: unknown key "listen_addr"; want one of listen, data_dir, policy, max_body_bytes, gitlab, slack, discord, pagerduty, web, retention`}},
+		{"retention days not a number", "retention:\n  closed_days: a year\n", []string{`2:16: retention.closed_days: want a whole number of days such as 365, got "a year"`}},
+		{"retention days negative", "retention:\n  closed_days: -1\n", []string{`2:16: retention.closed_days: want a whole number of days`}},
+		{"retention unknown key", "retention:\n  days: 365\n", []string{`2:3: retention: unknown key "days"; want one of closed_days`}},
 		{"unknown key in a section", "gitlab:\n  url: https://gitlab.example.com\n  gate: status\n  project: 7\n",
 			[]string{`4:3: gitlab: unknown key "project"; want one of url, token_env`}},
 		{"wrong type", "listen: [1]\n", []string{`1:9: listen: want a string, got a list`}},
@@ -292,6 +295,10 @@ func TestConfigValidate(t *testing.T) {
 		want []string // "line:col: field: start of the message"; nil = valid
 	}{
 		{"defaults", "", nil},
+		{"retention a year", "retention:\n  closed_days: 365\n", nil},
+		{"retention off", "retention:\n  closed_days: 0\n", nil},
+		{"retention at the least", "retention:\n  closed_days: 30\n", nil},
+		{"retention too short", "retention:\n  closed_days: 29\n", []string{"2:16: retention.closed_days: want 0 (keep everything) or at least 30 days, got 29"}},
 		{"listen without a port", "listen: localhost\n", []string{`1:9: listen: want host:port such as "127.0.0.1:8080" or ":8080", got "localhost"`}},
 		{"listen with a bad port", "listen: ':http'\n", []string{`1:9: listen: want host:port`}},
 		{"listen on every interface", "listen: ':0'\n", nil},
@@ -664,5 +671,18 @@ func TestConfigSlackSocketModeSecrets(t *testing.T) {
 	c = mustLoad(t, "slack: {team_id: T0TEAM, channel: C0ESC, signing_secret_file: /nonexistent/secret}\n")
 	if _, _, err = c.LoadSecrets(envOf(map[string]string{"THREATGATE_SLACK_BOT_TOKEN": "xoxb-1", "THREATGATE_SLACK_APP_TOKEN": "xapp-1"})); err == nil || !strings.Contains(err.Error(), "slack.signing_secret_file") {
 		t.Errorf("an unreadable signing secret file in socket mode: %v", err)
+	}
+}
+
+func TestConfigRetention(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, "retention:\n  closed_days: 365\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Retention == nil || c.Retention.ClosedDays != 365 || c.Retention.Closed() != 365*24*time.Hour {
+		t.Errorf("Retention = %+v", c.Retention)
+	}
+	if d := DefaultConfig().Retention.Closed(); d != 0 {
+		t.Errorf("default retention = %s, want 0 (off)", d)
 	}
 }
