@@ -58,7 +58,10 @@ type Event struct {
 	SHA        string    `json:"sha,omitempty"`
 	Data       EventData `json:"data"`
 	PrevHash   string    `json:"prev_hash,omitempty"`
-	Hash       string    `json:"hash,omitempty"`
+	// Compacted is set on a stored event whose bulky payload retention
+	// removed (retention.go); its Hash is the one it was sealed with.
+	Compacted *Compaction `json:"compacted,omitempty"`
+	Hash      string      `json:"hash,omitempty"`
 }
 
 // EventData is the payload of an event; each kind sets the fields it
@@ -135,6 +138,9 @@ type EventData struct {
 	Leaked       bool      `json:"leaked,omitempty"`        // incident_recorded: not escalated, or escalated below PolicyTier
 	NearMiss     bool      `json:"near_miss,omitempty"`     // incident_recorded: the MR's escalation had been approved
 	Since        time.Time `json:"since,omitzero"`          // incident_fixed: when the incident was recorded
+
+	// Retention (compacted): the records compacted.
+	Records []CompactedRecord `json:"records,omitempty"`
 }
 
 // apply folds one event into the projection and returns the new one; esc
@@ -311,6 +317,11 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		}
 	case EventStatusForged:
 		e.Forged++
+	case EventCompacted:
+		// Not activity: the retention clock and "last updated" stay.
+		e.UpdatedAt = esc.UpdatedAt
+		compactProjection(e, ev.At)
+		e.CompactedVersion = e.Version
 	case EventReopened:
 		e.MRState = "opened"
 	case EventStateChanged:
@@ -340,6 +351,10 @@ func apply(esc *Escalation, ev Event) *Escalation {
 	}
 	return e
 }
+
+// ApplyCompaction returns esc with the EventCompacted event ev applied
+// (the store's Compact makes the projection with it).
+func ApplyCompaction(esc *Escalation, ev Event) *Escalation { return apply(esc, ev) }
 
 // Replay folds events in order into a projection, nil for no events.
 func Replay(events []Event) *Escalation {

@@ -398,7 +398,11 @@ func RenderBundleMarkdown(bd *Bundle) string {
 			for i, e := range s.Evidence {
 				ev[i] = md(e)
 			}
-			rows = append(rows, []string{md(s.ID), md(s.Category), strconv.Itoa(s.Weight), strings.Join(ev, "<br>")})
+			evidence := strings.Join(ev, "<br>")
+			if s.Evidence == nil && bd.Retention != nil {
+				evidence = "*removed by retention*"
+			}
+			rows = append(rows, []string{md(s.ID), md(s.Category), strconv.Itoa(s.Weight), evidence})
 		}
 		mdTable(&b, []string{"Signal", "Category", "Weight", "Evidence (as stored, redacted)"}, rows)
 	}
@@ -472,7 +476,11 @@ func RenderBundleMarkdown(bd *Bundle) string {
 	} else {
 		var rows [][]string
 		for _, a := range bd.Artifacts {
-			rows = append(rows, []string{seqText(a.Seq), md(artifactLabel(ArtifactSpec{a.Kind, a.Name})), mdRef(a.Ref), md(a.By), stamp(a.At), code(ShortSHA(a.SHA))})
+			ref := mdRef(a.Ref)
+			if !a.Removed.IsZero() {
+				ref = "*text removed by retention " + stamp(a.Removed) + "*"
+			}
+			rows = append(rows, []string{seqText(a.Seq), md(artifactLabel(ArtifactSpec{a.Kind, a.Name})), ref, md(a.By), stamp(a.At), code(ShortSHA(a.SHA))})
 		}
 		mdTable(&b, []string{"Event", "Kind", "Link or text", "By", "At", "Head"}, rows)
 	}
@@ -585,6 +593,13 @@ func RenderBundleMarkdown(bd *Bundle) string {
 		tl = append(tl, []string{seqText(e.Seq), stamp(e.At), md(string(e.Kind)), md(e.Actor), md(e.Summary)})
 	}
 	mdTable(&b, []string{"Seq", "At", "Kind", "Actor", "Summary"}, tl)
+
+	if r := bd.Retention; r != nil {
+		b.WriteString("## Retention\n\n")
+		fmt.Fprintf(&b, "Retention removed the %s of %d events (%s) on %s, under compaction event %s. "+
+			"Each compacted event keeps its hash, and the compaction event records the digest of what remains, so `threatgate audit verify` still checks them; the removed text itself can no longer be shown.\n\n",
+			RetentionRemoved, len(r.Records), seqsText(r.Records), stamp(r.At), seqsText(r.Seqs))
+	}
 
 	c := bd.Chain
 	b.WriteString("## Audit chain\n\n")
@@ -741,4 +756,13 @@ func renderExportCSV(x *Export) []ExportFile {
 		csvFile("actions.csv", []string{"escalation", "n", "seq", "text", "owner", "due", "by", "at", "done", "done_at", "done_by"}, actions),
 		csvFile("timeline.csv", []string{"escalation", "seq", "at", "kind", "actor", "sha", "summary", "hash", "prev_hash"}, timeline),
 	}
+}
+
+// seqsText lists event numbers: "3, 5, 9".
+func seqsText(seqs []uint64) string {
+	parts := make([]string, len(seqs))
+	for i, s := range seqs {
+		parts[i] = seqText(s)
+	}
+	return strings.Join(parts, ", ")
 }

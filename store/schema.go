@@ -47,6 +47,7 @@ var buckets = [][]byte{
 	bucketDeadLetters,
 	bucketTickDue,
 	bucketAway,
+	bucketRetentionDue,
 }
 
 // Keys in the meta bucket.
@@ -85,6 +86,8 @@ var migrations = []migration{
 	migrate5TickIndex,
 	// 6: who is away (away.go).
 	migrate6Away,
+	// 7: closed escalations for retention (retention.go).
+	migrate7Retention,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).

@@ -343,7 +343,9 @@ func (s *server) reconcileLoop(ctx context.Context, every time.Duration) {
 }
 
 // jobs are what the schedule runs: the engine's sweep, digest and report.
-func (s *server) jobs() jobs { return engineJobs(s.engine, s.cfg.PublicURL()) }
+func (s *server) jobs() jobs {
+	return engineJobs(s.engine, s.cfg.PublicURL(), s.cfg.Retention.Closed())
+}
 
 // housekeeping prunes expired idempotency keys hourly.
 func (s *server) housekeeping(ctx context.Context) {
