@@ -86,8 +86,9 @@ type EventData struct {
 	Score    int              `json:"score,omitempty"`
 	Signals  []policies.Fired `json:"signals,omitempty"`
 	// TierDef is Tier's definition in force when the event was made
-	// (opened, tier_raised, retiered); nil in events recorded before
-	// definitions were kept.
+	// (opened, tier_raised, retiered; and state_changed to approved or
+	// rejected when the policy changed it since); nil in events recorded
+	// before definitions were kept.
 	TierDef *TierSnapshot `json:"tier_def,omitempty"`
 
 	// Manual escalations (opened); Urgent also on mr_updated, when an
@@ -347,6 +348,11 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		e.State = d.To
 		if d.To == StateApproved || d.To == StateRejected {
 			e.DecidedAt = ev.At
+			if d.TierDef != nil {
+				// The definition the decision was made under (the
+				// policy changed since the tier was entered).
+				e.TierDef = d.TierDef
+			}
 		}
 	}
 	return e

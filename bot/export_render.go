@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // The renderings of an export (docs/EXPORT.md): pure functions from an
@@ -616,10 +618,19 @@ func RenderBundleMarkdown(bd *Bundle) string {
 // CSV.
 
 // csvCell guards a cell against being read as a formula by a spreadsheet:
-// text starting with =, +, -, @, a tab or a carriage return gets a
+// text whose first character, after any spaces or invisible format
+// characters (which some spreadsheets skip), is =, +, -, @ or their
+// full-width forms, or that starts with a tab or a carriage return, gets a
 // leading apostrophe.
 func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	if s == "" {
+		return s
+	}
+	if s[0] == '\t' || s[0] == '\r' {
+		return "'" + s
+	}
+	first := strings.TrimLeftFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) })
+	if r, _ := utf8.DecodeRuneInString(first); strings.ContainsRune("=+-@\uFF1D\uFF0B\uFF0D\uFF20\uFE62\uFE63\uFE66\u2212", r) {
 		return "'" + s
 	}
 	return s

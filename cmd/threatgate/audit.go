@@ -139,7 +139,7 @@ func (e *env) openLocal(configPath, dataDir string, remote func(dir, url string)
 		return nil, exitFinding
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	db, err := store.Open(dir, store.LockTimeout(cliLockTimeout), store.Logger(log))
+	db, err := store.Open(dir, store.ReadOnly(), store.LockTimeout(cliLockTimeout), store.Logger(log))
 	if errors.Is(err, store.ErrInUse) {
 		fmt.Fprintf(e.stderr, "threatgate: %s is held by a running threatgate (bbolt allows one process); %s\n", dir, remote(dir, cfg.PublicURL()))
 		return nil, exitFinding
