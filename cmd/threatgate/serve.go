@@ -372,15 +372,12 @@ func (e *env) serve(args []string) int {
 		return e.usage("serve takes no arguments, got %q", rest[0])
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg, err := e.loadConfig(*configPath)
-	if err != nil {
-		return e.printProblems(err)
-	}
+	// Every problem of the file, its values and its secrets, at once.
+	cfg, sec, warnings, err := loadChecked(*configPath, os.Getenv)
 	for _, name := range cfg.unavailable() {
 		fmt.Fprintf(e.stderr, "threatgate: the %s integration is configured but not available in this build yet; remove its section to start\n", name)
 		return exitFinding
 	}
-	sec, warnings, err := cfg.LoadSecrets(os.Getenv)
 	if err != nil {
 		return e.printProblems(err)
 	}
@@ -418,16 +415,10 @@ func (e *env) serve(args []string) int {
 }
 
 // loadConfig reads the config file, or the defaults when path is "", and
-// validates it.
+// validates it, reporting every problem at once (loadChecked).
 func (e *env) loadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
-	if path != "" {
-		var err error
-		if cfg, err = LoadConfig(path); err != nil {
-			return cfg, err
-		}
-	}
-	return cfg, cfg.Validate()
+	cfg, _, _, err := loadChecked(path, nil)
+	return cfg, err
 }
 
 // unavailable names the configured integrations this build cannot run.
