@@ -71,8 +71,8 @@ type Client struct {
 	api  *gl.Client
 	cfg  Config
 	base string // cfg.BaseURL checked, without a trailing slash
-	log *slog.Logger
-	now func() time.Time
+	log  *slog.Logger
+	now  func() time.Time
 
 	mu     sync.Mutex
 	me     string               // the token's username, "" until known

@@ -45,7 +45,10 @@ func TestCheck(t *testing.T) {
 			false, []string{"gitlab.url " + other.URL + "/gitlab does not look like a GitLab API", "404 Not Found", "without /api/v4"}},
 		{"not gitlab at all", func(*gitlabtest.Server) (string, string) { return html.URL, gitlabtest.Token },
 			false, []string{"does not look like a GitLab API", "not GitLab's user JSON"}},
-		{"gitlab down", func(srv *gitlabtest.Server) (string, string) { srv.FailPath("/user", 1, 502); return srv.URL, srv.Token },
+		{"gitlab down", func(srv *gitlabtest.Server) (string, string) {
+			srv.FailPath("/user", 1, 502)
+			return srv.URL, srv.Token
+		},
 			true, []string{"answered 502 Bad Gateway", "down"}},
 		{"unreachable", func(*gitlabtest.Server) (string, string) { return goneURL, gitlabtest.Token },
 			true, []string{"cannot reach GitLab at " + goneURL, "connection refused", "check gitlab.url"}},
