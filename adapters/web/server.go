@@ -69,7 +69,10 @@ type Server struct {
 	// /threatgate incident).
 	Engine Handler
 	Banner string // optional notice on every page, e.g. "Demo mode: ..."
-	HTTPS  bool   // people reach threatgate over https (behind a proxy): cookies are Secure
+	// BannerFor, when set, gives a page's banner for its request (it may
+	// read r.PathValue("id") on an escalation's page); "" keeps Banner.
+	BannerFor func(r *http.Request) string
+	HTTPS     bool // people reach threatgate over https (behind a proxy): cookies are Secure
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed when the client's address is needed (throttling wrong
 	// tokens, see throttle.go). Empty: the TCP peer is the client and the
