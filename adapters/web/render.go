@@ -152,7 +152,6 @@ func (s *Server) funcs() template.FuncMap {
 		"safeURL":  safeURL,
 		"words":    func(s any) string { return words(fmt.Sprint(s)) },
 		"plural":   plural,
-		"deadline": deadlineHTML,
 		"person":   s.personName,
 		"people":   s.peopleNames,
 	}
@@ -176,16 +175,6 @@ func dateOrDash(t time.Time) string {
 // formatDuration formats d compactly with at most two units, as every
 // surface does (bot.HumanDuration): "2d 3h", "5h 20m", "45m", "<1m".
 func formatDuration(d time.Duration) string { return bot.HumanDuration(d) }
-
-// deadlineHTML writes where a deadline stands as every surface says it
-// (bot.Deadline.Phrase), marked overdue in red.
-func deadlineHTML(d bot.Deadline) template.HTML {
-	text := template.HTMLEscapeString(d.Phrase())
-	if d.Overdue {
-		return template.HTML(`<span class="overdue">` + text + `</span>`)
-	}
-	return template.HTML(text)
-}
 
 // shortSHA returns the first 8 characters of a commit SHA.
 func shortSHA(sha string) string { return bot.ShortSHA(sha) }
