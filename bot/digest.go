@@ -80,7 +80,9 @@ type DigestData struct {
 	People []Bottleneck `json:"people,omitempty"`
 	Groups []Bottleneck `json:"groups,omitempty"`
 
-	// Deferred are the deferred escalations, the soonest back first.
+	// Deferred are the deferred escalations whose deferral has not ended
+	// (one past its end date is open again: its clock runs, DeadlineOf),
+	// the soonest back first.
 	Deferred     []DigestItem `json:"deferred,omitempty"`
 	DeferredMore int          `json:"deferred_more,omitempty"`
 
@@ -201,7 +203,7 @@ func BuildDigest(open []*Escalation, recent []Event, others []*Escalation, since
 		}
 		known[e.ID] = e
 		it := digestItem(e, pol, now)
-		if e.State == StateDeferred {
+		if _, paused := pauseOf(e, now); paused {
 			deferred = append(deferred, it)
 			continue
 		}
@@ -539,7 +541,7 @@ func RenderDigestText(d *DigestData) string {
 	if len(d.Deferred) > 0 {
 		b.WriteString("\nDeferred:\n")
 		for _, it := range d.Deferred {
-			fmt.Fprintf(&b, "- %s %s · %s · back %s\n", it.ID, mrText(it.Project, it.MRIID, it.Title), it.Tier, it.DeferredUntil.UTC().Format("2006-01-02"))
+			fmt.Fprintf(&b, "- %s %s · %s · back %s · %s\n", it.ID, mrText(it.Project, it.MRIID, it.Title), it.Tier, it.DeferredUntil.UTC().Format("2006-01-02"), dueText(it))
 		}
 		if d.DeferredMore > 0 {
 			fmt.Fprintf(&b, "- and %d more\n", d.DeferredMore)

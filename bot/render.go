@@ -369,6 +369,13 @@ func HumanDuration(d time.Duration) string {
 
 func humanDuration(d time.Duration) string { return HumanDuration(d) }
 
+// CardOf is an escalation's summary card as of now, as the thread_summary
+// effect carries it; each surface renders it (RenderCardText, Slack's
+// Block Kit).
+func CardOf(e *Escalation, pol *policies.Policy, now time.Time) *CardData {
+	return (&decision{pol: pol, now: now, esc: e}).card(e)
+}
+
 // Card renders an escalation's thread summary as of now, the same text the
 // thread_summary effect carries; a chat surface that lost its thread (the
 // console after a restart) shows it instead.

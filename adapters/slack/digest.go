@@ -92,7 +92,7 @@ func RenderDigest(d *bot.DigestData, users UserIDs) []sl.Block {
 	if len(d.Deferred) > 0 {
 		lines := make([]markup, len(d.Deferred))
 		for i, it := range d.Deferred {
-			lines[i] = md("• *%s* %s · %s · back %s", it.ID, digestMR(it.Project, it.MRIID, it.MRURL, it.Title), clip(it.Tier, digestName), date(it.DeferredUntil))
+			lines[i] = md("• *%s* %s · %s · back %s · %s", it.ID, digestMR(it.Project, it.MRIID, it.MRURL, it.Title), clip(it.Tier, digestName), date(it.DeferredUntil), it.Deadline.Phrase())
 		}
 		bs = append(bs, digestList(":double_vertical_bar: *Deferred*", lines, d.DeferredMore)...)
 	}

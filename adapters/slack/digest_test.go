@@ -29,6 +29,9 @@ func sampleDigest() *bot.DigestData {
 			d.Open[i].Deadline = bot.Deadline{Has: true, Due: it.DecisionDue, Left: it.Left, Overdue: it.Overdue}
 		}
 	}
+	for i, it := range d.Deferred { // 20h were left when it was deferred
+		d.Deferred[i].Deadline = bot.Deadline{Has: true, Due: it.DeferredUntil.Add(20 * time.Hour), Left: 20 * time.Hour, Paused: true, Until: it.DeferredUntil}
+	}
 	return d
 }
 
