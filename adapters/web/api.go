@@ -30,6 +30,14 @@ type API struct {
 	Store  Lister
 	Policy func() *policies.Policy
 	Log    *slog.Logger
+	Now    func() time.Time // the clock deadlines are measured at; nil: time.Now
+}
+
+func (a *API) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
 }
 
 // EscalationJSON is one item of GET /api/escalations; its keys are a
@@ -55,6 +63,20 @@ type EscalationJSON struct {
 	CreatedAt        time.Time        `json:"created_at"`
 	UpdatedAt        time.Time        `json:"updated_at"`
 	DecisionDue      *time.Time       `json:"decision_due"`
+	// Deadline is where the decision deadline stands at the time of the
+	// request (bot.DeadlineOf); null once the escalation is not active or
+	// has no deadline.
+	Deadline *DeadlineJSON `json:"deadline"`
+}
+
+// DeadlineJSON is bot.Deadline as the API shows it.
+type DeadlineJSON struct {
+	Due         time.Time  `json:"due"`          // moved by a deferral's pause
+	LeftSeconds int64      `json:"left_seconds"` // signed: negative once the deadline passed
+	Overdue     bool       `json:"overdue"`
+	Paused      bool       `json:"paused"`
+	Until       *time.Time `json:"paused_until,omitempty"` // while paused: when the deferral ends
+	Text        string     `json:"text"`                   // "3d 4h left", "overdue by 5d", "paused, 2d left"
 }
 
 // ApprovalJSON is one approval of an escalation.
@@ -70,8 +92,8 @@ type ApprovalJSON struct {
 	At     time.Time `json:"at"`
 }
 
-// Convert renders an escalation as the API shows it.
-func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
+// Convert renders an escalation as the API shows it at now.
+func Convert(e *bot.Escalation, pol *policies.Policy, now time.Time) EscalationJSON {
 	j := EscalationJSON{
 		ID: e.ID, Project: e.Project, MRIID: e.MRIID, MRURL: e.MRURL, Title: e.Title, State: e.State,
 		Tier: e.Tier, TierName: e.TierName, Score: e.Score, HeadSHA: e.HeadSHA,
@@ -91,8 +113,8 @@ func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
 		j.Approvals = append(j.Approvals, ApprovalJSON{By: a.By, Group: a.Group, Role: role, SHA: a.SHA,
 			Stale: bot.Stale(e, pol, a), Counts: bot.Counts(e, pol, a, true), At: a.At})
 	}
-	if e.Waiting != nil {
-		j.Waiting = e.Waiting
+	if w := bot.WaitingOn(e, pol); w != nil {
+		j.Waiting = w
 	}
 	if e.Signals != nil {
 		j.Signals = e.Signals
@@ -100,6 +122,13 @@ func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
 	if !e.DecisionDue.IsZero() {
 		d := e.DecisionDue
 		j.DecisionDue = &d
+	}
+	if dl := bot.DeadlineOf(e, pol, now); dl.Has {
+		j.DecisionDue = &dl.Due
+		j.Deadline = &DeadlineJSON{Due: dl.Due, LeftSeconds: int64(dl.Left / time.Second), Overdue: dl.Overdue, Paused: dl.Paused, Text: dl.Phrase()}
+		if dl.Paused && !dl.Until.IsZero() {
+			j.Deadline.Until = &dl.Until
+		}
 	}
 	return j
 }
@@ -119,13 +148,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := r.URL.Query().Get("state")
-	pol := a.Policy()
+	pol, now := a.Policy(), a.now()
 	out := make([]EscalationJSON, 0, len(all))
 	for _, e := range all {
 		if state != "" && string(e.State) != state {
 			continue
 		}
-		out = append(out, Convert(e, pol))
+		out = append(out, Convert(e, pol, now))
 	}
 	slices.SortStableFunc(out, func(x, y EscalationJSON) int { return x.CreatedAt.Compare(y.CreatedAt) })
 	w.Header().Set("Content-Type", "application/json")

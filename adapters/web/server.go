@@ -121,7 +121,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /escalations/{id}", s.requireAuth(http.HandlerFunc(s.escalation)))
 	mux.Handle("GET /escalations/{id}/bundle", s.requireAuth(http.HandlerFunc(s.bundle)))
 	mux.Handle("GET /export", s.requireAuth(http.HandlerFunc(s.export)))
-	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log}))
+	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log, Now: s.now}))
 	mux.Handle("GET /reports/weekly", s.requireAuth(http.HandlerFunc(s.weeklyReport)))
 	mux.Handle("GET /reports/retro", s.requireAuth(http.HandlerFunc(s.retro)))
 	if s.Engine != nil {
