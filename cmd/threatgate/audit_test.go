@@ -631,7 +631,7 @@ type blockingWriter struct {
 	received int
 }
 
-func (w *blockingWriter) Header() http.Header { return w.h }
+func (w *blockingWriter) Header() http.Header  { return w.h }
 func (w *blockingWriter) WriteHeader(code int) { w.code = code }
 func (w *blockingWriter) Write(b []byte) (int, error) {
 	w.once.Do(func() { close(w.started); <-w.release })

@@ -53,7 +53,7 @@ type server struct {
 	metrics    *metrics
 	handler    http.Handler
 	ready      atomic.Bool
-	open       bool // no dashboard token: the pages are guarded by the Host check
+	open       bool         // no dashboard token: the pages are guarded by the Host check
 	backups    atomic.Int32 // GET /admin/backup copies being taken (at most maxBackups)
 
 	// poll is how often the worker and dispatcher look for work they were
