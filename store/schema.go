@@ -49,6 +49,7 @@ var buckets = [][]byte{
 	bucketTickDue,
 	bucketAway,
 	bucketRetentionDue,
+	bucketPayloads,
 }
 
 // Keys in the meta bucket.
@@ -89,6 +90,8 @@ var migrations = []migration{
 	migrate6Away,
 	// 7: closed escalations for retention (retention.go).
 	migrate7Retention,
+	// 8: event payloads beside the chain (retention.go).
+	migrate8Payloads,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).
