@@ -81,7 +81,7 @@ func (ev *evaluation) matchPaths() {
 	if len(g.patterns) == 0 {
 		return
 	}
-	m := g.matcher()
+	m := g.matcher(len(ev.mr.Changes))
 	var ids []int
 	for i := range ev.mr.Changes {
 		c := &ev.mr.Changes[i]

@@ -27,7 +27,7 @@ func checkSame(t *testing.T, patterns []string, paths []string) {
 		}
 		g.add(p)
 	}
-	m := g.matcher()
+	m := g.matcher(len(paths))
 	for _, path := range paths {
 		got := m.match(nil, path)
 		slices.Sort(got)
