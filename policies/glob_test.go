@@ -95,7 +95,7 @@ func TestGlobSetEdgeCases(t *testing.T) {
 		{"a/{,b/}c", true},
 		{"a{}", true},
 		{"{}a", true},
-		{"{,}", false},   // "" is not a pattern the automaton keeps
+		{"{,}", false},    // "" is not a pattern the automaton keeps
 		{"a/{,b}", false}, // "a/": an empty last segment
 		{"a/{b,}/c", false},
 		// a '*' before a brace: doublestar looks at the brace
