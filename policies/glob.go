@@ -34,16 +34,21 @@ type globSet struct {
 	states   []gstate
 	start    []int32 // closure of the first state of every alternative
 	fallback []int   // pattern ids matched with doublestar.Match
+	ids      map[string]int
 
-	// The tables of the live sets met so far, shared by every evaluation
-	// (at most maxSharedSets of them; past that an evaluation builds its
-	// own).
+	// The deterministic automaton built so far, shared by every
+	// evaluation: the live sets met (at most maxSharedSets) and their
+	// transitions (at most maxSharedSteps). Past the bounds an evaluation
+	// still matches right, with what it builds for itself.
 	mu     sync.Mutex
-	shared map[string]*setTables
+	shared map[string]*dirState // by live set
+	steps  int
 }
 
-// maxSharedSets bounds the tables a globSet keeps between evaluations.
-const maxSharedSets = 4096
+const (
+	maxSharedSets  = 4096
+	maxSharedSteps = 1 << 17
+)
 
 type segKind uint8
 
@@ -69,11 +74,19 @@ const maxAlternatives = 1024
 // the expansion's recursion).
 const maxBraces = 64
 
-// add compiles pattern and returns its id. The pattern must have passed
-// doublestar.ValidatePattern.
+// add compiles pattern and returns its id; a pattern added again (YAML
+// aliases make that common) keeps its first id. The pattern must have
+// passed doublestar.ValidatePattern.
 func (g *globSet) add(pattern string) int {
+	if id, ok := g.ids[pattern]; ok {
+		return id
+	}
 	id := len(g.patterns)
 	g.patterns = append(g.patterns, pattern)
+	if g.ids == nil {
+		g.ids = make(map[string]int)
+	}
+	g.ids[pattern] = id
 	alts, ok := compilable(pattern)
 	if !ok {
 		g.fallback = append(g.fallback, id)
@@ -243,8 +256,7 @@ func zeroLength(rest string) bool {
 // per evaluation.
 type globMatcher struct {
 	g     *globSet
-	dirs  map[string]*dirState
-	sets  map[string]*dirState // by live set
+	dirs  map[string]*dirState // by directory path
 	seen  []uint32             // per state: generation stamp, to dedupe sets
 	gen   uint32
 	pseen []uint32 // per pattern: generation stamp, to dedupe results
@@ -253,21 +265,15 @@ type globMatcher struct {
 	buf   []int32 // scratch for step
 }
 
-// dirState is a set of live states after a directory: the table that
-// finishes a path in it, and the transitions to the next directory.
+// dirState is a set of live states after a directory: a state of the
+// deterministic automaton. live, trans and last are never changed once
+// built; def and next are guarded by globSet.mu.
 type dirState struct {
-	live []int32
-	*setTables
-	def  *dirState            // trans.base interned: the segment matched nothing else
-	next map[string]*dirState // by the next directory segment
-}
-
-// setTables are what a set of live states does with a path's next
-// segment: a directory (trans) or the file's name (last). They depend on
-// the set alone and are never changed once built.
-type setTables struct {
-	trans transTable
-	last  lastTable
+	live  []int32
+	trans transTable // to the next directory
+	last  lastTable  // to the end of a path: the file's name
+	def   *dirState  // trans.base interned: the segment matched nothing else
+	next  map[string]*dirState
 }
 
 // transTable steps a set of live states over one directory segment.
@@ -357,7 +363,6 @@ func (g *globSet) matcher(paths int) *globMatcher {
 	return &globMatcher{
 		g:     g,
 		dirs:  make(map[string]*dirState, paths/2),
-		sets:  make(map[string]*dirState),
 		seen:  make([]uint32, len(g.states)),
 		pseen: make([]uint32, len(g.patterns)),
 	}
@@ -440,58 +445,66 @@ func (m *globMatcher) dir(dir string) *dirState {
 
 // step returns the state after directory segment seg below p.
 func (m *globMatcher) step(p *dirState, seg string) *dirState {
-	if d, ok := p.next[seg]; ok {
+	g := m.g
+	g.mu.Lock()
+	d, ok := p.next[seg]
+	g.mu.Unlock()
+	if ok {
 		return d
 	}
 	t := &p.trans
-	var d *dirState
 	m.buf = m.buf[:0]
 	t.names.each(seg, func(s int32) { m.buf = append(m.buf, s+1) })
-	if len(m.buf) == 0 {
-		if p.def == nil {
-			p.def = m.intern(slices.Clone(t.base))
+	// base is sorted; add what the matched states reach beyond it.
+	m.bump()
+	for _, s := range t.base {
+		m.seen[s] = m.gen
+	}
+	var extra []int32
+	for _, s := range m.buf {
+		for _, c := range g.states[s].closure {
+			if m.seen[c] != m.gen && g.states[c].kind != segAccept {
+				m.seen[c] = m.gen
+				extra = append(extra, c)
+			}
 		}
+	}
+	if len(extra) == 0 {
+		g.mu.Lock()
 		d = p.def
+		g.mu.Unlock()
+		if d == nil {
+			d = m.intern(slices.Clone(t.base))
+			g.mu.Lock()
+			p.def = d
+			g.mu.Unlock()
+		}
 	} else {
-		// base is sorted; add what the matched states reach beyond it.
-		m.bump()
-		for _, s := range t.base {
-			m.seen[s] = m.gen
-		}
-		var extra []int32
-		for _, s := range m.buf {
-			for _, c := range m.g.states[s].closure {
-				if m.seen[c] != m.gen && m.g.states[c].kind != segAccept {
-					m.seen[c] = m.gen
-					extra = append(extra, c)
-				}
+		slices.Sort(extra)
+		live := make([]int32, 0, len(t.base)+len(extra))
+		i, j := 0, 0
+		for i < len(t.base) || j < len(extra) {
+			if j == len(extra) || (i < len(t.base) && t.base[i] < extra[j]) {
+				live = append(live, t.base[i])
+				i++
+			} else {
+				live = append(live, extra[j])
+				j++
 			}
 		}
-		if len(extra) == 0 {
-			if p.def == nil {
-				p.def = m.intern(slices.Clone(t.base))
-			}
-			d = p.def
-		} else {
-			slices.Sort(extra)
-			live := make([]int32, 0, len(t.base)+len(extra))
-			i, j := 0, 0
-			for i < len(t.base) || j < len(extra) {
-				if j == len(extra) || (i < len(t.base) && t.base[i] < extra[j]) {
-					live = append(live, t.base[i])
-					i++
-				} else {
-					live = append(live, extra[j])
-					j++
-				}
-			}
-			d = m.intern(live)
+		d = m.intern(live)
+	}
+	g.mu.Lock()
+	if g.steps < maxSharedSteps {
+		if p.next == nil {
+			p.next = make(map[string]*dirState)
+		}
+		if _, ok := p.next[seg]; !ok {
+			p.next[seg] = d
+			g.steps++
 		}
 	}
-	if p.next == nil {
-		p.next = make(map[string]*dirState)
-	}
-	p.next[seg] = d
+	g.mu.Unlock()
 	return d
 }
 
@@ -513,8 +526,8 @@ func (m *globMatcher) closure(states []int32) []int32 {
 }
 
 // intern returns the one dirState for a set of live states, so that the
-// many directories that leave the same states live share their tables: a
-// lazily built deterministic automaton.
+// many directories that leave the same states live share their tables
+// and transitions: a lazily built deterministic automaton.
 func (m *globMatcher) intern(live []int32) *dirState {
 	if !slices.IsSorted(live) {
 		slices.Sort(live)
@@ -523,36 +536,26 @@ func (m *globMatcher) intern(live []int32) *dirState {
 	for _, s := range live {
 		m.key = binary.LittleEndian.AppendUint32(m.key, uint32(s))
 	}
-	if d, ok := m.sets[string(m.key)]; ok {
-		return d
-	}
-	d := &dirState{live: live, setTables: m.g.tables(m.key, live, m)}
-	m.sets[string(m.key)] = d
-	return d
-}
-
-// tables returns the tables of a live set, built once for every
-// evaluation.
-func (g *globSet) tables(key []byte, live []int32, m *globMatcher) *setTables {
+	g := m.g
 	g.mu.Lock()
-	t, ok := g.shared[string(key)]
+	d, ok := g.shared[string(m.key)]
 	g.mu.Unlock()
 	if ok {
-		return t
+		return d
 	}
-	t = &setTables{trans: m.transTable(live), last: m.lastTable(live)}
+	d = &dirState{live: live, trans: m.transTable(live), last: m.lastTable(live)}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if old, ok := g.shared[string(key)]; ok {
+	if old, ok := g.shared[string(m.key)]; ok {
 		return old // built meanwhile by another evaluation
 	}
 	if len(g.shared) < maxSharedSets {
 		if g.shared == nil {
-			g.shared = make(map[string]*setTables)
+			g.shared = make(map[string]*dirState)
 		}
-		g.shared[string(key)] = t
+		g.shared[string(m.key)] = d
 	}
-	return t
+	return d
 }
 
 func (m *globMatcher) bump() {

@@ -1,8 +1,10 @@
 package policies
 
 import (
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -25,17 +27,23 @@ func naiveMatch(patterns []string, path string) []int {
 func checkSame(t *testing.T, patterns []string, paths []string) {
 	t.Helper()
 	var g globSet
-	for _, p := range patterns {
+	ids := make([]int, len(patterns)) // a pattern given twice has one id
+	for i, p := range patterns {
 		if !doublestar.ValidatePattern(p) {
 			return
 		}
-		g.add(p)
+		ids[i] = g.add(p)
 	}
 	for range 2 {
 		m := g.matcher(len(paths))
 		for _, path := range paths {
-			got := m.match(nil, path)
-			slices.Sort(got)
+			matched := m.match(nil, path)
+			var got []int
+			for i, id := range ids {
+				if slices.Contains(matched, id) {
+					got = append(got, i)
+				}
+			}
 			want := naiveMatch(patterns, path)
 			if !slices.Equal(got, want) {
 				t.Fatalf("patterns %q, path %q: globSet matched %v, doublestar.Match %v", patterns, path, got, want)
@@ -234,4 +242,31 @@ func FuzzGlobTokens(f *testing.F) {
 		}
 		checkSame(t, []string{p}, paths)
 	})
+}
+
+// TestGlobSetSharedAcrossEvaluations: evaluations running at once share
+// the automaton (the race detector watches its lock) and each finds what
+// an evaluation of a freshly loaded policy finds.
+func TestGlobSetSharedAcrossEvaluations(t *testing.T) {
+	mr := monorepoMR(3000, true)
+	fresh, err := Load(DefaultName, DefaultYAML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fresh.Evaluate(mr)
+	shared, err := Load(DefaultName, DefaultYAML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	results := make([]Result, 4)
+	for i := range results {
+		wg.Go(func() { results[i] = shared.Evaluate(mr) })
+	}
+	wg.Wait()
+	for i, got := range append(results, shared.Evaluate(mr)) {
+		if got.Score != want.Score || !reflect.DeepEqual(got.Signals, want.Signals) || got.Tier.ID != want.Tier.ID {
+			t.Errorf("evaluation %d: score %d, signals %v; want score %d, signals %v", i, got.Score, got.Signals, want.Score, want.Signals)
+		}
+	}
 }
