@@ -133,8 +133,8 @@ func BenchmarkNaiveDoublestar(b *testing.B) {
 	}
 }
 
-// MonorepoMR returns an MR with n changed files spread over about 4,700
-// directories of a monorepo (services, web, libraries, Terraform modules,
+// monorepoMR returns an MR with n changed files spread over about 2,200
+// directories (4,700 with their parents) of a monorepo (services, web, libraries, Terraform modules,
 // docs) a few levels deep, with the file names a default policy looks for
 // (auth and crypto directories, migrations, manifests, CI files,
 // Dockerfiles, Kubernetes manifests, keys) among ordinary ones. It is the

@@ -14,7 +14,7 @@ import (
 )
 
 // writeBigMR writes the JSON of an MR-changes response with n files in
-// about 2,500 directories of a monorepo (as policies' BenchmarkClassify
+// about 2,200 directories of a monorepo (as policies' BenchmarkClassify
 // builds it), with a small diff for every file when diffs is set, and
 // returns the file's path.
 func writeBigMR(tb testing.TB, n int, diffs bool) string {
