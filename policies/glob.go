@@ -500,7 +500,9 @@ func (m *globMatcher) step(p *dirState, seg string) *dirState {
 			p.next = make(map[string]*dirState)
 		}
 		if _, ok := p.next[seg]; !ok {
-			p.next[seg] = d
+			// A copy: seg is part of an MR's path, which the
+			// automaton must not keep alive.
+			p.next[strings.Clone(seg)] = d
 			g.steps++
 		}
 	}
