@@ -213,7 +213,7 @@ func (e *Engine) Compact(ctx context.Context, now time.Time, keep time.Duration)
 		}
 		ev := Event{Kind: EventCompacted, Escalation: id, Actor: System.Person, At: now,
 			Data: EventData{Text: fmt.Sprintf("retention: closed and inactive for %d days", int(keep.Hours()/24))}}
-		n, err := r.Compact(ctx, id, esc.Version, ev)
+		n, err := compactOne(ctx, r, id, esc.Version, ev)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
@@ -225,4 +225,15 @@ func (e *Engine) Compact(ctx context.Context, now time.Time, keep time.Duration)
 		total += n
 	}
 	return total, last
+}
+
+// compactOne is one Compact, a panic in it returned as an error (a damaged
+// record must not stop the sweep).
+func compactOne(ctx context.Context, r Retention, id string, version uint64, ev Event) (n int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("compaction of %s panicked: %s", id, PanicReason(p))
+		}
+	}()
+	return r.Compact(ctx, id, version, ev)
 }
