@@ -139,7 +139,7 @@ type Escalation struct {
 	GateText string    `json:"gate_text,omitempty"`
 	GateSHA  string    `json:"gate_sha,omitempty"`
 	GateAt   time.Time `json:"gate_at,omitzero"`
-	Forged        int       `json:"forged,omitempty"` // gate statuses found set by someone else
+	Forged   int       `json:"forged,omitempty"` // gate statuses found set by someone else
 
 	CreatedAt        time.Time `json:"created_at"`
 	UpdatedAt        time.Time `json:"updated_at"`

@@ -119,12 +119,12 @@ type EventData struct {
 	// Gate is the commit status the decision set (pending, success,
 	// failed), on the last event of that decision, with its description
 	// GateText; the event's SHA is the head it was set on.
-	Gate     string `json:"gate,omitempty"`
-	GateText string `json:"gate_text,omitempty"`
-	From       State             `json:"from,omitempty"` // state_changed
-	To         State             `json:"to,omitempty"`   // state_changed
-	StaleFrom  string            `json:"stale_from,omitempty"`
-	Raised     bool              `json:"raised,omitempty"` // retiered: to a higher tier (earlier decisions go stale)
+	Gate      string `json:"gate,omitempty"`
+	GateText  string `json:"gate_text,omitempty"`
+	From      State  `json:"from,omitempty"` // state_changed
+	To        State  `json:"to,omitempty"`   // state_changed
+	StaleFrom string `json:"stale_from,omitempty"`
+	Raised    bool   `json:"raised,omitempty"` // retiered: to a higher tier (earlier decisions go stale)
 
 	// The clock, action items, absences.
 	People    []string  `json:"people,omitempty"`    // nudged, handed_off: who was asked

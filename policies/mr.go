@@ -31,9 +31,9 @@ type MergeRequest struct {
 	UpdatedAt    time.Time `json:"updated_at,omitzero"`
 	// MergedBy and MergedAt: who merged it and when, for a merged MR, as
 	// the API reports them (zero when it does not).
-	MergedBy User      `json:"merged_by,omitzero"`
-	MergedAt time.Time `json:"merged_at,omitzero"`
-	References   struct {
+	MergedBy   User      `json:"merged_by,omitzero"`
+	MergedAt   time.Time `json:"merged_at,omitzero"`
+	References struct {
 		Full string `json:"full,omitempty"`
 	} `json:"references,omitzero"`
 	// PathWithNamespace is not in GitLab's response; threatgate fills it in
