@@ -47,6 +47,7 @@ var buckets = [][]byte{
 	bucketDeadLetters,
 	bucketTickDue,
 	bucketAway,
+	bucketList,
 }
 
 // Keys in the meta bucket.
@@ -85,6 +86,9 @@ var migrations = []migration{
 	migrate5TickIndex,
 	// 6: who is away (away.go).
 	migrate6Away,
+	// 7: the whole record's index and the cursor key (list.go,
+	// list_migration.go).
+	migrateListIndex,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).
