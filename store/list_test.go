@@ -376,4 +376,4 @@ func TestMigrateListIndex(t *testing.T) {
 }
 
 func base64Decode(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
-func base64Encode(b []byte) string         { return base64.RawURLEncoding.EncodeToString(b) }
+func base64Encode(b []byte) string          { return base64.RawURLEncoding.EncodeToString(b) }
