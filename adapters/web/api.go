@@ -7,12 +7,13 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,11 +26,24 @@ type Lister interface {
 	List(ctx context.Context) ([]*bot.Escalation, error)
 }
 
-// API serves GET /api/escalations.
+// API serves GET /api/escalations: a page of the whole record, filtered
+// and paged as docs/API.md describes, read through the store's indexes
+// (Pager) and written as it is encoded.
 type API struct {
-	Store  Lister
+	Store  Pager
 	Policy func() *policies.Policy
+	Clock  bot.Clock // the time "flag=overdue" is judged at; nil: the system clock
 	Log    *slog.Logger
+}
+
+// ListJSON is the body of GET /api/escalations; its keys are a contract
+// with API users.
+type ListJSON struct {
+	Items []EscalationJSON `json:"items"`
+	// Next is the cursor of the next page and NextURL the page's URL
+	// (also in the Link header, rel="next"); both absent on the last page.
+	Next    string `json:"next,omitempty"`
+	NextURL string `json:"next_url,omitempty"`
 }
 
 // EscalationJSON is one item of GET /api/escalations; its keys are a
@@ -110,7 +124,20 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
-	all, err := a.Store.List(r.Context())
+	now := time.Now().UTC()
+	if a.Clock != nil {
+		now = a.Clock.Now().UTC()
+	}
+	q, err := parseListQuery(r.URL.Query(), now)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, problemsText(err))
+		return
+	}
+	page, err := a.Store.ListPage(r.Context(), q)
+	if msg, ok := listProblem(err); ok {
+		apiError(w, http.StatusBadRequest, msg)
+		return
+	}
 	if err != nil {
 		if a.Log != nil {
 			a.Log.Error("list escalations", bot.LogErr, err)
@@ -118,21 +145,50 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	state := r.URL.Query().Get("state")
-	pol := a.Policy()
-	out := make([]EscalationJSON, 0, len(all))
-	for _, e := range all {
-		if state != "" && string(e.State) != state {
-			continue
-		}
-		out = append(out, Convert(e, pol))
+	var next string
+	if page.Next != "" {
+		next = listURL(r.URL.Path, q, page.Next)
+		w.Header().Set("Link", "<"+next+">; rel=\"next\"")
 	}
-	slices.SortStableFunc(out, func(x, y EscalationJSON) int { return x.CreatedAt.Compare(y.CreatedAt) })
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(out)
+	if r.Method == http.MethodHead {
+		return
+	}
+	writeList(w, page, a.Policy(), next)
+}
+
+// writeList streams a page as ListJSON, one item at a time, so the
+// response never holds more than one encoded item.
+func writeList(w io.Writer, page bot.ListPage, pol *policies.Policy, nextURL string) error {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(true)
+	enc.SetIndent("  ", "  ")
+	bw.WriteString("{\n  \"items\": [")
+	for i, e := range page.Items {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n  ")
+		if err := enc.Encode(Convert(e, pol)); err != nil {
+			return err
+		}
+		// Encode ends the item with a newline; the separator follows it.
+	}
+	if len(page.Items) > 0 {
+		bw.WriteString("  ")
+	}
+	bw.WriteString("]")
+	if page.Next != "" {
+		for _, kv := range [][2]string{{"next", page.Next}, {"next_url", nextURL}} {
+			b, _ := json.Marshal(kv[1])
+			bw.WriteString(",\n  \"" + kv[0] + "\": ")
+			bw.Write(b)
+		}
+	}
+	bw.WriteString("\n}\n")
+	return bw.Flush()
 }
 
 // apiError answers with status and {"error": msg}.
