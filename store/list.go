@@ -141,8 +141,15 @@ func listPlan(q bot.ListQuery) []byte {
 // state neither skips nor repeats one that matches throughout: new ones
 // are newer than every position already handed out.
 func (d *DB) ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error) {
+	page, _, err := d.listPage(ctx, q)
+	return page, err
+}
+
+// listPage is ListPage that also says how many index entries (and so
+// projections) it read.
+func (d *DB) listPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, int, error) {
 	if err := ctx.Err(); err != nil {
-		return bot.ListPage{}, fmt.Errorf("list escalations: %w", err)
+		return bot.ListPage{}, 0, fmt.Errorf("list escalations: %w", err)
 	}
 	limit := q.Limit
 	switch {
@@ -152,6 +159,7 @@ func (d *DB) ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error
 		limit = bot.MaxListLimit
 	}
 	var page bot.ListPage
+	read := 0
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		secret := tx.Bucket(bucketMeta).Get([]byte(metaListKey))
 		if len(secret) == 0 {
@@ -182,7 +190,7 @@ func (d *DB) ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error
 			k, _ = c.Prev()
 		}
 		var last []byte // the position of the last entry read
-		for read := 0; k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, lower) >= 0; k, _ = c.Prev() {
+		for ; k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, lower) >= 0; k, _ = c.Prev() {
 			if len(page.Items) == limit || read == budget {
 				// There is more in range: go on from the last entry read.
 				page.Next = sealCursor(secret, q, last)
@@ -206,11 +214,11 @@ func (d *DB) ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error
 	})
 	if err != nil {
 		if _, ok := bot.IsProblem(err); ok {
-			return bot.ListPage{}, err
+			return bot.ListPage{}, read, err
 		}
-		return bot.ListPage{}, fmt.Errorf("list escalations: %w", err)
+		return bot.ListPage{}, read, fmt.Errorf("list escalations: %w", err)
 	}
-	return page, nil
+	return page, read, nil
 }
 
 // Cursors: base64url of version 1, the position (time key + id) and the

@@ -98,15 +98,16 @@ func BenchmarkListPage(b *testing.B) {
 			{"since-until", bot.ListQuery{Since: mid, Until: mid.Add(7 * 24 * time.Hour)}},
 		} {
 			b.Run(fmt.Sprintf("escalations=%d/%s", n, c.name), func(b *testing.B) {
-				var items int
+				var items, reads int
 				for b.Loop() {
-					p, err := db.ListPage(ctx, c.q)
+					p, n, err := db.listPage(ctx, c.q)
 					if err != nil {
 						b.Fatal(err)
 					}
-					items = len(p.Items)
+					items, reads = len(p.Items), n
 				}
 				b.ReportMetric(float64(items), "items/page")
+				b.ReportMetric(float64(reads), "reads/page")
 			})
 		}
 	}
