@@ -97,10 +97,44 @@ func unindexList(tx *bolt.Tx, e *bot.Escalation) error {
 	return nil
 }
 
+// listFilters returns the esc_list prefixes of every filter of q that
+// the index can answer: each escalation q selects has an entry under each.
+// Overdue (a matter of the time) and since/until (the range) are not
+// among them.
+func listFilters(q bot.ListQuery) [][]byte {
+	var out [][]byte
+	if q.State != "" {
+		out = append(out, listPrefix(dimState, q.State))
+	}
+	if q.Person != "" {
+		out = append(out, listPrefix(dimPerson, strings.ToLower(q.Person)))
+	}
+	if q.Project != "" {
+		out = append(out, listPrefix(dimProject, strings.ToLower(q.Project)))
+	}
+	if q.Flag != "" && q.Flag != bot.FlagOverdue {
+		out = append(out, listPrefix(dimFlag, q.Flag))
+	}
+	if q.Tier != "" {
+		out = append(out, listPrefix(dimTier, q.Tier))
+	}
+	if q.Open != nil {
+		if *q.Open {
+			out = append(out, listPrefix(dimState, bot.StateOpen))
+		} else {
+			out = append(out, listPrefix(dimState, bot.StateClosed))
+		}
+	} else if q.Flag == bot.FlagOverdue {
+		out = append(out, listPrefix(dimState, bot.StateOpen))
+	}
+	return out
+}
+
 // listPlan picks the index range a query walks: the most selective
 // filter it has, by rule of thumb (bypassed merges are rare; a person or
 // a project names few escalations of the whole record; flags, states and
-// tiers name more). The other filters are checked on each projection read.
+// tiers name more). The other filters are checked first against their
+// own index entries, then on the projection.
 func listPlan(q bot.ListQuery) []byte {
 	switch {
 	case q.State == bot.StateBypassed:
@@ -127,11 +161,16 @@ func listPlan(q bot.ListQuery) []byte {
 // (CreatedAt, then id), and the cursor of the next page.
 //
 // It walks one range of the esc_list index (listPlan) from q.Cursor's
-// position and checks the other filters on each projection it reads; it
-// reads at most q.Limit matches (clamped to 1..bot.MaxListLimit, 0 is
-// bot.DefaultListLimit) and at most listBudget(limit) entries, whatever
-// the size of the store. When the budget runs out first the page is
-// short (maybe empty) and Next goes on from where it stopped.
+// position, checks each entry against the other filters' own index
+// entries (one lookup each), and decodes only the projections that pass,
+// where ListQuery.Match has the last word (overdue is judged there). It
+// returns at most q.Limit matches (clamped to 1..bot.MaxListLimit, 0 is
+// bot.DefaultListLimit) and walks at most listBudget(limit) entries,
+// whatever the size of the store: a page costs at most that many walked
+// entries, that many lookups per other filter, and (but for flag=overdue,
+// judged on the projection) limit decoded projections. When the budget
+// runs out first the page is short (maybe empty) and Next goes on from
+// where it stopped.
 //
 // The cursor is opaque: the position of the last entry read, signed with
 // a secret kept in the file (meta list_key) together with q.Key(), so a
@@ -145,11 +184,14 @@ func (d *DB) ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error
 	return page, err
 }
 
-// listPage is ListPage that also says how many index entries (and so
-// projections) it read.
-func (d *DB) listPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, int, error) {
+// listCost is what one page read: entries of the walked range, and
+// projections decoded.
+type listCost struct{ walked, decoded int }
+
+// listPage is ListPage that also says what it read.
+func (d *DB) listPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, listCost, error) {
 	if err := ctx.Err(); err != nil {
-		return bot.ListPage{}, 0, fmt.Errorf("list escalations: %w", err)
+		return bot.ListPage{}, listCost{}, fmt.Errorf("list escalations: %w", err)
 	}
 	limit := q.Limit
 	switch {
@@ -159,7 +201,7 @@ func (d *DB) listPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, int, 
 		limit = bot.MaxListLimit
 	}
 	var page bot.ListPage
-	read := 0
+	read, decoded := 0, 0
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		secret := tx.Bucket(bucketMeta).Get([]byte(metaListKey))
 		if len(secret) == 0 {
@@ -182,6 +224,22 @@ func (d *DB) listPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, int, 
 			lower = append(bytes.Clone(prefix), timeKey(q.Since)...)
 		}
 		budget := listBudget(limit)
+		var others [][]byte // the other filters' prefixes, checked by lookup
+		for _, f := range listFilters(q) {
+			if !bytes.Equal(f, prefix) {
+				others = append(others, f)
+			}
+		}
+		check := tx.Bucket(bucketList).Cursor()
+		indexed := func(pos []byte) bool {
+			for _, f := range others {
+				k := append(append(make([]byte, 0, len(f)+len(pos)), f...), pos...)
+				if got, _ := check.Seek(k); !bytes.Equal(got, k) {
+					return false
+				}
+			}
+			return true
+		}
 		c := tx.Bucket(bucketList).Cursor()
 		k, _ := c.Seek(upper)
 		if k == nil {
@@ -201,24 +259,28 @@ func (d *DB) listPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, int, 
 			if len(pos) <= 8 {
 				return fmt.Errorf("esc_list key %q is too short", k)
 			}
+			last = bytes.Clone(pos)
+			if !indexed(pos) {
+				continue
+			}
 			e, err := mustGetEscalation(tx, string(pos[8:]), "esc_list")
 			if err != nil {
 				return err
 			}
+			decoded++
 			if q.Match(e) {
 				page.Items = append(page.Items, e)
 			}
-			last = bytes.Clone(pos)
 		}
 		return nil
 	})
 	if err != nil {
 		if _, ok := bot.IsProblem(err); ok {
-			return bot.ListPage{}, read, err
+			return bot.ListPage{}, listCost{read, decoded}, err
 		}
-		return bot.ListPage{}, read, fmt.Errorf("list escalations: %w", err)
+		return bot.ListPage{}, listCost{read, decoded}, fmt.Errorf("list escalations: %w", err)
 	}
-	return page, read, nil
+	return page, listCost{read, decoded}, nil
 }
 
 // Cursors: base64url of version 1, the position (time key + id) and the

@@ -98,16 +98,18 @@ func BenchmarkListPage(b *testing.B) {
 			{"since-until", bot.ListQuery{Since: mid, Until: mid.Add(7 * 24 * time.Hour)}},
 		} {
 			b.Run(fmt.Sprintf("escalations=%d/%s", n, c.name), func(b *testing.B) {
-				var items, reads int
+				var items int
+				var cost listCost
 				for b.Loop() {
 					p, n, err := db.listPage(ctx, c.q)
 					if err != nil {
 						b.Fatal(err)
 					}
-					items, reads = len(p.Items), n
+					items, cost = len(p.Items), n
 				}
 				b.ReportMetric(float64(items), "items/page")
-				b.ReportMetric(float64(reads), "reads/page")
+				b.ReportMetric(float64(cost.walked), "walked/page")
+				b.ReportMetric(float64(cost.decoded), "decoded/page")
 			})
 		}
 	}

@@ -156,7 +156,9 @@ func (s *Server) funcs() template.FuncMap {
 		"people":   s.peopleNames,
 		// tierList links to the open escalations of a tier on the All
 		// escalations page.
-		"tierList": func(tier string) string { return "/escalations?" + url.Values{"open": {"true"}, "tier": {tier}}.Encode() },
+		"tierList": func(tier string) string {
+			return "/escalations?" + url.Values{"open": {"true"}, "tier": {tier}}.Encode()
+		},
 	}
 }
 
