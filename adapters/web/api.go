@@ -69,6 +69,21 @@ type EscalationJSON struct {
 	CreatedAt        time.Time        `json:"created_at"`
 	UpdatedAt        time.Time        `json:"updated_at"`
 	DecisionDue      *time.Time       `json:"decision_due"`
+	// Gate is the commit status threatgate last set (absent when none is
+	// recorded); MergedBy and MergedAt say who merged and when, as GitLab
+	// reported it (absent until merged; merged_by also when GitLab did
+	// not say).
+	Gate     *GateJSON  `json:"gate,omitempty"`
+	MergedBy string     `json:"merged_by,omitempty"`
+	MergedAt *time.Time `json:"merged_at,omitempty"`
+}
+
+// GateJSON is the gate's commit status as threatgate last set it.
+type GateJSON struct {
+	Status      string    `json:"status"` // pending, success, failed
+	Description string    `json:"description"`
+	SHA         string    `json:"sha"`
+	At          time.Time `json:"at"`
 }
 
 // ApprovalJSON is one approval of an escalation.
@@ -114,6 +129,14 @@ func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
 	if !e.DecisionDue.IsZero() {
 		d := e.DecisionDue
 		j.DecisionDue = &d
+	}
+	if e.Gate != "" {
+		j.Gate = &GateJSON{Status: e.Gate, Description: e.GateText, SHA: e.GateSHA, At: e.GateAt}
+	}
+	j.MergedBy = e.MergedBy
+	if !e.MergedAt.IsZero() {
+		m := e.MergedAt
+		j.MergedAt = &m
 	}
 	return j
 }

@@ -235,7 +235,27 @@ type listForm struct {
 func formOf(v url.Values) listForm {
 	g := func(k string) string { return clipParam(strings.TrimSpace(v.Get(k))) }
 	return listForm{State: g("state"), Tier: g("tier"), Project: g("project"), Person: g("person"), Open: g("open"),
-		Flag: g("flag"), Since: g("since"), Until: g("until"), Limit: g("limit")}
+		Flag: g("flag"), Since: formDate(g("since"), false), Until: formDate(g("until"), true), Limit: g("limit")}
+}
+
+// formDate shows a bound that a next-page link wrote as a time (the start
+// or the end of a day, UTC) as the date the form's date input takes.
+func formDate(s string, until bool) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	t = t.UTC()
+	if until {
+		t = t.Add(time.Nanosecond)
+	}
+	if t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0 {
+		if until {
+			t = t.AddDate(0, 0, -1)
+		}
+		return t.Format(time.DateOnly)
+	}
+	return s
 }
 
 // allEscalations serves GET /escalations: every escalation ever, newest

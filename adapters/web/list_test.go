@@ -299,6 +299,12 @@ func TestAllEscalationsPage(t *testing.T) {
 		wantContains(t, body(t, s.get(strings.ReplaceAll(tt.href, "&amp;", "&"))), tt.want)
 	}
 
+	// A range keeps its dates in the form on the next page.
+	page = body(t, s.get("/escalations?since=2026-10-19&until=2026-11-04&limit=1"))
+	next = strings.ReplaceAll(strings.Split(strings.Split(page, `id="next-page"`)[0][strings.LastIndex(strings.Split(page, `id="next-page"`)[0], `<a href="`)+9:], `"`)[0], "&amp;", "&")
+	page = body(t, s.get(next))
+	wantContains(t, page, `name="since" id="f-since" value="2026-10-19"`, `name="until" id="f-until" value="2026-11-04"`, ">ESC-4<")
+
 	// A hostile filter value is shown back escaped, in the form.
 	page = body(t, s.get("/escalations?person="+url.QueryEscape(`"><script>alert(1)</script>`)))
 	wantNotContains(t, page, "<script>alert(1)</script>")
@@ -381,4 +387,7 @@ func TestEscalationPageGateAndMerge(t *testing.T) {
 	}
 	// The gate stays as last set: pending on the merged head.
 	wantContains(t, page, `<span class="gate gate-pending">pending</span>`)
+	// The API says the same.
+	raw := body(t, s.get("/api/escalations?person=mallory"))
+	wantContains(t, raw, `"merged_by": "mallory"`, `"merged_at": "2026-11-05T09:58:00Z"`, `"status": "pending"`, `"sha": "abc777"`)
 }
