@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/threatgate/threatgate/policies"
 )
 
 // ListQuery selects escalations for the whole record (GET
@@ -22,13 +24,16 @@ type ListQuery struct {
 	Person string
 	// Open, when set, keeps the escalations whose State.Active() is *Open.
 	Open *bool
-	// Flag is one of FlagUrgent, FlagManual, FlagForged, FlagOverdue.
+	// Flag is one of FlagUrgent, FlagManual, FlagForged, FlagOverdue,
+	// FlagLate.
 	Flag string
 	// Since and Until bound CreatedAt: Since <= CreatedAt < Until; a zero
 	// bound is open.
 	Since, Until time.Time
-	// Now is the time FlagOverdue is judged at.
-	Now time.Time
+	// Now is the time FlagOverdue and FlagLate are judged at, Policy the
+	// policy FlagLate is (who counts as a first response).
+	Now    time.Time
+	Policy *policies.Policy
 
 	// Limit is the page size (the store bounds it); Cursor continues the
 	// page a previous answer's Next named, "" for the first page.
@@ -55,7 +60,12 @@ const (
 	FlagManual  = "manual"  // filed with /escalate
 	FlagForged  = "forged"  // a gate status was found set by someone else
 	FlagOverdue = "overdue" // open and past its decision deadline at Now (Overdue)
+	FlagLate    = "late"    // open, past its first-response deadline with no response at Now (PastFirstResponse)
 )
+
+// TimeFlag reports whether flag is judged at ListQuery.Now (overdue,
+// late) rather than stored with the escalation.
+func TimeFlag(flag string) bool { return flag == FlagOverdue || flag == FlagLate }
 
 // ListStates are the values ListQuery.State takes, in the order a form
 // offers them.
@@ -65,7 +75,7 @@ var ListStates = []string{
 }
 
 // ListFlags are the values ListQuery.Flag takes.
-var ListFlags = []string{FlagUrgent, FlagManual, FlagForged, FlagOverdue}
+var ListFlags = []string{FlagUrgent, FlagManual, FlagForged, FlagOverdue, FlagLate}
 
 // Key is the query's filters in one canonical string (without Limit,
 // Cursor and Now): two queries with the same Key select the same
@@ -116,12 +126,19 @@ func (q ListQuery) Match(e *Escalation) bool {
 		return false
 	}
 	if q.Flag != "" {
-		if q.Flag == FlagOverdue {
+		switch q.Flag {
+		case FlagOverdue:
 			if !e.State.Active() || !Overdue(e, q.Now) {
 				return false
 			}
-		} else if !slices.Contains(FlagsOf(e), q.Flag) {
-			return false
+		case FlagLate:
+			if !PastFirstResponse(e, q.Policy, q.Now) {
+				return false
+			}
+		default:
+			if !slices.Contains(FlagsOf(e), q.Flag) {
+				return false
+			}
 		}
 	}
 	if !q.Since.IsZero() && e.CreatedAt.Before(q.Since) {
@@ -146,8 +163,8 @@ func StatesOf(e *Escalation) []string {
 	return out
 }
 
-// FlagsOf returns the stored flags of e (FlagOverdue depends on the time
-// and is not one of them).
+// FlagsOf returns the stored flags of e (FlagOverdue and FlagLate depend
+// on the time and are not among them).
 func FlagsOf(e *Escalation) []string {
 	var out []string
 	if e.Urgent {

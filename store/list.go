@@ -99,8 +99,8 @@ func unindexList(tx *bolt.Tx, e *bot.Escalation) error {
 
 // listFilters returns the esc_list prefixes of every filter of q that
 // the index can answer: each escalation q selects has an entry under each.
-// Overdue (a matter of the time) and since/until (the range) are not
-// among them.
+// Overdue and late (a matter of the time) and since/until (the range)
+// are not among them.
 func listFilters(q bot.ListQuery) [][]byte {
 	var out [][]byte
 	if q.State != "" {
@@ -112,7 +112,7 @@ func listFilters(q bot.ListQuery) [][]byte {
 	if q.Project != "" {
 		out = append(out, listPrefix(dimProject, strings.ToLower(q.Project)))
 	}
-	if q.Flag != "" && q.Flag != bot.FlagOverdue {
+	if q.Flag != "" && !bot.TimeFlag(q.Flag) {
 		out = append(out, listPrefix(dimFlag, q.Flag))
 	}
 	if q.Tier != "" {
@@ -124,7 +124,7 @@ func listFilters(q bot.ListQuery) [][]byte {
 		} else {
 			out = append(out, listPrefix(dimState, bot.StateClosed))
 		}
-	} else if q.Flag == bot.FlagOverdue {
+	} else if bot.TimeFlag(q.Flag) {
 		out = append(out, listPrefix(dimState, bot.StateOpen))
 	}
 	return out
@@ -143,7 +143,7 @@ func listPlan(q bot.ListQuery) []byte {
 		return listPrefix(dimPerson, strings.ToLower(q.Person))
 	case q.Project != "":
 		return listPrefix(dimProject, strings.ToLower(q.Project))
-	case q.Flag != "" && q.Flag != bot.FlagOverdue:
+	case q.Flag != "" && !bot.TimeFlag(q.Flag):
 		return listPrefix(dimFlag, q.Flag)
 	case q.State != "":
 		return listPrefix(dimState, q.State)
@@ -151,7 +151,7 @@ func listPlan(q bot.ListQuery) []byte {
 		return listPrefix(dimTier, q.Tier)
 	case q.Open != nil && !*q.Open:
 		return listPrefix(dimState, bot.StateClosed)
-	case q.Open != nil || q.Flag == bot.FlagOverdue:
+	case q.Open != nil || bot.TimeFlag(q.Flag):
 		return listPrefix(dimState, bot.StateOpen)
 	}
 	return listPrefix(dimCreated, "")
@@ -167,8 +167,8 @@ func listPlan(q bot.ListQuery) []byte {
 // returns at most q.Limit matches (clamped to 1..bot.MaxListLimit, 0 is
 // bot.DefaultListLimit) and walks at most listBudget(limit) entries,
 // whatever the size of the store: a page costs at most that many walked
-// entries, that many lookups per other filter, and (but for flag=overdue,
-// judged on the projection) limit decoded projections. When the budget
+// entries, that many lookups per other filter, and (but for flag=overdue
+// and flag=late, judged on the projection) limit decoded projections. When the budget
 // runs out first the page is short (maybe empty) and Next goes on from
 // where it stopped.
 //

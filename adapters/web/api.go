@@ -32,7 +32,7 @@ type Lister interface {
 type API struct {
 	Store  Pager
 	Policy func() *policies.Policy
-	Clock  bot.Clock // the time "flag=overdue" is judged at; nil: the system clock
+	Clock  bot.Clock // the time "flag=overdue" and "flag=late" are judged at; nil: the system clock
 	Log    *slog.Logger
 }
 
@@ -156,6 +156,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, problemsText(err))
 		return
 	}
+	pol := a.Policy()
+	q.Policy = pol
 	page, err := a.Store.ListPage(r.Context(), q)
 	if msg, ok := listProblem(err); ok {
 		apiError(w, http.StatusBadRequest, msg)
@@ -178,7 +180,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	writeList(w, page, a.Policy(), next)
+	writeList(w, page, pol, next)
 }
 
 // writeList streams a page as ListJSON, one item at a time, so the

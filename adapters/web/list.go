@@ -278,6 +278,7 @@ func (s *Server) allEscalations(w http.ResponseWriter, r *http.Request) {
 	if q.Limit == 0 {
 		q.Limit = pageRows
 	}
+	q.Policy = s.policy()
 	v.Query = q
 	v.Filtered = q.Key() != (bot.ListQuery{}).Key()
 	page, err := s.Store.ListPage(r.Context(), q)

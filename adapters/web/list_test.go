@@ -141,7 +141,7 @@ func TestAPIEveryCombination(t *testing.T) {
 	values := map[string][]string{
 		"state": {"", "open", "closed", "bypassed", "awaiting_artifacts"},
 		"tier":  {"", "T2", "T3"}, "project": {"", "shop/api"}, "person": {"", "ann", "bob"},
-		"open": {"", "true", "false"}, "flag": {"", "overdue", "urgent"}, "since": {"", "2026-10-20"},
+		"open": {"", "true", "false"}, "flag": {"", "overdue", "urgent", "late"}, "since": {"", "2026-10-20"},
 	}
 	keys := []string{"state", "tier", "project", "person", "open", "flag", "since"}
 	var walk func(i int, v url.Values)
@@ -149,7 +149,7 @@ func TestAPIEveryCombination(t *testing.T) {
 	walk = func(i int, v url.Values) {
 		if i == len(keys) {
 			q, _ := url.ParseQuery(v.Encode())
-			lq := bot.ListQuery{State: q.Get("state"), Tier: q.Get("tier"), Project: q.Get("project"), Person: q.Get("person"), Flag: q.Get("flag"), Now: s.clock.Now()}
+			lq := bot.ListQuery{State: q.Get("state"), Tier: q.Get("tier"), Project: q.Get("project"), Person: q.Get("person"), Flag: q.Get("flag"), Now: s.clock.Now(), Policy: s.pol}
 			if o := q.Get("open"); o != "" {
 				b := o == "true"
 				lq.Open = &b
@@ -182,7 +182,7 @@ func TestAPIEveryCombination(t *testing.T) {
 		}
 	}
 	walk(0, url.Values{})
-	if n != 5*3*2*3*3*3*2 {
+	if n != 5*3*2*3*3*4*2 {
 		t.Errorf("%d combinations checked", n)
 	}
 }
@@ -229,7 +229,7 @@ func TestAPIPaging(t *testing.T) {
 		{"limit=ten", "limit:"},
 		{"state=lost", "state: want one of open, intake, awaiting_artifacts"},
 		{"open=yes", "open: want true or false"},
-		{"flag=red", "flag: want one of urgent, manual, forged, overdue"},
+		{"flag=red", "flag: want one of urgent, manual, forged, overdue, late"},
 		{"since=yesterday", "since: want a date (2026-12-01) or an RFC 3339 time"},
 		{"until=2026-13-01", "until: want a date"},
 		{"since=2026-11-02&until=2026-11-01", "until: must be after since"},
@@ -294,6 +294,7 @@ func TestAllEscalationsPage(t *testing.T) {
 		{`/escalations?flag=forged`, ">ESC-1<"},
 		{`/escalations?open=true`, ">ESC-6<"},
 		{`/escalations?state=rejected`, ">ESC-4<"},
+		{`/escalations?flag=late`, "No escalation matches these filters."}, // none is past its first response
 	} {
 		wantContains(t, dash, `href="`+tt.href+`"`)
 		wantContains(t, body(t, s.get(strings.ReplaceAll(tt.href, "&amp;", "&"))), tt.want)
