@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -180,36 +181,37 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	writeList(w, page, pol, next)
+	if err := writeList(w, page, pol, next); err != nil && a.Log != nil {
+		// The status is sent: the client sees a truncated body.
+		a.Log.Warn("write the list of escalations", bot.LogErr, err)
+	}
 }
 
 // writeList streams a page as ListJSON, one item at a time, so the
 // response never holds more than one encoded item.
 func writeList(w io.Writer, page bot.ListPage, pol *policies.Policy, nextURL string) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(true)
-	enc.SetIndent("  ", "  ")
 	bw.WriteString("{\n  \"items\": [")
 	for i, e := range page.Items {
+		item, err := json.MarshalIndent(Convert(e, pol), "    ", "  ")
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", e.ID, err)
+		}
 		if i > 0 {
-			bw.WriteString(",")
+			bw.WriteByte(',')
 		}
-		bw.WriteString("\n  ")
-		if err := enc.Encode(Convert(e, pol)); err != nil {
-			return err
-		}
-		// Encode ends the item with a newline; the separator follows it.
+		bw.WriteString("\n    ")
+		bw.Write(item)
 	}
 	if len(page.Items) > 0 {
-		bw.WriteString("  ")
+		bw.WriteString("\n  ")
 	}
 	bw.WriteString("]")
 	if page.Next != "" {
 		for _, kv := range [][2]string{{"next", page.Next}, {"next_url", nextURL}} {
-			b, _ := json.Marshal(kv[1])
+			v, _ := json.Marshal(kv[1])
 			bw.WriteString(",\n  \"" + kv[0] + "\": ")
-			bw.Write(b)
+			bw.Write(v)
 		}
 	}
 	bw.WriteString("\n}\n")
