@@ -87,11 +87,12 @@
 //	                  manual, forged (bot.FlagsOf). Written by Commit with
 //	                  the other indexes (index, unindex); built for older
 //	                  files by migrateListIndex (list_migration.go).
-//	                  ListPage walks one value's range newest first and
-//	                  checks the other filters on the projections it reads:
-//	                  at most the page's limit of matches and
-//	                  max(10 x limit, 1000) entries per call, whatever the
-//	                  store's size. meta list_key (32 random bytes, made
+//	                  ListPage walks one value's range newest first,
+//	                  looks up each entry's position under the other
+//	                  filters' values, and decodes only the projections
+//	                  that pass: at most the page's limit of matches and
+//	                  max(10 x limit, 1000) entries walked per call,
+//	                  whatever the store's size. meta list_key (32 random bytes, made
 //	                  by the same migration) signs its cursors with the
 //	                  query's filters (HMAC-SHA-256).
 //
