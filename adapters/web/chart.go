@@ -112,7 +112,7 @@ func ThroughputChart(weeks []Week) template.HTML {
 				continue
 			}
 			// A range of dates: one line per end, so that twelve weeks fit.
-			fmt.Fprintf(&b, `<text class="week" x="%.1f" y="%d" text-anchor="middle"><tspan x="%.1f">%s –</tspan><tspan x="%.1f" dy="13">%s</tspan></text>`,
+			fmt.Fprintf(&b, `<text class="week" x="%.1f" y="%d" text-anchor="middle"><tspan x="%.1f">%s</tspan><tspan x="%.1f" dy="13">– %s</tspan></text>`,
 				x, chartTop+chartPlotH+16, x, esc(first), x, esc(second))
 		}
 		b.WriteString(`</g>`)

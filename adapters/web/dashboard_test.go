@@ -125,7 +125,7 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("%d decided bars, want 12", n)
 	}
 	wantContains(t, th, "2026-W34 to 2026-W45: 6 opened, 2 decided", "2026-W41 1 opened, 1 decided", "2026-W43 1 opened, 0 decided",
-		"2026-W44 2 opened, 1 decided", "2026-W45 2 opened, 0 decided", ">17 Aug –</tspan>", ">23 Aug</tspan>", ">2 Nov –</tspan>", ">8 Nov</tspan>")
+		"2026-W44 2 opened, 1 decided", "2026-W45 2 opened, 0 decided", ">17 Aug</tspan>", ">– 23 Aug</tspan>", ">2 Nov</tspan>", ">– 8 Nov</tspan>")
 	wantNotContains(t, th, ">W34<", ">W45<")
 
 	wantContains(t, section(t, page, "all"), "All 6 escalations", "rejected</span> 1", "merged</span> 1")
