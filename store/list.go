@@ -178,7 +178,8 @@ func listPlan(q bot.ListQuery) []byte {
 // *bot.Problem (field "cursor"). Positions are creation times and ids,
 // which never change, so paging while escalations are added or change
 // state neither skips nor repeats one that matches throughout: new ones
-// are newer than every position already handed out.
+// are newer than every position already handed out (one opened in the
+// very nanosecond of a position may show on a later page, ordered by id).
 func (d *DB) ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error) {
 	page, _, err := d.listPage(ctx, q)
 	return page, err

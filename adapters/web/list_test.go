@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -391,4 +392,37 @@ func TestEscalationPageGateAndMerge(t *testing.T) {
 	// The API says the same.
 	raw := body(t, s.get("/api/escalations?person=mallory"))
 	wantContains(t, raw, `"merged_by": "mallory"`, `"merged_at": "2026-11-05T09:58:00Z"`, `"status": "pending"`, `"sha": "abc777"`)
+}
+
+// TestAPIPagingWhileEscalationsArrive: MRs escalated between pages (through
+// the engine, as webhooks would) never make a page skip or repeat one.
+func TestAPIPagingWhileEscalationsArrive(t *testing.T) {
+	s := newDashSite(t)
+	s.seed()
+	want := s.apiIDs("/api/escalations")
+	var got []string
+	path := "/api/escalations?limit=2"
+	iid := int64(100)
+	for range 10 {
+		b, res := s.apiList(path)
+		wantStatus(t, res, http.StatusOK)
+		for _, it := range b.Items {
+			got = append(got, it.ID)
+		}
+		for range 2 {
+			iid++
+			s.clock.Advance(time.Minute)
+			s.handle(s.mr(iid, fmt.Sprintf("%x", iid), "new work", bot.MROpen, "internal/auth/x.go"))
+		}
+		if b.NextURL == "" {
+			break
+		}
+		path = b.NextURL
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged while escalations arrived: %v, want %v", got, want)
+	}
+	if all := s.apiIDs("/api/escalations"); len(all) != len(want)+int(iid-100) {
+		t.Errorf("after paging there are %d escalations, want %d", len(all), len(want)+int(iid-100))
+	}
 }
