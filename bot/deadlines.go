@@ -7,27 +7,115 @@ import (
 )
 
 // Deadline rules, one place for every surface (status, backlog, the card,
-// the dashboard, the API) and for the scheduler to come. A deferral pauses
-// the clock: a deferred escalation is never overdue, lapsed or handed off.
+// the digest, App Home, the dashboard, the API) and for the scheduler. A
+// deferral pauses the clock from when it began until its end date: while
+// it lasts, the time left stands still and the escalation is never
+// overdue, lapsed or handed off. Once its end date has passed the clock
+// runs again, whether or not the sweep has brought the escalation back
+// yet, and the deadlines are those the sweep will set: moved by how long
+// the deferral lasted (pauseOf).
 
-// Paused reports whether e's deadlines are paused: it is deferred.
+// Paused reports whether e is deferred: the sweep neither reminds, hands
+// off nor pages for it until the deferral ends. Whether its deadline
+// clock stands still now is DeadlineOf's Paused.
 func Paused(e *Escalation) bool { return e != nil && e.State == StateDeferred }
 
-// TimeLeft returns how long e has until its decision is due (negative when
-// overdue) and whether it has a decision deadline at all.
-func TimeLeft(e *Escalation, now time.Time) (time.Duration, bool) {
-	if e == nil || e.DecisionDue.IsZero() {
+// Deadline is where an escalation stands against its decision deadline at
+// a moment: every surface shows it through Phrase (or its fields) and
+// nothing else, so none can drop the sign or disagree on the amount.
+type Deadline struct {
+	// Has: the escalation is active and has a decision deadline. When it
+	// is false the other fields are zero and Phrase is "no deadline".
+	Has bool `json:"has"`
+	// Due is when the decision is due, moved by the deferral's pause: for
+	// an escalation deferred now, as it will be if it comes back at its
+	// deferral's end.
+	Due time.Time `json:"due,omitzero"`
+	// Left is the time left until Due, signed: negative once the deadline
+	// has passed. While Paused it stands still (the time left when the
+	// deferral began), so it is not Due minus now.
+	Left time.Duration `json:"left"`
+	// Overdue: Left is negative and the clock runs (not Paused).
+	Overdue bool `json:"overdue"`
+	// Paused: the escalation is deferred and its deferral has not ended;
+	// Until is when it ends.
+	Paused bool      `json:"paused"`
+	Until  time.Time `json:"until,omitzero"`
+}
+
+// Phrase is the one short way every surface says where a deadline
+// stands: "3d 4h left", "overdue by 5d", "paused, 3d left" (or "paused,
+// overdue by 1d" for one deferred after its deadline), "no deadline".
+func (d Deadline) Phrase() string {
+	if !d.Has {
+		return "no deadline"
+	}
+	s := HumanDuration(d.Left) + " left"
+	if d.Left < 0 {
+		s = "overdue by " + HumanDuration(d.Left)
+	}
+	if d.Paused {
+		return "paused, " + s
+	}
+	return s
+}
+
+// DeadlineOf returns where e stands against its decision deadline at now
+// (see Deadline). pol is not consulted for the decision deadline; it is
+// taken so that every surface calls the rules with the same arguments.
+func DeadlineOf(e *Escalation, pol *policies.Policy, now time.Time) Deadline {
+	_ = pol
+	if e == nil || e.DecisionDue.IsZero() || !e.State.Active() {
+		return Deadline{}
+	}
+	shift, paused := pauseOf(e, now)
+	d := Deadline{Has: true, Due: e.DecisionDue.Add(shift), Paused: paused}
+	d.Left = d.Due.Sub(now)
+	if paused {
+		d.Until = e.DeferredUntil
+		d.Left = e.DecisionDue.Sub(e.DeferredAt)
+		if e.DeferredAt.IsZero() {
+			d.Left = e.DecisionDue.Sub(now) // when the pause began is not recorded
+		}
+		if !e.DeferredUntil.IsZero() && !e.DeferredAt.IsZero() {
+			d.Due = e.DecisionDue.Add(e.DeferredUntil.Sub(e.DeferredAt))
+		}
+	}
+	d.Overdue = !paused && d.Left < 0
+	return d
+}
+
+// pauseOf returns how far e's deferral moves its deadlines as of now, and
+// whether the clock stands still now: the deferral began at DeferredAt
+// and pauses the clock until now or its end date, whichever comes first.
+// Without a recorded start (escalations deferred before DeferredAt was
+// kept) nothing moves. Not deferred: nothing moves, nothing is paused.
+func pauseOf(e *Escalation, now time.Time) (time.Duration, bool) {
+	if e == nil || e.State != StateDeferred {
 		return 0, false
 	}
-	return e.DecisionDue.Sub(now), true
+	end := now
+	paused := true
+	if !e.DeferredUntil.IsZero() && !now.Before(e.DeferredUntil) {
+		end, paused = e.DeferredUntil, false
+	}
+	if e.DeferredAt.IsZero() || !end.After(e.DeferredAt) {
+		return 0, paused
+	}
+	return end.Sub(e.DeferredAt), paused
+}
+
+// TimeLeft returns how long e has until its decision is due (negative when
+// overdue; standing still while paused) and whether it has a decision
+// deadline at all: DeadlineOf's Left and Has.
+func TimeLeft(e *Escalation, now time.Time) (time.Duration, bool) {
+	d := DeadlineOf(e, nil, now)
+	return d.Left, d.Has
 }
 
 // Overdue reports whether e waits on people past its decision deadline:
-// active, not paused, and due before now.
-func Overdue(e *Escalation, now time.Time) bool {
-	left, ok := TimeLeft(e, now)
-	return ok && left < 0 && e.State.Active() && !Paused(e)
-}
+// active, its clock running, and due before now (DeadlineOf's Overdue).
+func Overdue(e *Escalation, now time.Time) bool { return DeadlineOf(e, nil, now).Overdue }
 
 // FirstResponded reports whether a reviewer has acted on e: a decision, a
 // dissent, an action item or a residual-risk assessment by someone with a

@@ -40,20 +40,101 @@ func TestDeadlineRules(t *testing.T) {
 		t.Error("an escalation someone responded to is handed off")
 	}
 
+	// Deferred, and the deferral not over: paused, never late.
 	d := *e
-	d.State, d.DeferredUntil = StateDeferred, due.Add(-time.Hour)
+	d.State, d.DeferredAt, d.DeferredUntil = StateDeferred, due.Add(-2*time.Hour), late.Add(time.Hour)
 	if Overdue(&d, late) || Lapsed(&d, pol, late) || HandoffDue(&d, pol, late) || !Paused(&d) {
 		t.Error("a deferred escalation is late")
 	}
 	status := (&decision{pol: pol, now: late, esc: &d}).statusText()
-	backlog := BacklogText([]*Escalation{&d}, late)
-	if strings.Contains(status, "overdue") || !strings.Contains(status, "paused while deferred") {
+	backlog := BacklogText([]*Escalation{&d}, pol, late)
+	if strings.Contains(status, "overdue") || !strings.Contains(status, "(paused, 2h left)") {
 		t.Errorf("status of a deferred escalation: %q", status)
 	}
-	if strings.Contains(backlog, "OVERDUE") || !strings.Contains(backlog, "paused until") {
+	if strings.Contains(backlog, "overdue") || !strings.Contains(backlog, "paused, 2h left (deferred until") {
 		t.Errorf("backlog of a deferred escalation: %q", backlog)
 	}
-	if b := BacklogText([]*Escalation{e}, late); !strings.Contains(b, "OVERDUE by 5d") {
+	if b := BacklogText([]*Escalation{e}, pol, late); !strings.Contains(b, "overdue by 5d") {
 		t.Errorf("backlog of an overdue escalation: %q", b)
+	}
+	// Deferred past the deferral's end (the sweep has not brought it back
+	// yet): the clock runs again, so it is overdue, by the same amount on
+	// status and backlog (TestDeadlineEverySurface covers the others).
+	d.DeferredAt, d.DeferredUntil = time.Time{}, due.Add(-time.Hour)
+	status = (&decision{pol: pol, now: late, esc: &d}).statusText()
+	backlog = BacklogText([]*Escalation{&d}, pol, late)
+	if !Overdue(&d, late) || !strings.Contains(status, "(overdue by 5d)") || !strings.Contains(backlog, "overdue by 5d") {
+		t.Errorf("deferred past its end: overdue %v, status %q, backlog %q", Overdue(&d, late), status, backlog)
+	}
+}
+
+// TestDeadlineOf: the time left, signed, for each state of the clock, and
+// the one phrase for it; a deferral pauses the clock from its start to
+// its end date, and the deadline the sweep sets when it ends it is the
+// one DeadlineOf showed.
+func TestDeadlineOf(t *testing.T) {
+	due := t0.Add(48 * time.Hour)
+	active := func(st State) *Escalation {
+		return &Escalation{ID: "ESC-1", Tier: "T2", State: st, CreatedAt: t0, DecisionDue: due}
+	}
+	deferred := func(at, until time.Time) *Escalation {
+		e := active(StateDeferred)
+		e.Resume, e.DeferredAt, e.DeferredUntil = StateInReview, at, until
+		return e
+	}
+	day := 24 * time.Hour
+	for _, tt := range []struct {
+		name    string
+		e       *Escalation
+		now     time.Time
+		has     bool
+		due     time.Time
+		left    time.Duration
+		overdue bool
+		paused  bool
+		phrase  string
+	}{
+		{"in time", active(StateInReview), t0.Add(20 * time.Hour), true, due, 28 * time.Hour, false, false, "1d 4h left"},
+		{"at the deadline", active(StateInReview), due, true, due, 0, false, false, "<1m left"},
+		{"overdue", active(StateAwaitingArtifacts), due.Add(5 * day), true, due, -5 * day, true, false, "overdue by 5d"},
+		{"decided", active(StateApproved), due.Add(5 * day), false, time.Time{}, 0, false, false, "no deadline"},
+		{"no deadline", &Escalation{State: StateInReview}, due, false, time.Time{}, 0, false, false, "no deadline"},
+		// Deferred a day in for 3 days: 1d left stands still; due 3 days later.
+		{"deferred", deferred(t0.Add(day), t0.Add(4*day)), t0.Add(3 * day), true, due.Add(3 * day), day, false, true, "paused, 1d left"},
+		{"deferred long after its deadline", deferred(t0.Add(day), t0.Add(9*day)), t0.Add(8 * day), true, due.Add(8 * day), day, false, true, "paused, 1d left"},
+		// Deferred after the deadline: the time left is negative, paused.
+		{"deferred when overdue", deferred(due.Add(day), due.Add(3*day)), due.Add(2 * day), true, due.Add(2 * day), -day, false, true, "paused, overdue by 1d"},
+		// Past the deferral's end: the clock runs from its end date.
+		{"past the deferral's end", deferred(t0.Add(day), t0.Add(4*day)), t0.Add(10 * day), true, due.Add(3 * day), -5 * day, true, false, "overdue by 5d"},
+		{"past the end, in time", deferred(t0.Add(day), t0.Add(4*day)), t0.Add(4*day + 12*time.Hour), true, due.Add(3 * day), 12 * time.Hour, false, false, "12h left"},
+		// Deferred before its start was recorded: nothing moves.
+		{"deferred, no start", deferred(time.Time{}, due.Add(10*day)), due.Add(5 * day), true, due, -5 * day, false, true, "paused, overdue by 5d"},
+		{"past the end, no start", deferred(time.Time{}, due.Add(time.Hour)), due.Add(5 * day), true, due, -5 * day, true, false, "overdue by 5d"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := DeadlineOf(tt.e, nil, tt.now)
+			if d.Has != tt.has || !d.Due.Equal(tt.due) || d.Left != tt.left || d.Overdue != tt.overdue || d.Paused != tt.paused || d.Phrase() != tt.phrase {
+				t.Errorf("DeadlineOf = %+v %q, want has %v due %v left %v overdue %v paused %v %q", d, d.Phrase(), tt.has, tt.due, tt.left, tt.overdue, tt.paused, tt.phrase)
+			}
+			if left, ok := TimeLeft(tt.e, tt.now); left != d.Left || ok != d.Has || Overdue(tt.e, tt.now) != d.Overdue {
+				t.Errorf("TimeLeft %v %v, Overdue %v disagree with DeadlineOf", left, ok, Overdue(tt.e, tt.now))
+			}
+		})
+	}
+
+	// The sweep ends a deferral late (it was down): the deadline it sets
+	// is the one shown meanwhile, not moved by the sweep's lateness.
+	pol := testPolicy(t)
+	e := deferred(t0.Add(day), t0.Add(4*day))
+	e.Artifacts = []Artifact{{Kind: "threat-model", By: "ann"}}
+	late := t0.Add(10 * day)
+	data := (&decision{pol: pol, now: late, esc: e}).resumeData()
+	if want := DeadlineOf(e, pol, late).Due; !data.DecisionDue.Equal(want) {
+		t.Errorf("resumed late: decision due %v, want %v (as shown while it waited)", data.DecisionDue, want)
+	}
+	// Ended early (a tier that cannot be deferred): paused until now.
+	early := t0.Add(2 * day)
+	if data := (&decision{pol: pol, now: early, esc: e}).resumeData(); !data.DecisionDue.Equal(due.Add(day)) {
+		t.Errorf("resumed early: decision due %v, want %v", data.DecisionDue, due.Add(day))
 	}
 }

@@ -80,7 +80,9 @@ type DigestData struct {
 	People []Bottleneck `json:"people,omitempty"`
 	Groups []Bottleneck `json:"groups,omitempty"`
 
-	// Deferred are the deferred escalations, the soonest back first.
+	// Deferred are the deferred escalations whose deferral has not ended
+	// (one past its end date is open again: its clock runs, DeadlineOf),
+	// the soonest back first.
 	Deferred     []DigestItem `json:"deferred,omitempty"`
 	DeferredMore int          `json:"deferred_more,omitempty"`
 
@@ -122,9 +124,11 @@ type DigestItem struct {
 
 	Opened time.Time     `json:"opened"`
 	Waited time.Duration `json:"waited"` // since it was opened
-	// DecisionDue is the decision deadline (zero: none); Left the time
-	// until it, negative once Overdue. A deferred escalation's clock is
-	// paused: it is never overdue.
+	// Deadline is where it stands against its decision deadline
+	// (DeadlineOf); every renderer writes Deadline.Phrase. DecisionDue,
+	// Left and Overdue repeat its Due, Left and Overdue: the time left is
+	// negative once overdue, and stands still while a deferral pauses it.
+	Deadline    Deadline      `json:"deadline"`
 	DecisionDue time.Time     `json:"decision_due,omitzero"`
 	Left        time.Duration `json:"left,omitempty"`
 	Overdue     bool          `json:"overdue,omitempty"`
@@ -172,71 +176,6 @@ type Throughput struct {
 // it is asked for, across daylight-saving changes.
 func DigestKey(now time.Time) string { return "digest:" + now.Format("2006-01-02") }
 
-// WaitingOn names the people e waits on now: the filer while its intake
-// is unanswered, those asked for its missing artifacts (AskedOf), the
-// approvers whose approval would count while it is in review (Waiting),
-// the arbiters who did not write the change while it is disputed; nobody
-// while it is deferred or once it is no longer active.
-func WaitingOn(e *Escalation, pol *policies.Policy) []string {
-	if e == nil || pol == nil {
-		return nil
-	}
-	switch e.State {
-	case StateIntake:
-		if e.Filer != "" {
-			return []string{e.Filer}
-		}
-	case StateAwaitingArtifacts:
-		return AskedOf(e, pol)
-	case StateInReview:
-		return Waiting(e, pol)
-	case StateDisputed:
-		var out []string
-		authors := e.Authors()
-		for _, g := range pol.Authority.Arbiter {
-			if grp := pol.Groups[g]; grp != nil {
-				for _, m := range grp.Members {
-					if !slices.Contains(out, m) && !wrote(pol.Person("id", m), authors) {
-						out = append(out, m)
-					}
-				}
-			}
-		}
-		return out
-	}
-	return nil
-}
-
-// holdingGroups names the groups e waits on: in review, the groups of its
-// approvals matrix that someone it waits on may approve for; disputed, the
-// arbiters' groups.
-func holdingGroups(e *Escalation, pol *policies.Policy, waiting []string) []string {
-	if e == nil || pol == nil {
-		return nil
-	}
-	var out []string
-	switch e.State {
-	case StateInReview:
-		t := pol.Tier(e.Tier)
-		if t == nil {
-			return nil
-		}
-		for _, row := range t.Approvals {
-			if !slices.Contains(out, row.Group) &&
-				slices.ContainsFunc(waiting, func(p string) bool { return pol.MayStandIn(p, row.Group) }) {
-				out = append(out, row.Group)
-			}
-		}
-	case StateDisputed:
-		for _, g := range pol.Authority.Arbiter {
-			if !slices.Contains(out, g) {
-				out = append(out, g)
-			}
-		}
-	}
-	return out
-}
-
 // BuildDigest makes the digest at now. open are the store's open
 // escalations (FindOpen), recent the events of the DigestWindow before
 // now, and others the projections of other escalations recent names (those
@@ -264,7 +203,7 @@ func BuildDigest(open []*Escalation, recent []Event, others []*Escalation, since
 		}
 		known[e.ID] = e
 		it := digestItem(e, pol, now)
-		if e.State == StateDeferred {
+		if _, paused := pauseOf(e, now); paused {
 			deferred = append(deferred, it)
 			continue
 		}
@@ -290,7 +229,7 @@ func BuildDigest(open []*Escalation, recent []Event, others []*Escalation, since
 		for _, p := range it.WaitingOn {
 			people[p] = append(people[p], it.ID)
 		}
-		for _, g := range holdingGroups(known[it.ID], pol, it.WaitingOn) {
+		for _, g := range HoldingGroups(known[it.ID], pol, it.WaitingOn) {
 			groups[g] = append(groups[g], it.ID)
 		}
 	}
@@ -322,16 +261,15 @@ func BuildDigest(open []*Escalation, recent []Event, others []*Escalation, since
 
 // digestItem is e as a digest shows it at now.
 func digestItem(e *Escalation, pol *policies.Policy, now time.Time) DigestItem {
+	dl := DeadlineOf(e, pol, now)
 	it := DigestItem{ID: e.ID, Project: e.Project, MRIID: e.MRIID, Title: e.Title, MRURL: e.MRURL, Tier: e.Tier, TierName: e.TierName,
-		State: e.State, Urgent: e.Urgent, Opened: e.CreatedAt, DecisionDue: e.DecisionDue, Overdue: Overdue(e, now),
+		State: e.State, Urgent: e.Urgent, Opened: e.CreatedAt, Deadline: dl, DecisionDue: dl.Due, Left: dl.Left, Overdue: dl.Overdue,
 		WaitingOn: WaitingOn(e, pol)}
 	if !e.CreatedAt.IsZero() {
 		it.Waited = now.Sub(e.CreatedAt)
 	}
 	if Paused(e) {
 		it.DeferredUntil = e.DeferredUntil
-	} else if left, ok := TimeLeft(e, now); ok {
-		it.Left = left
 	}
 	return it
 }
@@ -603,7 +541,7 @@ func RenderDigestText(d *DigestData) string {
 	if len(d.Deferred) > 0 {
 		b.WriteString("\nDeferred:\n")
 		for _, it := range d.Deferred {
-			fmt.Fprintf(&b, "- %s %s · %s · back %s\n", it.ID, mrText(it.Project, it.MRIID, it.Title), it.Tier, it.DeferredUntil.UTC().Format("2006-01-02"))
+			fmt.Fprintf(&b, "- %s %s · %s · back %s · %s\n", it.ID, mrText(it.Project, it.MRIID, it.Title), it.Tier, it.DeferredUntil.UTC().Format("2006-01-02"), dueText(it))
 		}
 		if d.DeferredMore > 0 {
 			fmt.Fprintf(&b, "- and %d more\n", d.DeferredMore)
@@ -661,16 +599,9 @@ func digestLine(it DigestItem) string {
 	return b.String()
 }
 
-// dueText says where an item stands against its decision deadline.
-func dueText(it DigestItem) string {
-	switch {
-	case it.DecisionDue.IsZero():
-		return "no deadline"
-	case it.Overdue:
-		return "OVERDUE by " + HumanDuration(it.Left)
-	}
-	return "due in " + HumanDuration(it.Left)
-}
+// dueText says where an item stands against its decision deadline: the
+// phrase every surface writes (Deadline.Phrase).
+func dueText(it DigestItem) string { return it.Deadline.Phrase() }
 
 // breachLine is one missed deadline on one line.
 func breachLine(x DigestBreach) string {

@@ -294,26 +294,6 @@ func TestTrailTierAndState(t *testing.T) {
 	}
 }
 
-func TestWaitingOn(t *testing.T) {
-	pol := digestPolicy(t)
-	for _, tt := range []struct {
-		esc  *Escalation
-		want []string
-	}{
-		{&Escalation{State: StateIntake, Manual: true, Filer: "erin"}, []string{"erin"}},
-		{&Escalation{State: StateAwaitingArtifacts, Tier: "T3", Author: "ann", Manual: true, Filer: "erin"}, []string{"ann", "erin"}},
-		{&Escalation{State: StateInReview, Tier: "T2", Author: "alice"}, []string{"bob"}},
-		{&Escalation{State: StateDisputed, Tier: "T2", Author: "ann"}, []string{"dave"}},
-		{&Escalation{State: StateDisputed, Tier: "T2", Author: "dave"}, nil},
-		{&Escalation{State: StateDeferred, Tier: "T2", Author: "ann"}, nil},
-		{&Escalation{State: StateApproved, Tier: "T2", Author: "ann"}, nil},
-	} {
-		if got := WaitingOn(tt.esc, pol); !slices.Equal(got, tt.want) {
-			t.Errorf("WaitingOn(%s, author %s) = %v, want %v", tt.esc.State, tt.esc.Author, got, tt.want)
-		}
-	}
-}
-
 // reportScene is ISO week 2026-W45 (Monday 11-02 to Monday 11-09):
 //
 //	ESC-1 T3 [auth pii] opened Mon 09:00, alice approves 11:00, approved Tue 09:00 (due Wed): on time

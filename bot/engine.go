@@ -156,7 +156,7 @@ func (e *Engine) handleAt(ctx context.Context, in Input, now time.Time) (Reply, 
 		if err != nil {
 			return Reply{}, fmt.Errorf("backlog: %w", err)
 		}
-		return Reply{Text: BacklogText(open, e.clock.Now())}, nil
+		return Reply{Text: BacklogText(open, pol, e.clock.Now())}, nil
 	}
 	mu := &e.locks[e.lockIndex(in)]
 	mu.Lock()

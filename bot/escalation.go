@@ -146,6 +146,11 @@ type Escalation struct {
 	FirstResponseDue time.Time `json:"first_response_due,omitzero"`
 	DecisionDue      time.Time `json:"decision_due,omitzero"`
 	DecidedAt        time.Time `json:"decided_at,omitzero"`
+
+	// Retention (retention.go): when the bulky payloads were last
+	// compacted, and the Version that compaction left.
+	CompactedAt      time.Time `json:"compacted_at,omitzero"`
+	CompactedVersion uint64    `json:"compacted_version,omitempty"`
 }
 
 // Artifact is a piece of evidence a tier requires, as handed in.
@@ -155,6 +160,8 @@ type Artifact struct {
 	By   string    `json:"by"`
 	SHA  string    `json:"sha,omitempty"`
 	At   time.Time `json:"at"`
+	// Removed is when retention removed its text (Ref is then "").
+	Removed time.Time `json:"removed,omitzero"`
 }
 
 // Decision is an approval or a rejection. It counts only while it is not

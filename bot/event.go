@@ -58,7 +58,10 @@ type Event struct {
 	SHA        string    `json:"sha,omitempty"`
 	Data       EventData `json:"data"`
 	PrevHash   string    `json:"prev_hash,omitempty"`
-	Hash       string    `json:"hash,omitempty"`
+	// Compacted is set on a stored event whose bulky payload retention
+	// removed (retention.go); its Hash is the one it was sealed with.
+	Compacted *Compaction `json:"compacted,omitempty"`
+	Hash      string      `json:"hash,omitempty"`
 }
 
 // EventData is the payload of an event; each kind sets the fields it
@@ -83,8 +86,9 @@ type EventData struct {
 	Score    int              `json:"score,omitempty"`
 	Signals  []policies.Fired `json:"signals,omitempty"`
 	// TierDef is Tier's definition in force when the event was made
-	// (opened, tier_raised, retiered); nil in events recorded before
-	// definitions were kept.
+	// (opened, tier_raised, retiered; and state_changed to approved or
+	// rejected when the policy changed it since); nil in events recorded
+	// before definitions were kept.
 	TierDef *TierSnapshot `json:"tier_def,omitempty"`
 
 	// Manual escalations (opened); Urgent also on mr_updated, when an
@@ -143,6 +147,9 @@ type EventData struct {
 	Leaked       bool      `json:"leaked,omitempty"`        // incident_recorded: not escalated, or escalated below PolicyTier
 	NearMiss     bool      `json:"near_miss,omitempty"`     // incident_recorded: the MR's escalation had been approved
 	Since        time.Time `json:"since,omitzero"`          // incident_fixed: when the incident was recorded
+
+	// Retention (compacted): the records compacted.
+	Records []CompactedRecord `json:"records,omitempty"`
 }
 
 // apply folds one event into the projection and returns the new one; esc
@@ -323,6 +330,11 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		}
 	case EventStatusForged:
 		e.Forged++
+	case EventCompacted:
+		// Not activity: the retention clock and "last updated" stay.
+		e.UpdatedAt = esc.UpdatedAt
+		compactProjection(e, ev.At)
+		e.CompactedVersion = e.Version
 	case EventReopened:
 		e.MRState = "opened"
 	case EventStateChanged:
@@ -348,6 +360,11 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		e.State = d.To
 		if d.To == StateApproved || d.To == StateRejected {
 			e.DecidedAt = ev.At
+			if d.TierDef != nil {
+				// The definition the decision was made under (the
+				// policy changed since the tier was entered).
+				e.TierDef = d.TierDef
+			}
 		}
 	}
 	applyGate(e, ev)
@@ -360,6 +377,10 @@ func applyGate(e *Escalation, ev Event) {
 		e.Gate, e.GateText, e.GateSHA, e.GateAt = ev.Data.Gate, ev.Data.GateText, ev.SHA, ev.At
 	}
 }
+
+// ApplyCompaction returns esc with the EventCompacted event ev applied
+// (the store's Compact makes the projection with it).
+func ApplyCompaction(esc *Escalation, ev Event) *Escalation { return apply(esc, ev) }
 
 // Replay folds events in order into a projection, nil for no events.
 func Replay(events []Event) *Escalation {

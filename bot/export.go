@@ -23,7 +23,10 @@ import (
 // within a version; a change in meaning is a new version.
 const (
 	BundleSchema = "threatgate.bundle/v1" // one escalation's bundle
-	ExportSchema = "threatgate.export/v1" // the export's index and control summary
+
+	// RetentionRemoved says what retention removes from events.
+	RetentionRemoved = "signal evidence lines and artifact text (links are kept)"
+	ExportSchema     = "threatgate.export/v1" // the export's index and control summary
 )
 
 // Kinds of decision (Decided.Kind).
@@ -126,6 +129,20 @@ type Bundle struct {
 	Gaps     []Gap           `json:"gaps"`
 	Timeline []TimelineEntry `json:"timeline"`
 	Chain    BundleChain     `json:"chain"`
+	// Retention says what retention (retention.closed_days) removed from
+	// the escalation's events, and when; absent when nothing was.
+	Retention *BundleRetention `json:"retention,omitempty"`
+}
+
+// BundleRetention is what retention compacted: the events listed by the
+// compaction events Seqs lost their signal evidence lines and artifact
+// text; each kept its hash, and the compaction event records the digest
+// of what remains (audit verify checks both).
+type BundleRetention struct {
+	Seqs    []uint64  `json:"compaction_events"`
+	At      time.Time `json:"compacted_at"` // the last compaction
+	Records []uint64  `json:"records"`      // the events compacted
+	Removed string    `json:"removed"`
 }
 
 // BundleMR is the merge request as last recorded.
@@ -198,10 +215,12 @@ type BundleArtifact struct {
 	Seq  uint64    `json:"seq"`
 	Kind string    `json:"kind"`
 	Name string    `json:"name"` // from the recorded tier; "" when unknown
-	Ref  string    `json:"ref"`  // a link or the text itself
+	Ref  string    `json:"ref"`  // a link or the text itself; "" once retention removed the text
 	By   string    `json:"by"`
 	At   time.Time `json:"at"`
 	SHA  string    `json:"sha"`
+	// Removed is when retention removed the artifact's text.
+	Removed time.Time `json:"removed,omitzero"`
 }
 
 // BundleVote is an approval or a rejection.
@@ -297,6 +316,8 @@ type TimelineEntry struct {
 	Summary  string    `json:"summary"`
 	Hash     string    `json:"hash"`
 	PrevHash string    `json:"prev_hash"`
+	// Compacted is set on an event whose payload retention removed.
+	Compacted *Compaction `json:"compacted,omitempty"`
 }
 
 // BundleChain is where the bundle's events sit in the audit chain. Other
@@ -543,11 +564,24 @@ func BuildBundle(e *Escalation, events []Event) *Bundle {
 			riskSeq, validatedSeq = ev.Seq, 0
 		case EventRiskValidated:
 			validatedSeq = ev.Seq
+		case EventCompacted:
+			if b.Retention == nil {
+				b.Retention = &BundleRetention{Seqs: []uint64{}, Records: []uint64{}, Removed: RetentionRemoved}
+			}
+			b.Retention.Seqs = append(b.Retention.Seqs, ev.Seq)
+			b.Retention.At = ev.At.UTC()
+			for _, r := range ev.Data.Records {
+				b.Retention.Records = append(b.Retention.Records, r.Seq)
+			}
 		}
-		b.Timeline = append(b.Timeline, TimelineEntry{
+		te := TimelineEntry{
 			Seq: ev.Seq, At: ev.At.UTC(), Kind: ev.Kind, Actor: ev.Actor, SHA: ev.SHA,
 			Summary: EventSummary(ev), Hash: ev.Hash, PrevHash: ev.PrevHash,
-		})
+		}
+		if c := ev.Compacted; c != nil {
+			te.Compacted = &Compaction{By: c.By, At: c.At.UTC()}
+		}
+		b.Timeline = append(b.Timeline, te)
 	}
 	at := func(seqs []uint64, i int) uint64 {
 		if i < len(seqs) {
@@ -563,7 +597,7 @@ func BuildBundle(e *Escalation, events []Event) *Bundle {
 		}
 	}
 	for _, a := range e.Artifacts {
-		b.Artifacts = append(b.Artifacts, BundleArtifact{Seq: artifactSeq[a.Kind], Kind: a.Kind, Name: names[a.Kind], Ref: a.Ref, By: a.By, At: a.At.UTC(), SHA: a.SHA})
+		b.Artifacts = append(b.Artifacts, BundleArtifact{Seq: artifactSeq[a.Kind], Kind: a.Kind, Name: names[a.Kind], Ref: a.Ref, By: a.By, At: a.At.UTC(), SHA: a.SHA, Removed: a.Removed.UTC()})
 	}
 	for i, d := range e.Approvals {
 		b.Approvals = append(b.Approvals, vote(d, at(approvals, i), def))
@@ -775,7 +809,12 @@ func EventSummary(ev Event) string {
 	case EventFiled:
 		return with("filed", d.Text)
 	case EventArtifactAdded:
+		if ev.Compacted != nil && d.Ref == "" {
+			return "artifact " + d.Artifact + " (text removed by retention)"
+		}
 		return with("artifact "+d.Artifact, d.Ref)
+	case EventCompacted:
+		return with(fmt.Sprintf("compacted %d earlier events: %s", len(d.Records), RetentionRemoved), d.Text)
 	case EventApproved:
 		s := "approved"
 		if d.Arbiter {

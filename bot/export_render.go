@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // The renderings of an export (docs/EXPORT.md): pure functions from an
@@ -398,7 +400,11 @@ func RenderBundleMarkdown(bd *Bundle) string {
 			for i, e := range s.Evidence {
 				ev[i] = md(e)
 			}
-			rows = append(rows, []string{md(s.ID), md(s.Category), strconv.Itoa(s.Weight), strings.Join(ev, "<br>")})
+			evidence := strings.Join(ev, "<br>")
+			if s.Evidence == nil && bd.Retention != nil {
+				evidence = "*removed by retention*"
+			}
+			rows = append(rows, []string{md(s.ID), md(s.Category), strconv.Itoa(s.Weight), evidence})
 		}
 		mdTable(&b, []string{"Signal", "Category", "Weight", "Evidence (as stored, redacted)"}, rows)
 	}
@@ -472,7 +478,11 @@ func RenderBundleMarkdown(bd *Bundle) string {
 	} else {
 		var rows [][]string
 		for _, a := range bd.Artifacts {
-			rows = append(rows, []string{seqText(a.Seq), md(artifactLabel(ArtifactSpec{a.Kind, a.Name})), mdRef(a.Ref), md(a.By), stamp(a.At), code(ShortSHA(a.SHA))})
+			ref := mdRef(a.Ref)
+			if !a.Removed.IsZero() {
+				ref = "*text removed by retention " + stamp(a.Removed) + "*"
+			}
+			rows = append(rows, []string{seqText(a.Seq), md(artifactLabel(ArtifactSpec{a.Kind, a.Name})), ref, md(a.By), stamp(a.At), code(ShortSHA(a.SHA))})
 		}
 		mdTable(&b, []string{"Event", "Kind", "Link or text", "By", "At", "Head"}, rows)
 	}
@@ -586,6 +596,13 @@ func RenderBundleMarkdown(bd *Bundle) string {
 	}
 	mdTable(&b, []string{"Seq", "At", "Kind", "Actor", "Summary"}, tl)
 
+	if r := bd.Retention; r != nil {
+		b.WriteString("## Retention\n\n")
+		fmt.Fprintf(&b, "Retention removed the %s of %d events (%s) on %s, under compaction event %s. "+
+			"Each compacted event keeps its hash, and the compaction event records the digest of what remains, so `threatgate audit verify` still checks them; the removed text itself can no longer be shown.\n\n",
+			RetentionRemoved, len(r.Records), seqsText(r.Records), stamp(r.At), seqsText(r.Seqs))
+	}
+
 	c := bd.Chain
 	b.WriteString("## Audit chain\n\n")
 	fmt.Fprintf(&b, "%d events of the audit log, from event %d to event %d (other escalations' events lie between them). "+
@@ -601,10 +618,19 @@ func RenderBundleMarkdown(bd *Bundle) string {
 // CSV.
 
 // csvCell guards a cell against being read as a formula by a spreadsheet:
-// text starting with =, +, -, @, a tab or a carriage return gets a
+// text whose first character, after any spaces or invisible format
+// characters (which some spreadsheets skip), is =, +, -, @ or their
+// full-width forms, or that starts with a tab or a carriage return, gets a
 // leading apostrophe.
 func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	if s == "" {
+		return s
+	}
+	if s[0] == '\t' || s[0] == '\r' {
+		return "'" + s
+	}
+	first := strings.TrimLeftFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) })
+	if r, _ := utf8.DecodeRuneInString(first); strings.ContainsRune("=+-@\uFF1D\uFF0B\uFF0D\uFF20\uFE62\uFE63\uFE66\u2212", r) {
 		return "'" + s
 	}
 	return s
@@ -741,4 +767,13 @@ func renderExportCSV(x *Export) []ExportFile {
 		csvFile("actions.csv", []string{"escalation", "n", "seq", "text", "owner", "due", "by", "at", "done", "done_at", "done_by"}, actions),
 		csvFile("timeline.csv", []string{"escalation", "seq", "at", "kind", "actor", "sha", "summary", "hash", "prev_hash"}, timeline),
 	}
+}
+
+// seqsText lists event numbers: "3, 5, 9".
+func seqsText(seqs []uint64) string {
+	parts := make([]string, len(seqs))
+	for i, s := range seqs {
+		parts[i] = seqText(s)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -348,6 +348,9 @@ func TestCSVCells(t *testing.T) {
 		{"=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"},
 		{"+1", "'+1"}, {"-1", "'-1"}, {"@SUM(A1)", "'@SUM(A1)"}, {"\tx", "'\tx"},
 		{"plain", "plain"}, {"", ""}, {"2026-11-02T09:00:00Z", "2026-11-02T09:00:00Z"},
+		{" =1+1", "' =1+1"}, {"\u00a0=1+1", "'\u00a0=1+1"}, {"\u200b=1+1", "'\u200b=1+1"},
+		{"\uff1dHYPERLINK(\"x\")", "'\uff1dHYPERLINK(\"x\")"}, {"\uff20SUM(A1)", "'\uff20SUM(A1)"}, {"\u2212" + "1", "'\u2212" + "1"},
+		{"a = b", "a = b"}, {" plain", " plain"}, {"\r=1", "'\r=1"},
 	} {
 		if got := csvCell(tt.in); got != tt.want {
 			t.Errorf("csvCell(%q) = %q, want %q", tt.in, got, tt.want)

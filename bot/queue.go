@@ -59,13 +59,18 @@ type QueueItem struct {
 	State    State
 	Urgent   bool
 
+	// Deadline is where it stands against its decision deadline at the
+	// queue's now (DeadlineOf); DecisionDue and Overdue repeat its Due and
+	// Overdue. Paused: it is deferred (Paused), until DeferredUntil.
+	Deadline      Deadline
 	DecisionDue   time.Time // zero when the escalation has no decision deadline
-	Overdue       bool      // Overdue at the queue's now
-	Paused        bool      // deferred: the deadline is paused (Paused)
+	Overdue       bool
+	Paused        bool
 	DeferredUntil time.Time // set while Paused
 
-	Missing []string // the artifacts its tier requires that are not in
-	Waiting []string // whose approval it still waits on (Waiting)
+	Missing   []string // the artifacts its tier requires that are not in
+	Waiting   []string // whose approval it still waits on (Waiting)
+	WaitingOn []string // whom it waits on, whatever for (WaitingOn)
 }
 
 // QueueOf returns person's queue among open (the store's open
@@ -136,8 +141,9 @@ func AskedOf(e *Escalation, pol *policies.Policy) []string {
 func queueItem(e *Escalation, pol *policies.Policy, now time.Time) QueueItem {
 	it := QueueItem{ID: e.ID, Project: e.Project, MRIID: e.MRIID, Title: e.Title, MRURL: e.MRURL,
 		Tier: e.Tier, TierName: e.TierName, State: e.State, Urgent: e.Urgent,
-		DecisionDue: e.DecisionDue, Overdue: Overdue(e, now), Paused: Paused(e),
-		Missing: e.MissingArtifacts(pol.Tier(e.Tier)), Waiting: Waiting(e, pol)}
+		Paused: Paused(e), Missing: e.MissingArtifacts(pol.Tier(e.Tier)), Waiting: Waiting(e, pol), WaitingOn: WaitingOn(e, pol)}
+	it.Deadline = DeadlineOf(e, pol, now)
+	it.DecisionDue, it.Overdue = it.Deadline.Due, it.Deadline.Overdue
 	if it.Paused {
 		it.DeferredUntil = e.DeferredUntil
 	}

@@ -145,7 +145,8 @@ func TestQueueItem(t *testing.T) {
 			paused.Overdue, paused.Paused, paused.DeferredUntil, t0.Add(72*time.Hour))
 	}
 	want := QueueItem{ID: "ESC-2", Project: "g/p", MRIID: 102, Title: "change ESC-2", Tier: "T2", TierName: "x",
-		State: StateAwaitingArtifacts, DecisionDue: t0.Add(24 * time.Hour), Missing: []string{"threat-model"}}
+		State: StateAwaitingArtifacts, DecisionDue: t0.Add(24 * time.Hour), Missing: []string{"threat-model"},
+		Deadline: Deadline{Has: true, Due: t0.Add(24 * time.Hour), Left: 24 * time.Hour}, WaitingOn: []string{"ann"}}
 	if got := find(q.Artifacts, "ESC-2"); !reflect.DeepEqual(got, want) {
 		t.Errorf("ESC-2:\n got %+v\nwant %+v", got, want)
 	}

@@ -55,7 +55,7 @@ func (d *decision) statusText() string {
 		}
 		fmt.Fprintf(&b, "Approvals at %s: %s.\n", shortSHA(e.HeadSHA), strings.Join(rows, ", "))
 	}
-	if w := Waiting(e, d.pol); len(w) > 0 {
+	if w := WaitingOn(e, d.pol); len(w) > 0 {
 		fmt.Fprintf(&b, "Waiting on: %s.\n", strings.Join(w, ", "))
 	}
 	if r := e.Risk; r != nil {
@@ -80,23 +80,16 @@ func (d *decision) statusText() string {
 	if lines := actionLines(e, d.now); len(lines) > 0 {
 		fmt.Fprintf(&b, "Action items (/threatgate done %s <n> closes one):\n  %s\n", e.ID, strings.Join(lines, "\n  "))
 	}
-	if left, ok := TimeLeft(e, d.now); ok && e.State.Active() {
-		due := e.DecisionDue.UTC().Format("2006-01-02 15:04 MST")
-		switch {
-		case Paused(e):
-			fmt.Fprintf(&b, "Decision due %s; paused while deferred.", due)
-		case Overdue(e, d.now):
-			fmt.Fprintf(&b, "Decision was due %s (%s overdue).", due, humanDuration(left))
-		default:
-			fmt.Fprintf(&b, "Decision due %s (in %s).", due, humanDuration(left))
-		}
+	if dl := DeadlineOf(e, d.pol, d.now); dl.Has {
+		fmt.Fprintf(&b, "Decision due %s (%s).", utcMinute(dl.Due), dl.Phrase())
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
 
 // BacklogText renders the open escalations for /threatgate backlog: urgent
-// ones first, then by decision deadline.
-func BacklogText(open []*Escalation, now time.Time) string {
+// ones first, then by decision deadline (DeadlineOf), each with where its
+// deadline stands and whom it waits on (WaitingOn).
+func BacklogText(open []*Escalation, pol *policies.Policy, now time.Time) string {
 	if len(open) == 0 {
 		return "The backlog is empty: no escalation is waiting."
 	}
@@ -108,29 +101,22 @@ func BacklogText(open []*Escalation, now time.Time) string {
 			}
 			return 1
 		}
-		return a.DecisionDue.Compare(b.DecisionDue)
+		return DeadlineOf(a, pol, now).Due.Compare(DeadlineOf(b, pol, now).Due)
 	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d open escalation(s):\n", len(list))
 	for _, e := range list {
-		due := "no deadline"
-		if left, ok := TimeLeft(e, now); ok {
-			switch {
-			case Paused(e):
-				due = "paused until " + e.DeferredUntil.UTC().Format("2006-01-02")
-			case Overdue(e, now):
-				due = fmt.Sprintf("OVERDUE by %s", humanDuration(left))
-			default:
-				due = fmt.Sprintf("due in %s", humanDuration(left))
-			}
+		due := DeadlineOf(e, pol, now).Phrase()
+		if Paused(e) && !e.DeferredUntil.IsZero() {
+			due += " (deferred until " + e.DeferredUntil.UTC().Format("2006-01-02") + ")"
 		}
 		urgent := ""
 		if e.Urgent {
 			urgent = " URGENT"
 		}
 		fmt.Fprintf(&b, "- %s%s %s!%d %s %s, %s", e.ID, urgent, e.Project, e.MRIID, e.Tier, e.State, due)
-		if len(e.Waiting) > 0 {
-			fmt.Fprintf(&b, ", waiting on %s", strings.Join(e.Waiting, ", "))
+		if w := WaitingOn(e, pol); len(w) > 0 {
+			fmt.Fprintf(&b, ", waiting on %s", strings.Join(w, ", "))
 		}
 		b.WriteString("\n")
 	}
@@ -174,9 +160,9 @@ type CardData struct {
 	ActionsDone int          `json:"actions_done,omitempty"`
 
 	UnknownAuthors []string  `json:"unknown_authors,omitempty"`
-	Waiting        []string  `json:"waiting,omitempty"`
+	Waiting        []string  `json:"waiting,omitempty"` // WaitingOn
 	DeferredUntil  time.Time `json:"deferred_until,omitzero"`
-	DecisionDue    time.Time `json:"decision_due,omitzero"` // set while active
+	DecisionDue    time.Time `json:"decision_due,omitzero"` // DeadlineOf's Due, set while active
 
 	// Signals are why the MR is in its tier, with their evidence (masked
 	// as stored); Inform the groups the tier informs (each surface tells
@@ -257,13 +243,11 @@ func (d *decision) card(e *Escalation) *CardData {
 		c.Actions = append(c.Actions, CardAction{N: i + 1, Text: a.Text, Owner: ActionOwner(a), Due: a.Due})
 	}
 	c.UnknownAuthors = UnknownAuthors(e, d.pol)
-	c.Waiting = Waiting(e, d.pol)
+	c.Waiting = WaitingOn(e, d.pol)
 	if e.State == StateDeferred {
 		c.DeferredUntil = e.DeferredUntil
 	}
-	if e.State.Active() {
-		c.DecisionDue = e.DecisionDue
-	}
+	c.DecisionDue = DeadlineOf(e, d.pol, d.now).Due // moved by a deferral's pause
 	return c
 }
 
@@ -384,6 +368,13 @@ func HumanDuration(d time.Duration) string {
 }
 
 func humanDuration(d time.Duration) string { return HumanDuration(d) }
+
+// CardOf is an escalation's summary card as of now, as the thread_summary
+// effect carries it; each surface renders it (RenderCardText, Slack's
+// Block Kit).
+func CardOf(e *Escalation, pol *policies.Policy, now time.Time) *CardData {
+	return (&decision{pol: pol, now: now, esc: e}).card(e)
+}
 
 // Card renders an escalation's thread summary as of now, the same text the
 // thread_summary effect carries; a chat surface that lost its thread (the

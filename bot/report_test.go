@@ -177,7 +177,7 @@ func TestEngineDigest(t *testing.T) {
 	for _, want := range []string{
 		"Security review digest, 2026-11-08 09:00 UTC",
 		"1 open (1 overdue); 1 deadline missed since the last digest.",
-		"- ESC-3 shop/api!3 \"change ccc333\" · T2 in review · OVERDUE by 18h · waited 1d 18h · waiting on alice, bob",
+		"- ESC-3 shop/api!3 \"change ccc333\" · T2 in review · overdue by 18h · waited 1d 18h · waiting on alice, bob",
 		"- ESC-3 shop/api!3 T2: decision was due 2026-11-07 15:00 UTC; still open",
 		"- people: alice 1 (ESC-3); bob 1 (ESC-3)",
 		"Last 7 days: 3 opened, 2 decided. Median time to decision: T3 3d 2h (1), T2 2h (1).",

@@ -221,11 +221,12 @@ func BuildRetro(events []Event, year, quarter int, now time.Time, pol *policies.
 			}
 		}
 		for _, ev := range t.events {
+			if ev.Data.TierDef != nil {
+				// Entering a tier, or a decision made under a definition
+				// the policy changed since.
+				def = ev.Data.TierDef
+			}
 			switch ev.Kind {
-			case EventOpened, EventTierRaised, EventRetiered:
-				if ev.Data.TierDef != nil {
-					def = ev.Data.TierDef
-				}
 			case EventArtifactAdded:
 				have[ev.Data.Artifact] = true
 			case EventRejected:

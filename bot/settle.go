@@ -171,7 +171,16 @@ func (d *decision) settle() {
 	if !e.State.Ended() && e.State != StateDeferred && e.State != StateIntake {
 		if to := d.target(); to != e.State {
 			from := e.State
-			d.emit(EventStateChanged, EventData{From: from, To: to})
+			data := EventData{From: from, To: to}
+			if to == StateApproved || to == StateRejected {
+				// Decided under the tier's definition in force now: when
+				// the policy changed it since the escalation entered its
+				// tier, the decision records the one it was made under.
+				if snap := SnapshotTier(d.pol, d.tier()); snap != nil && !reflect.DeepEqual(snap, e.TierDef) {
+					data.TierDef = snap
+				}
+			}
+			d.emit(EventStateChanged, data)
 			d.transitioned(from, to)
 		}
 	}

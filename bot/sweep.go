@@ -128,27 +128,15 @@ func thresholdAt(e *Escalation, pct int) time.Time {
 	return start.Add(e.DecisionDue.Sub(start) * time.Duration(pct) / 100)
 }
 
-// nudgeTargets returns what e's reminders are for and whom they go to now:
-// "artifact" and who owes them while artifacts are missing, "approval" and
-// the approvers (arbiters when disputed) in review.
+// nudgeTargets returns what e's reminders are for and whom they go to now
+// (WaitingOn, the rule every surface shows): "artifact" while artifacts
+// are missing, "approval" in review and when disputed.
 func nudgeTargets(e *Escalation, pol *policies.Policy) (what string, people []string) {
 	switch e.State {
 	case StateAwaitingArtifacts:
-		return "artifact", AskedOf(e, pol)
-	case StateInReview:
-		return "approval", Waiting(e, pol)
-	case StateDisputed:
-		var out []string
-		for _, g := range pol.Authority.Arbiter {
-			if grp := pol.Groups[g]; grp != nil {
-				for _, m := range grp.Members {
-					if !slices.Contains(out, m) {
-						out = append(out, m)
-					}
-				}
-			}
-		}
-		return "approval", out
+		return "artifact", WaitingOn(e, pol)
+	case StateInReview, StateDisputed:
+		return "approval", WaitingOn(e, pol)
 	}
 	return "", nil
 }
@@ -490,12 +478,14 @@ func backupsOf(t *policies.Tier, pol *policies.Policy) []string {
 
 // resumeData is the state change that ends a deferral now, however it
 // ends (its date, a tier that cannot be deferred): back to where the
-// escalation belongs, its deadlines moved by how long the deferral lasted.
+// escalation belongs, its deadlines moved by how long the deferral lasted
+// (pauseOf: from its start to now or its end date, whichever is earlier).
 func (d *decision) resumeData() EventData {
 	e := d.esc
 	data := EventData{From: StateDeferred, To: d.target()}
-	if !e.DeferredAt.IsZero() && d.now.After(e.DeferredAt) && !e.DecisionDue.IsZero() {
-		paused := d.now.Sub(e.DeferredAt)
+	// The pause ends at the deferral's end date even when the sweep comes
+	// later: the deadlines are those DeadlineOf showed meanwhile.
+	if paused, _ := pauseOf(e, d.now); paused > 0 && !e.DecisionDue.IsZero() {
 		data.DecisionDue = e.DecisionDue.Add(paused)
 		data.FirstResponseDue = e.FirstResponseDue
 		if !e.FirstResponseDue.IsZero() {

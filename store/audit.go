@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -37,6 +38,20 @@ type Audited struct {
 	// Held are the anchors the chain still holds, in the order given,
 	// each with the seq of the event that carries it.
 	Held []Anchor
+	// Compactions are the retention compactions on the chain, in order:
+	// each compacted record was checked against the one that lists it
+	// (its place in the chain, what remains of it), but its removed
+	// payload cannot be.
+	Compactions []Compaction
+}
+
+// Compaction is one EventCompacted event: at Seq, compacting Records of
+// Escalation at At.
+type Compaction struct {
+	Seq        uint64
+	Escalation string
+	At         time.Time
+	Records    []uint64
 }
 
 // AnchorError is returned by Audit for an anchor that the chain no longer
@@ -122,9 +137,16 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 					return err
 				}
 			}
-			hash, err := auditLink(seq, v, prevSeq, prevHash)
+			hash, ev, err := auditLink(tx.Bucket(bucketEvents), seq, v, prevSeq, prevHash)
 			if err != nil {
 				return err
+			}
+			if ev.Kind == bot.EventCompacted {
+				cp := Compaction{Seq: seq, Escalation: ev.Escalation, At: ev.At}
+				for _, r := range ev.Data.Records {
+					cp.Records = append(cp.Records, r.Seq)
+				}
+				res.Compactions = append(res.Compactions, cp)
 			}
 			// The per-escalation index is not under the chain: every
 			// event of an escalation must be filed under it, and nothing
@@ -197,38 +219,46 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 }
 
 // auditLink checks the record stored under seq against the event before
-// it (prevSeq with hash prevHash) and returns the hash it carries.
-func auditLink(seq uint64, rec []byte, prevSeq uint64, prevHash string) (string, error) {
+// it (prevSeq with hash prevHash) and returns the hash it carries and the
+// event. A compacted record is checked against the compaction event that
+// lists it (checkCompacted).
+func auditLink(events *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) (string, bot.Event, error) {
 	canon, hash, ok := unseal(rec)
 	if !ok {
-		return "", &ChainError{Seq: seq, Reason: "hash mismatch: the record does not end with a hash: it was changed"}
+		return "", bot.Event{}, &ChainError{Seq: seq, Reason: "hash mismatch: the record does not end with a hash: it was changed"}
 	}
 	var ev bot.Event
 	if err := json.Unmarshal(rec, &ev); err != nil {
-		return "", &ChainError{Seq: seq, Reason: fmt.Sprintf("hash mismatch: the record is not an event (%v): it was changed", err)}
+		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("hash mismatch: the record is not an event (%v): it was changed", err)}
 	}
 	switch {
 	case ev.Seq != seq:
-		return "", &ChainError{Seq: seq, Reason: fmt.Sprintf("seq out of order: the record stored as event %d says it is event %d: records were swapped, moved or inserted", seq, ev.Seq)}
+		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("seq out of order: the record stored as event %d says it is event %d: records were swapped, moved or inserted", seq, ev.Seq)}
 	case seq == 0:
-		return "", &ChainError{Seq: seq, Reason: "seq out of order: a record was inserted as event 0, before the first event"}
+		return "", ev, &ChainError{Seq: seq, Reason: "seq out of order: a record was inserted as event 0, before the first event"}
 	case seq > prevSeq+1:
 		missing := fmt.Sprintf("event %d is missing", prevSeq+1)
 		if seq > prevSeq+2 {
 			missing = fmt.Sprintf("events %d to %d are missing", prevSeq+1, seq-1)
 		}
-		return "", &ChainError{Seq: seq, Reason: fmt.Sprintf("seq gap: it follows event %d; %s: removed", prevSeq, missing)}
+		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("seq gap: it follows event %d; %s: removed", prevSeq, missing)}
 	case ev.PrevHash != prevHash:
 		before := fmt.Sprintf("event %d hashes to %s", prevSeq, hashPrefix(prevHash))
 		if prevSeq == 0 {
 			before = "the chain starts from " + hashPrefix(genesisHash)
 		}
-		return "", &ChainError{Seq: seq, Reason: fmt.Sprintf("broken prev link: its prev_hash is %s, but %s: an event before it was changed, removed or inserted", hashPrefix(ev.PrevHash), before)}
+		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("broken prev link: its prev_hash is %s, but %s: an event before it was changed, removed or inserted", hashPrefix(ev.PrevHash), before)}
+	}
+	if ev.Compacted != nil {
+		if err := checkCompacted(events, seq, ev, canon, hash); err != nil {
+			return "", ev, err
+		}
+		return hash, ev, nil
 	}
 	if sum := chainHash(ev.PrevHash, canon); sum != hash {
-		return "", &ChainError{Seq: seq, Reason: fmt.Sprintf("hash mismatch: the record carries %s, its content hashes to %s: the record was changed", hashPrefix(hash), hashPrefix(sum))}
+		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("hash mismatch: the record carries %s, its content hashes to %s: the record was changed", hashPrefix(hash), hashPrefix(sum))}
 	}
-	return hash, nil
+	return hash, ev, nil
 }
 
 // auditHead checks the chain head recorded in meta against the last event

@@ -54,6 +54,7 @@ type options struct {
 	lockTimeout time.Duration
 	keyTTL      time.Duration
 	noSync      bool
+	readOnly    bool
 	migrations  []migration
 }
 
@@ -73,6 +74,13 @@ func KeyTTL(d time.Duration) Option { return func(o *options) { o.keyTTL = d } }
 // lose or corrupt data: for tests and benchmarks only, never production.
 func NoSync() Option { return func(o *options) { o.noSync = true } }
 
+// ReadOnly opens an existing file for reading only: nothing is written to
+// it, not even a schema migration, so an older copy (a backup) is read as
+// it is. Readers of the audit log, the escalations and their events (audit
+// verify, export, retro, backup) work on every schema version; a write
+// fails with bbolt's ErrDatabaseReadOnly.
+func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
 // withMigrations replaces the schema migrations, for tests.
 func withMigrations(ms []migration) Option { return func(o *options) { o.migrations = ms } }
 
@@ -90,15 +98,22 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	if !o.readOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
 	}
 	log := o.log.With(logComponent, "store")
 	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("data directory is open to other users; chmod 700 it", logPath, dir, logMode, fi.Mode().Perm().String())
 	}
 	path := filepath.Join(dir, FileName)
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout, NoSync: o.noSync})
+	if o.readOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("open %s read-only: %w", path, err)
+		}
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout, NoSync: o.noSync, ReadOnly: o.readOnly})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (waited %s for its lock; stop the other process or use another data directory)", dir, ErrInUse, o.lockTimeout)
 	}
@@ -106,6 +121,13 @@ func Open(dir string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	d := &DB{bolt: bdb, log: log, keyTTL: o.keyTTL}
+	if o.readOnly {
+		if err := d.checkReadable(len(o.migrations)); err != nil {
+			bdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		return d, nil
+	}
 	if err := d.migrate(o.migrations); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)

@@ -197,3 +197,46 @@ func TestTimeKeySorts(t *testing.T) {
 		t.Errorf("keyTime(timeKey(zero)) = %s, want zero", got)
 	}
 }
+
+// TestReadOnlyNeverMigrates: audit verify, export and retro open a copy
+// read-only; an older copy is read as it is, its schema untouched, and a
+// write fails.
+func TestReadOnlyNeverMigrates(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpenDir(t, dir, withMigrations(migrations[:6]))
+	e := mustCommit(t, db, openCommit("g/p", 1, t0, t0.Add(time.Hour), "bob"))
+	mustClose(t, db)
+
+	ro, err := Open(dir, ReadOnly())
+	if err != nil {
+		t.Fatalf("Open read-only: %v", err)
+	}
+	if _, err := ro.Verify(ctx); err != nil {
+		t.Errorf("Verify read-only: %v", err)
+	}
+	if got, err := ro.FindEscalation(ctx, e.ID); err != nil || got.ID != e.ID {
+		t.Errorf("FindEscalation read-only: %v, %v", got, err)
+	}
+	if _, err := ro.Commit(ctx, openCommit("g/p", 2, t0, t0.Add(time.Hour))); err == nil {
+		t.Error("a read-only store accepted a commit")
+	}
+	var v uint64
+	ro.bolt.View(func(tx *bolt.Tx) error { v = schemaVersion(tx); return nil })
+	if v != 6 {
+		t.Errorf("schema version after a read-only open = %d, want 6 (untouched)", v)
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := Open(t.TempDir(), ReadOnly()); err == nil {
+		t.Error("read-only open of a directory without a store succeeded")
+	}
+	newer := t.TempDir()
+	nb := mustOpenDir(t, newer)
+	nb.bolt.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), metaSchemaVersion, 99) })
+	mustClose(t, nb)
+	if _, err := Open(newer, ReadOnly()); err == nil || !strings.Contains(err.Error(), "schema version 99") {
+		t.Errorf("read-only open of a newer schema: %v", err)
+	}
+}

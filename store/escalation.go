@@ -220,6 +220,11 @@ func unindex(tx *bolt.Tx, e *bot.Escalation) error {
 	if err := tx.Bucket(bucketTickDue).Delete(tickKey(e)); err != nil {
 		return err
 	}
+	if rk := retentionKey(e); rk != nil {
+		if err := tx.Bucket(bucketRetentionDue).Delete(rk); err != nil {
+			return err
+		}
+	}
 	byApprover := tx.Bucket(bucketByApprover)
 	for _, p := range e.Waiting {
 		if err := byApprover.Delete(approverKey(p, e.ID)); err != nil {
@@ -241,6 +246,11 @@ func index(tx *bolt.Tx, e *bot.Escalation) error {
 		// Open escalations, and closed ones with an action item still
 		// to remind of.
 		if err := tx.Bucket(bucketTickDue).Put(tickKey(e), nil); err != nil {
+			return err
+		}
+	}
+	if rk := retentionKey(e); rk != nil {
+		if err := tx.Bucket(bucketRetentionDue).Put(rk, nil); err != nil {
 			return err
 		}
 	}

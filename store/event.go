@@ -190,7 +190,7 @@ func (d *DB) Verify(ctx context.Context) (int, error) {
 					return err
 				}
 			}
-			if err := checkLink(seq, v, prevSeq, prevHash); err != nil {
+			if err := checkLink(tx.Bucket(bucketEvents), seq, v, prevSeq, prevHash); err != nil {
 				return err
 			}
 			_, hash, _ := unseal(v)
@@ -221,7 +221,7 @@ func checkHead(meta *bolt.Bucket, lastSeq uint64, lastHash string) error {
 }
 
 // checkLink checks one stored event against the one before it.
-func checkLink(seq uint64, rec []byte, prevSeq uint64, prevHash string) error {
+func checkLink(events *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) error {
 	if seq != prevSeq+1 {
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("follows event %d; event %d is missing", prevSeq, prevSeq+1)}
 	}
@@ -234,6 +234,11 @@ func checkLink(seq uint64, rec []byte, prevSeq uint64, prevHash string) error {
 			return &ChainError{Seq: seq, Reason: "prev_hash is not the start of the chain"}
 		}
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("prev_hash does not match event %d", prevSeq)}
+	}
+	if ev.Compacted != nil {
+		// Retention removed part of it: the compaction event after it
+		// vouches for what remains and for the hash it keeps.
+		return checkCompacted(events, seq, ev, canon, hash)
 	}
 	if chainHash(ev.PrevHash, canon) != hash {
 		return &ChainError{Seq: seq, Reason: "hash does not match its content"}

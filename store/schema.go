@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -47,6 +48,7 @@ var buckets = [][]byte{
 	bucketDeadLetters,
 	bucketTickDue,
 	bucketAway,
+	bucketRetentionDue,
 	bucketList,
 }
 
@@ -86,7 +88,9 @@ var migrations = []migration{
 	migrate5TickIndex,
 	// 6: who is away (away.go).
 	migrate6Away,
-	// 7: the whole record's index and the cursor key (list.go,
+	// 7: closed escalations for retention (retention.go).
+	migrate7Retention,
+	// 8: the whole record's index and the cursor key (list.go,
 	// list_migration.go).
 	migrateListIndex,
 }
@@ -144,6 +148,27 @@ func (d *DB) migrate(ms []migration) error {
 		for _, name := range buckets {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("schema version %d lacks bucket %s", v, name)
+			}
+		}
+		return nil
+	})
+}
+
+// checkReadable checks, for a read-only open, that the file is a store
+// this binary can read: schema version 1 to known (an older one is read as
+// it is; its log, escalations and events are in the version 1 layout).
+func (d *DB) checkReadable(known int) error {
+	return d.bolt.View(func(tx *bolt.Tx) error {
+		v := schemaVersion(tx)
+		switch {
+		case v == 0:
+			return errors.New("not a threatgate store (no schema version)")
+		case v > uint64(known):
+			return fmt.Errorf("the file has schema version %d but this threatgate knows only versions up to %d; run a newer threatgate", v, known)
+		}
+		for _, name := range buckets[:13] {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("the file lacks bucket %s: not a threatgate store, or damaged", name)
 			}
 		}
 		return nil

@@ -52,6 +52,14 @@ type Config struct {
 	// zero.
 	HTTPClient *http.Client
 	Log        *slog.Logger
+	// Health, when set, is told the outcome of every request the Client
+	// makes (see Health): what /readyz reports.
+	Health *Health
+	// ReadOnly makes a Client that writes nothing to GitLab (gitlab.mode
+	// dry_run): SetStatus, PostNote and AddLabels refuse without a
+	// request, and FetchMR reads no gate status (its Status is nil). A
+	// token with read_api is enough.
+	ReadOnly bool
 }
 
 // Client is the GitLab side of threatgate: it reads merge requests
@@ -60,10 +68,11 @@ type Config struct {
 // wait (RetryAfter), give up (Permanent) or try again later. A Client is
 // safe for concurrent use.
 type Client struct {
-	api *gl.Client
-	cfg Config
-	log *slog.Logger
-	now func() time.Time
+	api  *gl.Client
+	cfg  Config
+	base string // cfg.BaseURL checked, without a trailing slash
+	log  *slog.Logger
+	now  func() time.Time
 
 	mu     sync.Mutex
 	me     string               // the token's username, "" until known
@@ -120,6 +129,17 @@ func New(cfg Config) (*Client, error) {
 		hc.Timeout = cfg.Timeout
 	}
 	cfg.HTTPClient = hc
+	c := &Client{cfg: cfg, base: base}
+	if cfg.Health != nil {
+		// A copy, so that the caller's client is left as it was.
+		wrapped := *hc
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		wrapped.Transport = &healthTransport{next: next, health: cfg.Health, redact: c.redact}
+		hc = &wrapped
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -136,15 +156,11 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, errors.New("gitlab: build the API client: invalid base URL")
 	}
-	return &Client{
-		api:    api,
-		cfg:    cfg,
-		log:    log,
-		now:    time.Now,
-		checks: make(map[string]int64),
-		diffs:  newLRU(diffCacheSize, diffCacheBytes),
-		users:  make(map[string]userEntry),
-	}, nil
+	c.api, c.log, c.now = api, log, time.Now
+	c.checks = make(map[string]int64)
+	c.diffs = newLRU(diffCacheSize, diffCacheBytes)
+	c.users = make(map[string]userEntry)
+	return c, nil
 }
 
 // checkBaseURL accepts http(s)://host[:port][/path] without credentials,

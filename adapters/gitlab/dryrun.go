@@ -9,15 +9,18 @@ import (
 	"github.com/threatgate/threatgate/bot"
 )
 
-// DryRun is the forge used when gitlab.url is empty: it does nothing to
-// GitLab, logs what it would have done, and remembers the latest actions
-// so the dashboard and /api can show them.
+// DryRun is the forge of a dry run (gitlab.mode dry_run, or no
+// gitlab.url): it does nothing to GitLab, logs what it would have done,
+// and remembers the latest actions (the newest 200, and each escalation's
+// newest status, in memory) so the dashboard and /api/dry-run can show
+// them. Safe for concurrent use.
 type DryRun struct {
 	Log   *slog.Logger
 	Clock bot.Clock
 
-	mu   sync.Mutex
-	seen []DryRunAction
+	mu     sync.Mutex
+	seen   []DryRunAction
+	status map[string]DryRunAction // escalation → the newest status it would have set
 }
 
 // DryRunAction is one thing the dry-run forge would have done.
@@ -35,7 +38,10 @@ type DryRunAction struct {
 
 var _ bot.Forge = (*DryRun)(nil)
 
-const dryRunKeep = 200
+const (
+	dryRunKeep     = 200
+	dryRunStatuses = 10000 // escalations whose newest status is kept
+)
 
 func (d *DryRun) record(e bot.Effect) error {
 	a := DryRunAction{Kind: string(e.Kind), Escalation: e.Escalation, Project: e.Project, MRIID: e.MRIID, SHA: e.SHA, Status: e.Status, Text: e.Body(), Labels: e.Labels}
@@ -43,10 +49,22 @@ func (d *DryRun) record(e bot.Effect) error {
 		a.At = d.Clock.Now()
 	}
 	if d.Log != nil {
-		d.Log.Info("dry run: would act on GitLab", bot.LogKind, a.Kind, bot.LogEscalationID, a.Escalation, "project", a.Project, "mr_iid", a.MRIID, "sha", a.SHA, "status", a.Status)
+		d.Log.Info("dry run: would act on GitLab; nothing was sent", bot.LogKind, a.Kind, bot.LogEscalationID, a.Escalation, "project", a.Project, "mr_iid", a.MRIID, "sha", a.SHA, "status", a.Status)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if e.Kind == bot.EffectStatus && a.Escalation != "" {
+		if d.status == nil {
+			d.status = make(map[string]DryRunAction)
+		}
+		if _, ok := d.status[a.Escalation]; !ok && len(d.status) >= dryRunStatuses {
+			for k := range d.status { // forget one, any
+				delete(d.status, k)
+				break
+			}
+		}
+		d.status[a.Escalation] = a
+	}
 	d.seen = append(d.seen, a)
 	if len(d.seen) > dryRunKeep {
 		d.seen = d.seen[len(d.seen)-dryRunKeep:]
@@ -72,4 +90,13 @@ func (d *DryRun) Actions() []DryRunAction {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]DryRunAction(nil), d.seen...)
+}
+
+// LatestStatus returns the newest status the dry run would have set for
+// escalation, and whether there is one (since this process started).
+func (d *DryRun) LatestStatus(escalation string) (DryRunAction, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a, ok := d.status[escalation]
+	return a, ok
 }

@@ -22,7 +22,8 @@ import (
 // newest commit status named StatusName, Ours when the token's own user
 // set it. In GateExternalStatusCheck mode the status is the MR's external
 // status check; GitLab does not say who answered one, so Ours is always
-// true there. Status is never nil; its State is "" when there is none.
+// true there. Status is never nil (its State is "" when there is none),
+// except for a ReadOnly client, which reads no status.
 // The result is an MRSeen input for the engine.
 //
 // Diffs and commits are cached per MR head (and base): a second fetch at
@@ -61,13 +62,18 @@ func (c *Client) FetchMR(ctx context.Context, project string, iid int64) (*bot.M
 		}
 	}
 
-	var headPipeline int64
-	if hp := mr.HeadPipeline; hp != nil && hp.SHA == head {
-		headPipeline = hp.ID
-	}
-	status, err := c.gateStatus(ctx, op, project, iid, head, headPipeline)
-	if err != nil {
-		return nil, err
+	var status *bot.ForgeStatus
+	if !c.cfg.ReadOnly {
+		// A dry run sets no status, so what GitLab shows is not its
+		// business (it may be another threatgate's): nil, unknown.
+		var headPipeline int64
+		if hp := mr.HeadPipeline; hp != nil && hp.SHA == head {
+			headPipeline = hp.ID
+		}
+		status, err = c.gateStatus(ctx, op, project, iid, head, headPipeline)
+		if err != nil {
+			return nil, err
+		}
 	}
 	return &bot.MRInput{
 		Action:        bot.MRSeen,

@@ -37,6 +37,9 @@ func noteMarker(effectID string) string { return "<!-- threatgate:effect=" + eff
 //
 // It may run twice for one effect; both modes are idempotent.
 func (c *Client) SetStatus(ctx context.Context, e bot.Effect) error {
+	if err := c.refuseWrite("set status on %s!%d", e); err != nil {
+		return err
+	}
 	if c.cfg.Gate == GateExternalStatusCheck {
 		return c.setStatusCheck(ctx, e)
 	}
@@ -105,6 +108,16 @@ func (c *Client) SetStatus(ctx context.Context, e bot.Effect) error {
 		}
 	}
 	return c.fail(op, err)
+}
+
+// refuseWrite refuses every write of a ReadOnly client, before any
+// request: a dry run never changes GitLab, whatever reaches the forge.
+func (c *Client) refuseWrite(op string, e bot.Effect) error {
+	if !c.cfg.ReadOnly {
+		return nil
+	}
+	return &bot.DeliveryError{Permanent: true, Err: &PermanentError{Op: fmt.Sprintf(op, e.Project, e.MRIID),
+		Fix: "this client is read only (gitlab.mode dry_run): threatgate writes nothing to GitLab"}}
 }
 
 // cannotTransition reports whether err is GitLab's 400 for a status that
@@ -218,6 +231,9 @@ func (c *Client) targetURL(escalation string) string {
 // and posts nothing when an earlier attempt did (its answer lost to a timeout), so a retried
 // effect never posts twice.
 func (c *Client) PostNote(ctx context.Context, e bot.Effect) error {
+	if err := c.refuseWrite("post note on %s!%d", e); err != nil {
+		return err
+	}
 	op := fmt.Sprintf("post note on %s!%d", e.Project, e.MRIID)
 	if e.Project == "" || e.MRIID <= 0 {
 		return &PermanentError{Op: op, Fix: "the effect names no project or merge request"}
@@ -255,6 +271,9 @@ func (c *Client) PostNote(ctx context.Context, e bot.Effect) error {
 // GitLab itself replaces a scoped label (security-tier::high) of the same
 // scope. Adding labels the MR has changes nothing, so a retry is harmless.
 func (c *Client) AddLabels(ctx context.Context, e bot.Effect) error {
+	if err := c.refuseWrite("add labels to %s!%d", e); err != nil {
+		return err
+	}
 	op := fmt.Sprintf("add labels to %s!%d", e.Project, e.MRIID)
 	if len(e.Labels) == 0 {
 		return nil

@@ -92,7 +92,7 @@ func RenderDigest(d *bot.DigestData, users UserIDs) []sl.Block {
 	if len(d.Deferred) > 0 {
 		lines := make([]markup, len(d.Deferred))
 		for i, it := range d.Deferred {
-			lines[i] = md("• *%s* %s · %s · back %s", it.ID, digestMR(it.Project, it.MRIID, it.MRURL, it.Title), clip(it.Tier, digestName), date(it.DeferredUntil))
+			lines[i] = md("• *%s* %s · %s · back %s · %s", it.ID, digestMR(it.Project, it.MRIID, it.MRURL, it.Title), clip(it.Tier, digestName), date(it.DeferredUntil), it.Deadline.Phrase())
 		}
 		bs = append(bs, digestList(":double_vertical_bar: *Deferred*", lines, d.DeferredMore)...)
 	}
@@ -170,15 +170,17 @@ func digestItem(it bot.DigestItem, d *bot.DigestData, users UserIDs) markup {
 }
 
 // digestDue writes where an item stands against its decision deadline:
-// the deadline as a date token, and how far off it is as of the digest.
+// the phrase every surface writes (bot.Deadline.Phrase), flagged when
+// overdue, and the deadline as a date token.
 func digestDue(it bot.DigestItem) markup {
+	dl := it.Deadline
 	switch {
-	case it.DecisionDue.IsZero():
+	case !dl.Has:
 		return "no decision deadline"
-	case it.Overdue:
-		return md(":warning: *overdue by %s* (due %s)", bot.HumanDuration(it.Left), date(it.DecisionDue))
+	case dl.Overdue:
+		return md(":warning: *%s* (due %s)", dl.Phrase(), date(dl.Due))
 	}
-	return md("due in %s (%s)", bot.HumanDuration(it.Left), date(it.DecisionDue))
+	return md("%s (due %s)", dl.Phrase(), date(dl.Due))
 }
 
 // digestBreach writes one missed deadline.

@@ -23,6 +23,19 @@ var digestNow = time.Date(2026, 11, 5, 9, 0, 0, 0, time.UTC)
 // sampleDigest is a digest with something in every list, as
 // bot.BuildDigest makes them.
 func sampleDigest() *bot.DigestData {
+	d := sampleDigestData()
+	for i, it := range d.Open {
+		if !it.DecisionDue.IsZero() { // as bot.BuildDigest fills it in
+			d.Open[i].Deadline = bot.Deadline{Has: true, Due: it.DecisionDue, Left: it.Left, Overdue: it.Overdue}
+		}
+	}
+	for i, it := range d.Deferred { // 20h were left when it was deferred
+		d.Deferred[i].Deadline = bot.Deadline{Has: true, Due: it.DeferredUntil.Add(20 * time.Hour), Left: 20 * time.Hour, Paused: true, Until: it.DeferredUntil}
+	}
+	return d
+}
+
+func sampleDigestData() *bot.DigestData {
 	h := time.Hour
 	return &bot.DigestData{
 		Now: digestNow, Since: digestNow.Add(-24 * h), Dashboard: "https://threatgate.example.com/",

@@ -26,9 +26,10 @@ const (
 // RenderHome writes the App Home tab of Slack user userID as a view: the
 // queue of the person they are (q.Person, from bot.QueueOf), as of now.
 // It lists what waits on them (approvals, artifacts, intake answers), then
-// their own merge requests under review, each with its deadline (a date
-// token, flagged when overdue, "paused" while deferred) and, where it
-// helps, what it waits on; a list that is empty says so. When q.Person is
+// their own merge requests under review, each with its deadline (the
+// phrase every surface writes, bot.Deadline.Phrase, and a date token,
+// flagged when overdue) and, where it helps, whom it waits on
+// (bot.WaitingOn); a list that is empty says so. When q.Person is
 // "" (the policy maps userID to nobody) the tab says how to get mapped
 // instead. Every outside string is escaped; the only mentions are of the
 // people users maps to a Slack id.
@@ -106,24 +107,26 @@ func homeItem(it bot.QueueItem, users UserIDs, progress bool) markup {
 	return head + "\n    " + joinWith(" · ", facts...)
 }
 
-// homeDue writes an item's deadline: paused while deferred, flagged when
-// overdue.
+// homeDue writes an item's deadline: the phrase every surface writes
+// (bot.Deadline.Phrase), flagged when overdue, with the deadline as a date
+// token (and, while deferred, when the deferral ends).
 func homeDue(it bot.QueueItem) markup {
+	dl := it.Deadline
 	switch {
-	case it.Paused && !it.DeferredUntil.IsZero():
-		return md(":double_vertical_bar: deadline paused until %s", date(it.DeferredUntil))
-	case it.Paused:
-		return ":double_vertical_bar: deadline paused"
-	case it.Overdue:
-		return md(":warning: *overdue*: decision was due %s", date(it.DecisionDue))
-	case !it.DecisionDue.IsZero():
-		return md("decision due %s", date(it.DecisionDue))
+	case !dl.Has:
+		return "no decision deadline"
+	case dl.Paused && !dl.Until.IsZero():
+		return md(":double_vertical_bar: %s (deferred until %s)", dl.Phrase(), date(dl.Until))
+	case dl.Paused:
+		return md(":double_vertical_bar: %s", dl.Phrase())
+	case dl.Overdue:
+		return md(":warning: *%s*: decision was due %s", dl.Phrase(), date(dl.Due))
 	}
-	return "no decision deadline"
+	return md("%s: decision due %s", dl.Phrase(), date(dl.Due))
 }
 
-// homeProgress says what an item waits on: the intake, artifacts, people
-// or an arbiter.
+// homeProgress says what an item waits on: the intake, artifacts, or the
+// people bot.WaitingOn names (the arbiters when disputed).
 func homeProgress(it bot.QueueItem, users UserIDs) markup {
 	switch {
 	case it.State == bot.StateIntake:
@@ -134,10 +137,8 @@ func homeProgress(it bot.QueueItem, users UserIDs) markup {
 			kinds = append(kinds, code(clip(k, homeName)))
 		}
 		return md("missing %s%s", joinWith(", ", kinds...), andMore(len(it.Missing)-homeKinds))
-	case len(it.Waiting) > 0:
-		return md("waiting on %s%s", people(it.Waiting[:min(len(it.Waiting), homePeople)], users), andMore(len(it.Waiting)-homePeople))
-	case it.State == bot.StateDisputed:
-		return "disputed: an arbiter decides"
+	case len(it.WaitingOn) > 0:
+		return md("waiting on %s%s", people(it.WaitingOn[:min(len(it.WaitingOn), homePeople)], users), andMore(len(it.WaitingOn)-homePeople))
 	}
 	return ""
 }

@@ -41,7 +41,8 @@ func homeQueues() map[string]bot.Queue {
 	intake := bot.QueueItem{ID: "ESC-12", Project: "g/s", MRIID: 8, Title: "Token in logs", Tier: "T2", TierName: "high",
 		State: bot.StateIntake, Urgent: true}
 	disputed := bot.QueueItem{ID: "ESC-13", Project: "g/s", MRIID: 9, Tier: "T1", TierName: "elevated",
-		State: bot.StateDisputed, DecisionDue: due.Add(time.Hour)}
+		State: bot.StateDisputed, DecisionDue: due.Add(time.Hour), WaitingOn: []string{"dave"}}
+	review, overdue, artifacts, deferred, intake, disputed = queued(review), queued(overdue), queued(artifacts), queued(deferred), queued(intake), queued(disputed)
 	return map[string]bot.Queue{
 		"queue": {Person: "alice",
 			Approve:   bot.QueueList{Items: []bot.QueueItem{overdue, review}, More: 3},
@@ -52,6 +53,19 @@ func homeQueues() map[string]bot.Queue {
 		"empty":    {Person: "carol"},
 		"unmapped": {},
 	}
+}
+
+// queued fills in what bot.QueueOf derives from the fields a fixture
+// sets: the deadline as of homeNow (bot.DeadlineOf's fields) and whom it
+// waits on (Waiting, unless the fixture names others).
+func queued(it bot.QueueItem) bot.QueueItem {
+	if !it.DecisionDue.IsZero() {
+		it.Deadline = bot.Deadline{Has: true, Due: it.DecisionDue, Left: it.DecisionDue.Sub(homeNow), Overdue: it.Overdue, Paused: it.Paused, Until: it.DeferredUntil}
+	}
+	if it.WaitingOn == nil {
+		it.WaitingOn = it.Waiting
+	}
+	return it
 }
 
 // TestRenderHomeGolden: the home tab, full, empty and for a Slack user
@@ -83,8 +97,8 @@ func TestRenderHomeSays(t *testing.T) {
 	}{
 		{"queue", qs["queue"], []string{
 			"Waiting for your approval (5)", "Artifacts asked of you (2)", "Intake to answer (1)", "Your merge requests under review (4)",
-			":warning: *overdue*", "…and 3 more not shown", "missing `threat-model`, `rollback-plan`", "deadline paused until <!date^",
-			"waiting for the intake answers", "disputed: an arbiter decides", "Queue of <@U01ALICE>",
+			":warning: *overdue by 3h*", "…and 3 more not shown", "missing `threat-model`, `rollback-plan`", "paused, overdue by 1h (deferred until <!date^",
+			"waiting for the intake answers", "waiting on dave", "Queue of <@U01ALICE>",
 		}, []string{"Nothing waits", "No artifacts"}},
 		{"empty", qs["empty"], []string{
 			"Waiting for your approval (0)", "_Nothing waits for your approval._", "_No artifacts are asked of you._",
@@ -127,8 +141,8 @@ func TestRenderHomeLimits(t *testing.T) {
 		many = append(many, long+strconv.Itoa(i))
 	}
 	for i := range bot.QueueLimit {
-		items = append(items, bot.QueueItem{ID: fmt.Sprintf("ESC-%d", i+1), Project: long, MRIID: int64(i), Title: long, Tier: long, TierName: long,
-			State: bot.StateInReview, DecisionDue: due, Missing: many, Waiting: many})
+		items = append(items, queued(bot.QueueItem{ID: fmt.Sprintf("ESC-%d", i+1), Project: long, MRIID: int64(i), Title: long, Tier: long, TierName: long,
+			State: bot.StateInReview, DecisionDue: due, Missing: many, Waiting: many}))
 	}
 	l := bot.QueueList{Items: items, More: 100}
 	v := RenderHome(bot.Queue{Person: long, Approve: l, Artifacts: l, Intake: l, Own: l}, long, homeNow, users)
@@ -174,6 +188,7 @@ func TestRenderHomeHostileTextIsInert(t *testing.T) {
 						l.Items[i].State, l.Items[i].Missing = bot.StateDeferred, nil
 					}
 					l.Items[i].Waiting = append(l.Items[i].Waiting, "alice", "mallory", "eve")
+					l.Items[i].WaitingOn = append(l.Items[i].WaitingOn, "alice", "mallory", "eve")
 				}
 			}
 			if !mapped {

@@ -33,8 +33,15 @@ type Lister interface {
 type API struct {
 	Store  Pager
 	Policy func() *policies.Policy
-	Clock  bot.Clock // the time "flag=overdue" and "flag=late" are judged at; nil: the system clock
 	Log    *slog.Logger
+	Now    func() time.Time // the clock deadlines, flag=overdue and flag=late are measured at; nil: time.Now
+}
+
+func (a *API) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
 }
 
 // ListJSON is the body of GET /api/escalations; its keys are a contract
@@ -70,6 +77,10 @@ type EscalationJSON struct {
 	CreatedAt        time.Time        `json:"created_at"`
 	UpdatedAt        time.Time        `json:"updated_at"`
 	DecisionDue      *time.Time       `json:"decision_due"`
+	// Deadline is where the decision deadline stands at the time of the
+	// request (bot.DeadlineOf); null once the escalation is not active or
+	// has no deadline.
+	Deadline *DeadlineJSON `json:"deadline"`
 	// Gate is the commit status threatgate last set (absent when none is
 	// recorded); MergedBy and MergedAt say who merged and when, as GitLab
 	// reported it (absent until merged; merged_by also when GitLab did
@@ -77,6 +88,16 @@ type EscalationJSON struct {
 	Gate     *GateJSON  `json:"gate,omitempty"`
 	MergedBy string     `json:"merged_by,omitempty"`
 	MergedAt *time.Time `json:"merged_at,omitempty"`
+}
+
+// DeadlineJSON is bot.Deadline as the API shows it.
+type DeadlineJSON struct {
+	Due         time.Time  `json:"due"`          // moved by a deferral's pause
+	LeftSeconds int64      `json:"left_seconds"` // signed: negative once the deadline passed
+	Overdue     bool       `json:"overdue"`
+	Paused      bool       `json:"paused"`
+	Until       *time.Time `json:"paused_until,omitempty"` // while paused: when the deferral ends
+	Text        string     `json:"text"`                   // "3d 4h left", "overdue by 5d", "paused, 2d left"
 }
 
 // GateJSON is the gate's commit status as threatgate last set it.
@@ -100,8 +121,8 @@ type ApprovalJSON struct {
 	At     time.Time `json:"at"`
 }
 
-// Convert renders an escalation as the API shows it.
-func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
+// Convert renders an escalation as the API shows it at now.
+func Convert(e *bot.Escalation, pol *policies.Policy, now time.Time) EscalationJSON {
 	j := EscalationJSON{
 		ID: e.ID, Project: e.Project, MRIID: e.MRIID, MRURL: e.MRURL, Title: e.Title, State: e.State,
 		Tier: e.Tier, TierName: e.TierName, Score: e.Score, HeadSHA: e.HeadSHA,
@@ -121,8 +142,8 @@ func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
 		j.Approvals = append(j.Approvals, ApprovalJSON{By: a.By, Group: a.Group, Role: role, SHA: a.SHA,
 			Stale: bot.Stale(e, pol, a), Counts: bot.Counts(e, pol, a, true), At: a.At})
 	}
-	if e.Waiting != nil {
-		j.Waiting = e.Waiting
+	if w := bot.WaitingOn(e, pol); w != nil {
+		j.Waiting = w
 	}
 	if e.Signals != nil {
 		j.Signals = e.Signals
@@ -130,6 +151,13 @@ func Convert(e *bot.Escalation, pol *policies.Policy) EscalationJSON {
 	if !e.DecisionDue.IsZero() {
 		d := e.DecisionDue
 		j.DecisionDue = &d
+	}
+	if dl := bot.DeadlineOf(e, pol, now); dl.Has {
+		j.DecisionDue = &dl.Due
+		j.Deadline = &DeadlineJSON{Due: dl.Due, LeftSeconds: int64(dl.Left / time.Second), Overdue: dl.Overdue, Paused: dl.Paused, Text: dl.Phrase()}
+		if dl.Paused && !dl.Until.IsZero() {
+			j.Deadline.Until = &dl.Until
+		}
 	}
 	if e.Gate != "" {
 		j.Gate = &GateJSON{Status: e.Gate, Description: e.GateText, SHA: e.GateSHA, At: e.GateAt}
@@ -148,10 +176,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
-	now := time.Now().UTC()
-	if a.Clock != nil {
-		now = a.Clock.Now().UTC()
-	}
+	now := a.now().UTC()
 	q, err := parseListQuery(r.URL.Query(), now)
 	if err != nil {
 		apiError(w, http.StatusBadRequest, problemsText(err))
@@ -181,7 +206,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if err := writeList(w, page, pol, next); err != nil && a.Log != nil {
+	if err := writeList(w, page, pol, now, next); err != nil && a.Log != nil {
 		// The status is sent: the client sees a truncated body.
 		a.Log.Warn("write the list of escalations", bot.LogErr, err)
 	}
@@ -189,11 +214,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeList streams a page as ListJSON, one item at a time, so the
 // response never holds more than one encoded item.
-func writeList(w io.Writer, page bot.ListPage, pol *policies.Policy, nextURL string) error {
+func writeList(w io.Writer, page bot.ListPage, pol *policies.Policy, now time.Time, nextURL string) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
 	bw.WriteString("{\n  \"items\": [")
 	for i, e := range page.Items {
-		item, err := json.MarshalIndent(Convert(e, pol), "    ", "  ")
+		item, err := json.MarshalIndent(Convert(e, pol, now), "    ", "  ")
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", e.ID, err)
 		}

@@ -28,7 +28,7 @@ func TestAPIApprovalsUseTheEngineRules(t *testing.T) {
 			{By: "dave", SHA: "bbb", At: at},  // filed it: does not count
 			{By: "alice", SHA: "bbb", Stale: true, At: at},
 		}}
-	j := web.Convert(e, pol)
+	j := web.Convert(e, pol, at)
 	want := []struct{ stale, counts bool }{{false, true}, {true, false}, {false, false}, {false, false}, {true, false}}
 	for i, a := range j.Approvals {
 		if a.Stale != want[i].stale || a.Counts != want[i].counts {

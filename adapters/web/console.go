@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -29,12 +30,53 @@ type Console struct {
 	Log     *slog.Logger
 
 	mu      sync.Mutex
-	threads map[string]*thread
-	general []Post // replies to commands outside any thread
-	keys    map[string]bool
+	threads map[string]*thread // at most maxThreads: the least recently updated go first
+	general []Post             // replies to commands outside any thread; the last maxPosts
+	keys    map[string]bool    // effect keys posted: the last maxKeys (keyRing)
+	keyRing []string
+	keyNext int
 }
 
 var _ bot.Chat = (*Console)(nil)
+
+// SimulatedGitLab is the demo's GitLab seen from the console: its merge
+// requests and what a person does to them there. The console uses it when
+// its Samples are one.
+type SimulatedGitLab interface {
+	// MergeRequests lists the MRs, newest first, as the simulated GitLab
+	// holds them.
+	MergeRequests(ctx context.Context) []SimMR
+	// Act pushes a commit to, merges, closes or reopens (action "push",
+	// "merge", "close", "reopen") the MR ref ("group/proj!12"), tells
+	// threatgate as GitLab would, and returns the MR's escalation ("" for
+	// none) and what happened. An MR it does not hold is an error wrapping
+	// ErrUnknownMR; an unknown action or one the MR's state does not allow
+	// is a *bot.Problem.
+	Act(ctx context.Context, ref, action string) (escalation, reply string, err error)
+}
+
+// ErrUnknownMR is wrapped by SimulatedGitLab.Act for an MR the simulated
+// GitLab does not hold.
+var ErrUnknownMR = errors.New("unknown merge request")
+
+// SimMR is one merge request as the simulated GitLab holds it.
+type SimMR struct {
+	Ref      string `json:"ref"` // "group/proj!12"
+	Project  string `json:"project"`
+	IID      int64  `json:"mr_iid"`
+	Title    string `json:"title"`
+	Author   string `json:"author"`
+	State    string `json:"state"` // opened, merged, closed
+	Head     string `json:"head"`
+	Sample   string `json:"sample,omitempty"` // the sample it was opened from
+	Gate     string `json:"gate,omitempty"`   // the gate's commit status: pending, success, failed...; "" none yet
+	GateSHA  string `json:"gate_sha,omitempty"`
+	GateText string `json:"gate_text,omitempty"`
+	// Escalation, Tier and Bypassed are threatgate's record of the MR.
+	Escalation string `json:"escalation,omitempty"`
+	Tier       string `json:"tier,omitempty"`
+	Bypassed   bool   `json:"bypassed,omitempty"`
+}
 
 // thread is one escalation's conversation.
 type thread struct {
@@ -53,7 +95,35 @@ type Post struct {
 	Kind    string // "bot", "user", "reply", "refusal", "security"
 }
 
-const maxPosts = 500
+// The console keeps everything in memory, bounded: maxPosts posts per
+// thread and in General, maxThreads threads (the least recently updated is
+// dropped; its escalation's page still has the whole record), and the last
+// maxKeys effect keys (a redelivery older than that is posted again).
+const (
+	maxPosts   = 500
+	maxThreads = 1000
+	maxKeys    = 20000
+)
+
+// remember records key as posted, forgetting the oldest beyond maxKeys.
+func (c *Console) remember(key string) {
+	if len(c.keyRing) < maxKeys {
+		c.keyRing = append(c.keyRing, key)
+	} else {
+		delete(c.keys, c.keyRing[c.keyNext])
+		c.keyRing[c.keyNext] = key
+		c.keyNext = (c.keyNext + 1) % maxKeys
+	}
+	c.keys[key] = true
+}
+
+// addGeneral appends p to General, keeping the last maxPosts.
+func (c *Console) addGeneral(ps ...Post) {
+	c.general = append(c.general, ps...)
+	if len(c.general) > maxPosts {
+		c.general = slices.Clone(c.general[len(c.general)-maxPosts:])
+	}
+}
 
 func (c *Console) init() {
 	if c.threads == nil {
@@ -77,17 +147,16 @@ func (c *Console) Post(_ context.Context, m bot.Message) (bot.MessageRef, error)
 	defer c.mu.Unlock()
 	c.init()
 	ref := bot.MessageRef{Channel: "console", TS: m.Key}
-	if m.Key != "" && c.keys[m.Key] {
-		return ref, nil
+	if m.Key != "" {
+		if c.keys[m.Key] {
+			return ref, nil
+		}
+		c.remember(m.Key)
 	}
-	c.keys[m.Key] = true
 	if m.Escalation == "" {
 		// A post of no escalation (the daily digest, the weekly report)
 		// goes to the General channel.
-		c.general = append(c.general, Post{At: c.now(), From: "threatgate", Text: m.Text, Mention: m.Mention, Kind: "bot"})
-		if len(c.general) > maxPosts {
-			c.general = c.general[len(c.general)-maxPosts:]
-		}
+		c.addGeneral(Post{At: c.now(), From: "threatgate", Text: m.Text, Mention: m.Mention, Kind: "bot"})
 		return ref, nil
 	}
 	t := c.thread(m.Escalation)
@@ -107,7 +176,16 @@ func (c *Console) Post(_ context.Context, m bot.Message) (bot.MessageRef, error)
 func (c *Console) thread(id string) *thread {
 	t := c.threads[id]
 	if t == nil {
-		t = &thread{ID: id}
+		if len(c.threads) >= maxThreads {
+			var oldest *thread
+			for _, o := range c.threads {
+				if oldest == nil || o.Updated.Before(oldest.Updated) {
+					oldest = o
+				}
+			}
+			delete(c.threads, oldest.ID)
+		}
+		t = &thread{ID: id, Updated: c.now()}
 		c.threads[id] = t
 	}
 	return t
@@ -116,7 +194,7 @@ func (c *Console) thread(id string) *thread {
 func (c *Console) add(t *thread, p Post) {
 	t.Posts = append(t.Posts, p)
 	if len(t.Posts) > maxPosts {
-		t.Posts = t.Posts[len(t.Posts)-maxPosts:]
+		t.Posts = slices.Clone(t.Posts[len(t.Posts)-maxPosts:])
 	}
 }
 
@@ -143,6 +221,8 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.send(w, r)
 	case r.URL.Path == "/console/sample" && r.Method == http.MethodPost:
 		c.sample(w, r)
+	case r.URL.Path == "/console/mr" && r.Method == http.MethodPost:
+		c.mr(w, r)
 	default:
 		c.Web.NotFound(w, r)
 	}
@@ -156,10 +236,24 @@ type consoleView struct {
 	Current  *threadView
 	General  []Post
 	Samples  []Sample
+	MRs      []mrView // the simulated GitLab's MRs; nil outside the demo
 	Help     string
 	Prompt   string
 	Draft    string
 	Escalate string // example /escalate command
+}
+
+// mrView is one MR's panel: what the simulated GitLab holds, and what a
+// person can do to it there.
+type mrView struct {
+	SimMR
+	ID        string // for element ids: the ref with every other character a dash
+	HeadShort string
+	GateShort string
+	OnHead    bool // the gate status shown is on the current head
+	Open      bool
+	Closed    bool
+	Current   bool // the MR of the thread shown
 }
 
 type personView struct {
@@ -205,13 +299,19 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 	if c.Samples != nil {
 		v.Samples = c.Samples.Samples()
 	}
+	current := q.Get("thread")
+	if gl, ok := c.Samples.(SimulatedGitLab); ok {
+		for _, m := range gl.MergeRequests(r.Context()) {
+			v.MRs = append(v.MRs, mrView{SimMR: m, ID: elementID(m.Ref), HeadShort: bot.ShortSHA(m.Head), GateShort: bot.ShortSHA(m.GateSHA),
+				OnHead: m.GateSHA == m.Head, Open: m.State == "opened", Closed: m.State == "closed", Current: current != "" && m.Escalation == current})
+		}
+	}
 	all, err := c.Web.Store.List(r.Context())
 	if err != nil {
 		c.Web.fail(w, r, err)
 		return
 	}
 	slices.SortStableFunc(all, func(a, b *bot.Escalation) int { return b.UpdatedAt.Compare(a.UpdatedAt) })
-	current := q.Get("thread")
 	c.mu.Lock()
 	c.init()
 	for _, e := range all {
@@ -309,10 +409,7 @@ func (c *Console) send(w http.ResponseWriter, r *http.Request) {
 	user := Post{At: now, From: as, Text: text, Kind: "user"}
 	bot := Post{At: now, From: "threatgate", Text: answer, Kind: kind}
 	if target == "" {
-		c.general = append(c.general, user, bot)
-		if len(c.general) > maxPosts {
-			c.general = c.general[len(c.general)-maxPosts:]
-		}
+		c.addGeneral(user, bot)
 	} else {
 		t := c.thread(target)
 		c.add(t, user)
@@ -353,12 +450,75 @@ func (c *Console) sample(w http.ResponseWriter, r *http.Request) {
 	c.init()
 	p := Post{At: now, From: "threatgate", Text: reply, Kind: "reply"}
 	if esc == "" {
-		c.general = append(c.general, p)
+		c.addGeneral(p)
 	} else {
 		c.add(c.thread(esc), p)
 	}
 	c.mu.Unlock()
 	http.Redirect(w, r, consoleURL(as, esc), http.StatusSeeOther)
+}
+
+// mr does what a person does to an MR in the simulated GitLab (form fields
+// mr, action: push, merge, close, reopen) and posts what happened into the
+// MR's thread (or the general channel, for an MR without an escalation).
+func (c *Console) mr(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		c.Web.RenderError(w, r, http.StatusRequestEntityTooLarge, "The form is too large.")
+		return
+	}
+	if !c.Web.CheckCSRF(r) {
+		c.Web.RenderError(w, r, http.StatusForbidden, "The form expired or did not come from this console; reload the console and try again.")
+		return
+	}
+	gl, ok := c.Samples.(SimulatedGitLab)
+	if !ok {
+		c.Web.RenderError(w, r, http.StatusNotFound, "The simulated GitLab exists only in demo mode (threatgate demo).")
+		return
+	}
+	as := r.PostFormValue("as")
+	if c.Web.policy().Person("id", as) == nil {
+		as = ""
+	}
+	ref, action := r.PostFormValue("mr"), r.PostFormValue("action")
+	if ref == "" || action == "" {
+		c.Web.RenderError(w, r, http.StatusBadRequest, "Say which merge request (mr, such as group/proj!12) and what to do to it (action: push, merge, close or reopen).")
+		return
+	}
+	esc, reply, err := gl.Act(r.Context(), ref, action)
+	switch p, isProblem := bot.IsProblem(err); {
+	case errors.Is(err, ErrUnknownMR):
+		c.Web.RenderError(w, r, http.StatusNotFound, neutralize(fmt.Sprintf("The simulated GitLab has no merge request %q; pick one of its panels in the console.", ref)))
+		return
+	case isProblem:
+		c.Web.RenderError(w, r, http.StatusBadRequest, neutralize(p.Error()))
+		return
+	case err != nil:
+		c.Web.fail(w, r, err)
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	c.init()
+	p := Post{At: now, From: "gitlab", Text: reply, Kind: "reply"}
+	if esc == "" {
+		c.addGeneral(p)
+	} else {
+		c.add(c.thread(esc), p)
+	}
+	c.mu.Unlock()
+	http.Redirect(w, r, consoleURL(as, esc), http.StatusSeeOther)
+}
+
+// elementID makes s usable in an HTML id: letters and digits kept, every
+// other character a dash.
+func elementID(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, s)
 }
 
 // inert returns a copy of posts whose texts mention nobody (see

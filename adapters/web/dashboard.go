@@ -112,8 +112,9 @@ type escRow struct {
 	Urgent, Manual    bool
 	Age               time.Duration
 	Due               time.Time
-	Left              time.Duration // until Due; negative when overdue
+	Left              time.Duration // until Due; negative when overdue (Deadline.Left)
 	Overdue           bool
+	Deadline          bot.Deadline // where it stands; templates write Deadline.Phrase
 	PastFirstResponse bool
 	Waiting           []string
 	DeferredUntil     time.Time
@@ -234,10 +235,13 @@ func buildDashboard(all []*bot.Escalation, pol *policies.Policy, now time.Time) 
 		}
 		g.States[i].Rows = append(g.States[i].Rows, row)
 
-		for _, p := range e.Waiting {
+		if bot.Paused(e) {
+			continue // a deferral holds nobody up
+		}
+		for _, p := range row.Waiting {
 			hold(people, p, e.ID)
 		}
-		for _, gid := range holdingGroups(e, pol) {
+		for _, gid := range bot.HoldingGroups(e, pol, row.Waiting) {
 			hold(groups, gid, e.ID)
 		}
 	}
@@ -278,14 +282,16 @@ func newRow(e *bot.Escalation, pol *policies.Policy, now time.Time) escRow {
 	r := escRow{
 		ID: e.ID, Project: e.Project, MRIID: e.MRIID, MRURL: e.MRURL, Title: e.Title, Tier: e.Tier, TierName: e.TierName,
 		State: e.State, Urgent: e.Urgent, Manual: e.Manual, Age: now.Sub(e.CreatedAt), Due: e.DecisionDue,
-		Waiting: e.Waiting, DeferredUntil: e.DeferredUntil,
+		Waiting: bot.WaitingOn(e, pol), DeferredUntil: e.DeferredUntil,
 		Created: e.CreatedAt, Active: e.State.Active(), Bypassed: e.Bypassed, Forged: e.Forged,
 		Decided: e.DecidedAt, MergedAt: e.MergedAt, MergedBy: e.MergedBy,
 	}
-	// The deadline rules are bot's, as for every other surface: a deferred
-	// escalation is paused, not late.
-	r.Left, _ = bot.TimeLeft(e, now)
-	r.Overdue = bot.Overdue(e, now)
+	// The deadline and waiting rules are bot's, as for every other surface.
+	r.Deadline = bot.DeadlineOf(e, pol, now)
+	if r.Deadline.Has {
+		r.Due = r.Deadline.Due
+	}
+	r.Left, r.Overdue = r.Deadline.Left, r.Deadline.Overdue
 	r.PastFirstResponse = bot.PastFirstResponse(e, pol, now)
 	return r
 }
@@ -324,28 +330,6 @@ func tierRank(pol *policies.Policy, id string) int {
 		}
 	}
 	return 1 << 20
-}
-
-// holdingGroups returns the groups of e's approvals matrix that someone
-// e waits on may approve for: the groups whose slots hold it up.
-func holdingGroups(e *bot.Escalation, pol *policies.Policy) []string {
-	if pol == nil || len(e.Waiting) == 0 {
-		return nil
-	}
-	t := pol.Tier(e.Tier)
-	if t == nil {
-		return nil
-	}
-	var out []string
-	for _, row := range t.Approvals {
-		if slices.Contains(out, row.Group) {
-			continue
-		}
-		if slices.ContainsFunc(e.Waiting, func(p string) bool { return pol.MayStandIn(p, row.Group) }) {
-			out = append(out, row.Group)
-		}
-	}
-	return out
 }
 
 func hold(m map[string]*holder, id, esc string) {

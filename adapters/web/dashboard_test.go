@@ -88,9 +88,11 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// Aging: overdue first, by how far over; the breaches in red (ESC-3 is
-	// deferred: paused by a decision, not late).
+	// deferred: paused by a decision, not late, and due when the deferral
+	// ends, 25 days after its decision date: after ESC-6).
 	aging := section(t, page, "aging")
-	inOrder(t, "aging", aging, ">ESC-1<", ">ESC-2<", ">ESC-3<", ">ESC-6<")
+	inOrder(t, "aging", aging, ">ESC-1<", ">ESC-2<", ">ESC-6<", ">ESC-3<")
+	wantContains(t, aging, "paused, 2d left")
 	if n := strings.Count(aging, `class="breach"`); n != 2 {
 		t.Errorf("aging marks %d rows as breaches, want 2", n)
 	}

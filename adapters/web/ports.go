@@ -48,4 +48,5 @@ type Sample struct {
 	ID          string
 	Title       string
 	Description string
+	Tier        string // the tier the policy classifies it into; "" none
 }

@@ -118,6 +118,11 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, name, title 
 		SignedIn: s.DashboardToken != "" && authVia(r) == "cookie",
 		CSRF:     s.csrf.token(w, r), CSRFField: CSRFField, Nonce: nonce, Now: s.now(), Data: data,
 	}
+	if s.BannerFor != nil {
+		if b := s.BannerFor(r); b != "" {
+			p.Banner = b
+		}
+	}
 	var body bytes.Buffer
 	if err := s.tmpl.ExecuteTemplate(&body, name, p); err != nil {
 		return nil, err

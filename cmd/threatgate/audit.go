@@ -96,6 +96,7 @@ func (e *env) auditVerify(args []string) int {
 	} else {
 		fmt.Fprintf(e.stdout, "%d events: every hash and every link to the event before checked\n", res.Events)
 		fmt.Fprintf(e.stdout, "head: seq %d, hash %s\n", res.HeadSeq, res.HeadHash)
+		printCompactions(e.stdout, res.Compactions)
 	}
 	for _, a := range res.Held {
 		fmt.Fprintf(e.stdout, "anchor %s: holds (event %d)\n", a.Source, a.Seq)
@@ -138,7 +139,7 @@ func (e *env) openLocal(configPath, dataDir string, remote func(dir, url string)
 		return nil, exitFinding
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	db, err := store.Open(dir, store.LockTimeout(cliLockTimeout), store.Logger(log))
+	db, err := store.Open(dir, store.ReadOnly(), store.LockTimeout(cliLockTimeout), store.Logger(log))
 	if errors.Is(err, store.ErrInUse) {
 		fmt.Fprintf(e.stderr, "threatgate: %s is held by a running threatgate (bbolt allows one process); %s\n", dir, remote(dir, cfg.PublicURL()))
 		return nil, exitFinding
@@ -251,4 +252,37 @@ func (s *server) auditHeadHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, auditHead{Seq: seq, Hash: hash})
+}
+
+// printCompactions lists the retention compactions on the chain by day:
+// how many records of which escalations (the first ten named), in which
+// events. Their removed payload cannot be re-checked; what remains, and
+// the hash each kept, was checked against the compaction event that
+// lists it.
+func printCompactions(w io.Writer, cs []store.Compaction) {
+	if len(cs) == 0 {
+		return
+	}
+	n := 0
+	for _, c := range cs {
+		n += len(c.Records)
+	}
+	fmt.Fprintf(w, "compacted (retention): %d records in %d compactions, each checked against the compaction event that lists it; their removed evidence lines and artifact text are gone\n", n, len(cs))
+	for i := 0; i < len(cs); {
+		day := cs[i].At.UTC().Format(time.DateOnly)
+		j, records := i, 0
+		var names []string
+		for ; j < len(cs) && cs[j].At.UTC().Format(time.DateOnly) == day; j++ {
+			records += len(cs[j].Records)
+			if len(names) < 10 {
+				names = append(names, cs[j].Escalation)
+			}
+		}
+		more := ""
+		if k := j - i - len(names); k > 0 {
+			more = fmt.Sprintf(" and %d more", k)
+		}
+		fmt.Fprintf(w, "  %s: %d records of %s%s (compaction events %d to %d)\n", day, records, strings.Join(names, ", "), more, cs[i].Seq, cs[j-1].Seq)
+		i = j
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -616,5 +617,68 @@ func TestAdminBackupHostCheck(t *testing.T) {
 				t.Errorf("GET %s with Host %s: %d, want %d", path, host, resp.StatusCode, want)
 			}
 		}
+	}
+}
+
+// blockingWriter is a ResponseWriter whose first Write signals started
+// and waits for release: a client reading a backup slowly.
+type blockingWriter struct {
+	h        http.Header
+	started  chan struct{}
+	release  chan struct{}
+	once     sync.Once
+	code     int
+	received int
+}
+
+func (w *blockingWriter) Header() http.Header  { return w.h }
+func (w *blockingWriter) WriteHeader(code int) { w.code = code }
+func (w *blockingWriter) Write(b []byte) (int, error) {
+	w.once.Do(func() { close(w.started); <-w.release })
+	w.received += len(b)
+	return len(b), nil
+}
+
+// TestAdminBackupOneAtATime: while one copy is being sent, a second
+// GET /admin/backup is refused with 429 and Retry-After, and spools
+// nothing; once the first is done, a new one is served.
+func TestAdminBackupOneAtATime(t *testing.T) {
+	l := startServer(t, "web:\n  dashboard_token_env: TG_DASH\n", map[string]string{"TG_DASH": dashboardToken})
+	commitEvents(t, l.s.db, 3)
+	first := &blockingWriter{h: http.Header{}, started: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.s.backupHandler(first, httptest.NewRequest(http.MethodGet, "/admin/backup", nil))
+	}()
+	select {
+	case <-first.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first backup never started sending")
+	}
+	spools := func() int {
+		m, _ := filepath.Glob(filepath.Join(l.s.cfg.DataDir, ".backup-*.tmp"))
+		return len(m)
+	}
+	if n := spools(); n != 1 {
+		t.Fatalf("%d spool files while one backup is sent, want 1", n)
+	}
+	second := httptest.NewRecorder()
+	l.s.backupHandler(second, httptest.NewRequest(http.MethodGet, "/admin/backup", nil))
+	if second.Code != http.StatusTooManyRequests || second.Header().Get("Retry-After") == "" {
+		t.Errorf("a second concurrent backup: %d (Retry-After %q), want 429 with Retry-After", second.Code, second.Header().Get("Retry-After"))
+	}
+	if n := spools(); n != 1 {
+		t.Errorf("%d spool files after the refused backup, want 1", n)
+	}
+	close(first.release)
+	<-done
+	if first.code != 0 && first.code != http.StatusOK || first.received == 0 {
+		t.Errorf("the first backup: code %d, %d bytes", first.code, first.received)
+	}
+	third := httptest.NewRecorder()
+	l.s.backupHandler(third, httptest.NewRequest(http.MethodGet, "/admin/backup", nil))
+	if third.Code != http.StatusOK || third.Body.Len() == 0 {
+		t.Errorf("a backup after the first finished: %d, %d bytes", third.Code, third.Body.Len())
 	}
 }

@@ -134,6 +134,9 @@ func placeFile(tmp, path string, force bool) error {
 	return os.Rename(tmp, path)
 }
 
+// maxBackups is how many GET /admin/backup copies may be taken at once.
+const maxBackups = 1
+
 // backupHandler answers GET /admin/backup with a consistent copy of the
 // database as it was when the request arrived, taken while the server
 // goes on writing, as an attachment named after the time, with its exact
@@ -144,9 +147,19 @@ func placeFile(tmp, path string, force bool) error {
 // then sent from there: the copy's read transaction, which holds back any
 // commit that must grow the file (store.DB.WriteBackup), then lasts as
 // long as a local write of the file, however slowly the client reads. It
-// needs room for one copy in the data directory while it runs.
+// needs room for one copy in the data directory while it runs; a second
+// request while one runs is answered 429 with Retry-After.
 func (s *server) backupHandler(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With(bot.LogComponent, "backup")
+	// Each copy needs the whole file's room in the data directory while
+	// it is sent: one at a time.
+	if s.backups.Add(1) > maxBackups {
+		s.backups.Add(-1)
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "a backup is already being taken; try again when it is done", http.StatusTooManyRequests)
+		return
+	}
+	defer s.backups.Add(-1)
 	fail := func(what string, err error) {
 		log.Error(what, bot.LogErr, err)
 		http.Error(w, "the backup failed; the server's log says why", http.StatusServiceUnavailable)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,51 +10,6 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// startBrowser starts headless Chromium (three tries, as
-// TestBrowserConsoleToDashboard does) and returns a context bounded to
-// budget; it skips the test when Chromium is missing.
-func startBrowser(t *testing.T, budget time.Duration) context.Context {
-	t.Helper()
-	exe := chromiumPath()
-	if exe == "" {
-		t.Skip("needs Chromium: install Debian's chromium package (.ci/run does), then run the tests again")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true), chromedp.WindowSize(1280, 1000))
-	var startErr error
-	for try := 1; try <= 3; try++ {
-		actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-		c, cancelB := chromedp.NewContext(actx)
-		if startErr = chromedp.Do(c); startErr == nil {
-			t.Cleanup(cancelA)
-			t.Cleanup(cancelB)
-			ctx, cancel := context.WithTimeout(c, budget)
-			t.Cleanup(cancel)
-			return ctx
-		}
-		t.Logf("start chromium, try %d: %v", try, startErr)
-		cancelB()
-		cancelA()
-	}
-	t.Fatalf("start chromium: %v", startErr)
-	return nil
-}
-
-// screenshotDir is where screenshots go: $THREATGATE_SCREENSHOTS, or the
-// test's temporary directory.
-func screenshotDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("THREATGATE_SCREENSHOTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // TestBrowserAllEscalations drives the All escalations page of the demo
 // (seven seeded escalations: approved, bypassed, disputed, deferred, in
 // review and overdue, awaiting artifacts, a manual urgent one) in a real
@@ -63,7 +17,7 @@ func screenshotDir(t *testing.T) string {
 // (state, tier with open, person, a time range), the next page, and
 // screenshots at desktop (1280px) and phone (390px) width.
 func TestBrowserAllEscalations(t *testing.T) {
-	ctx := startBrowser(t, 120*time.Second)
+	ctx := newBrowser(t, 120*time.Second)
 	base := startDemo(t)
 
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {

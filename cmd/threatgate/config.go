@@ -71,12 +71,15 @@ func (r *RetentionConfig) Closed() time.Duration {
 
 // GitLabConfig is the gitlab section.
 type GitLabConfig struct {
-	URL                   string // API base such as https://gitlab.example.com; "" = dry run (log what would be done)
-	TokenEnv, TokenFile   string // the API token
-	WebhookSecretEnv      string // the secret token of the project's webhook
-	WebhookSecretFile     string
-	StatusName            string // name of the commit status that gates MRs
-	Gate                  string // GateStatus or GateExternalStatusCheck
+	URL                 string // API base such as https://gitlab.example.com; "" = dry run (log what would be done)
+	TokenEnv, TokenFile string // the API token
+	WebhookSecretEnv    string // the secret token of the project's webhook
+	WebhookSecretFile   string
+	StatusName          string // name of the commit status that gates MRs
+	Gate                string // GateStatus or GateExternalStatusCheck
+	// Mode is ModeEnforce (the default: the gate is set in GitLab) or
+	// ModeDryRun (GitLab is read, nothing is written; see DryRun).
+	Mode                  string
 	StatusCheckName       string // name of the external status check; defaults to StatusName
 	StatusCheckSecretEnv  string // HMAC secret of the external status check
 	StatusCheckSecretFile string
@@ -89,6 +92,17 @@ const (
 	GateStatus              = "status"                // a commit status, made required by the project's settings
 	GateExternalStatusCheck = "external_status_check" // GitLab's external status checks (Ultimate)
 )
+
+// Values of GitLabConfig.Mode.
+const (
+	ModeEnforce = "enforce" // statuses, notes and labels are written to GitLab
+	ModeDryRun  = "dry_run" // MRs, diffs and commits are read; nothing is written
+)
+
+// DryRun reports whether threatgate writes nothing to GitLab: mode
+// dry_run, or no url (then it cannot even read: the webhook is all it
+// sees).
+func (g *GitLabConfig) DryRun() bool { return g.URL == "" || g.Mode == ModeDryRun }
 
 // SlackConfig is the slack section: the Slack app threatgate works
 // escalations through (adapters/slack).
@@ -181,13 +195,16 @@ func DefaultConfig() Config {
 }
 
 func defaultGitLab() *GitLabConfig {
-	return &GitLabConfig{StatusName: defaultStatusName, Gate: GateStatus, ReconcileEvery: defaultReconcileEvery, Timeout: defaultGitLabTimeout}
+	return &GitLabConfig{StatusName: defaultStatusName, Gate: GateStatus, Mode: ModeEnforce, ReconcileEvery: defaultReconcileEvery, Timeout: defaultGitLabTimeout}
 }
 
 // LoadConfig reads the config file at path. It does not call Validate:
-// the caller does, once it has applied any command-line overrides.
+// the caller does, once it has applied any command-line overrides
+// (loadChecked does both, and loads the secrets, reporting the
+// problems of all three together).
 //
-// Every mistake is reported at once, each a *policies.Problem naming the
+// The config is returned even with problems: a key that could not be
+// decoded keeps its default. Every mistake is reported at once, each a *policies.Problem naming the
 // file, line and column, joined with errors.Join (see policies.Problems).
 // Unknown keys are refused; a key that would hold a secret is refused
 // with a message saying where secrets go. An empty file means
@@ -217,16 +234,78 @@ func parseConfig(path string, data []byte) (Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return Config{}, yamlConfigProblem(path, err)
 	}
-	d := &configDecoder{file: path, dir: filepath.Dir(path), src: &configSource{file: path, at: map[string]yaml.Node{}}}
+	d := &configDecoder{file: path, dir: filepath.Dir(path), src: &configSource{file: path, at: map[string]yaml.Node{}, key: map[string]yaml.Node{}}}
 	c.src = d.src
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		return c, nil
 	}
 	d.config(doc.Content[0], &c)
-	if err := joinConfigProblems(d.probs); err != nil {
-		return Config{}, err
+	// The config goes back with its problems: what could not be decoded
+	// kept its default, so that Validate can still look at the rest.
+	return c, joinConfigProblems(d.probs)
+}
+
+// loadChecked reads the config file at path ("" for the defaults),
+// validates it and, unless getenv is nil, loads its secrets through
+// getenv, and reports every problem of the three at once, in line order (see placeSecretProblems
+// for where a secret's problem is placed). A problem of Validate or of a
+// secret about a key that could not be decoded is left out: the decoding
+// problem says it. Only a file that cannot be read, or is not YAML, stops
+// before validation. The warnings are those of LoadSecrets.
+func loadChecked(path string, getenv func(string) string) (Config, Secrets, []string, error) {
+	cfg := DefaultConfig()
+	var decodeErr error
+	if path != "" {
+		cfg, decodeErr = LoadConfig(path)
+		if decodeErr != nil && cfg.src == nil {
+			return cfg, Secrets{}, nil, decodeErr // unreadable, too large or not YAML
+		}
 	}
-	return c, nil
+	decoded := policies.Problems(decodeErr)
+	bad := map[string]bool{}
+	for _, p := range decoded {
+		bad[p.Field] = true
+	}
+	all := slices.Clone(decoded)
+	for _, p := range policies.Problems(cfg.Validate()) {
+		if !bad[p.Field] {
+			all = append(all, p)
+			bad[p.Field] = true
+		}
+	}
+	if getenv == nil {
+		return cfg, Secrets{}, nil, joinConfigProblems(all)
+	}
+	sec, warnings, serr := cfg.LoadSecrets(getenv)
+	for _, p := range cfg.placeSecretProblems(policies.Problems(serr)) {
+		if !bad[p.Field] {
+			all = append(all, p)
+		}
+	}
+	return cfg, sec, warnings, joinConfigProblems(all)
+}
+
+// placeSecretProblems points each problem of LoadSecrets at the line that
+// names the secret's source (its *_env or *_file key), else at its
+// section, when the config came from a file.
+func (c *Config) placeSecretProblems(ps []*policies.Problem) []*policies.Problem {
+	if c.src == nil {
+		return ps
+	}
+	out := make([]*policies.Problem, 0, len(ps))
+	for _, p := range ps {
+		q := *p
+		if q.Line == 0 {
+			section, _, _ := strings.Cut(q.Field, ".")
+			if n, ok := c.src.at[q.Field]; ok {
+				q.File, q.Line, q.Col = c.src.file, n.Line, n.Column
+			} else if n, ok := c.src.key[section]; ok {
+				q.File, q.Line, q.Col = c.src.file, n.Line, n.Column
+			}
+		}
+		out = append(out, &q)
+	}
+	return out
 }
 
 // configSource remembers where each key was written, so that Validate can
@@ -234,6 +313,7 @@ func parseConfig(path string, data []byte) (Config, error) {
 type configSource struct {
 	file string
 	at   map[string]yaml.Node // field ("gitlab.gate") → its value node, Content dropped
+	key  map[string]yaml.Node // field → its key node
 }
 
 // problem returns a Problem for field, placed where the field was written
@@ -264,7 +344,7 @@ func (d *configDecoder) fail(n *yaml.Node, field, format string, args ...any) {
 
 var (
 	topKeys       = []string{"listen", "data_dir", "policy", "max_body_bytes", "gitlab", "slack", "discord", "pagerduty", "web", "retention"}
-	gitlabKeys    = []string{"url", "token_env", "token_file", "webhook_secret_env", "webhook_secret_file", "status_name", "gate", "status_check_name", "status_check_secret_env", "status_check_secret_file", "reconcile_every", "timeout"}
+	gitlabKeys    = []string{"url", "mode", "token_env", "token_file", "webhook_secret_env", "webhook_secret_file", "status_name", "gate", "status_check_name", "status_check_secret_env", "status_check_secret_file", "reconcile_every", "timeout"}
 	slackKeys     = []string{"bot_token_env", "bot_token_file", "signing_secret_env", "signing_secret_file", "app_token_env", "app_token_file", "api_url", "team_id", "channel", "security_channel"}
 	discordKeys   = []string{"bot_token_env", "bot_token_file", "public_key", "api_url", "channel_id", "security_channel_id", "application_id"}
 	pagerdutyKeys = []string{"routing_key_env", "routing_key_file", "events_url"}
@@ -305,6 +385,8 @@ func (d *configDecoder) gitlab(n *yaml.Node, section string) *GitLabConfig {
 		switch key {
 		case "url":
 			d.str(v, f, &g.URL)
+		case "mode":
+			d.str(v, f, &g.Mode)
 		case "token_env":
 			d.str(v, f, &g.TokenEnv)
 		case "token_file":
@@ -507,6 +589,9 @@ func (d *configDecoder) mapping(n *yaml.Node, section string, allowed []string, 
 		}
 		at.Content = nil
 		d.src.at[f] = at
+		if k := keys[v]; k != nil {
+			d.src.key[f] = *k
+		}
 		fn(key, v, f)
 	})
 }
@@ -761,6 +846,15 @@ func (c *Config) Validate() error {
 		if strings.TrimSpace(g.StatusName) == "" {
 			v.fail("gitlab.status_name", "want the name of the commit status, such as %q", defaultStatusName)
 		}
+		switch g.Mode {
+		case ModeEnforce, "": // "": a Config made in code
+		case ModeDryRun:
+			if g.URL == "" {
+				v.fail("gitlab.mode", "%s reads merge requests, diffs and commits through the API: want gitlab.url too (and a token with read_api); without a url, threatgate sees only the webhooks, which carry no diff", ModeDryRun)
+			}
+		default:
+			v.fail("gitlab.mode", "want %q or %q, got %q", ModeEnforce, ModeDryRun, g.Mode)
+		}
 		switch g.Gate {
 		case GateStatus:
 		case GateExternalStatusCheck:
@@ -957,8 +1051,10 @@ func (w *WebConfig) Proxies() []netip.Prefix {
 // things that work but are probably not meant. serve logs them.
 func (c Config) Warnings() []string {
 	var w []string
-	if c.GitLab != nil && c.GitLab.URL == "" {
-		w = append(w, "gitlab.url is empty: dry run, threatgate logs what it would do in GitLab and does nothing there")
+	if g := c.GitLab; g != nil && g.URL == "" {
+		w = append(w, "gitlab.url is empty: dry run from the webhooks alone; they carry no diff, so signals on paths and added lines never fire, and nothing is written to GitLab. For a trial that classifies like the gate, set gitlab.url, gitlab.mode: dry_run and a token with read_api")
+	} else if g != nil && g.Mode == ModeDryRun {
+		w = append(w, "gitlab.mode is dry_run: threatgate reads merge requests from GitLab and writes nothing there (no status, note or label); merges are not gated")
 	}
 	if c.Web != nil && !loopback(c.Listen) {
 		if c.Web.Console {
@@ -1214,7 +1310,7 @@ func (c Config) attrs() []slog.Attr {
 			"url", redactURL(g.URL),
 			"token_env", g.TokenEnv, "token_file", g.TokenFile,
 			"webhook_secret_env", g.WebhookSecretEnv, "webhook_secret_file", g.WebhookSecretFile,
-			"status_name", g.StatusName, "gate", g.Gate, "status_check_name", g.StatusCheckName,
+			"mode", g.Mode, "status_name", g.StatusName, "gate", g.Gate, "status_check_name", g.StatusCheckName,
 			"status_check_secret_env", g.StatusCheckSecretEnv, "status_check_secret_file", g.StatusCheckSecretFile,
 			"reconcile_every", g.ReconcileEvery.String(), "timeout", g.Timeout.String()))
 	}

@@ -141,7 +141,7 @@ func TestConfigEmptySectionsTurnIntegrationsOn(t *testing.T) {
 	}
 	want := GitLabConfig{
 		TokenEnv: "THREATGATE_GITLAB_TOKEN", WebhookSecretEnv: "THREATGATE_GITLAB_WEBHOOK_SECRET",
-		StatusName: "threatgate/security-review", Gate: "status", StatusCheckName: "threatgate/security-review",
+		StatusName: "threatgate/security-review", Gate: "status", Mode: "enforce", StatusCheckName: "threatgate/security-review",
 		StatusCheckSecretEnv: "THREATGATE_GITLAB_STATUS_CHECK_SECRET", ReconcileEvery: 10 * time.Minute, Timeout: 10 * time.Second,
 	}
 	if *g != want {
@@ -208,7 +208,7 @@ func TestConfigLoadProblems(t *testing.T) {
 		{"retention days negative", "retention:\n  closed_days: -1\n", []string{`2:16: retention.closed_days: want a whole number of days`}},
 		{"retention unknown key", "retention:\n  days: 365\n", []string{`2:3: retention: unknown key "days"; want one of closed_days`}},
 		{"unknown key in a section", "gitlab:\n  url: https://gitlab.example.com\n  gate: status\n  project: 7\n",
-			[]string{`4:3: gitlab: unknown key "project"; want one of url, token_env`}},
+			[]string{`4:3: gitlab: unknown key "project"; want one of url, mode, token_env`}},
 		{"wrong type", "listen: [1]\n", []string{`1:9: listen: want a string, got a list`}},
 		{"bad duration", "gitlab:\n  reconcile_every: soon\n", []string{`2:20: gitlab.reconcile_every: want a duration such as "90s", "10m" or "1h", got "soon"`}},
 		{"bad bool", "web:\n  console: maybe\n", []string{`2:12: web.console: want true or false, got "maybe"`}},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha1"
 	"embed"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path"
 	"slices"
 	"strconv"
@@ -19,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/threatgate/threatgate/adapters/gitlab"
+	"github.com/threatgate/threatgate/adapters/gitlab/gitlabtest"
 	"github.com/threatgate/threatgate/adapters/web"
 	"github.com/threatgate/threatgate/bot"
 	"github.com/threatgate/threatgate/policies"
@@ -40,84 +42,84 @@ const defaultDemoDataDir = "./threatgate-demo-data"
 var samplesFS embed.FS
 
 // demoSamples lists what the simulated GitLab can open, in the order the
-// console shows them. The tiers named are what the embedded default
-// policy gives (demo_test.go checks them).
+// console shows them. The tier each gets is not written here: the policy
+// classifies the sample (simSample.Tier), and the console shows that.
 var demoSamples = []struct {
 	id, file, about string
 }{
-	{"auth-session", "auth-session.json", "An auth change: shorter idle sessions and a new session ID on login (internal/auth). Escalates as T2."},
-	{"dependency-bump", "dependency-bump.json", "A dependency bump from the dependency bot: package.json and its lockfile. Escalates as T1, the lowest tier."},
-	{"pii-migration", "pii-migration.json", "A migration adding customer e-mail, phone, address and date of birth columns. Escalates as T2."},
-	{"docs-only", "docs-only.json", "A docs-only change (README, CONTRIBUTING, docs/). Needs no review: no escalation."},
-	{"sso-insecure-tls", "sso-insecure-tls.json", "A new SSO login whose token client skips TLS verification. Escalates as T3, the critical tier."},
-	{"terraform-open-ingress", "terraform-open-ingress.json", "Terraform opening a database port to 0.0.0.0/0. Escalates as T2."},
-	{"ci-deploy-job", "ci-deploy-job.json", "A new deploy job in .gitlab-ci.yml. Escalates as T1."},
+	{"auth-session", "auth-session.json", "An auth change: shorter idle sessions and a new session ID on login (internal/auth), by carol of appsec."},
+	{"dependency-bump", "dependency-bump.json", "A dependency bump: package.json and its lockfile, by grace."},
+	{"pii-migration", "pii-migration.json", "A migration adding customer e-mail, phone, address and date of birth columns, by frank."},
+	{"docs-only", "docs-only.json", "A docs-only change (README, CONTRIBUTING, docs/), by erin."},
+	{"sso-insecure-tls", "sso-insecure-tls.json", "A new SSO login whose token client skips TLS verification, by grace."},
+	{"terraform-open-ingress", "terraform-open-ingress.json", "Terraform opening a database port to 0.0.0.0/0, by dave."},
+	{"ci-deploy-job", "ci-deploy-job.json", "A new deploy job in .gitlab-ci.yml, by frank."},
 }
 
 // firstDemoIID is the first MR number the simulator hands out on a new
 // data directory; later ones follow the highest number in the store.
 const firstDemoIID = 200
 
-// simulator is the demo's GitLab. It opens sample merge requests by
-// feeding them to the engine as the webhook worker would, and it is the
-// forge the dispatcher delivers to: it records every commit status, note
-// and label per MR, so the dashboard can show what GitLab would show.
+// The actions a person can take on a merge request in the simulated
+// GitLab (simulator.Act), besides opening a sample.
+const (
+	actPush   = "push"
+	actMerge  = "merge"
+	actClose  = "close"
+	actReopen = "reopen"
+)
+
+// simulator is the demo's GitLab: a fake GitLab (adapters/gitlab/gitlabtest)
+// on a loopback port, which the demo's server talks to exactly as serve
+// talks to a real one (the GitLab client reads MRs and sets the gate's
+// commit status in it). Opening a sample, pushing, merging, closing and
+// reopening change the fake, then go the real way: the Merge Request Hook
+// GitLab would send is posted to the server's /webhooks/gitlab (the
+// intake records it; the worker handles it), and, so that the click's
+// answer can name the outcome, the worker reads the MR back at once
+// (Worker.Refresh, the reconcile path). Nothing here writes to the store.
 // It is safe for concurrent use.
 type simulator struct {
-	clock   bot.Clock
-	handler web.Handler // decides on the inputs of OpenSample; set before serving
-	samples []simSample
+	gl         *gitlabtest.Server
+	clock      bot.Clock
+	statusName string // the gate's commit status
+	samples    []simSample
+
+	// Set by newDemoServer before the first action.
+	hooks  http.Handler  // the server's handler; webhooks are posted to it
+	secret string        // the webhook's secret token
+	reader bot.Refresher // the GitLab worker: reads an MR now, through the engine
+	store  demoStore
 
 	mu      sync.Mutex
 	nextIID int64
-	opened  map[string]*simOpened // by escalation id
-	byMR    map[string]*simOpened // every MR it opened, by "project!iid"
-	mrs     map[string]*SimMR     // by "project!iid"
-	actions []gitlab.DryRunAction
-	done    map[string]bool // effect ids acted on: a retried delivery does not act twice
+	order   []string            // every MR it holds, "project!iid", oldest first
+	heads   map[string][]string // by MR: every head it had, oldest first
+	samp    map[string]string   // by MR: the sample it was opened from
+}
+
+// demoStore is what the simulator reads of the store: which escalation an
+// MR has.
+type demoStore interface {
+	FindByMR(ctx context.Context, project string, iid int64) (*bot.Escalation, error)
 }
 
 type simSample struct {
 	web.Sample
-	mr      *policies.MergeRequest // the template; never changed
-	authors []string
-}
-
-// simOpened is an MR the simulator opened, kept to merge or push to it.
-type simOpened struct {
-	mr      *policies.MergeRequest
-	authors []string
-	pushes  int
-}
-
-// SimMR is one merge request as the simulated GitLab shows it: the gate's
-// status on the head, the labels and the notes threatgate left.
-type SimMR struct {
-	Project    string   `json:"project"`
-	IID        int64    `json:"mr_iid"`
-	Title      string   `json:"title,omitempty"`
-	WebURL     string   `json:"web_url,omitempty"`
-	SHA        string   `json:"sha,omitempty"`
-	Status     string   `json:"status,omitempty"`
-	StatusText string   `json:"status_text,omitempty"`
-	Labels     []string `json:"labels"`
-	Notes      []string `json:"notes"`
+	mr gitlabtest.MR // the template: no IID, SHA or state
 }
 
 var (
-	_ bot.Forge     = (*simulator)(nil)
-	_ bot.Refresher = (*simulator)(nil)
-	_ web.Samples   = (*simulator)(nil)
+	_ web.Samples         = (*simulator)(nil)
+	_ web.SimulatedGitLab = (*simulator)(nil)
 )
 
-// simKeep bounds the action log; per-MR records are kept whole.
-const simKeep = 1000
-
-// newSimulator loads the embedded samples. firstIID is the MR number the
-// first opening gets; each opening gets the next, so the same sample can
-// be opened again and again.
-func newSimulator(clock bot.Clock, firstIID int64) (*simulator, error) {
-	s := &simulator{clock: clock, nextIID: firstIID, opened: map[string]*simOpened{}, byMR: map[string]*simOpened{}, mrs: map[string]*SimMR{}, done: map[string]bool{}}
+// newSimulator starts the fake GitLab and loads the embedded samples,
+// classifying each with pol. firstIID is the MR number the first opening
+// gets; each opening gets the next, so the same sample can be opened again
+// and again. Close stops the fake.
+func newSimulator(clock bot.Clock, firstIID int64, pol *policies.Policy) (*simulator, error) {
+	s := &simulator{clock: clock, nextIID: firstIID, statusName: defaultStatusName, heads: map[string][]string{}, samp: map[string]string{}}
 	for _, d := range demoSamples {
 		name := path.Join("samples", d.file)
 		data, err := samplesFS.ReadFile(name)
@@ -128,16 +130,29 @@ func newSimulator(clock bot.Clock, firstIID int64) (*simulator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse sample %s: %w", name, err)
 		}
-		mr.PathWithNamespace = mr.Project()
-		s.samples = append(s.samples, simSample{
-			Sample: web.Sample{ID: d.id, Title: mr.Title, Description: d.about},
-			mr:     mr, authors: []string{mr.Author.Username},
-		})
+		smp := simSample{Sample: web.Sample{ID: d.id, Title: mr.Title, Description: d.about}, mr: gitlabtest.MR{
+			Project: mr.Project(), Title: mr.Title, Description: mr.Description, Author: mr.Author.Username,
+			SourceBranch: mr.SourceBranch, TargetBranch: mr.TargetBranch, Labels: slices.Clone([]string(mr.Labels)),
+		}}
+		for _, c := range mr.Changes {
+			smp.mr.Diffs = append(smp.mr.Diffs, gitlabtest.Diff{OldPath: c.OldPath, NewPath: c.NewPath, Diff: c.Diff,
+				NewFile: c.NewFile, RenamedFile: c.RenamedFile, DeletedFile: c.DeletedFile})
+		}
+		if t := pol.Evaluate(mr).Tier; t != nil {
+			smp.Tier = t.ID
+		}
+		s.samples = append(s.samples, smp)
 	}
+	s.gl = gitlabtest.Start()
+	s.gl.SetNow(func() time.Time { return clock.Now() })
 	return s, nil
 }
 
-// Samples lists the sample merge requests.
+// Close stops the fake GitLab.
+func (s *simulator) Close() { s.gl.Close() }
+
+// Samples lists the sample merge requests, each with the tier the policy
+// gives it.
 func (s *simulator) Samples() []web.Sample {
 	out := make([]web.Sample, len(s.samples))
 	for i, smp := range s.samples {
@@ -146,126 +161,230 @@ func (s *simulator) Samples() []web.Sample {
 	return out
 }
 
-// OpenSample opens the sample with id as a new MR, as if GitLab had sent
-// its webhook and the worker had fetched it, and returns the escalation
-// it led to ("" when it needs no review) and the engine's reply. An
-// unknown id is a *bot.Problem naming the samples there are.
+// OpenSample opens the sample with id as a new MR in the simulated GitLab
+// and returns the escalation it led to ("" when it needs no review) and
+// what happened, in a sentence. An unknown id is a *bot.Problem naming the
+// samples there are.
 func (s *simulator) OpenSample(ctx context.Context, id string) (escalation, reply string, err error) {
-	rep, err := s.open(ctx, s.handler, id, s.clock.Now())
-	return rep.Escalation, rep.Text, err
+	ref, err := s.open(ctx, id)
+	if err != nil {
+		return "", "", err
+	}
+	return s.outcome(ctx, ref, "Opened "+ref+" in the simulated GitLab.")
 }
 
-// open feeds a fresh copy of sample id to h: a new MR number, a new head
-// SHA, updated at now.
-func (s *simulator) open(ctx context.Context, h web.Handler, id string, now time.Time) (bot.Reply, error) {
+// open adds a fresh copy of sample id to the fake GitLab (a new MR number,
+// a new head), sends its webhook and reads it back; it returns the MR.
+func (s *simulator) open(ctx context.Context, id string) (string, error) {
 	i := slices.IndexFunc(s.samples, func(x simSample) bool { return x.ID == id })
 	if i < 0 {
 		ids := make([]string, len(s.samples))
 		for j, x := range s.samples {
 			ids[j] = x.ID
 		}
-		return bot.Reply{}, &bot.Problem{Field: "sample", Msg: fmt.Sprintf("no sample merge request %q; want one of %s", id, strings.Join(ids, ", "))}
+		return "", &bot.Problem{Field: "sample", Msg: fmt.Sprintf("no sample merge request %q; want one of %s", id, strings.Join(ids, ", "))}
 	}
-	if h == nil {
-		return bot.Reply{}, fmt.Errorf("open sample %s: the simulator has no engine", id)
-	}
-	smp := s.samples[i]
-	iid := s.newIID()
-
-	mr := *smp.mr
-	mr.IID = iid
-	mr.State = "opened"
-	mr.SHA = fakeSHA(id, iid, 0)
-	mr.UpdatedAt = now
-	mr.Labels = slices.Clone(smp.mr.Labels)
-	mr.Changes = slices.Clone(smp.mr.Changes)
-	mr.References.Full = fmt.Sprintf("%s!%d", mr.PathWithNamespace, iid)
-	if u := smp.mr.WebURL; u != "" {
-		if k := strings.LastIndex(u, "/-/merge_requests/"); k > 0 {
-			mr.WebURL = fmt.Sprintf("%s/-/merge_requests/%d", u[:k], iid)
-		}
-	}
+	mr := s.samples[i].mr
 	s.mu.Lock()
-	s.mrLocked(mr.PathWithNamespace, iid, &mr)
+	mr.IID = s.nextIID
+	s.nextIID++
 	s.mu.Unlock()
+	mr.SHA = fakeSHA(mr.Project, mr.IID, 0)
+	mr.Labels, mr.Diffs = slices.Clone(mr.Labels), slices.Clone(mr.Diffs)
+	s.gl.AddMR(mr)
+	ref := s.remember(mr.Project, mr.IID, mr.SHA, id)
+	return ref, s.notify(ctx, mr.Project, mr.IID, "open")
+}
 
-	rep, err := h.Handle(ctx, bot.Input{
-		Kind: bot.InputMR, Actor: bot.System,
-		MR:  &bot.MRInput{Action: bot.MROpen, MR: &mr, CommitAuthors: slices.Clone(smp.authors)},
-		Key: fmt.Sprintf("demo-open:%s!%d", mr.PathWithNamespace, iid),
-	})
+// remember records an MR the fake holds now and its head.
+func (s *simulator) remember(project string, iid int64, head, sample string) string {
+	ref := fmt.Sprintf("%s!%d", project, iid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.heads[ref]; !ok {
+		s.order = append(s.order, ref)
+	}
+	if hs := s.heads[ref]; len(hs) == 0 || hs[len(hs)-1] != head {
+		s.heads[ref] = append(hs, head)
+	}
+	if sample != "" {
+		s.samp[ref] = sample
+	}
+	return ref
+}
+
+// notify tells the server what changed, as GitLab does: the Merge Request
+// Hook to /webhooks/gitlab, which the intake records for the worker. Then
+// the worker reads the MR at once (the reconcile path), so the engine has
+// decided on it when notify returns; the webhook, handled a moment later,
+// finds nothing new.
+func (s *simulator) notify(ctx context.Context, project string, iid int64, action string) error {
+	req, err := s.gl.HookRequest(ctx, "http://127.0.0.1/webhooks/gitlab", s.secret, project, iid, action)
 	if err != nil {
-		return bot.Reply{}, fmt.Errorf("open sample %s as %s!%d: %w", id, mr.PathWithNamespace, iid, err)
+		return fmt.Errorf("webhook for %s!%d: %w", project, iid, err)
 	}
-	o := &simOpened{mr: &mr, authors: slices.Clone(smp.authors)}
-	s.mu.Lock()
-	s.byMR[fmt.Sprintf("%s!%d", mr.PathWithNamespace, iid)] = o
-	if rep.Escalation != "" {
-		s.opened[rep.Escalation] = o
+	rec := httptest.NewRecorder()
+	s.hooks.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return fmt.Errorf("webhook for %s!%d: the server answered %d: %s", project, iid, rec.Code, strings.TrimSpace(rec.Body.String()))
 	}
-	s.mu.Unlock()
-	return rep, nil
+	if err := s.reader.Refresh(ctx, bot.Effect{Project: project, MRIID: iid}); err != nil {
+		return fmt.Errorf("read %s!%d back: %w", project, iid, err)
+	}
+	return nil
 }
 
-// merge merges the MR of escalation id at now, as GitLab's merge webhook
-// would report it, whatever the gate says: a merge before approval is a
-// bypass.
-func (s *simulator) merge(ctx context.Context, h web.Handler, id string, now time.Time) (bot.Reply, error) {
-	return s.change(ctx, h, id, now, bot.MRMerge)
-}
-
-// push adds a commit to the MR of escalation id at now: a new head SHA.
-func (s *simulator) push(ctx context.Context, h web.Handler, id string, now time.Time) (bot.Reply, error) {
-	return s.change(ctx, h, id, now, bot.MRUpdate)
-}
-
-func (s *simulator) change(ctx context.Context, h web.Handler, id string, now time.Time, action bot.MRAction) (bot.Reply, error) {
-	s.mu.Lock()
-	o := s.opened[id]
-	if o == nil {
-		s.mu.Unlock()
-		return bot.Reply{}, &bot.Problem{Field: id, Msg: "the simulated GitLab did not open this merge request, so it cannot change it"}
+// Act does what a person does to an MR in GitLab: push a commit (a new
+// head), merge (whatever the gate says), close or reopen; then the server
+// is told as GitLab tells it (notify). It returns the MR's escalation (""
+// when it has none) and what happened. An MR the simulated GitLab does not
+// hold is an error wrapping web.ErrUnknownMR; an unknown action, or one
+// the MR's state does not allow (merging a closed MR), is a *bot.Problem.
+func (s *simulator) Act(ctx context.Context, ref, action string) (escalation, reply string, err error) {
+	project, iid, ok := parseRef(ref)
+	if !ok {
+		return "", "", fmt.Errorf("%w: %q is not a merge request such as group/proj!12", web.ErrUnknownMR, ref)
 	}
-	mr := *o.mr
-	mr.UpdatedAt = now
+	mr, ok := s.gl.MR(project, iid)
+	if !ok {
+		return "", "", fmt.Errorf("%w: the simulated GitLab has no merge request %s", web.ErrUnknownMR, ref)
+	}
+	var did string
 	switch action {
-	case bot.MRMerge:
-		mr.State = "merged"
-	case bot.MRUpdate:
-		o.pushes++
-		mr.SHA = fakeSHA(mr.PathWithNamespace, mr.IID, o.pushes)
+	case actPush:
+		s.mu.Lock()
+		n := len(s.heads[ref])
+		s.mu.Unlock()
+		if mr.State != "opened" {
+			return "", "", &bot.Problem{Field: "action", Msg: fmt.Sprintf("%s is %s; only an open merge request takes a push", ref, mr.State)}
+		}
+		sha := fakeSHA(project, iid, n)
+		email := mr.Author + "@example.com"
+		s.gl.Push(project, iid, gitlabtest.Commit{ID: sha, AuthorEmail: email, CommitterEmail: email, Title: "Address review comments"})
+		s.remember(project, iid, sha, "")
+		did = fmt.Sprintf("Pushed commit %s to %s: a new head.", bot.ShortSHA(sha), ref)
+	case actMerge, actClose, actReopen:
+		change := map[string]func(string, int64) error{actMerge: s.gl.MergeMR, actClose: s.gl.CloseMR, actReopen: s.gl.ReopenMR}[action]
+		if err := change(project, iid); err != nil {
+			return "", "", &bot.Problem{Field: "action", Msg: fmt.Sprintf("cannot %s %s: %v", action, ref, err)}
+		}
+		did = map[string]string{actMerge: "Merged ", actClose: "Closed ", actReopen: "Reopened "}[action] + ref + " in the simulated GitLab."
+	default:
+		return "", "", &bot.Problem{Field: "action", Msg: fmt.Sprintf("no action %q; want push, merge, close or reopen", action)}
 	}
-	o.mr = &mr
-	authors := slices.Clone(o.authors)
-	s.mu.Unlock()
-	rep, err := h.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: &bot.MRInput{Action: action, MR: &mr, CommitAuthors: authors}})
-	if err != nil {
-		return bot.Reply{}, fmt.Errorf("%s %s: %w", action, id, err)
+	hook := map[string]string{actPush: "update", actMerge: "merge", actClose: "close", actReopen: "reopen"}[action]
+	if err := s.notify(ctx, project, iid, hook); err != nil {
+		return "", "", err
 	}
-	return rep, nil
+	return s.outcome(ctx, ref, did)
 }
 
-// Refresh feeds the MR of e (a manual escalation's) to the engine as the
-// simulated GitLab shows it now, as the GitLab worker does for serve. An
-// MR the simulator never opened is left alone: there is nothing to show.
-func (s *simulator) Refresh(ctx context.Context, e bot.Effect) error {
+// outcome says what the escalation of MR ref is now, after did.
+func (s *simulator) outcome(ctx context.Context, ref, did string) (string, string, error) {
+	project, iid, _ := parseRef(ref)
+	e, err := s.store.FindByMR(ctx, project, iid)
+	if errors.Is(err, bot.ErrNotFound) {
+		return "", did + " It needs no security review: no escalation.", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("find the escalation of %s: %w", ref, err)
+	}
+	msg := fmt.Sprintf("%s %s (tier %s) is %s on head %s.", did, e.ID, e.Tier, strings.ReplaceAll(string(e.State), "_", " "), bot.ShortSHA(e.HeadSHA))
+	if e.Bypassed {
+		msg += " The merge bypassed the gate: it is recorded as a bypass."
+	}
+	return e.ID, msg, nil
+}
+
+// parseRef reads "group/proj!12".
+func parseRef(ref string) (project string, iid int64, ok bool) {
+	i := strings.LastIndexByte(ref, '!')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(ref[i+1:], 10, 64)
+	if err != nil || n <= 0 {
+		return "", 0, false
+	}
+	return ref[:i], n, true
+}
+
+// MergeRequests returns every MR of the simulated GitLab, newest first, as
+// the fake holds it: its state, head and the gate's commit status (on the
+// head, or, when the head has none yet, the latest on an earlier head),
+// with the escalation threatgate keeps for it.
+func (s *simulator) MergeRequests(ctx context.Context) []web.SimMR {
 	s.mu.Lock()
-	var mr policies.MergeRequest
-	var authors []string
-	o, found := s.byMR[fmt.Sprintf("%s!%d", e.Project, e.MRIID)]
-	if found {
-		mr, authors = *o.mr, slices.Clone(o.authors)
+	order := slices.Clone(s.order)
+	heads := map[string][]string{}
+	samp := map[string]string{}
+	for _, ref := range order {
+		heads[ref] = slices.Clone(s.heads[ref])
+		samp[ref] = s.samp[ref]
 	}
-	h := s.handler
 	s.mu.Unlock()
-	if !found || h == nil {
-		return nil
+	out := make([]web.SimMR, 0, len(order))
+	for _, ref := range slices.Backward(order) {
+		project, iid, _ := parseRef(ref)
+		mr, ok := s.gl.MR(project, iid)
+		if !ok {
+			continue
+		}
+		v := web.SimMR{Ref: ref, Project: project, IID: iid, Title: mr.Title, Author: mr.Author, State: mr.State, Head: mr.SHA, Sample: samp[ref]}
+		hs := heads[ref]
+		for i := len(hs) - 1; i >= 0 && v.Gate == ""; i-- {
+			for _, st := range s.gl.Statuses(project, hs[i]) {
+				if st.Name == s.statusName {
+					v.Gate, v.GateSHA, v.GateText = st.State, st.SHA, st.Description
+				}
+			}
+		}
+		if e, err := s.store.FindByMR(ctx, project, iid); err == nil {
+			v.Escalation, v.Tier, v.Bypassed = e.ID, e.Tier, e.Bypassed
+		}
+		out = append(out, v)
 	}
-	_, err := h.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: &bot.MRInput{Action: bot.MRSeen, MR: &mr, CommitAuthors: authors}})
-	if _, ok := bot.IsProblem(err); ok {
-		return nil
+	return out
+}
+
+// restore puts the MRs of the escalations already in the store back into
+// the fake GitLab (which lives in memory) when the demo starts again on
+// its data directory: same number, head, author and state, and the diff of
+// the sample of the same title, so that nothing threatgate reads changes.
+func (s *simulator) restore(all []*bot.Escalation) {
+	slices.SortFunc(all, func(a, b *bot.Escalation) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	for _, e := range all {
+		if e.Project == "" || e.MRIID <= 0 || e.HeadSHA == "" {
+			continue
+		}
+		if _, ok := s.gl.MR(e.Project, e.MRIID); ok {
+			continue
+		}
+		mr := gitlabtest.MR{Project: e.Project, IID: e.MRIID, Title: e.Title, Author: e.Author, SHA: e.HeadSHA}
+		sample := ""
+		for _, smp := range s.samples {
+			if smp.mr.Project == e.Project && smp.mr.Title == e.Title {
+				mr = smp.mr
+				mr.IID, mr.SHA, sample = e.MRIID, e.HeadSHA, smp.ID
+				mr.Labels, mr.Diffs = slices.Clone(mr.Labels), slices.Clone(mr.Diffs)
+			}
+		}
+		switch e.MRState {
+		case "merged", "closed":
+			mr.State = e.MRState
+		}
+		if e.State == bot.StateMerged {
+			mr.State = "merged"
+		}
+		s.gl.AddMR(mr)
+		s.remember(e.Project, e.MRIID, e.HeadSHA, sample)
 	}
-	return err
+}
+
+// addMR adds an MR of no sample (the one a seeded manual escalation names).
+func (s *simulator) addMR(mr gitlabtest.MR) {
+	s.gl.AddMR(mr)
+	s.remember(mr.Project, mr.IID, mr.SHA, "")
 }
 
 // newIID hands out the next MR number.
@@ -280,83 +399,6 @@ func (s *simulator) newIID() int64 {
 func fakeSHA(name string, iid int64, n int) string {
 	h := sha1.Sum(fmt.Appendf(nil, "%s/%d/%d", name, iid, n))
 	return hex.EncodeToString(h[:])
-}
-
-// mrLocked returns the record of an MR, making it; s.mu is held.
-func (s *simulator) mrLocked(project string, iid int64, mr *policies.MergeRequest) *SimMR {
-	k := fmt.Sprintf("%s!%d", project, iid)
-	m := s.mrs[k]
-	if m == nil {
-		m = &SimMR{Project: project, IID: iid, Labels: []string{}, Notes: []string{}}
-		s.mrs[k] = m
-	}
-	if mr != nil {
-		m.Title, m.WebURL, m.SHA = mr.Title, mr.WebURL, mr.SHA
-	}
-	return m
-}
-
-// record acts on an effect once, however often it is delivered.
-func (s *simulator) record(e bot.Effect) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e.ID != "" {
-		if s.done[e.ID] {
-			return nil
-		}
-		s.done[e.ID] = true
-	}
-	a := gitlab.DryRunAction{At: s.clock.Now(), Kind: string(e.Kind), Escalation: e.Escalation, Project: e.Project,
-		MRIID: e.MRIID, SHA: e.SHA, Status: e.Status, Text: e.Body(), Labels: slices.Clone(e.Labels)}
-	s.actions = append(s.actions, a)
-	if len(s.actions) > simKeep {
-		s.actions = slices.Delete(s.actions, 0, len(s.actions)-simKeep)
-	}
-	m := s.mrLocked(e.Project, e.MRIID, nil)
-	switch e.Kind {
-	case bot.EffectStatus:
-		m.SHA, m.Status, m.StatusText = e.SHA, e.Status, a.Text
-	case bot.EffectMRNote:
-		m.Notes = append(m.Notes, a.Text)
-	case bot.EffectMRLabels:
-		for _, l := range e.Labels {
-			if !slices.Contains(m.Labels, l) {
-				m.Labels = append(m.Labels, l)
-			}
-		}
-	}
-	return nil
-}
-
-// SetStatus records the gate's commit status on the MR head.
-func (s *simulator) SetStatus(_ context.Context, e bot.Effect) error { return s.record(e) }
-
-// PostNote records a note on the MR.
-func (s *simulator) PostNote(_ context.Context, e bot.Effect) error { return s.record(e) }
-
-// AddLabels records labels added to the MR.
-func (s *simulator) AddLabels(_ context.Context, e bot.Effect) error { return s.record(e) }
-
-// Actions returns what threatgate did in the simulated GitLab, oldest
-// first (the latest 1000).
-func (s *simulator) Actions() []gitlab.DryRunAction {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.actions)
-}
-
-// MR returns the simulated GitLab's view of an MR, and false when it has
-// never seen it.
-func (s *simulator) MR(project string, iid int64) (SimMR, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.mrs[fmt.Sprintf("%s!%d", project, iid)]
-	if m == nil {
-		return SimMR{}, false
-	}
-	c := *m
-	c.Labels, c.Notes = slices.Clone(m.Labels), slices.Clone(m.Notes)
-	return c, true
 }
 
 // nextFreeIID returns an MR number above every one in the store, so that
@@ -415,7 +457,7 @@ func (c *demoClock) Set(t time.Time) {
 // many it made. clock must be h's clock; seedDemo moves it and gives it
 // back to the wall clock (or to where it stood) when done. Every command
 // must be accepted: a refusal is returned as an error naming it.
-func seedDemo(ctx context.Context, db web.Lister, h web.Handler, sim *simulator, clock *demoClock) (int, error) {
+func seedDemo(ctx context.Context, db demoDB, h web.Handler, sim *simulator, clock *demoClock) (int, error) {
 	all, err := db.List(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("seed: list escalations: %w", err)
@@ -424,14 +466,21 @@ func seedDemo(ctx context.Context, db web.Lister, h web.Handler, sim *simulator,
 		return 0, nil
 	}
 	defer clock.Set(clock.stopped())
-	sd := &seeder{ctx: ctx, h: h, sim: sim, clock: clock, now: clock.Now()}
+	sd := &seeder{ctx: ctx, db: db, h: h, sim: sim, clock: clock, now: clock.Now()}
 	sd.run()
 	return sd.n, sd.err
+}
+
+// demoDB is what seeding reads of the store.
+type demoDB interface {
+	web.Lister
+	FindEscalation(ctx context.Context, id string) (*bot.Escalation, error)
 }
 
 // seeder runs the seeding script, stopping at the first error.
 type seeder struct {
 	ctx   context.Context
+	db    demoDB
 	h     web.Handler
 	sim   *simulator
 	clock *demoClock
@@ -450,16 +499,30 @@ func (sd *seeder) open(sample string) string {
 	if sd.err != nil {
 		return ""
 	}
-	rep, err := sd.sim.open(sd.ctx, sd.h, sample, sd.clock.Now())
-	if err == nil && rep.Escalation == "" {
-		err = fmt.Errorf("sample %s did not escalate: %s", sample, rep.Text)
+	esc, reply, err := sd.sim.OpenSample(sd.ctx, sample)
+	if err == nil && esc == "" {
+		err = fmt.Errorf("sample %s did not escalate: %s", sample, reply)
 	}
 	if err != nil {
 		sd.err = fmt.Errorf("seed: %w", err)
 		return ""
 	}
 	sd.n++
-	return rep.Escalation
+	return esc
+}
+
+// act does action to the MR of escalation esc in the simulated GitLab.
+func (sd *seeder) act(esc, action string) {
+	if sd.err != nil {
+		return
+	}
+	e, err := sd.db.FindEscalation(sd.ctx, esc)
+	if err == nil {
+		_, _, err = sd.sim.Act(sd.ctx, fmt.Sprintf("%s!%d", e.Project, e.MRIID), action)
+	}
+	if err != nil {
+		sd.err = fmt.Errorf("seed: %s %s: %w", action, esc, err)
+	}
 }
 
 // do runs a chat command as person in the thread of escalation esc and
@@ -508,11 +571,7 @@ func (sd *seeder) run() {
 	sd.at(20 * demoDay)
 	esc = sd.open("ci-deploy-job")
 	sd.at(19*demoDay + 2*time.Hour)
-	if sd.err == nil {
-		if _, err := sd.sim.merge(sd.ctx, sd.h, esc, sd.clock.Now()); err != nil {
-			sd.err = fmt.Errorf("seed: %w", err)
-		}
-	}
+	sd.act(esc, actMerge)
 
 	// Disputed (T2): an appsec approval and a reviewer's rejection.
 	sd.at(16 * demoDay)
@@ -557,8 +616,15 @@ func (sd *seeder) run() {
 	sd.do("frank", esc, "/threatgate artifact threat-model https://wiki.example.com/security/tm/customer-contact")
 
 	// An urgent manual escalation, filed with its intake fields.
+	// Its MR is in the simulated GitLab, so the escalation learns its
+	// title, link and head as an automatic one does.
 	sd.at(3 * time.Hour)
-	if sd.do("frank", "", fmt.Sprintf("/escalate acme/payments-api!%d --urgent --tier T2 Card tokens may be written to the request log", sd.sim.newIID())+
+	iid := sd.sim.newIID()
+	sd.sim.addMR(gitlabtest.MR{Project: "acme/payments-api", IID: iid, SHA: fakeSHA("acme/payments-api", iid, 0), Author: "erin",
+		Title: "Log request bodies in the request logger", SourceBranch: "erin/request-logging",
+		Diffs: []gitlabtest.Diff{{OldPath: "internal/httplog/httplog.go", NewPath: "internal/httplog/httplog.go",
+			Diff: "@@ -40,3 +40,4 @@ func (l *Logger) Wrap(h http.Handler) http.Handler {\n \t\tstart := time.Now()\n+\t\tl.log.Info(\"request\", \"path\", r.URL.Path, \"body\", readBody(r))\n \t\th.ServeHTTP(w, r)\n"}}})
+	if sd.do("frank", "", fmt.Sprintf("/escalate acme/payments-api!%d --urgent --tier T2 Card tokens may be written to the request log", iid)+
 		"\nsummary: The new request logger writes whole request bodies, which include card tokens, to the shared log index."+
 		"\nassets: payments-api, the log cluster; payment data (card tokens)"+
 		"\nexploit: Anyone with read access to the log index (about 200 engineers) could replay a token against the charge endpoint.") != "" {
@@ -566,35 +632,42 @@ func (sd *seeder) run() {
 	}
 }
 
-// newDemoServer builds the demo's server from serve's parts (store,
-// engine, dispatcher, worker, health, metrics, /api) with the simulator
-// as the forge and chat as the chat surface (nil: thread posts are
-// dropped). It wires the simulator to the engine and mounts demoHandler.
+// newDemoServer builds the demo's server as serve builds it, with the
+// simulator's fake GitLab as its GitLab (gitlab.url, the token, the
+// webhook secret) and the console on, and wires the simulator to it: its
+// webhooks go to the server's handler, the worker reads MRs back. It
+// mounts demoHandler.
 func newDemoServer(cfg Config, pol *policies.Policy, db *store.DB, clock bot.Clock, log *slog.Logger, sim *simulator) (*server, error) {
-	cfg.GitLab = nil // no webhooks, no API: the simulator is GitLab
+	g := defaultGitLab()
+	g.URL, g.StatusName = sim.gl.Addr(), sim.statusName
+	cfg.GitLab = g
 	if cfg.Web == nil {
 		cfg.Web = &WebConfig{}
 	}
 	cfg.Web.Console = true
-	s, err := newServer(cfg, Secrets{}, pol, db, clock, log, extras{
-		Forge: sim, Samples: sim,
-		Banner: "Demo mode: a simulated GitLab and the embedded policy; the console lets you act as anyone.",
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("webhook secret: %w", err)
+	}
+	secret := hex.EncodeToString(b[:])
+	s, err := newServer(cfg, Secrets{GitLabToken: bot.Secret(sim.gl.Token), GitLabWebhookSecret: bot.Secret(secret)}, pol, db, clock, log, extras{
+		Samples: sim,
+		Banner:  "Demo mode: a simulated GitLab and the embedded policy; the console lets you act as anyone.",
 	})
 	if err != nil {
 		return nil, err
 	}
-	sim.handler = s.engine
-	s.dispatcher.Refresher = sim
+	sim.hooks, sim.secret, sim.reader, sim.store = s.handler, secret, s.worker, db
 	s.handler = demoHandler(s, sim)
 	return s, nil
 }
 
 // demoHandler is the demo's HTTP handler: the server's own (health,
-// metrics, /api), plus the simulated GitLab's API:
+// metrics, /api, /webhooks/gitlab), plus the simulated GitLab's API:
 //
-//	GET  /api/demo/samples       the sample MRs: [{"id", "title", "description"}]
+//	GET  /api/demo/samples       the sample MRs: [{"id", "title", "description", "tier"}]
 //	POST /api/demo/samples/{id}  open one: {"escalation": "ESC-8" or "", "reply": "..."}
-//	GET  /api/demo/gitlab        what threatgate did in the simulated GitLab
+//	GET  /api/demo/gitlab        the simulated GitLab's MRs, gate statuses included
 //
 // The POST refuses cross-origin browser requests, so another site cannot
 // open MRs in a demo running on the visitor's machine.
@@ -606,10 +679,11 @@ func demoHandler(s *server, sim *simulator) http.Handler {
 			ID          string `json:"id"`
 			Title       string `json:"title"`
 			Description string `json:"description"`
+			Tier        string `json:"tier"`
 		}
 		out := []sampleJSON{}
 		for _, x := range sim.Samples() {
-			out = append(out, sampleJSON{x.ID, x.Title, x.Description})
+			out = append(out, sampleJSON{x.ID, x.Title, x.Description, x.Tier})
 		}
 		writeJSON(w, out)
 	})
@@ -628,11 +702,7 @@ func demoHandler(s *server, sim *simulator) http.Handler {
 	})
 	mux.Handle("POST /api/demo/samples/{id}", http.NewCrossOriginProtection().Handler(open))
 	mux.HandleFunc("GET /api/demo/gitlab", func(w http.ResponseWriter, r *http.Request) {
-		out := sim.Actions()
-		if out == nil {
-			out = []gitlab.DryRunAction{}
-		}
-		writeJSON(w, out)
+		writeJSON(w, sim.MergeRequests(r.Context()))
 	})
 	return s.local(mux)
 }
@@ -700,10 +770,14 @@ func (e *env) demo(args []string) int {
 		return exitFinding
 	}
 	clock := &demoClock{}
-	sim, err := newSimulator(clock, first)
+	sim, err := newSimulator(clock, first, pol)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "threatgate: demo: %v\n", err)
 		return exitFinding
+	}
+	defer sim.Close()
+	if all, err := db.List(e.ctx); err == nil {
+		sim.restore(all)
 	}
 	s, err := newDemoServer(cfg, pol, db, clock, log, sim)
 	if err != nil {
@@ -711,7 +785,7 @@ func (e *env) demo(args []string) int {
 		return exitFinding
 	}
 	level.Set(slog.LevelWarn)
-	n, err := seedDemo(e.ctx, db, sim.handler, sim, clock)
+	n, err := seedDemo(e.ctx, db, s.engine, sim, clock)
 	level.Set(slog.LevelInfo)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "threatgate: demo: %v\n", err)

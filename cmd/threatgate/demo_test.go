@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threatgate/threatgate/adapters/web"
 	"github.com/threatgate/threatgate/bot"
 	"github.com/threatgate/threatgate/bot/bottest"
 	"github.com/threatgate/threatgate/policies"
@@ -23,10 +26,12 @@ import (
 // demoT0 is when the demo tests take place.
 var demoT0 = time.Date(2026, 3, 20, 10, 0, 0, 0, time.UTC)
 
-// demoRig is an engine over a fresh store with the embedded policy, and a
-// simulator wired to it.
+// demoRig is the demo's server over a fresh store with the embedded
+// policy: the simulated GitLab, serve's GitLab client, intake and worker.
+// Nothing runs in the background: tests deliver and process themselves.
 type demoRig struct {
 	db     *store.DB
+	srv    *server
 	engine *bot.Engine
 	sim    *simulator
 }
@@ -47,13 +52,65 @@ func newDemoRig(t *testing.T, clock bot.Clock) *demoRig {
 		}
 		db.Close()
 	})
-	sim, err := newSimulator(clock, firstDemoIID)
+	sim, err := newSimulator(clock, firstDemoIID, pol)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &demoRig{db: db, engine: bot.NewEngine(db, pol, clock, nil), sim: sim}
-	sim.handler = r.engine
-	return r
+	t.Cleanup(sim.Close)
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	s, err := newDemoServer(cfg, pol, db, clock, slog.New(slog.DiscardHandler), sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &demoRig{db: db, srv: s, engine: s.engine, sim: sim}
+}
+
+// deliver sends every due effect to GitLab and the console, round after
+// round (a refresh commits, whose effects go out next), until none is left.
+func (r *demoRig) deliver(t *testing.T) {
+	t.Helper()
+	for range 5 {
+		n, err := r.srv.dispatcher.DeliverDue(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// find returns the escalation id.
+func (r *demoRig) find(t *testing.T, id string) *bot.Escalation {
+	t.Helper()
+	e, err := r.db.FindEscalation(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// panel returns the simulated GitLab's view of the MR of escalation id.
+func (r *demoRig) panel(t *testing.T, id string) web.SimMR {
+	t.Helper()
+	for _, m := range r.sim.MergeRequests(context.Background()) {
+		if m.Escalation == id {
+			return m
+		}
+	}
+	t.Fatalf("the simulated GitLab shows no MR of %s", id)
+	return web.SimMR{}
+}
+
+// say runs a chat command as person in the thread of esc.
+func (r *demoRig) say(t *testing.T, person, esc, text string) (bot.Reply, error) {
+	t.Helper()
+	c, err := bot.ParseCommand(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.engine.Handle(context.Background(), bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Person: person, Surface: "web"}, Command: &c, Escalation: esc})
 }
 
 func TestDemoSamplesClassify(t *testing.T) {
@@ -84,11 +141,9 @@ func TestDemoSamplesClassify(t *testing.T) {
 		if smp.Title == "" || smp.Description == "" {
 			t.Errorf("%s: Title %q, Description %q; want both", smp.ID, smp.Title, smp.Description)
 		}
-		// The description tells the user what to expect; it must be true.
-		if tier == "" && !strings.Contains(smp.Description, "no escalation") {
-			t.Errorf("%s: Description %q does not say it does not escalate", smp.ID, smp.Description)
-		} else if tier != "" && !strings.Contains(smp.Description, "as "+tier) {
-			t.Errorf("%s: Description %q does not name its tier %s", smp.ID, smp.Description, tier)
+		// The tier the console shows is the policy's classification.
+		if smp.Tier != tier {
+			t.Errorf("%s: Tier = %q, want %q", smp.ID, smp.Tier, tier)
 		}
 		esc, reply, err := r.sim.OpenSample(ctx, smp.ID)
 		if err != nil {
@@ -113,6 +168,13 @@ func TestDemoSamplesClassify(t *testing.T) {
 		if e.Title != smp.Title || e.Project == "" || !strings.HasPrefix(e.Project, "acme/") || len(e.HeadSHA) != 40 || !e.MRUpdatedAt.Equal(demoT0) {
 			t.Errorf("%s: Title %q, Project %q, HeadSHA %q, MRUpdatedAt %v", smp.ID, e.Title, e.Project, e.HeadSHA, e.MRUpdatedAt)
 		}
+		// Authors are people of the policy, so they meet its rules.
+		if pol, _ := policies.Default(); pol.Person("gitlab", e.Author) == nil {
+			t.Errorf("%s: Author %q is nobody in the policy", smp.ID, e.Author)
+		}
+		if false {
+			t.Errorf("%s: Title %q, Project %q, HeadSHA %q, MRUpdatedAt %v", smp.ID, e.Title, e.Project, e.HeadSHA, e.MRUpdatedAt)
+		}
 		if !strings.HasSuffix(e.MRURL, "/-/merge_requests/"+strconv.FormatInt(e.MRIID, 10)) {
 			t.Errorf("%s: MRURL %q does not end in its MR number %d", smp.ID, e.MRURL, e.MRIID)
 		}
@@ -120,7 +182,7 @@ func TestDemoSamplesClassify(t *testing.T) {
 			t.Errorf("%s: MR number %d handed out twice", smp.ID, e.MRIID)
 		}
 		iids[e.MRIID] = true
-		if len(e.CommitAuthors) != 1 || e.CommitAuthors[0] != e.Author || e.Author == "" {
+		if len(e.CommitAuthors) != 1 || e.Author == "" {
 			t.Errorf("%s: Author %q, CommitAuthors %v", smp.ID, e.Author, e.CommitAuthors)
 		}
 	}
@@ -153,8 +215,9 @@ func TestDemoOpenSampleTwice(t *testing.T) {
 	}
 }
 
-// TestDemoSimulatorForge delivers an escalation's effects to the
-// simulator and reads back what GitLab would show.
+// TestDemoSimulatorForge: what threatgate does in GitLab lands in the
+// simulated GitLab through serve's client, and the panel shows it; every
+// change was also sent as a webhook, which the worker handles.
 func TestDemoSimulatorForge(t *testing.T) {
 	clock := bottest.NewClock(demoT0)
 	r := newDemoRig(t, clock)
@@ -163,47 +226,171 @@ func TestDemoSimulatorForge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := bot.NewDispatcher(r.db, r.sim, nil, nil, clock, nil)
-	if _, err := d.DeliverDue(ctx); err != nil {
+	r.deliver(t)
+	e := r.find(t, esc)
+	mr := r.panel(t, esc)
+	if mr.Gate != "pending" || mr.GateSHA != e.HeadSHA || mr.Head != e.HeadSHA || !strings.Contains(mr.GateText, "threat-model") {
+		t.Errorf("gate %q %q on %s, head %s; want pending, needing the artifacts, on %s", mr.Gate, mr.GateText, mr.GateSHA, mr.Head, e.HeadSHA)
+	}
+	if got := r.sim.gl.Labels(e.Project, e.MRIID); !slices.Contains(got, "security-tier::T2") {
+		t.Errorf("Labels = %v, want security-tier::T2 among them", got)
+	}
+	if notes := r.sim.gl.Notes(e.Project, e.MRIID); len(notes) != 1 || !strings.Contains(notes[0], esc) {
+		t.Errorf("Notes = %q; want the summary of %s", notes, esc)
+	}
+	// The webhook went through the intake into the inbox: the worker
+	// handles it, and it moves nothing (the MR was read back already).
+	n, err := r.srv.worker.ProcessDue(ctx)
+	if err != nil || n != 1 {
+		t.Errorf("worker processed %d webhooks, err %v; want the 1 the opening sent", n, err)
+	}
+	if again := r.find(t, esc); again.State != e.State || again.HeadSHA != e.HeadSHA || again.Tier != e.Tier {
+		t.Errorf("after the webhook %s is %s %s on %s; was %s %s on %s", esc, again.State, again.Tier, again.HeadSHA, e.State, e.Tier, e.HeadSHA)
+	}
+}
+
+// TestDemoPushMakesApprovalsStale: an approved MR gets a push in the
+// simulated GitLab; the gate goes pending on the new head, the approval no
+// longer counts.
+func TestDemoPushMakesApprovalsStale(t *testing.T) {
+	clock := bottest.NewClock(demoT0)
+	r := newDemoRig(t, clock)
+	ctx := context.Background()
+	esc, _, err := r.sim.OpenSample(ctx, "auth-session")
+	if err != nil {
 		t.Fatal(err)
 	}
-	e, _ := r.db.FindEscalation(ctx, esc)
-	mr, ok := r.sim.MR(e.Project, e.MRIID)
-	if !ok {
-		t.Fatalf("the simulator has no record of %s!%d", e.Project, e.MRIID)
+	for _, c := range []struct{ who, text string }{
+		{"frank", "/threatgate artifact threat-model https://wiki.example.com/tm/1"},
+		{"frank", "/threatgate artifact impact-matrix https://wiki.example.com/im/1"},
+		{"frank", "/threatgate artifact test-evidence https://ci.example.com/1"},
+		{"bob", "/threatgate risk 4 likelihood 2, impact 2"},
+		{"alice", "/approve" + seedChecks("none", "none", "none", "none") + " fine"},
+	} {
+		if _, err := r.say(t, c.who, esc, c.text); err != nil {
+			t.Fatalf("%s: %s: %v", c.who, c.text, err)
+		}
 	}
-	if mr.Status != bot.StatusPending || mr.SHA != e.HeadSHA || !strings.Contains(mr.StatusText, "needs threat-model") {
-		t.Errorf("status %q %q on %s; want pending, needing the artifacts, on %s", mr.Status, mr.StatusText, mr.SHA, e.HeadSHA)
-	}
-	if !slices.Equal(mr.Labels, []string{"security-tier::T2"}) {
-		t.Errorf("Labels = %v, want [security-tier::T2]", mr.Labels)
-	}
-	if len(mr.Notes) != 1 || !strings.Contains(mr.Notes[0], esc) {
-		t.Errorf("Notes = %q; want the summary of %s", mr.Notes, esc)
-	}
-	acts := r.sim.Actions()
-	if len(acts) != 3 {
-		t.Fatalf("Actions() = %d, want 3 (note, labels, status): %+v", len(acts), acts)
+	r.deliver(t)
+	before := r.find(t, esc)
+	if mr := r.panel(t, esc); before.State != bot.StateApproved || mr.Gate != "success" || mr.GateSHA != before.HeadSHA {
+		t.Fatalf("before the push: %s, gate %q on %s; want approved, success on %s", before.State, mr.Gate, mr.GateSHA, before.HeadSHA)
 	}
 
-	// A retried delivery does not act twice.
-	again := bot.Effect{ID: "fx-1", Kind: bot.EffectMRNote, Escalation: esc, Project: e.Project, MRIID: e.MRIID, Text: "hello"}
-	r.sim.PostNote(ctx, again)
-	r.sim.PostNote(ctx, again)
-	if mr, _ := r.sim.MR(e.Project, e.MRIID); len(mr.Notes) != 2 {
-		t.Errorf("Notes after the same note twice = %q, want it once", mr.Notes)
+	ref := r.panel(t, esc).Ref
+	got, reply, err := r.sim.Act(ctx, ref, actPush)
+	if err != nil || got != esc {
+		t.Fatalf("push: %q, %v; want %s", got, err, esc)
 	}
+	after := r.find(t, esc)
+	if after.HeadSHA == before.HeadSHA || after.State == bot.StateApproved || !strings.Contains(reply, "Pushed commit") || !strings.Contains(reply, bot.ShortSHA(after.HeadSHA)) {
+		t.Errorf("after the push: head %s (was %s), %s; reply %q; want a new head, no longer approved", after.HeadSHA, before.HeadSHA, after.State, reply)
+	}
+	// Before the gate is set on the new head, the panel says so.
+	if mr := r.panel(t, esc); mr.Head != after.HeadSHA || mr.GateSHA != before.HeadSHA {
+		t.Errorf("panel before delivery: head %s, gate on %s; want the new head and the old gate on %s", mr.Head, mr.GateSHA, before.HeadSHA)
+	}
+	r.deliver(t)
+	if mr := r.panel(t, esc); mr.Gate != "pending" || mr.GateSHA != after.HeadSHA {
+		t.Errorf("gate after the push: %q on %s; want pending on the new head %s", mr.Gate, mr.GateSHA, after.HeadSHA)
+	}
+	counted := 0
+	for _, a := range after.Approvals {
+		if a.SHA == after.HeadSHA {
+			counted++
+		}
+	}
+	if counted != 0 {
+		t.Errorf("%d approvals on the new head; want none (alice approved the old one)", counted)
+	}
+}
 
-	// A push makes a new head: the simulator shows the status again on it.
-	if _, err := r.sim.push(ctx, r.engine, esc, clock.Now().Add(time.Minute)); err != nil {
+// TestDemoMergeWithoutApprovalIsBypass: merging in the simulated GitLab an
+// MR threatgate has not approved is recorded as a bypass.
+func TestDemoMergeWithoutApprovalIsBypass(t *testing.T) {
+	r := newDemoRig(t, bottest.NewClock(demoT0))
+	ctx := context.Background()
+	esc, _, err := r.sim.OpenSample(ctx, "terraform-open-ingress")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.DeliverDue(ctx); err != nil {
+	ref := r.panel(t, esc).Ref
+	_, reply, err := r.sim.Act(ctx, ref, actMerge)
+	if err != nil {
 		t.Fatal(err)
 	}
-	e2, _ := r.db.FindEscalation(ctx, esc)
-	if mr, _ := r.sim.MR(e.Project, e.MRIID); e2.HeadSHA == e.HeadSHA || mr.SHA != e2.HeadSHA || !strings.Contains(mr.StatusText, esc) {
-		t.Errorf("after a push: head %s (was %s), status %q on %s", e2.HeadSHA, e.HeadSHA, mr.StatusText, mr.SHA)
+	e := r.find(t, esc)
+	if e.State != bot.StateMerged || !e.Bypassed || !strings.Contains(reply, "bypass") {
+		t.Errorf("after merging: %s, bypassed %v, reply %q; want merged, a bypass, said", e.State, e.Bypassed, reply)
+	}
+	r.deliver(t)
+	if mr := r.panel(t, esc); mr.State != "merged" || !mr.Bypassed {
+		t.Errorf("panel: %s, bypassed %v; want merged, bypassed", mr.State, mr.Bypassed)
+	}
+	// A merged MR takes nothing more.
+	for _, a := range []string{actMerge, actPush, actClose, actReopen} {
+		if _, _, err := r.sim.Act(ctx, ref, a); !isProblemErr(err) {
+			t.Errorf("%s on a merged MR: %v; want a Problem", a, err)
+		}
+	}
+}
+
+func isProblemErr(err error) bool { _, ok := bot.IsProblem(err); return ok }
+
+// TestDemoCloseReopen closes and reopens an MR; refuses what cannot be.
+func TestDemoCloseReopen(t *testing.T) {
+	r := newDemoRig(t, bottest.NewClock(demoT0))
+	ctx := context.Background()
+	esc, _, err := r.sim.OpenSample(ctx, "pii-migration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := r.panel(t, esc).Ref
+	if _, _, err := r.sim.Act(ctx, ref, actReopen); !isProblemErr(err) {
+		t.Errorf("reopening an open MR: %v; want a Problem", err)
+	}
+	if _, _, err := r.sim.Act(ctx, ref, actClose); err != nil {
+		t.Fatal(err)
+	}
+	if e := r.find(t, esc); e.State != bot.StateWithdrawn || r.panel(t, esc).State != "closed" {
+		t.Errorf("after closing: %s, GitLab %s; want withdrawn, closed", e.State, r.panel(t, esc).State)
+	}
+	if _, _, err := r.sim.Act(ctx, ref, actMerge); !isProblemErr(err) {
+		t.Errorf("merging a closed MR: %v; want a Problem", err)
+	}
+	if _, _, err := r.sim.Act(ctx, ref, actReopen); err != nil {
+		t.Fatal(err)
+	}
+	if e := r.find(t, esc); e.State != bot.StateAwaitingArtifacts || r.panel(t, esc).State != "opened" {
+		t.Errorf("after reopening: %s, GitLab %s; want awaiting artifacts, opened", e.State, r.panel(t, esc).State)
+	}
+	if _, _, err := r.sim.Act(ctx, ref, "rebase"); !isProblemErr(err) || !strings.Contains(err.Error(), "push, merge, close or reopen") {
+		t.Errorf("an unknown action: %v; want a Problem naming the actions", err)
+	}
+	for _, bad := range []string{"acme/nope!1", "nonsense", ""} {
+		if _, _, err := r.sim.Act(ctx, bad, actPush); !errors.Is(err, web.ErrUnknownMR) {
+			t.Errorf("Act(%q): %v; want ErrUnknownMR", bad, err)
+		}
+	}
+}
+
+// TestDemoAuthorCannotApprove: sample authors are people of the policy,
+// so an appsec author approving her own MR is refused.
+func TestDemoAuthorCannotApprove(t *testing.T) {
+	r := newDemoRig(t, bottest.NewClock(demoT0))
+	ctx := context.Background()
+	esc, _, err := r.sim.OpenSample(ctx, "auth-session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	author := r.find(t, esc).Author
+	pol, _ := policies.Default()
+	if !pol.InGroup(author, "appsec") {
+		t.Fatalf("auth-session's author %q is not in appsec; the refusal would prove nothing", author)
+	}
+	_, err = r.say(t, author, esc, "/approve"+seedChecks("none", "none", "none", "none")+" mine")
+	if p, ok := bot.IsProblem(err); !ok || !strings.Contains(p.Error(), "you wrote this merge request") {
+		t.Errorf("%s approving her own MR: %v; want a refusal saying she wrote it", author, err)
 	}
 }
 
@@ -390,8 +577,9 @@ func TestDemoCommand(t *testing.T) {
 	if code := call("POST", "/api/demo/samples/auth-session", map[string]string{"Sec-Fetch-Site": "cross-site"}, nil); code != http.StatusForbidden {
 		t.Errorf("cross-site POST: %d, want 403", code)
 	}
-	if code := call("GET", "/api/demo/gitlab", nil, &[]map[string]any{}); code != 200 {
-		t.Errorf("GET /api/demo/gitlab: %d", code)
+	var mrs []map[string]any
+	if code := call("GET", "/api/demo/gitlab", nil, &mrs); code != 200 || len(mrs) < 9 || mrs[0]["ref"] == nil {
+		t.Errorf("GET /api/demo/gitlab: %d, %d MRs; want the 7 seeded, the manual one's and the opened ones", code, len(mrs))
 	}
 	if code := call("GET", "/healthz", nil, nil); code != 200 {
 		t.Errorf("/healthz: %d", code)
@@ -452,42 +640,59 @@ func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 // policy does not tier asks the (simulated) GitLab for the MR, and so gets
 // its title, link, head, authors and a pending gate, like an automatic one.
 func TestDemoManualEscalationLearnsItsMR(t *testing.T) {
-	clock := bottest.NewClock(demoT0)
-	r := newDemoRig(t, clock)
+	r := newDemoRig(t, bottest.NewClock(demoT0))
 	ctx := context.Background()
 	if esc, _, err := r.sim.OpenSample(ctx, "docs-only"); err != nil || esc != "" {
 		t.Fatalf("docs-only: escalation %q, err %v; want none", esc, err)
 	}
-	var project string
-	var iid int64
-	for _, o := range r.sim.byMR {
-		project, iid = o.mr.PathWithNamespace, o.mr.IID
+	mrs := r.sim.MergeRequests(ctx)
+	if len(mrs) != 1 {
+		t.Fatalf("MergeRequests() = %d, want 1", len(mrs))
 	}
+	project, iid := mrs[0].Project, mrs[0].IID
 	line := "/escalate https://evil.example/" + project + "/-/merge_requests/" + strconv.FormatInt(iid, 10) + " --tier T2 the docs describe an internal endpoint\nsummary: s\nassets: a\nexploit: e"
-	c, err := bot.ParseCommand(line)
+	rep, err := r.say(t, "dave", "", line)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := r.engine.Handle(ctx, bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Person: "erin", Surface: "web"}, Command: &c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := bot.NewDispatcher(r.db, r.sim, nil, nil, clock, nil)
-	d.Refresher = r.sim
-	for range 3 { // the refresh commits the MR's facts, whose effects go out next
-		if _, err := d.DeliverDue(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e, err := r.db.FindEscalation(ctx, rep.Escalation)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r.deliver(t)
+	e := r.find(t, rep.Escalation)
 	if e.Title == "" || e.HeadSHA == "" || e.Author == "" || strings.Contains(e.MRURL, "evil.example") || e.MRURL == "" {
 		t.Errorf("manual escalation: title %q, head %q, author %q, url %q; want the MR's own, not the typed URL", e.Title, e.HeadSHA, e.Author, e.MRURL)
 	}
-	mr, _ := r.sim.MR(project, iid)
-	if mr.Status != bot.StatusPending || mr.SHA != e.HeadSHA || !strings.Contains(mr.StatusText, e.ID) {
-		t.Errorf("gate %q %q on %s; want pending on %s naming %s", mr.Status, mr.StatusText, mr.SHA, e.HeadSHA, e.ID)
+	if mr := r.panel(t, e.ID); mr.Gate != "pending" || mr.GateSHA != e.HeadSHA || !strings.Contains(mr.GateText, e.ID) {
+		t.Errorf("gate %q %q on %s; want pending on %s naming %s", mr.Gate, mr.GateText, mr.GateSHA, e.HeadSHA, e.ID)
+	}
+}
+
+// TestDemoRestore: a demo started again on its data directory puts the
+// MRs back into the simulated GitLab as they were.
+func TestDemoRestore(t *testing.T) {
+	clock := &demoClock{}
+	clock.Set(demoT0)
+	r := newDemoRig(t, clock)
+	ctx := context.Background()
+	if _, err := seedDemo(ctx, r.db, r.engine, r.sim, clock); err != nil {
+		t.Fatal(err)
+	}
+	r.deliver(t) // the manual escalation learns its MR
+	pol, _ := policies.Default()
+	sim2, err := newSimulator(clock, firstDemoIID+100, pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim2.Close()
+	sim2.store = r.db
+	all, _ := r.db.List(ctx)
+	sim2.restore(all)
+	was, now := r.sim.MergeRequests(ctx), sim2.MergeRequests(ctx)
+	if len(now) != len(was) {
+		t.Fatalf("%d MRs restored, want %d", len(now), len(was))
+	}
+	for _, m := range was {
+		i := slices.IndexFunc(now, func(x web.SimMR) bool { return x.Ref == m.Ref })
+		if i < 0 || now[i].Head != m.Head || now[i].State != m.State || now[i].Title != m.Title || now[i].Escalation != m.Escalation {
+			t.Errorf("%s restored as %+v; was %+v", m.Ref, now, m)
+		}
 	}
 }

@@ -114,7 +114,7 @@ func (e *env) readExport(dataDir, url string, from, to time.Time) (*bot.Export, 
 		fmt.Fprintf(e.stderr, "threatgate: export: --data: no threatgate store in %s (want the data directory holding %s)\n", dataDir, store.FileName)
 		return nil, exitFinding
 	}
-	db, err := store.Open(dataDir, store.LockTimeout(500*time.Millisecond))
+	db, err := store.Open(dataDir, store.ReadOnly(), store.LockTimeout(500*time.Millisecond))
 	if errors.Is(err, store.ErrInUse) {
 		fmt.Fprintf(e.stderr, "threatgate: export: the data directory %s is in use by a running threatgate (bbolt allows one process); stop it, or export from a copy: GET %s/admin/backup (dashboard token) saved as %s in an empty directory, then export --data on that directory\n", dataDir, url, store.FileName)
 		return nil, exitFinding

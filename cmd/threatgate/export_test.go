@@ -568,3 +568,52 @@ func TestExportFlags(t *testing.T) {
 		t.Errorf("a failed export created %s", dir)
 	}
 }
+
+// TestBundleRecordsTheDefinitionDecidedUnder: the policy changes a tier
+// while an escalation is in review; the approval is made under the new
+// definition (its checklist), and the bundle shows that one, recorded with
+// the decision, not the one in force when the tier was entered.
+func TestBundleRecordsTheDefinitionDecidedUnder(t *testing.T) {
+	r := &exportRig{Rig: testrig.NewRig(t, exportPolicy), t: t}
+	r.at(0)
+	r.mr(1, bot.MROpen, "1111111111111111111111111111111111111111", "internal/auth/session.go")
+	r.do("ann", "ESC-1", "/threatgate artifact threat-model https://wiki.example.com/tm/1")
+	r.do("bob", "ESC-1", "/threatgate risk 4 low")
+	edited := strings.NewReplacer(
+		"checklist: [data-sensitivity]", "checklist: [data-sensitivity, rollback]",
+		`controls: ["SOC2 CC8.1", "ISO27001 A.8.32"]`, `controls: ["PCI-DSS 6.4.1"]`,
+	).Replace(exportPolicy)
+	pol, err := policies.Load("edited.yaml", []byte(edited))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Engine.SetPolicy(pol)
+	r.at(time.Hour)
+	r.do("alice", "ESC-1", `/approve --check data-sensitivity=none --check rollback="revert the MR" Fine.`)
+	ctx := context.Background()
+	e, err := r.DB.FindEscalation(ctx, "ESC-1")
+	if err != nil || e.State != bot.StateApproved {
+		t.Fatalf("ESC-1 = %+v, %v; want approved", e, err)
+	}
+	evs, err := r.DB.Events(ctx, "ESC-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bot.BuildBundle(e, evs)
+	if d := b.Tier.Definition; d == nil || !slices.Equal(d.Checklist, []string{"data-sensitivity", "rollback"}) || !slices.Equal(b.Controls, []string{"PCI-DSS 6.4.1"}) {
+		t.Errorf("bundle definition = %+v, controls %v; want the one the approval was made under", b.Tier.Definition, b.Controls)
+	}
+	last := evs[len(evs)-1]
+	if last.Kind != bot.EventStateChanged || last.Data.TierDef == nil {
+		t.Errorf("the decision did not record its definition: %+v", last)
+	}
+	// Unchanged policy: no definition repeated on the decision.
+	r.mr(2, bot.MROpen, "2222222222222222222222222222222222222222", "internal/auth/token.go")
+	r.do("ann", "ESC-2", "/threatgate artifact threat-model https://wiki.example.com/tm/2")
+	r.do("bob", "ESC-2", "/threatgate risk 4 low")
+	r.do("alice", "ESC-2", `/approve --check data-sensitivity=none --check rollback=revert Fine.`)
+	evs, _ = r.DB.Events(ctx, "ESC-2")
+	if last := evs[len(evs)-1]; last.Kind != bot.EventStateChanged || last.Data.To != bot.StateApproved || last.Data.TierDef != nil {
+		t.Errorf("a decision under the definition recorded at opening repeated it: %+v", last)
+	}
+}

@@ -70,11 +70,11 @@ func (e *env) policyTest(args []string) int {
 	if err != nil {
 		return e.printProblems(err)
 	}
-	rc, total, failed := exitOK, 0, 0
+	rc, total, failed, run := exitOK, 0, 0, 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "%s: cannot read: %v\n", f, unwrapPath(err))
+			fmt.Fprintf(e.stderr, "%s: cannot read the test cases: %v\n", f, unwrapPath(err))
 			rc = exitFinding
 			continue
 		}
@@ -83,6 +83,13 @@ func (e *env) policyTest(args []string) int {
 			rc = e.printProblems(err)
 			continue
 		}
+		if len(cases) == 0 {
+			// A file that tests nothing is a mistake, not a pass.
+			fmt.Fprintf(e.stderr, "%s: no test cases; want a mapping with a non-empty list under cases (see docs/POLICY.md, Test cases)\n", f)
+			rc = exitFinding
+			continue
+		}
+		run++
 		total += len(cases)
 		for _, fl := range pol.Check(f, cases) {
 			failed++
@@ -90,18 +97,69 @@ func (e *env) policyTest(args []string) int {
 			rc = exitFinding
 		}
 	}
-	fmt.Fprintf(e.stdout, "%d cases, %d failed\n", total, failed)
+	if run == 0 {
+		// Nothing ran: a summary of 0 cases would read as a pass.
+		fmt.Fprintf(e.stderr, "policy test: no test case ran (%s)\n", plural(len(files), "file", "files")+" not usable")
+		return exitFinding
+	}
+	summary := fmt.Sprintf("%d cases, %d failed", total, failed)
+	if n := len(files) - run; n > 0 {
+		summary += fmt.Sprintf("; %s not run (see above)", plural(n, "file", "files"))
+	}
+	fmt.Fprintln(e.stdout, summary)
 	return rc
 }
 
-// explanation is the JSON form of policy explain; its keys are a contract.
+// plural writes n and the word for it: "1 file", "2 files".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// explanation is the JSON form of policy explain; its keys are a
+// contract (docs/POLICY.md). It says everything the text form says: with
+// no tier, "tier" is null, there is no "tier_name" and no "deadlines", and
+// the tier's lists are empty.
 type explanation struct {
-	Tier      *string             `json:"tier"`
-	TierName  string              `json:"tier_name"`
-	Score     int                 `json:"score"`
-	Signals   []policies.Fired    `json:"signals"`
-	Artifacts []string            `json:"artifacts"`
-	Approvals []policies.Approval `json:"approvals"`
+	MR        explainedMR      `json:"mr"`
+	Policy    string           `json:"policy"`
+	Tier      *string          `json:"tier"`
+	TierName  *string          `json:"tier_name,omitempty"`
+	Score     int              `json:"score"`
+	Signals   []policies.Fired `json:"signals"`
+	Artifacts []string         `json:"artifacts"`
+	// ArtifactNames names each artifact kind of Artifacts.
+	ArtifactNames map[string]string   `json:"artifact_names"`
+	Approvals     []explainedApproval `json:"approvals"`
+	Review        []string            `json:"review"`
+	Inform        []string            `json:"inform"`
+	Deadlines     *explainedDeadlines `json:"deadlines,omitempty"`
+	Checklist     []string            `json:"checklist"`
+	Controls      []string            `json:"controls"`
+}
+
+// explainedMR is the MR that was classified.
+type explainedMR struct {
+	Project string `json:"project,omitempty"` // "" when the MR-changes JSON does not say
+	IID     int64  `json:"iid"`
+	Title   string `json:"title"`
+}
+
+// explainedApproval is a row of the tier's approvals matrix and the
+// members of its group.
+type explainedApproval struct {
+	policies.Approval
+	Members []string `json:"members"`
+}
+
+// explainedDeadlines are the tier's deadlines, written as a policy writes
+// durations ("4h", "2d"; "0s" for none).
+type explainedDeadlines struct {
+	FirstResponse  string `json:"first_response"`
+	Decision       string `json:"decision"`
+	UrgentDecision string `json:"urgent_decision"`
 }
 
 func (e *env) policyExplain(args []string) int {
@@ -200,14 +258,31 @@ func (e *env) fetchMR(rawURL, configPath string) (*policies.MergeRequest, error)
 // explain prints the classification of mr.
 func (e *env) explain(pol *policies.Policy, mr *policies.MergeRequest, format string) int {
 	res := pol.Evaluate(mr)
-	x := explanation{Score: res.Score, Signals: res.Signals, Artifacts: []string{}, Approvals: []policies.Approval{}}
+	x := explanation{MR: explainedMR{Project: mr.Project(), IID: mr.IID, Title: strings.TrimSpace(mr.Title)}, Policy: pol.Source,
+		Score: res.Score, Signals: res.Signals, Artifacts: []string{}, ArtifactNames: map[string]string{},
+		Approvals: []explainedApproval{}, Review: []string{}, Inform: []string{}, Checklist: []string{}, Controls: []string{}}
 	if x.Signals == nil {
 		x.Signals = []policies.Fired{}
 	}
 	if t := res.Tier; t != nil {
-		x.Tier, x.TierName = &t.ID, t.Name
+		x.Tier, x.TierName = &t.ID, &t.Name
 		x.Artifacts = append(x.Artifacts, t.Artifacts...)
-		x.Approvals = append(x.Approvals, t.Approvals...)
+		for _, k := range t.Artifacts {
+			a, _ := pol.Artifact(k)
+			x.ArtifactNames[k] = a.Name
+		}
+		for _, a := range t.Approvals {
+			row := explainedApproval{Approval: a, Members: []string{}}
+			if g := pol.Groups[a.Group]; g != nil {
+				row.Members = append(row.Members, g.Members...)
+			}
+			x.Approvals = append(x.Approvals, row)
+		}
+		x.Review = append(x.Review, t.Review...)
+		x.Inform = append(x.Inform, t.Inform...)
+		x.Checklist = append(x.Checklist, t.Checklist...)
+		x.Controls = append(x.Controls, t.Controls...)
+		x.Deadlines = &explainedDeadlines{FirstResponse: fmtDuration(t.FirstResponse), Decision: fmtDuration(t.Decision), UrgentDecision: fmtDuration(t.UrgentDecision)}
 	}
 	if format == "json" {
 		enc := json.NewEncoder(e.stdout)

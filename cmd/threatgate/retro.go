@@ -72,7 +72,7 @@ func (e *env) retro(args []string) int {
 		fmt.Fprintf(e.stderr, "threatgate: retro: --data: no threatgate store in %s (want the data directory holding %s)\n", dataDir, store.FileName)
 		return exitFinding
 	}
-	db, err := store.Open(dataDir, store.LockTimeout(500*time.Millisecond))
+	db, err := store.Open(dataDir, store.ReadOnly(), store.LockTimeout(500*time.Millisecond))
 	if errors.Is(err, store.ErrInUse) {
 		fmt.Fprintf(e.stderr, "threatgate: retro: the data directory %s is in use by a running threatgate (bbolt allows one process); see %s/reports/retro?quarter=%s instead\n", dataDir, cfg.PublicURL(), bot.QuarterName(year, quarter))
 		return exitFinding

@@ -39,7 +39,7 @@ people:
 func TestReviewClockCatchUpDigestLosesBreaches(t *testing.T) {
 	r := testrig.NewRig(t, reviewClockPolicy)
 	ctx := context.Background()
-	j := engineJobs(r.Engine, "") // the jobs serve runs
+	j := engineJobs(r.Engine, "", 0) // the jobs serve runs
 	s := newSchedule(policies.Schedule{Digest: "0 9 * * *", Location: time.UTC}, j, r.Clock, slog.New(slog.DiscardHandler))
 
 	mon := testrig.T0 // Monday 09:00 UTC

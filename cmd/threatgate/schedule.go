@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -240,13 +241,25 @@ func sweepAll(eng *bot.Engine) func(ctx context.Context, now time.Time) error {
 	}
 }
 
-// engineJobs are the schedule's jobs on eng: the sweep, and the digest and
-// report of a slot, linking to dashboard. The slot is the time a digest is
-// for: its key (digest:<day>, report:<week>, in the schedule's zone) makes
-// a catch-up or a rerun of a slot that ran a no-op.
-func engineJobs(eng *bot.Engine, dashboard string) jobs {
+// engineJobs are the schedule's jobs on eng: the sweep (and, when keep is
+// set (retention.closed_days), the compaction of escalations closed longer
+// than keep), and the digest and report of a slot, linking to dashboard.
+// The slot is the time a digest is for: its key (digest:<day>,
+// report:<week>, in the schedule's zone) makes a catch-up or a rerun of a
+// slot that ran a no-op.
+func engineJobs(eng *bot.Engine, dashboard string, keep time.Duration) jobs {
+	sweep := sweepAll(eng)
+	if keep > 0 {
+		sweep = func(ctx context.Context, now time.Time) error {
+			err := sweepAll(eng)(ctx, now)
+			if _, cerr := eng.Compact(ctx, now, keep); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+			return err
+		}
+	}
 	return jobs{
-		sweep: sweepAll(eng),
+		sweep: sweep,
 		digest: func(ctx context.Context, slot, since, _ time.Time) error {
 			return eng.Digest(ctx, slot, since, dashboard)
 		},

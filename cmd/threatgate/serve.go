@@ -47,12 +47,14 @@ type server struct {
 	console    *web.Console   // nil unless web.console is on (always in the demo)
 	slack      *slack.App     // nil without a slack section
 	slackToken bot.Secret     // the app-level token: Socket Mode when set
-	client     *gitlab.Client // nil in a dry run or without gitlab
-	dry        *gitlab.DryRun // set in a dry run
+	client     *gitlab.Client // nil without gitlab.url (also read only in a dry run)
+	dry        *gitlab.DryRun // set in a dry run: the forge that records what it would have done
+	health     *gitlab.Health // nil without gitlab.url: whether GitLab answers, for /readyz
 	metrics    *metrics
 	handler    http.Handler
 	ready      atomic.Bool
-	open       bool // no dashboard token: the pages are guarded by the Host check
+	open       bool         // no dashboard token: the pages are guarded by the Host check
+	backups    atomic.Int32 // GET /admin/backup copies being taken (at most maxBackups)
 
 	// poll is how often the worker and dispatcher look for work they were
 	// not woken for (retries coming due).
@@ -74,19 +76,25 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	s.metrics = newMetrics(db)
 	forge := x.Forge
 	if g := cfg.GitLab; g != nil && forge == nil {
-		if g.URL == "" {
-			s.dry = &gitlab.DryRun{Log: log.With(bot.LogComponent, "gitlab-dry-run"), Clock: clock}
-			forge = s.dry
-		} else {
+		if g.URL != "" {
+			// In a dry run the client only reads (MRs, diffs, commits,
+			// notes): it refuses every write before sending anything.
+			s.health = &gitlab.Health{Clock: clock}
 			c, err := gitlab.New(gitlab.Config{
 				BaseURL: g.URL, Token: sec.GitLabToken, StatusName: g.StatusName, Gate: g.Gate,
 				StatusCheckName: g.StatusCheckName, DashboardURL: cfg.PublicURL(), Timeout: g.Timeout,
-				Log: log.With(bot.LogComponent, "gitlab"),
+				Log: log.With(bot.LogComponent, "gitlab"), Health: s.health, ReadOnly: g.DryRun(),
 			})
 			if err != nil {
 				return nil, fmt.Errorf("gitlab client: %w", err)
 			}
 			s.client, forge = c, c
+		}
+		if g.DryRun() {
+			// What the gate would set goes to the log, /api/dry-run and
+			// the pages' banner; nothing goes to GitLab.
+			s.dry = &gitlab.DryRun{Log: log.With(bot.LogComponent, "gitlab-dry-run"), Clock: clock}
+			forge = s.dry
 		}
 	}
 
@@ -94,6 +102,9 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		HTTPS: strings.HasPrefix(cfg.PublicURL(), "https://"), Engine: s.engine}
 	if cfg.Web != nil {
 		s.web.TrustedProxies = cfg.Web.Proxies()
+	}
+	if s.dry != nil {
+		s.web.BannerFor = s.dryRunBanner
 	}
 	var chat bot.Chat
 	if cfg.Web != nil && cfg.Web.Console {
@@ -140,7 +151,8 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	s.worker = &gitlab.Worker{Inbox: db, Engine: eng, Store: db, Clock: clock,
 		Log: log.With(bot.LogComponent, "gitlab-worker"), OnProcessed: s.metrics.processed, DeadLetters: db}
 	if s.client != nil {
-		s.worker.Fetch, s.worker.Answer = s.client, true
+		// A dry run reads MRs like the gate and answers no comment.
+		s.worker.Fetch, s.worker.Answer = s.client, s.dry == nil
 	}
 	// A manual escalation asks for its MR through the worker, as a webhook
 	// would (nothing to read in a dry run; the demo sets its simulator).
@@ -182,6 +194,12 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		if _, err := db.OutboxDepth(r.Context()); err != nil {
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 			return
+		}
+		if s.health != nil {
+			if ok, reason := s.health.Ready(); !ok {
+				http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ready")
 	})
@@ -280,6 +298,7 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	parts.Go("dispatcher", func(ctx context.Context) error { return s.dispatcher.Run(ctx, s.poll) })
 	if s.client != nil && s.cfg.GitLab != nil {
 		parts.Go("reconcile", func(ctx context.Context) error { s.reconcileLoop(ctx, s.cfg.GitLab.ReconcileEvery); return nil })
+		parts.Go("gitlab-health", func(ctx context.Context) error { s.healthLoop(ctx, healthProbeEvery); return nil })
 	}
 	sch := newSchedule(s.engine.Policy().Schedule, s.jobs(), s.clock, s.log.With(bot.LogComponent, "schedule"))
 	parts.Go("schedule", sch.run)
@@ -342,8 +361,95 @@ func (s *server) reconcileLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
+// healthProbeEvery is how often GitLab is asked (GET /user) while its
+// last answer was a failure, so that /readyz turns ready again without
+// waiting for a webhook or the next reconciliation.
+const healthProbeEvery = 30 * time.Second
+
+// healthLoop probes GitLab every period while the client's last request
+// failed; the outcome reaches s.health through the client itself.
+func (s *server) healthLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.health.Failing() {
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.GitLab.Timeout)
+			if _, err := s.client.Check(pctx); err == nil {
+				s.log.Info("gitlab answers again")
+			}
+			cancel()
+		}
+	}
+}
+
+// checkGitLab asks GitLab who the token is (GET /user) before serving.
+// A wrong URL or token is an error that stops serve, saying what to fix
+// and where the token came from (never the token). GitLab not answering
+// is logged: serve goes on, webhooks are recorded and handled once it
+// answers, and /readyz says not ready after a minute of it.
+func (s *server) checkGitLab(ctx context.Context) error {
+	if s.client == nil {
+		return nil
+	}
+	g := s.cfg.GitLab
+	ctx, cancel := context.WithTimeout(ctx, g.Timeout)
+	defer cancel()
+	user, err := s.client.Check(ctx)
+	var ce *gitlab.CheckError
+	switch {
+	case err == nil:
+		s.log.Info("gitlab connected", "url", redactURL(g.URL), "user", user, "mode", g.Mode, "gate", g.Gate)
+		return nil
+	case errors.As(err, &ce) && ce.Unreachable:
+		s.log.Error("gitlab does not answer; serving anyway: webhooks are recorded and handled once it answers, and /readyz reports not ready after a minute of this", bot.LogErr, err)
+		return nil
+	}
+	return fmt.Errorf("gitlab: %w (the token is read from %s)", err, gitlabTokenSource(g))
+}
+
+// gitlabTokenSource names where the GitLab token was read from.
+func gitlabTokenSource(g *GitLabConfig) string {
+	if g.TokenFile != "" {
+		return "the file " + g.TokenFile + " (gitlab.token_file)"
+	}
+	return "the environment variable " + g.TokenEnv
+}
+
+// startNotes are what serve says at start about the gitlab section: how
+// MRs are gated, or that nothing is.
+func (c Config) startNotes() []string {
+	if c.GitLab == nil {
+		return []string{"no gitlab section in the config: no webhook endpoint is served (POST /webhooks/gitlab answers 404) and no merge request is gated; add a gitlab section (docs/GITLAB.md)"}
+	}
+	return nil
+}
+
+// dryRunBanner is the pages' banner in a dry run: on an escalation's page,
+// the status the gate would have set for it; elsewhere, that nothing is
+// written to GitLab.
+func (s *server) dryRunBanner(r *http.Request) string {
+	g := s.cfg.GitLab
+	if id := r.PathValue("id"); id != "" {
+		if a, ok := s.dry.LatestStatus(id); ok {
+			return fmt.Sprintf("Dry run: threatgate would have set %s to %q on %s at %s (%s); nothing was written to GitLab.",
+				g.StatusName, a.Status, bot.ShortSHA(a.SHA), a.At.UTC().Format("2006-01-02 15:04 UTC"), a.Text)
+		}
+	}
+	if g.URL == "" {
+		return "Dry run from the webhooks alone (no gitlab.url): nothing is written to GitLab, and without diffs, signals on paths and added lines never fire. What the gate would have set: /api/dry-run."
+	}
+	return "Dry run (gitlab.mode: dry_run): threatgate reads GitLab and writes nothing to it. What the gate would have set: on each escalation's page, and /api/dry-run."
+}
+
 // jobs are what the schedule runs: the engine's sweep, digest and report.
-func (s *server) jobs() jobs { return engineJobs(s.engine, s.cfg.PublicURL()) }
+func (s *server) jobs() jobs {
+	return engineJobs(s.engine, s.cfg.PublicURL(), s.cfg.Retention.Closed())
+}
 
 // housekeeping prunes expired idempotency keys hourly.
 func (s *server) housekeeping(ctx context.Context) {
@@ -372,15 +478,12 @@ func (e *env) serve(args []string) int {
 		return e.usage("serve takes no arguments, got %q", rest[0])
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg, err := e.loadConfig(*configPath)
-	if err != nil {
-		return e.printProblems(err)
-	}
+	// Every problem of the file, its values and its secrets, at once.
+	cfg, sec, warnings, err := loadChecked(*configPath, os.Getenv)
 	for _, name := range cfg.unavailable() {
 		fmt.Fprintf(e.stderr, "threatgate: the %s integration is configured but not available in this build yet; remove its section to start\n", name)
 		return exitFinding
 	}
-	sec, warnings, err := cfg.LoadSecrets(os.Getenv)
 	if err != nil {
 		return e.printProblems(err)
 	}
@@ -405,6 +508,13 @@ func (e *env) serve(args []string) int {
 		fmt.Fprintf(e.stderr, "threatgate: %v\n", err)
 		return exitFinding
 	}
+	for _, n := range cfg.startNotes() {
+		log.Warn(n)
+	}
+	if err := s.checkGitLab(e.ctx); err != nil {
+		fmt.Fprintf(e.stderr, "threatgate: %v\n", err)
+		return exitFinding
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "threatgate: listen on %s: %v\n", cfg.Listen, err)
@@ -418,16 +528,10 @@ func (e *env) serve(args []string) int {
 }
 
 // loadConfig reads the config file, or the defaults when path is "", and
-// validates it.
+// validates it, reporting every problem at once (loadChecked).
 func (e *env) loadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
-	if path != "" {
-		var err error
-		if cfg, err = LoadConfig(path); err != nil {
-			return cfg, err
-		}
-	}
-	return cfg, cfg.Validate()
+	cfg, _, _, err := loadChecked(path, nil)
+	return cfg, err
 }
 
 // unavailable names the configured integrations this build cannot run.

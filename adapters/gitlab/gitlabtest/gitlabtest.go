@@ -171,6 +171,10 @@ type Server struct {
 	URL     string // base URL without /api/v4, for gitlab.Config.BaseURL
 	Token   string // the PRIVATE-TOKEN it accepts
 	BotUser string // the username GET /user answers
+	// ReadAPIOnly makes Token a read_api token: every request but GET is
+	// answered 403 insufficient_scope, as GitLab does (it is still
+	// recorded in Requests).
+	ReadAPIOnly bool
 
 	t   testing.TB
 	srv *httptest.Server
@@ -637,6 +641,13 @@ func (s *Server) Fail(f Fault) {
 	s.faults = append(s.faults, &f)
 }
 
+// ClearFaults removes every fault not used up yet: GitLab is well again.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 // FailNext makes the next n requests fail with status and header.
 func (s *Server) FailNext(n, status int, header http.Header) {
 	s.Fail(Fault{Times: n, Status: status, Header: header})
@@ -785,7 +796,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: string(body)})
 	f := s.takeFault(r.Method, r.URL.Path)
-	token, bot := s.Token, s.BotUser
+	token, bot, readOnly := s.Token, s.BotUser, s.ReadAPIOnly
 	s.mu.Unlock()
 
 	if f != nil && f.Hang {
@@ -798,6 +809,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get("PRIVATE-TOKEN") != token {
 		writeJSON(w, http.StatusUnauthorized, nil, map[string]string{"message": "401 Unauthorized"})
+		return
+	}
+	if readOnly && r.Method != http.MethodGet {
+		writeJSON(w, http.StatusForbidden, nil, map[string]string{"error": "insufficient_scope",
+			"error_description": "The request requires higher privileges than provided by the access token.", "scope": "api"})
 		return
 	}
 	s.mu.Lock()
