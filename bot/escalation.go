@@ -302,7 +302,9 @@ func (e *Escalation) MissingArtifacts(t *policies.Tier) []string {
 	}
 	var out []string
 	for _, k := range t.Artifacts {
-		if !slices.ContainsFunc(e.Artifacts, func(a Artifact) bool { return a.Kind == k }) {
+		// An artifact whose text retention removed is missing again (a
+		// closed MR reopened after its retention period).
+		if !slices.ContainsFunc(e.Artifacts, func(a Artifact) bool { return a.Kind == k && a.Removed.IsZero() }) {
 			out = append(out, k)
 		}
 	}

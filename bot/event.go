@@ -58,10 +58,14 @@ type Event struct {
 	SHA        string    `json:"sha,omitempty"`
 	Data       EventData `json:"data"`
 	PrevHash   string    `json:"prev_hash,omitempty"`
-	// Compacted is set on a stored event whose bulky payload retention
-	// removed (retention.go); its Hash is the one it was sealed with.
-	Compacted *Compaction `json:"compacted,omitempty"`
-	Hash      string      `json:"hash,omitempty"`
+	// Sealed is set on a stored event whose bulky payload the store keeps
+	// beside the chain (retention.go); the store puts the payload back
+	// when it reads the event.
+	Sealed *Sealed `json:"sealed,omitempty"`
+	Hash   string  `json:"hash,omitempty"`
+	// Compacted is set by the store on an event it reads whose payload
+	// retention removed; never stored.
+	Compacted *Compaction `json:"-"`
 }
 
 // EventData is the payload of an event; each kind sets the fields it
@@ -271,6 +275,9 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		}
 	case EventArtifactAdded:
 		a := Artifact{Kind: d.Artifact, Ref: d.Ref, By: ev.Actor, SHA: ev.SHA, At: ev.At}
+		if ev.Compacted != nil && d.Ref == "" {
+			a.Removed = ev.Compacted.At // retention removed its text
+		}
 		replaced := false
 		for i := range e.Artifacts {
 			if e.Artifacts[i].Kind == a.Kind {

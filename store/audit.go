@@ -137,7 +137,7 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 					return err
 				}
 			}
-			hash, ev, err := auditLink(tx.Bucket(bucketEvents), seq, v, prevSeq, prevHash)
+			hash, ev, err := auditLink(tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads), seq, v, prevSeq, prevHash)
 			if err != nil {
 				return err
 			}
@@ -222,7 +222,7 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 // it (prevSeq with hash prevHash) and returns the hash it carries and the
 // event. A compacted record is checked against the compaction event that
 // lists it (checkCompacted).
-func auditLink(events *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) (string, bot.Event, error) {
+func auditLink(events, payloads *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) (string, bot.Event, error) {
 	canon, hash, ok := unseal(rec)
 	if !ok {
 		return "", bot.Event{}, &ChainError{Seq: seq, Reason: "hash mismatch: the record does not end with a hash: it was changed"}
@@ -249,14 +249,11 @@ func auditLink(events *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prev
 		}
 		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("broken prev link: its prev_hash is %s, but %s: an event before it was changed, removed or inserted", hashPrefix(ev.PrevHash), before)}
 	}
-	if ev.Compacted != nil {
-		if err := checkCompacted(events, seq, ev, canon, hash); err != nil {
-			return "", ev, err
-		}
-		return hash, ev, nil
-	}
 	if sum := chainHash(ev.PrevHash, canon); sum != hash {
 		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("hash mismatch: the record carries %s, its content hashes to %s: the record was changed", hashPrefix(hash), hashPrefix(sum))}
+	}
+	if err := checkPayload(events, payloads, seq, ev, hash); err != nil {
+		return "", ev, err
 	}
 	return hash, ev, nil
 }

@@ -111,8 +111,7 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 			}
 		}
 		seq++
-		ev.Seq, ev.PrevHash = seq, prevHash
-		rec, err := seal(&ev)
+		rec, err := sealEvent(tx.Bucket(bucketPayloads), &ev, seq, prevHash)
 		if err != nil {
 			return nil, fmt.Errorf("encode event %d (%s): %w", i, ev.Kind, err)
 		}

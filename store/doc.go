@@ -26,12 +26,14 @@
 //	                  next_quiet (counter for effect ids of commits without
 //	                  events), list_key (the secret that signs esc_list
 //	                  cursors). Integers are big-endian uint64.
-//	events            big-endian uint64 seq -> JSON of bot.Event. Append-only
-//	                  but for Compact (retention.go), which rewrites the
-//	                  records of a long-closed escalation without their
-//	                  evidence lines and artifact text, keeping each one's
-//	                  hash, and lists them in a compaction event;
+//	events            big-endian uint64 seq -> JSON of bot.Event. Append-only;
 //	                  seq is global across escalations and starts at 1.
+//	payloads          big-endian uint64 seq -> the bulky payload of that
+//	                  event (bot.Bulk: signal evidence lines, artifact
+//	                  text; schema 8), kept beside the chain: the event is
+//	                  sealed without it, with its SHA-256 (Sealed). Once
+//	                  retention removed it: {"removed": {"by": seq of the
+//	                  compaction event, "at": when}}.
 //	events_by_esc     escalation id + 0x00 + big-endian seq -> nil: one
 //	                  escalation's events in order.
 //	escalations       escalation id -> JSON of bot.Escalation (the projection).
@@ -103,7 +105,7 @@
 //	                  that pass: at most the page's limit of matches and
 //	                  max(10 x limit, 1000) entries walked per call,
 //	                  whatever the store's size. meta list_key (32
-//	                  random bytes, made by the same migration, schema 8)
+//	                  random bytes, made by the same migration, schema 9)
 //	                  signs its cursors with the query's filters
 //	                  (HMAC-SHA-256).
 //
@@ -136,20 +138,20 @@
 // event, or to the checkpoint itself (it is in the same file), is found
 // only by Verify.
 //
-// Retention (retention.go, retention.closed_days) compacts the events of
-// an escalation closed for long enough: each record with signal evidence
-// lines or artifact text (bot.CompactEvent) is rewritten without them,
-// with a "compacted" member {by: seq of the compaction event, at}, and
-// keeps the hash it was sealed with; an EventCompacted event, appended to
-// the chain in the same transaction, lists each one's seq, hash and the
-// SHA-256 of its new canonical JSON. Verify, VerifyFrom and Audit check a
-// compacted record's link as any other and, instead of recomputing its
-// hash (its content is gone), check it against the compaction event that
-// names it: that event must come after it, be about the same escalation at
-// the same time, and list this seq with this hash and this digest. The
-// compaction event's own hash is checked where the walk reaches it, so
-// what remains of a compacted record, its kept hash and its marker are all
-// bound to the chain; only the removed payload cannot be shown any more.
+// Bulky payloads (signal evidence lines, artifact text over 256 bytes:
+// bot.SplitBulk) are never hashed into an event: Commit seals the event
+// without them and with their SHA-256 (Event.Sealed), and keeps them in
+// the payloads bucket; readers put them back (decodeEvent). Retention
+// (retention.go, retention.closed_days) removes the payloads of an
+// escalation closed for long enough: each becomes a tombstone naming the
+// EventCompacted event, appended in the same transaction, that lists the
+// event's seq, hash and payload digest. No record is ever rewritten, so
+// every hash still recomputes from the stored bytes and every anchor
+// holds. Verify, VerifyFrom and Audit also check each sealed event's
+// payload: present with the digest it was sealed with, or a tombstone
+// naming a later compaction event of the same escalation that lists it.
+// Events sealed before schema 8 hold their payloads inline (hashed) and
+// are never compacted.
 //
 // Effect ids are "<escalation id or global>/<seq>/<index>": the seq of the
 // first event of the commit (20 digits, zero-padded) and the effect's

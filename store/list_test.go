@@ -346,15 +346,15 @@ func TestListCursorRefused(t *testing.T) {
 	}
 }
 
-// TestMigrateListIndex: a file from before the index (schema 7) with
+// TestMigrateListIndex: a file from before the index (schema 8) with
 // escalations gets every entry, a cursor key, and queries that work.
 func TestMigrateListIndex(t *testing.T) {
 	dir := t.TempDir()
-	db := mustOpenDir(t, dir, withMigrations(migrations[:7]))
+	db := mustOpenDir(t, dir, withMigrations(migrations[:8]))
 	r := rand.New(rand.NewPCG(1, 2))
 	if err := db.bolt.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketList) != nil {
-			return fmt.Errorf("schema 7 already has %s", bucketList)
+			return fmt.Errorf("schema 8 already has %s", bucketList)
 		}
 		for i := range 40 {
 			e := randomEscalation(r, int64(i+1), t0.Add(time.Duration(i)*time.Hour))

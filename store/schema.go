@@ -49,6 +49,7 @@ var buckets = [][]byte{
 	bucketTickDue,
 	bucketAway,
 	bucketRetentionDue,
+	bucketPayloads,
 	bucketList,
 }
 
@@ -90,7 +91,9 @@ var migrations = []migration{
 	migrate6Away,
 	// 7: closed escalations for retention (retention.go).
 	migrate7Retention,
-	// 8: the whole record's index and the cursor key (list.go,
+	// 8: event payloads beside the chain (retention.go).
+	migrate8Payloads,
+	// 9: the whole record's index and the cursor key (list.go,
 	// list_migration.go).
 	migrateListIndex,
 }
