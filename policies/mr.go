@@ -29,7 +29,11 @@ type MergeRequest struct {
 	SHA          string    `json:"sha,omitempty"`
 	WebURL       string    `json:"web_url,omitempty"`
 	UpdatedAt    time.Time `json:"updated_at,omitzero"`
-	References   struct {
+	// MergedBy and MergedAt: who merged it and when, for a merged MR, as
+	// the API reports them (zero when it does not).
+	MergedBy   User      `json:"merged_by,omitzero"`
+	MergedAt   time.Time `json:"merged_at,omitzero"`
+	References struct {
 		Full string `json:"full,omitempty"`
 	} `json:"references,omitzero"`
 	// PathWithNamespace is not in GitLab's response; threatgate fills it in

@@ -24,7 +24,8 @@
 //	                  checkpoint of VerifyFrom, absent until its first
 //	                  run), next_escalation (n of the next ESC-n),
 //	                  next_quiet (counter for effect ids of commits without
-//	                  events). Integers are big-endian uint64.
+//	                  events), list_key (the secret that signs esc_list
+//	                  cursors). Integers are big-endian uint64.
 //	events            big-endian uint64 seq -> JSON of bot.Event. Append-only;
 //	                  seq is global across escalations and starts at 1.
 //	payloads          big-endian uint64 seq -> the bulky payload of that
@@ -88,6 +89,25 @@
 //	                  since their last compaction (schema 7); read by
 //	                  RetentionDue, so a pass with nothing to compact reads
 //	                  one key.
+//	esc_list          the whole record's index (list.go): dimension byte +
+//	                  value + 0x00 + time key of CreatedAt + id -> nil.
+//	                  Dimensions: 'c' every escalation (value ""), 's' its
+//	                  state, "open" or "closed", and "bypassed" for a merge
+//	                  without approval (bot.StatesOf), 't' its tier, 'p'
+//	                  its project in lower case, 'u' everyone named on it
+//	                  in lower case (bot.PeopleOf), 'f' its flags urgent,
+//	                  manual, forged (bot.FlagsOf). Written by Commit with
+//	                  the other indexes (index, unindex); built for older
+//	                  files by migrateListIndex (list_migration.go).
+//	                  ListPage walks one value's range newest first,
+//	                  looks up each entry's position under the other
+//	                  filters' values, and decodes only the projections
+//	                  that pass: at most the page's limit of matches and
+//	                  max(10 x limit, 1000) entries walked per call,
+//	                  whatever the store's size. meta list_key (32
+//	                  random bytes, made by the same migration, schema 9)
+//	                  signs its cursors with the query's filters
+//	                  (HMAC-SHA-256).
 //
 // A time key is 8 bytes that sort like the time: the Unix nanoseconds with
 // the sign bit flipped, big-endian; the zero time sorts last (an escalation

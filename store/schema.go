@@ -50,6 +50,7 @@ var buckets = [][]byte{
 	bucketAway,
 	bucketRetentionDue,
 	bucketPayloads,
+	bucketList,
 }
 
 // Keys in the meta bucket.
@@ -92,6 +93,9 @@ var migrations = []migration{
 	migrate7Retention,
 	// 8: event payloads beside the chain (retention.go).
 	migrate8Payloads,
+	// 9: the whole record's index and the cursor key (list.go,
+	// list_migration.go).
+	migrateListIndex,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).
