@@ -126,6 +126,8 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 		prevSeq, prevHash := uint64(0), genesisHash
 		byEsc := tx.Bucket(bucketEventsByEsc)
 		indexed := 0
+		incidents := tx.Bucket(bucketIncidents) // nil in a copy older than schema 10, read as it is
+		indexedIncidents := 0
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
@@ -140,6 +142,13 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 			hash, ev, err := auditLink(tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads), seq, v, prevSeq, prevHash)
 			if err != nil {
 				return err
+			}
+			if incidents != nil && (ev.Kind == bot.EventIncident || ev.Kind == bot.EventIncidentFixed) {
+				// The incident index is not under the chain either.
+				if incidents.Get(incidentKey(ev.Data.Incident, seq)) == nil {
+					return &ChainError{Seq: seq, Reason: fmt.Sprintf("index incident_events: event %d of %s is not filed under it (the incident's record would miss it)", seq, ev.Data.Incident)}
+				}
+				indexedIncidents++
 			}
 			if ev.Kind == bot.EventCompacted {
 				cp := Compaction{Seq: seq, Escalation: ev.Escalation, At: ev.At}
@@ -174,6 +183,11 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 		}
 		if n := byEsc.Stats().KeyN; n != indexed {
 			return &ChainError{Seq: prevSeq, Reason: fmt.Sprintf("index events_by_esc has %d entries for %d events of escalations: an entry files an event under an escalation it is not about", n, indexed)}
+		}
+		if incidents != nil {
+			if n := incidents.Stats().KeyN; n != indexedIncidents {
+				return &ChainError{Seq: prevSeq, Reason: fmt.Sprintf("index incident_events has %d entries for %d incident events: an entry files an event under an incident it is not about", n, indexedIncidents)}
+			}
 		}
 		res.HeadSeq = prevSeq
 		if prevSeq > 0 {

@@ -129,6 +129,9 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 		if err := recordAway(tx, ev); err != nil {
 			return nil, fmt.Errorf("record absence of event %d: %w", seq, err)
 		}
+		if err := recordIncident(tx, ev); err != nil {
+			return nil, fmt.Errorf("index incident of event %d: %w", seq, err)
+		}
 		prevHash = ev.Hash
 	}
 	if seq != headSeq {

@@ -83,6 +83,10 @@
 //	                  absences people recorded (/threatgate away), written by
 //	                  Commit from bot.EventAway (a zero Until removes the
 //	                  entry; ended ones are pruned then); read by Away.
+//	incident_events   incident id + 0x00 + big-endian seq -> nil: each
+//	                  incident's recorded and fixed events (schema 10),
+//	                  written by Commit; read by FindIncident; audit verify
+//	                  checks it against the log.
 //	retention_due     time key of UpdatedAt + escalation id -> nil: the
 //	                  escalations closed for retention (bot.Retainable:
 //	                  decided or withdrawn, MR merged or closed) with events

@@ -51,6 +51,7 @@ var buckets = [][]byte{
 	bucketRetentionDue,
 	bucketPayloads,
 	bucketList,
+	bucketIncidents,
 }
 
 // Keys in the meta bucket.
@@ -96,6 +97,8 @@ var migrations = []migration{
 	// 9: the whole record's index and the cursor key (list.go,
 	// list_migration.go).
 	migrateListIndex,
+	// 10: each incident's events (incident.go).
+	migrate10Incidents,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).

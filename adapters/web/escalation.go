@@ -213,11 +213,13 @@ func buildEscalation(e *bot.Escalation, events []bot.Event, pol *policies.Policy
 		}
 		return kind
 	}
+	missing := e.MissingArtifacts(v.Tier) // the rule: an artifact whose text retention removed counts as missing
 	for _, k := range required {
 		av := artifactView{Kind: k, Name: name(k), Required: true}
 		if i := slices.IndexFunc(e.Artifacts, func(a bot.Artifact) bool { return a.Kind == k }); i >= 0 {
 			av.In, av.Artifact = true, e.Artifacts[i]
-		} else {
+		}
+		if slices.Contains(missing, k) {
 			v.Missing++
 		}
 		v.Artifacts = append(v.Artifacts, av)
