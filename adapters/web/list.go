@@ -220,6 +220,9 @@ type allView struct {
 	First    string // the URL of the first page with these filters, "" on it
 	Problem  string // why the filters were refused
 	Filtered bool   // some filter is set
+	// Export is GET /export of the last year's decisions with the
+	// filters it takes (tier, project, person, state).
+	Export string
 	States   []string
 	Flags    []string
 	Tiers    []string // the policy's tiers, for the select
@@ -281,6 +284,13 @@ func (s *Server) allEscalations(w http.ResponseWriter, r *http.Request) {
 	q.Policy = s.policy()
 	v.Query = q
 	v.Filtered = q.Key() != (bot.ListQuery{}).Key()
+	ex := url.Values{"from": {now.UTC().AddDate(0, 0, -365).Format(time.DateOnly)}, "to": {now.UTC().Format(time.DateOnly)}, "format": {"md"}}
+	for _, kv := range [][2]string{{"tier", q.Tier}, {"project", q.Project}, {"person", q.Person}, {"state", q.State}} {
+		if kv[1] != "" {
+			ex.Set(kv[0], kv[1])
+		}
+	}
+	v.Export = "/export?" + ex.Encode()
 	page, err := s.Store.ListPage(r.Context(), q)
 	if msg, ok := listProblem(err); ok {
 		v.Problem = msg
