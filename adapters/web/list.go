@@ -223,9 +223,9 @@ type allView struct {
 	// Export is GET /export of the last year's decisions with the
 	// filters it takes (tier, project, person, state).
 	Export string
-	States   []string
-	Flags    []string
-	Tiers    []string // the policy's tiers, for the select
+	States []string
+	Flags  []string
+	Tiers  []string // the policy's tiers, for the select
 }
 
 // listForm holds the form's fields as typed (dates as dates).
