@@ -116,8 +116,9 @@ func (e *Engine) sweepWaitingOn(ctx context.Context, person string) {
 	}
 }
 
-// retick recomputes the NextTick of every open escalation under pol (the
-// policy changed: a tier may now page, hand off or send updates): one read
+// retick recomputes the NextTick and the holders (Holders) of every open
+// escalation under pol (the policy changed: a tier may now page, hand off
+// or send updates, other people may be waited on): one read
 // of the open index per policy change, a commit only where it differs.
 func (e *Engine) retick(ctx context.Context, pol *policies.Policy, now time.Time) error {
 	open, err := e.store.FindOpen(ctx)
@@ -126,13 +127,15 @@ func (e *Engine) retick(ctx context.Context, pol *policies.Policy, now time.Time
 	}
 	for _, x := range open {
 		next := NextTick(x, pol, now)
-		if next.Equal(x.NextTick) {
+		people, groups := Holders(x, pol)
+		if next.Equal(x.NextTick) && slices.Equal(people, x.HeldBy) && slices.Equal(groups, x.HeldByGroups) {
 			continue
 		}
 		mu := &e.locks[e.lockIndex(Input{Escalation: x.ID})]
 		mu.Lock()
 		p := x.Clone()
 		p.NextTick = next
+		p.HeldBy, p.HeldByGroups = people, groups
 		_, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: x.Version, At: now})
 		mu.Unlock()
 		if err != nil && !errors.Is(err, ErrConflict) {
@@ -276,6 +279,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 	touched := slices.ContainsFunc(events, func(ev Event) bool { return !ev.Kind.Personal() })
 	if touched {
 		proj.Waiting = Waiting(proj, pol)
+		proj.HeldBy, proj.HeldByGroups = Holders(proj, pol)
 		proj.NextTick = NextTick(proj, pol, now)
 		if in.Kind == InputTick {
 			proj.NextTick = NextTickAfter(proj, pol, now)

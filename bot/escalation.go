@@ -107,6 +107,13 @@ type Escalation struct {
 	// Waiting lists the people whose approval would count and is still
 	// missing, for nudges, the approver index and bottleneck reports.
 	Waiting []string `json:"waiting,omitempty"`
+	// HeldBy and HeldByGroups are whom the escalation holds up now under
+	// the policy in force (Holders: WaitingOn and HoldingGroups, nobody
+	// while deferred or closed), set by the Engine with Waiting and again
+	// when the policy changes, so that the store can count the dashboard's
+	// bottlenecks at commit time (Contributions).
+	HeldBy       []string `json:"held_by,omitempty"`
+	HeldByGroups []string `json:"held_by_groups,omitempty"`
 
 	// WithdrawnSHA is the head a person withdrew the escalation on, and
 	// WithdrawnBy who; a withdrawal holds for that head only (and only while
@@ -342,6 +349,8 @@ func (e *Escalation) Clone() *Escalation {
 	c.Dissents = slices.Clone(e.Dissents)
 	c.Actions = slices.Clone(e.Actions)
 	c.Waiting = slices.Clone(e.Waiting)
+	c.HeldBy = slices.Clone(e.HeldBy)
+	c.HeldByGroups = slices.Clone(e.HeldByGroups)
 	c.Nudged = slices.Clone(e.Nudged)
 	c.HandedOff = slices.Clone(e.HandedOff)
 	// c.TierDef is shared: a snapshot is never modified once made.

@@ -154,6 +154,9 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 		if err := index(tx, esc); err != nil {
 			return nil, fmt.Errorf("add index entries: %w", err)
 		}
+		if err := aggregate(tx, old, esc); err != nil {
+			return nil, fmt.Errorf("count aggregates: %w", err)
+		}
 		var err error
 		if saved, err = json.Marshal(esc); err != nil {
 			return nil, fmt.Errorf("encode projection: %w", err)

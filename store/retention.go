@@ -271,6 +271,9 @@ func (d *DB) Compact(ctx context.Context, id string, expect uint64, ev bot.Event
 		if err := index(tx, esc); err != nil {
 			return fmt.Errorf("add index entries: %w", err)
 		}
+		if err := aggregate(tx, old, esc); err != nil {
+			return fmt.Errorf("count aggregates: %w", err)
+		}
 		saved, err := json.Marshal(esc)
 		if err != nil {
 			return fmt.Errorf("encode projection: %w", err)

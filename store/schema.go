@@ -52,6 +52,8 @@ var buckets = [][]byte{
 	bucketPayloads,
 	bucketList,
 	bucketIncidents,
+	bucketAggregates,
+	bucketFirstResponse,
 }
 
 // Keys in the meta bucket.
@@ -99,6 +101,9 @@ var migrations = []migration{
 	migrateListIndex,
 	// 10: each incident's events (incident.go).
 	migrate10Incidents,
+	// 11: the read side's counters and the first-response index
+	// (aggregate.go).
+	migrate11Aggregates,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).
