@@ -39,6 +39,9 @@ type dashboardView struct {
 	Urgent   []escRow
 	Deferred []escRow
 	Approved []escRow // approved, not merged yet
+	// The lists above are bounded (listRows, openRows): each says when
+	// there are more than it shows, for a link to the All escalations page.
+	UrgentMore, DeferredMore, ApprovedMore bool
 	People   []holder
 	Groups   []holder
 	Weeks    []Week
@@ -90,8 +93,10 @@ type tierGroup struct {
 }
 
 type stateGroup struct {
+	Tier  string
 	State bot.State
-	Rows  []escRow
+	Count int      // every open escalation of the tier in the state (aggregates)
+	Rows  []escRow // those among the most urgent read (openRows)
 }
 
 type stateCount struct {
@@ -127,6 +132,8 @@ type escRow struct {
 	Decided  time.Time
 	MergedAt time.Time
 	MergedBy string
+
+	esc *bot.Escalation // the projection the row shows
 }
 
 // holder is a person or group and the open escalations waiting on them.
@@ -137,12 +144,11 @@ type holder struct {
 }
 
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
-	all, err := s.Store.List(r.Context())
+	v, err := s.readDashboard(r.Context(), s.policy(), s.now())
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("list escalations: %w", err))
+		s.fail(w, r, err)
 		return
 	}
-	v := buildDashboard(all, s.policy(), s.now())
 	v.Console = s.Console != nil
 	if v.SetAside, err = s.setAside(r.Context()); err != nil {
 		s.fail(w, r, err)
@@ -153,6 +159,57 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Render(w, r, "dashboard", "Dashboard", v)
+}
+
+// dashboardData is what the dashboard reads from the store: the counters
+// kept at commit time, the figures that depend on the clock (from the
+// deadline indexes), and bounded pages of escalations.
+type dashboardData struct {
+	Agg               bot.Aggregates
+	Overdue, Late     int               // bot.Overdue, bot.PastFirstResponse at now
+	Open, Deferred    []*bot.Escalation // MostUrgent: the first openRows of each
+	Urgent, Approved  []*bot.Escalation // a page each of the open urgent and the approved ones
+	UrgentMore, Later bool              // more urgent, approved ones than read
+}
+
+// openRows bounds the open escalations the dashboard reads and lists
+// (the aging list shows the first agingRows of them, the tiers the rest);
+// listRows the urgent and approved ones. The counts come from the
+// aggregates; the All escalations page has every one.
+const (
+	openRows = 100
+	listRows = 50
+)
+
+// readDashboard reads what the dashboard shows: a read of the counters,
+// walks of the deadline indexes up to now, and at most 2 x openRows + 2 x
+// listRows projections, whatever the store holds.
+func (s *Server) readDashboard(ctx context.Context, pol *policies.Policy, now time.Time) (*dashboardView, error) {
+	var d dashboardData
+	var err error
+	if d.Agg, err = s.Store.Aggregates(ctx); err != nil {
+		return nil, fmt.Errorf("read aggregates: %w", err)
+	}
+	if d.Overdue, err = s.Store.CountOverdue(ctx, now); err != nil {
+		return nil, err
+	}
+	if d.Late, err = s.Store.CountPastFirstResponse(ctx, now, func(e *bot.Escalation) bool { return bot.FirstResponded(e, pol) }); err != nil {
+		return nil, err
+	}
+	if d.Open, d.Deferred, err = s.Store.MostUrgent(ctx, openRows); err != nil {
+		return nil, err
+	}
+	yes := true
+	page, err := s.Store.ListPage(ctx, bot.ListQuery{Open: &yes, Flag: bot.FlagUrgent, Limit: listRows, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("list urgent escalations: %w", err)
+	}
+	d.Urgent, d.UrgentMore = page.Items, page.Next != ""
+	if page, err = s.Store.ListPage(ctx, bot.ListQuery{State: string(bot.StateApproved), Limit: listRows, Now: now}); err != nil {
+		return nil, fmt.Errorf("list approved escalations: %w", err)
+	}
+	d.Approved, d.Later = page.Items, page.Next != ""
+	return buildDashboard(d, pol, now), nil
 }
 
 // incidents sums up the incidents of the incidentDays before now, from
@@ -184,73 +241,63 @@ func (s *Server) setAside(ctx context.Context) (setAside, error) {
 	return v, nil
 }
 
-// buildDashboard computes the dashboard from every escalation; it is a
-// pure function of its arguments.
-func buildDashboard(all []*bot.Escalation, pol *policies.Policy, now time.Time) *dashboardView {
-	v := &dashboardView{Total: len(all)}
-	byTier := map[string]*tierGroup{}
-	states := map[bot.State]int{}
-	people := map[string]*holder{}
-	groups := map[string]*holder{}
-	for _, e := range all {
-		states[e.State]++
-		if e.Bypassed {
-			v.Counts.Bypassed++
-		}
-		v.Counts.Forged += e.Forged
-		row := newRow(e, pol, now)
-		if e.State == bot.StateApproved {
-			v.Counts.Approved++
-			v.Approved = append(v.Approved, row)
-		}
-		if !e.State.Active() {
-			continue
-		}
-		v.Counts.Open++
-		if row.Overdue {
-			v.Counts.Breaches++
-		}
-		if row.PastFirstResponse {
-			v.Counts.PastFirstResponse++
-		}
-		if e.Urgent {
-			v.Counts.Urgent++
-			v.Urgent = append(v.Urgent, row)
-		}
-		if e.State == bot.StateDeferred {
-			v.Counts.Deferred++
-			v.Deferred = append(v.Deferred, row)
-		}
-		v.Aging = append(v.Aging, row)
-		g := byTier[e.Tier]
-		if g == nil {
-			g = &tierGroup{Tier: e.Tier, Name: e.TierName}
-			byTier[e.Tier] = g
-		}
-		g.Count++
-		i := slices.IndexFunc(g.States, func(sg stateGroup) bool { return sg.State == e.State })
-		if i < 0 {
-			g.States = append(g.States, stateGroup{State: e.State})
-			i = len(g.States) - 1
-		}
-		g.States[i].Rows = append(g.States[i].Rows, row)
-
-		if bot.Paused(e) {
-			continue // a deferral holds nobody up
-		}
-		for _, p := range row.Waiting {
-			hold(people, p, e.ID)
-		}
-		for _, gid := range bot.HoldingGroups(e, pol, row.Waiting) {
-			hold(groups, gid, e.ID)
-		}
+// buildDashboard computes the dashboard from what readDashboard read; it
+// is a pure function of its arguments.
+func buildDashboard(d dashboardData, pol *policies.Policy, now time.Time) *dashboardView {
+	a := d.Agg
+	v := &dashboardView{Total: a.Total}
+	v.Counts = dashboardCounts{
+		Open: a.Open(), Breaches: d.Overdue, PastFirstResponse: d.Late, Urgent: a.Urgent,
+		Deferred: a.InState(bot.StateDeferred), Approved: a.InState(bot.StateApproved),
+		Bypassed: a.Bypassed, Forged: a.Forged,
 	}
 
-	for _, g := range byTier {
-		slices.SortStableFunc(g.States, func(a, b stateGroup) int { return cmp.Compare(stateRank(a.State), stateRank(b.State)) })
-		for i := range g.States {
-			slices.SortStableFunc(g.States[i].Rows, byDeadline)
+	// The most urgent open escalations: the aging list's first rows, and
+	// the rows under each tier and state.
+	var rows []escRow
+	for _, e := range slices.Concat(d.Open, d.Deferred) {
+		rows = append(rows, newRow(e, pol, now))
+	}
+	slices.SortStableFunc(rows, byDeadline)
+	if len(rows) > openRows {
+		rows = rows[:openRows]
+	}
+	v.Aging = rows[:min(len(rows), agingRows)]
+
+	byTier := map[string]*tierGroup{}
+	for k, n := range a.Counts {
+		if !k.State.Active() || n == 0 {
+			continue
 		}
+		g := byTier[k.Tier]
+		if g == nil {
+			g = &tierGroup{Tier: k.Tier}
+			byTier[k.Tier] = g
+		}
+		g.Count += n
+		g.States = append(g.States, stateGroup{Tier: k.Tier, State: k.State, Count: n})
+	}
+	for _, row := range rows {
+		g := byTier[row.Tier]
+		if g == nil {
+			continue
+		}
+		if g.Name == "" {
+			g.Name = row.TierName
+		}
+		if i := slices.IndexFunc(g.States, func(sg stateGroup) bool { return sg.State == row.State }); i >= 0 {
+			g.States[i].Rows = append(g.States[i].Rows, row)
+		}
+	}
+	for _, g := range byTier {
+		if g.Name == "" && pol != nil {
+			if t := pol.Tier(g.Tier); t != nil {
+				g.Name = t.Name
+			}
+		}
+		slices.SortStableFunc(g.States, func(a, b stateGroup) int {
+			return cmp.Or(cmp.Compare(stateRank(a.State), stateRank(b.State)), cmp.Compare(a.State, b.State))
+		})
 		v.Tiers = append(v.Tiers, *g)
 	}
 	slices.SortStableFunc(v.Tiers, func(a, b tierGroup) int {
@@ -259,28 +306,53 @@ func buildDashboard(all []*bot.Escalation, pol *policies.Policy, now time.Time) 
 		}
 		return cmp.Compare(a.Tier, b.Tier)
 	})
-	for _, l := range [][]escRow{v.Aging, v.Urgent, v.Deferred, v.Approved} {
+
+	for _, e := range d.Urgent {
+		v.Urgent = append(v.Urgent, newRow(e, pol, now))
+	}
+	for _, e := range d.Deferred {
+		v.Deferred = append(v.Deferred, newRow(e, pol, now))
+	}
+	for _, e := range d.Approved {
+		v.Approved = append(v.Approved, newRow(e, pol, now))
+	}
+	for _, l := range [][]escRow{v.Urgent, v.Deferred, v.Approved} {
 		slices.SortStableFunc(l, byDeadline)
 	}
 	slices.SortStableFunc(v.Deferred, func(a, b escRow) int { return a.DeferredUntil.Compare(b.DeferredUntil) })
-	if len(v.Aging) > agingRows {
-		v.Aging = v.Aging[:agingRows]
+	v.UrgentMore = d.UrgentMore || len(v.Urgent) < a.Urgent
+	v.DeferredMore = len(v.Deferred) < v.Counts.Deferred
+	v.ApprovedMore = d.Later || len(v.Approved) < v.Counts.Approved
+
+	// Bottlenecks: the counters say how many each holds up; the ids shown
+	// are those among the rows read.
+	people, groups := map[string][]string{}, map[string][]string{}
+	for _, row := range rows {
+		e := row.esc
+		for _, p := range e.HeldBy {
+			people[p] = append(people[p], e.ID)
+		}
+		for _, g := range e.HeldByGroups {
+			groups[g] = append(groups[g], e.ID)
+		}
 	}
-	v.People, v.Groups = top(people), top(groups)
+	v.People, v.Groups = top(a.People, people), top(a.Groups, groups)
+
 	for _, st := range []bot.State{bot.StateIntake, bot.StateAwaitingArtifacts, bot.StateInReview, bot.StateDisputed, bot.StateDeferred,
 		bot.StateApproved, bot.StateRejected, bot.StateMerged, bot.StateWithdrawn} {
-		if n := states[st]; n > 0 {
+		if n := a.InState(st); n > 0 {
 			v.States = append(v.States, stateCount{st, n})
 		}
 	}
-	v.Weeks = throughput(all, now, chartWeeks)
+	v.Weeks = throughput(a, now, chartWeeks)
 	v.Chart = ThroughputChart(v.Weeks)
 	return v
 }
 
 func newRow(e *bot.Escalation, pol *policies.Policy, now time.Time) escRow {
 	r := escRow{
-		ID: e.ID, Project: e.Project, MRIID: e.MRIID, MRURL: e.MRURL, Title: e.Title, Tier: e.Tier, TierName: e.TierName,
+		esc: e,
+		ID:  e.ID, Project: e.Project, MRIID: e.MRIID, MRURL: e.MRURL, Title: e.Title, Tier: e.Tier, TierName: e.TierName,
 		State: e.State, Urgent: e.Urgent, Manual: e.Manual, Age: now.Sub(e.CreatedAt), Due: e.DecisionDue,
 		Waiting: bot.WaitingOn(e, pol), DeferredUntil: e.DeferredUntil,
 		Created: e.CreatedAt, Active: e.State.Active(), Bypassed: e.Bypassed, Forged: e.Forged,
@@ -332,23 +404,14 @@ func tierRank(pol *policies.Policy, id string) int {
 	return 1 << 20
 }
 
-func hold(m map[string]*holder, id, esc string) {
-	h := m[id]
-	if h == nil {
-		h = &holder{ID: id}
-		m[id] = h
-	}
-	if !slices.Contains(h.IDs, esc) {
-		h.Count++
-		h.IDs = append(h.IDs, esc)
-	}
-}
-
-// top returns the holders with the most escalations, at most topHolders.
-func top(m map[string]*holder) []holder {
-	out := make([]holder, 0, len(m))
-	for _, h := range m {
-		out = append(out, *h)
+// top returns the holders that hold up the most escalations (counts),
+// at most topHolders, each with the ids of those among ids.
+func top(counts map[string]int, ids map[string][]string) []holder {
+	out := make([]holder, 0, len(counts))
+	for id, n := range counts {
+		if n > 0 {
+			out = append(out, holder{ID: id, Count: n})
+		}
 	}
 	slices.SortFunc(out, func(a, b holder) int {
 		if c := cmp.Compare(b.Count, a.Count); c != 0 {
@@ -359,42 +422,30 @@ func top(m map[string]*holder) []holder {
 	if len(out) > topHolders {
 		out = out[:topHolders]
 	}
+	for i := range out {
+		out[i].IDs = ids[out[i].ID]
+		if len(out[i].IDs) > holderIDs {
+			out[i].IDs = out[i].IDs[:holderIDs]
+		}
+	}
 	return out
 }
 
-// weekStart returns Monday 00:00 UTC of t's ISO week.
-func weekStart(t time.Time) time.Time {
-	t = t.UTC()
-	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-	return day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
-}
+// holderIDs bounds the escalations named next to a holder.
+const holderIDs = 10
 
-// throughput counts, for the n ISO weeks ending with now's, the
-// escalations opened (CreatedAt) and decided (DecidedAt) in each.
-func throughput(all []*bot.Escalation, now time.Time, n int) []Week {
+// weekStart returns Monday 00:00 UTC of t's ISO week (bot.WeekOf).
+func weekStart(t time.Time) time.Time { return bot.WeekOf(t) }
+
+// throughput returns, for the n ISO weeks ending with now's, the
+// escalations opened (CreatedAt) and decided (DecidedAt) in each, from
+// the counters (bot.WeekOf).
+func throughput(a bot.Aggregates, now time.Time, n int) []Week {
 	first := weekStart(now).AddDate(0, 0, -7*(n-1))
 	weeks := make([]Week, n)
 	for i := range weeks {
 		start := first.AddDate(0, 0, 7*i)
-		weeks[i] = Week{Start: start, Label: weekLabel(start)}
-	}
-	index := func(t time.Time) int {
-		if t.IsZero() || t.Before(first) {
-			return -1
-		}
-		i := int(weekStart(t).Sub(first) / (7 * 24 * time.Hour))
-		if i >= n {
-			return -1
-		}
-		return i
-	}
-	for _, e := range all {
-		if i := index(e.CreatedAt); i >= 0 {
-			weeks[i].Opened++
-		}
-		if i := index(e.DecidedAt); i >= 0 {
-			weeks[i].Decided++
-		}
+		weeks[i] = Week{Start: start, Label: weekLabel(start), Opened: a.Opened[start], Decided: a.Decided[start]}
 	}
 	return weeks
 }

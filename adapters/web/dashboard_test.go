@@ -296,6 +296,13 @@ func (f faultyReader) List(ctx context.Context) ([]*bot.Escalation, error) {
 	return f.Reader.List(ctx)
 }
 
+func (f faultyReader) Aggregates(ctx context.Context) (bot.Aggregates, error) {
+	if f.list != nil {
+		return bot.Aggregates{}, f.list
+	}
+	return f.Reader.Aggregates(ctx)
+}
+
 func (f faultyReader) ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error) {
 	if f.list != nil {
 		return bot.ListPage{}, f.list

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"time"
 
 	"github.com/threatgate/threatgate/bot"
 )
@@ -13,6 +14,13 @@ type Reader interface {
 	// indexes (GET /api/escalations, GET /escalations).
 	Pager
 	FindEscalation(ctx context.Context, id string) (*bot.Escalation, error)
+	// The dashboard reads the counters kept at commit time, counts what
+	// depends on the clock from the deadline indexes, and reads the most
+	// urgent open escalations (bounded); store.DB documents the costs.
+	Aggregates(ctx context.Context) (bot.Aggregates, error)
+	CountOverdue(ctx context.Context, now time.Time) (int, error)
+	CountPastFirstResponse(ctx context.Context, now time.Time, responded func(*bot.Escalation) bool) (int, error)
+	MostUrgent(ctx context.Context, limit int) (open, deferred []*bot.Escalation, err error)
 	Events(ctx context.Context, escalationID string) ([]bot.Event, error)
 	// Verify walks the whole audit chain; it returns how many events it
 	// checked, or an error naming the first broken link.

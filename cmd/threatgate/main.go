@@ -55,10 +55,12 @@ Usage:
                                                       (both included, UTC; docs/EXPORT.md)
   threatgate retro --quarter 2026Q4 [--format text|json] [--data DIR]
                                                       the quarter's retrospective: outcomes, breaches, tuning suggestions
+  threatgate aggregates rebuild [--data DIR]          recompute the dashboard's and /metrics' counters of a stopped
+                                                      store from its escalations; says which kept ones differed
   threatgate version                                  print the version
 
 Without --policy the embedded default policy is used. audit, backup,
-export and retro take --config FILE for data_dir (default ./threatgate-data) and the
+export, retro and aggregates take --config FILE for data_dir (default ./threatgate-data) and the
 server's URL.
 `
 
@@ -100,6 +102,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return e.export(args[1:])
 	case "retro":
 		return e.retro(args[1:])
+	case "aggregates":
+		return e.aggregates(args[1:])
 	}
 	return e.usage("unknown command %q", args[0])
 }

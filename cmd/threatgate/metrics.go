@@ -30,7 +30,9 @@ type metrics struct {
 
 // storeStats is what the scrape-time collector reads.
 type storeStats interface {
-	List(ctx context.Context) ([]*bot.Escalation, error)
+	// Aggregates are the counters kept at commit time: one read, not a
+	// scan of every escalation.
+	Aggregates(ctx context.Context) (bot.Aggregates, error)
 	OutboxDepth(ctx context.Context) (int, error)
 	InboxDepth(ctx context.Context) (int, error)
 	DeadLetterCount(ctx context.Context) (int, error)
@@ -128,25 +130,21 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	all, err := c.st.List(ctx)
+	agg, err := c.st.Aggregates(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
 		return
 	}
 	type key struct{ tier, state string }
 	counts := map[key]int{}
-	bypassed, forged := 0, 0
-	for _, e := range all {
+	for ts, n := range agg.Counts {
 		st := "other"
-		if slices.Contains(escalationStates, e.State) {
-			st = string(e.State)
+		if slices.Contains(escalationStates, ts.State) {
+			st = string(ts.State)
 		}
-		counts[key{e.Tier, st}]++
-		if e.Bypassed {
-			bypassed++
-		}
-		forged += e.Forged
+		counts[key{ts.Tier, st}] += n
 	}
+	bypassed, forged := agg.Bypassed, agg.Forged
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descAll, prometheus.GaugeValue, float64(n), k.tier, k.state)
 		if bot.State(k.state).Active() {
