@@ -2,10 +2,12 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -310,4 +312,42 @@ func (d *DB) MostUrgent(ctx context.Context, limit int) (open, deferred []*bot.E
 		return nil, nil, fmt.Errorf("read the most urgent escalations: %w", err)
 	}
 	return open, deferred, nil
+}
+
+// IncidentEventsBetween returns the incident events (recorded and fixed)
+// whose At is in [from, to), in log order, read through the
+// incident_events index: its cost follows the incidents ever recorded
+// (a few), not the log. The dashboard's incidents tile reads it.
+func (d *DB) IncidentEventsBetween(ctx context.Context, from, to time.Time) ([]bot.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read incident events: %w", err)
+	}
+	var out []bot.Event
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		events, payloads := tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads)
+		return tx.Bucket(bucketIncidents).ForEach(func(k, _ []byte) error {
+			if len(k) < 9 {
+				return fmt.Errorf("index incident_events: key %q is too short", k)
+			}
+			sk := k[len(k)-8:]
+			seq := binary.BigEndian.Uint64(sk)
+			v := events.Get(sk)
+			if v == nil {
+				return fmt.Errorf("index incident_events names event %d, which is missing", seq)
+			}
+			ev, err := decodeEvent(payloads, seq, v)
+			if err != nil {
+				return err
+			}
+			if !ev.At.Before(from) && ev.At.Before(to) {
+				out = append(out, ev)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read incident events: %w", err)
+	}
+	slices.SortFunc(out, func(a, b bot.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
 }

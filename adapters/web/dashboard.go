@@ -172,13 +172,14 @@ type dashboardData struct {
 	UrgentMore, Later bool              // more urgent, approved ones than read
 }
 
-// openRows bounds the open escalations the dashboard reads and lists
-// (the aging list shows the first agingRows of them, the tiers the rest);
-// listRows the urgent and approved ones. The counts come from the
+// openRows bounds the open escalations the dashboard reads (the aging
+// list shows the first agingRows of them, each tier and state the first
+// tierRows of its own); listRows the urgent and approved ones. The counts come from the
 // aggregates; the All escalations page has every one.
 const (
-	openRows = 100
-	listRows = 50
+	openRows = 50
+	listRows = 20
+	tierRows = 5 // rows under each tier and state
 )
 
 // readDashboard reads what the dashboard shows: a read of the counters,
@@ -216,11 +217,21 @@ func (s *Server) readDashboard(ctx context.Context, pol *policies.Policy, now ti
 // that window of the audit log only.
 func (s *Server) incidents(ctx context.Context, now time.Time) (bot.IncidentFigures, error) {
 	from, to := now.AddDate(0, 0, -incidentDays), now.Add(time.Nanosecond)
-	events, err := s.Store.EventsBetween(ctx, from, to)
+	read := s.Store.EventsBetween
+	if st, ok := s.Store.(incidentReader); ok {
+		read = st.IncidentEventsBetween // only the incidents' own events
+	}
+	events, err := read(ctx, from, to)
 	if err != nil {
 		return bot.IncidentFigures{}, fmt.Errorf("read the incidents: %w", err)
 	}
 	return bot.IncidentFiguresOf(events, from, to), nil
+}
+
+// incidentReader reads only the incident events of a window (store.DB
+// does, through its incident index).
+type incidentReader interface {
+	IncidentEventsBetween(ctx context.Context, from, to time.Time) ([]bot.Event, error)
 }
 
 // setAside reads the count of dead letters and, when there are any, the
@@ -285,7 +296,7 @@ func buildDashboard(d dashboardData, pol *policies.Policy, now time.Time) *dashb
 		if g.Name == "" {
 			g.Name = row.TierName
 		}
-		if i := slices.IndexFunc(g.States, func(sg stateGroup) bool { return sg.State == row.State }); i >= 0 {
+		if i := slices.IndexFunc(g.States, func(sg stateGroup) bool { return sg.State == row.State }); i >= 0 && len(g.States[i].Rows) < tierRows {
 			g.States[i].Rows = append(g.States[i].Rows, row)
 		}
 	}
