@@ -42,12 +42,12 @@ type dashboardView struct {
 	// The lists above are bounded (listRows, openRows): each says when
 	// there are more than it shows, for a link to the All escalations page.
 	UrgentMore, DeferredMore, ApprovedMore bool
-	People   []holder
-	Groups   []holder
-	Weeks    []Week
-	Chart    template.HTML
-	States   []stateCount // every escalation by state
-	SetAside setAside     // items the background loops set aside; shown when Count > 0
+	People                                 []holder
+	Groups                                 []holder
+	Weeks                                  []Week
+	Chart                                  template.HTML
+	States                                 []stateCount // every escalation by state
+	SetAside                               setAside     // items the background loops set aside; shown when Count > 0
 	// Incidents are the last incidentDays' incidents: leakage, near
 	// misses, time to remediation (read from that window of the log).
 	Incidents bot.IncidentFigures
