@@ -195,3 +195,42 @@ func TestTimeCountsAgreeWithScan(t *testing.T) {
 		}
 	}
 }
+
+// TestIncidentEventsBetweenEqualsTheWindow checks that the incident events
+// read through the index are those of the log's window.
+func TestIncidentEventsBetweenEqualsTheWindow(t *testing.T) {
+	db := mustOpen(t)
+	for i := range 6 {
+		at := t0.Add(time.Duration(i) * 10 * time.Hour)
+		mustCommit(t, db, incidentCommit(bot.EventIncident, fmt.Sprintf("INC-%d", i+1), at))
+		mustCommit(t, db, &bot.Commit{At: at, Escalation: &bot.Escalation{Project: "p", MRIID: int64(i + 1), State: bot.StateInReview, CreatedAt: at},
+			Events: []bot.Event{{Kind: bot.EventOpened, Actor: "system", At: at}}})
+		if i%2 == 1 {
+			mustCommit(t, db, incidentCommit(bot.EventIncidentFixed, fmt.Sprintf("INC-%d", i), at.Add(time.Hour)))
+		}
+	}
+	for _, w := range [][2]time.Duration{{0, 100 * time.Hour}, {15 * time.Hour, 31 * time.Hour}, {200 * time.Hour, 300 * time.Hour}} {
+		from, to := t0.Add(w[0]), t0.Add(w[1])
+		all, err := db.EventsBetween(ctx, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []uint64
+		for _, ev := range all {
+			if ev.Kind == bot.EventIncident || ev.Kind == bot.EventIncidentFixed {
+				want = append(want, ev.Seq)
+			}
+		}
+		got, err := db.IncidentEventsBetween(ctx, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []uint64
+		for _, ev := range got {
+			seqs = append(seqs, ev.Seq)
+		}
+		if fmt.Sprint(seqs) != fmt.Sprint(want) {
+			t.Errorf("window %v: incident events %v, want %v", w, seqs, want)
+		}
+	}
+}

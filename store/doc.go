@@ -112,6 +112,33 @@
 //	                  random bytes, made by the same migration, schema 9)
 //	                  signs its cursors with the query's filters
 //	                  (HMAC-SHA-256).
+//	aggregates        counter key -> big-endian int64: the whole record's
+//	                  figures the dashboard and /metrics show (schema 11):
+//	                  total, by tier and state, bypassed, forged statuses,
+//	                  open and urgent, opened and decided per ISO week,
+//	                  open escalations each person and group holds up.
+//	                  What counts where is bot.Contributions; Commit and
+//	                  Compact take the old projection's contributions away
+//	                  and add the new one's (aggregate, aggregate.go), so a
+//	                  read is one small bucket. A counter at 0 is removed.
+//	                  Built for older files by migrate11Aggregates;
+//	                  RebuildAggregates (threatgate aggregates rebuild)
+//	                  recomputes it from the projections.
+//	first_response_due time key of FirstResponseDue + id -> JSON of
+//	                  bot.FirstResponseWatch (empty when nobody has acted
+//	                  on it), for the active, not deferred escalations with
+//	                  a first-response deadline (schema 11, kept by
+//	                  aggregate). CountPastFirstResponse walks it up to
+//	                  now.
+//
+// What depends on the clock is no counter: CountOverdue walks the
+// open_by_deadline keys due before now without decoding them (less the
+// deferred ones, decoded from deferred_until, whose deadline moves with
+// their pause), and CountPastFirstResponse walks first_response_due up to
+// now, decoding only the small watches of escalations someone acted on.
+// Both cost the number of escalations late now, never the whole record.
+// MostUrgent reads the first entries of open_by_deadline and
+// deferred_until; IncidentEventsBetween reads incident_events.
 //
 // A time key is 8 bytes that sort like the time: the Unix nanoseconds with
 // the sign bit flipped, big-endian; the zero time sorts last (an escalation
