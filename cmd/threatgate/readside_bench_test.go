@@ -54,19 +54,28 @@ func BenchmarkReadSide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	type result struct {
-		store, what string
-		p50, p99    time.Duration
-		note        string
+	type site struct {
+		name string
+		db   *store.DB
+		eng  *bot.Engine
+		mux  *http.ServeMux
+		now  time.Time
+		agg  bot.Aggregates
+		rng  *rand.Rand
+		// at and due: the sweeps with some due; notes: per request kind.
+		at    time.Time
+		due   []int
+		notes map[string]string
 	}
-	var results []result
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var sites []*site
 	for _, named := range strings.Split(spec, ",") {
 		name, dir, _ := strings.Cut(named, "=")
 		db, err := store.Open(dir, store.Logger(quiet))
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer db.Close()
 		agg, err := db.Aggregates(context.Background())
 		if err != nil {
 			b.Fatal(err)
@@ -79,81 +88,104 @@ func BenchmarkReadSide(b *testing.B) {
 		mux := http.NewServeMux()
 		mux.Handle("/", srv.Handler())
 		mux.Handle("/metrics", promhttp.HandlerFor(newMetrics(db).reg, promhttp.HandlerOpts{}))
-		rng := rand.New(rand.NewPCG(1, 2))
-		get := func(path string) (time.Duration, int) {
-			w := httptest.NewRecorder()
-			r := httptest.NewRequest(http.MethodGet, path, nil)
-			t0 := time.Now()
-			mux.ServeHTTP(w, r)
-			d := time.Since(t0)
-			if w.Code != http.StatusOK {
-				b.Fatalf("%s %s: status %d: %.300s", name, path, w.Code, w.Body)
-			}
-			return d, w.Body.Len()
-		}
-		measure := func(what string, f func(i int) (time.Duration, string)) {
-			ds := make([]time.Duration, n)
-			var note string
-			for i := range n {
-				ds[i], note = f(i)
-			}
-			slices.Sort(ds)
-			results = append(results, result{name, what, ds[n/2], ds[min(n-1, n*99/100)], note})
-		}
-		page := func(path string) func(int) (time.Duration, string) {
-			return func(int) (time.Duration, string) {
-				d, size := get(path)
-				return d, fmt.Sprintf("%d KB", size/1024)
-			}
-		}
-		// The first escalation page after the store was built checks the
-		// whole chain once (no verified checkpoint yet): not a steady state.
+		sites = append(sites, &site{name: name, db: db, eng: eng, mux: mux, now: now, agg: agg, rng: rand.New(rand.NewPCG(1, 2)), at: now, notes: map[string]string{}})
+		b.Logf("%s: %d escalations, %d open, now %s", name, agg.Total, agg.Open(), now.Format(time.RFC3339))
+	}
+	get := func(x *site, path string) (time.Duration, int) {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, path, nil)
 		t0 := time.Now()
-		get("/escalations/ESC-1")
+		x.mux.ServeHTTP(w, r)
+		d := time.Since(t0)
+		if w.Code != http.StatusOK {
+			b.Fatalf("%s %s: status %d: %.300s", x.name, path, w.Code, w.Body)
+		}
+		return d, w.Body.Len()
+	}
+	// Once per store, not timed: the first escalation page after the
+	// store was built checks the whole chain (no verified checkpoint yet),
+	// and the first sweep after a start recomputes every open
+	// escalation's next tick and holders.
+	for _, x := range sites {
+		t0 := time.Now()
+		get(x, "/escalations/ESC-1")
 		first := time.Since(t0)
-		measure("GET /", page("/"))
-		measure("GET /api/escalations (page of 100)", page("/api/escalations"))
-		measure("GET /escalations/ESC-n (random n)", func(int) (time.Duration, string) {
-			d, size := get(fmt.Sprintf("/escalations/ESC-%d", 1+rng.IntN(agg.Total)))
-			return d, fmt.Sprintf("%d KB; first page after the build %s", size/1024, first.Round(time.Millisecond))
-		})
-		measure("GET /metrics", page("/metrics"))
-		// The first sweep after a start recomputes every open
-		// escalation's next tick and holders: once, not timed.
 		t0 = time.Now()
-		if _, err := eng.Tick(context.Background(), now); err != nil {
+		if _, err := x.eng.Tick(context.Background(), x.now); err != nil {
 			b.Fatal(err)
 		}
-		retick := time.Since(t0)
-		measure("sweep, nothing due", func(int) (time.Duration, string) {
+		b.Logf("%s: first escalation page after the build %s, first sweep after the start %s", x.name, first.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	}
+	kinds := []struct {
+		what string
+		f    func(x *site, i int) time.Duration
+	}{
+		{"GET /", func(x *site, _ int) time.Duration {
+			d, size := get(x, "/")
+			x.notes["GET /"] = fmt.Sprintf("%d KB", size/1024)
+			return d
+		}},
+		{"GET /api/escalations (page of 100)", func(x *site, _ int) time.Duration {
+			d, size := get(x, "/api/escalations")
+			x.notes["GET /api/escalations (page of 100)"] = fmt.Sprintf("%d KB", size/1024)
+			return d
+		}},
+		{"GET /escalations/ESC-n (random n)", func(x *site, _ int) time.Duration {
+			d, _ := get(x, fmt.Sprintf("/escalations/ESC-%d", 1+x.rng.IntN(x.agg.Total)))
+			return d
+		}},
+		{"GET /metrics", func(x *site, _ int) time.Duration {
+			d, size := get(x, "/metrics")
+			x.notes["GET /metrics"] = fmt.Sprintf("%d KB", size/1024)
+			return d
+		}},
+		{"sweep, nothing due", func(x *site, _ int) time.Duration {
 			t0 := time.Now()
-			k, err := eng.Tick(context.Background(), now)
+			k, err := x.eng.Tick(context.Background(), x.now)
 			if err != nil || k != 0 {
 				b.Fatalf("sweep: %d due, %v", k, err)
 			}
-			return time.Since(t0), fmt.Sprintf("first sweep after start %s", retick.Round(time.Millisecond))
-		})
-		due := 0
-		at := now
-		measure("sweep, a few due (+30 min each)", func(i int) (time.Duration, string) {
-			at = at.Add(30 * time.Minute)
+			return time.Since(t0)
+		}},
+		{"sweep, some due (+10 min each)", func(x *site, _ int) time.Duration {
+			x.at = x.at.Add(10 * time.Minute)
 			t0 := time.Now()
-			k, err := eng.Tick(context.Background(), at)
+			k, err := x.eng.Tick(context.Background(), x.at)
 			if err != nil {
 				b.Fatal(err)
 			}
-			due += k
-			return time.Since(t0), fmt.Sprintf("%d due in %d sweeps", due, i+1)
-		})
-		db.Close()
-		b.Logf("%s: %d escalations, %d open, now %s", name, agg.Total, agg.Open(), now.Format(time.RFC3339))
+			d := time.Since(t0)
+			x.due = append(x.due, k)
+			return d
+		}},
+	}
+	b.Logf("%-8s %-36s %10s %10s  %s", "store", "request", "p50", "p99", "")
+	for _, k := range kinds {
+		// Each request kind in turn on every store, interleaved, so that
+		// the machine's other load weighs on both alike.
+		ds := make([][]time.Duration, len(sites))
+		for i := range n {
+			for j, x := range sites {
+				ds[j] = append(ds[j], k.f(x, i))
+			}
+		}
+		for j, x := range sites {
+			slices.Sort(ds[j])
+			note := x.notes[k.what]
+			if x.due != nil && k.what != "sweep, nothing due" {
+				due := slices.Clone(x.due)
+				slices.Sort(due)
+				sum := 0
+				for _, v := range due {
+					sum += v
+				}
+				note = fmt.Sprintf("%d due in %d sweeps; per sweep median %d, max %d", sum, len(due), due[len(due)/2], due[len(due)-1])
+			}
+			b.Logf("%-8s %-36s %10s %10s  %s", x.name, k.what, ds[j][n/2].Round(time.Microsecond), ds[j][min(n-1, n*99/100)].Round(time.Microsecond), note)
+		}
 	}
 	runtime.GC()
 	rss := procStatus(b)
-	b.Logf("%-8s %-40s %10s %10s  %s", "store", "request", "p50", "p99", "")
-	for _, r := range results {
-		b.Logf("%-8s %-40s %10s %10s  %s", r.store, r.what, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.note)
-	}
 	b.Logf("after them: %s", rss)
 	b.ReportMetric(0, "ns/op")
 }
