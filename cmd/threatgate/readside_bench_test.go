@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -80,7 +81,7 @@ func BenchmarkReadSide(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		now := headTime(b, db)
+		now := headTime(b, dir)
 		clk := bottest.NewClock(now)
 		eng := bot.NewEngine(db, pol, clk, quiet)
 		eng.SetSinks(map[string][]string{})
@@ -89,7 +90,7 @@ func BenchmarkReadSide(b *testing.B) {
 		mux.Handle("/", srv.Handler())
 		mux.Handle("/metrics", promhttp.HandlerFor(newMetrics(db).reg, promhttp.HandlerOpts{}))
 		sites = append(sites, &site{name: name, db: db, eng: eng, mux: mux, now: now, agg: agg, rng: rand.New(rand.NewPCG(1, 2)), at: now, notes: map[string]string{}})
-		b.Logf("%s: %d escalations, %d open, now %s", name, agg.Total, agg.Open(), now.Format(time.RFC3339))
+		b.Logf("%s: %d escalations, %d open, now %s; opened: %s", name, agg.Total, agg.Open(), now.Format(time.RFC3339), procStatus(b))
 	}
 	get := func(x *site, path string) (time.Duration, int) {
 		w := httptest.NewRecorder()
@@ -114,7 +115,7 @@ func BenchmarkReadSide(b *testing.B) {
 		if _, err := x.eng.Tick(context.Background(), x.now); err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("%s: first escalation page after the build %s, first sweep after the start %s", x.name, first.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+		b.Logf("%s: first escalation page after the build %s, first sweep after the start %s; then %s", x.name, first.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), procStatus(b))
 	}
 	kinds := []struct {
 		what string
@@ -193,33 +194,19 @@ func BenchmarkReadSide(b *testing.B) {
 // readSideRan makes BenchmarkReadSide run once per process.
 var readSideRan bool
 
-// headTime is the time of the newest event in db: the generated history's
-// end, when the pages are read.
-func headTime(b *testing.B, db *store.DB) time.Time {
+// headTime is the end of the generated history, when the pages are
+// read: internal/loadgen writes it to the data directory (EndFile).
+func headTime(b *testing.B, dir string) time.Time {
 	b.Helper()
-	seq, _, err := db.HeadOf(context.Background())
-	if err != nil || seq == 0 {
-		b.Fatalf("head of the log: %d, %v", seq, err)
+	raw, err := os.ReadFile(filepath.Join(dir, "loadgen-end.txt"))
+	if err != nil {
+		b.Fatalf("%v (a store built by go run ./internal/loadgen store)", err)
 	}
-	// Day by day back from 2028: each empty window costs a binary
-	// search of the log; the first that has events holds the newest.
-	for day := time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC); day.Year() > 2000; day = day.AddDate(0, 0, -1) {
-		evs, err := db.EventsBetween(context.Background(), day.AddDate(0, 0, -1), day)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var last time.Time
-		for _, ev := range evs {
-			if ev.At.After(last) {
-				last = ev.At
-			}
-		}
-		if !last.IsZero() {
-			return last
-		}
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(raw)))
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.Fatal("no event found")
-	return time.Time{}
+	return t
 }
 
 // procStatus returns the process's resident memory lines from

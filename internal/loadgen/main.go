@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// EndFile, in the data directory, holds the end of the generated history
+// (RFC 3339): the time the benchmarks read the store at.
+const EndFile = "loadgen-end.txt"
 
 // Start is when the generated history begins.
 var Start = time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -73,7 +78,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fi, _ := os.Stat(*dir + "/" + store.FileName)
+	if err := os.WriteFile(filepath.Join(*dir, EndFile), []byte(end.Format(time.RFC3339Nano)+"\n"), 0o600); err != nil {
+		return err
+	}
+	fi, _ := os.Stat(filepath.Join(*dir, store.FileName))
 	var size int64
 	if fi != nil {
 		size = fi.Size()
