@@ -37,3 +37,33 @@ func TestReview13GateTextKeepsThePlaceholder(t *testing.T) {
 		t.Errorf("the escalation page shows the placeholder: …%s…", page[max(0, i-80):min(len(page), i+80)])
 	}
 }
+
+// TestReview13WaitedOnLinkListsNothing: the dashboard's "People most
+// waited on" counts whom bot.WaitingOn names (an arbiter for a dispute)
+// and links to /escalations?open=true&person=<id>, but the person filter
+// reads the stored Escalation.Waiting (the matrix's approvers, none once
+// disputed), so the link of "dave 1 ESC-1" lists nothing. docs/API.md
+// says person matches "the people it waits on now".
+func TestReview13WaitedOnLinkListsNothing(t *testing.T) {
+	s := newDashSite(t)
+	s.handle(s.mr(1, "aaa111aaa111", "rotate tokens", bot.MROpen, "internal/auth/session.go"))
+	s.say("UANN", "/threatgate artifact ESC-1 threat-model https://wiki.example.com/tm-1")
+	s.say("UANN", "/threatgate artifact ESC-1 rollback-plan revert it")
+	s.say("UALICE", `/approve ESC-1 --check data-sensitivity="none" fine by me`)
+	s.say("UBOB", "/threatgate reject ESC-1 the token never expires")
+	e, err := s.db.FindEscalation(t.Context(), "ESC-1")
+	if err != nil || e.State != bot.StateDisputed {
+		t.Fatalf("ESC-1 is %v (%v); want disputed", e.State, err)
+	}
+	if w := bot.WaitingOn(e, s.pol); len(w) != 1 || w[0] != "dave" {
+		t.Fatalf("WaitingOn = %v; want the arbiter dave", w)
+	}
+	dash := body(t, s.get("/"))
+	link := `/escalations?open=true&amp;person=dave`
+	if !strings.Contains(dash, link) {
+		t.Fatalf("the dashboard does not link dave's load (%s)", link)
+	}
+	if got := s.apiIDs("/api/escalations?open=true&person=dave"); len(got) != 1 || got[0] != "ESC-1" {
+		t.Errorf("the dashboard says ESC-1 waits on dave; its link's list (person=dave, open=true) gives %v", got)
+	}
+}
