@@ -2,6 +2,8 @@ package web_test
 
 import (
 	"encoding/json"
+	"html"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,5 +67,34 @@ func TestReview13WaitedOnLinkListsNothing(t *testing.T) {
 	}
 	if got := s.apiIDs("/api/escalations?open=true&person=dave"); len(got) != 1 || got[0] != "ESC-1" {
 		t.Errorf("the dashboard says ESC-1 waits on dave; its link's list (person=dave, open=true) gives %v", got)
+	}
+}
+
+// TestReview13ExportLinkDropsFilters: the All escalations page offers
+// "Evidence bundles of these escalations", but its link carries only
+// tier, project, person and state: with flag, open, since or until the
+// download holds escalations the list does not (here: the list is the
+// forged-status one, ESC-1; the download is every decision of the year).
+func TestReview13ExportLinkDropsFilters(t *testing.T) {
+	s := newDashSite(t)
+	s.seed()
+	listed := s.apiIDs("/api/escalations?flag=forged")
+	page := body(t, s.get("/escalations?flag=forged"))
+	i := strings.Index(page, `id="export-list"`)
+	if i < 0 {
+		t.Fatal("no export link")
+	}
+	start := strings.LastIndex(page[:i], `href="`) + len(`href="`)
+	link := html.UnescapeString(page[start : start+strings.Index(page[start:], `"`)])
+	res := s.get(link)
+	if res.StatusCode != 200 {
+		t.Fatalf("%s: %d", link, res.StatusCode)
+	}
+	names, _ := unzip(t, []byte(body(t, res)))
+	for _, n := range names {
+		id := strings.TrimSuffix(n, ".md")
+		if n != id && id != "index" && !slices.Contains(listed, id) {
+			t.Errorf("the export of the list %v (link %s) holds %s", listed, link, n)
+		}
 	}
 }
