@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/threatgate/threatgate/bot/bottest"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/threatgate/threatgate/adapters/gitlab/gitlabtest"
 	"github.com/threatgate/threatgate/bot"
@@ -58,4 +61,27 @@ func excerpt(s, at string) string {
 		return s
 	}
 	return s[i:min(len(s), i+400)]
+}
+
+// TestReview13ReadyzTellsOutsidersProjectPaths: /readyz answers anyone
+// (no dashboard token: load balancers call it, and it is on the listener
+// that takes GitLab's webhooks), and while GitLab fails its body names
+// the request that failed: the project path and MR number of a private
+// project, to an outsider without the dashboard token.
+func TestReview13ReadyzTellsOutsidersProjectPaths(t *testing.T) {
+	gl := gitlabtest.New(t)
+	gl.AddMR(gitlabtest.MR{Project: "secret-group/acquisition-target", IID: 12, Author: "ann"})
+	clock := bottest.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	r := startGitLabServer(t, "listen: 127.0.0.1:0\ndata_dir: "+filepath.Join(t.TempDir(), "data")+"\ngitlab:\n  url: "+gl.URL+"\nweb:\n  dashboard_token_env: TG_DASH\n",
+		map[string]string{"THREATGATE_GITLAB_TOKEN": gl.Token, "THREATGATE_GITLAB_WEBHOOK_SECRET": webhookSecret, "TG_DASH": dashboardToken}, clock)
+	gl.FailNext(1000, http.StatusBadGateway, nil)
+	r.s.client.FetchMR(context.Background(), "secret-group/acquisition-target", 12)
+	clock.Advance(61 * time.Second)
+	code, body := r.get(t, "/readyz", "")
+	if code != 503 {
+		t.Fatalf("/readyz = %d %q, want 503", code, body)
+	}
+	if strings.Contains(body, "acquisition-target") {
+		t.Errorf("/readyz, asked without the dashboard token, names a project and MR: %q", body)
+	}
 }
