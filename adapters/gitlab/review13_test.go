@@ -58,3 +58,34 @@ func TestReview13RedirectsDoNotCarryTheToken(t *testing.T) {
 		t.Errorf("the start check passed on a redirect to another host (user %q); want it refused as not a GitLab API", user)
 	}
 }
+
+// TestReview13ReadyWhileNoGateCanBeSet: in enforce mode with a token
+// GitLab refuses every write to (read_api, or a user demoted to
+// Reporter), every status is answered 403 and retried for ever: no MR is
+// gated. The start check passes (documented), and Health counts each 403
+// as GitLab answering, so /readyz says ready for as long as it lasts.
+func TestReview13ReadyWhileNoGateCanBeSet(t *testing.T) {
+	srv := gitlabtest.New(t)
+	srv.ReadAPIOnly = true
+	sha := strings.Repeat("b", 40)
+	srv.AddMR(gitlabtest.MR{Project: "shop/api", IID: 3, Author: "ann", SHA: sha})
+	clock := bottest.NewClock(time.Date(2026, 11, 5, 9, 0, 0, 0, time.UTC))
+	health := &Health{Clock: clock}
+	c, err := New(Config{BaseURL: srv.URL, Token: bot.Secret(srv.Token), Timeout: 5 * time.Second, Health: health})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := c.SetStatus(ctx, bot.Effect{Kind: bot.EffectStatus, Project: "shop/api", MRIID: 3, SHA: sha, Status: bot.StatusPending, Text: "ESC-1 T2"}); err == nil {
+			t.Fatal("a read_api token set a status")
+		}
+		clock.Advance(5 * time.Minute)
+	}
+	if ok, _ := health.Ready(); ok {
+		t.Errorf("ready after 15 minutes in which every gate status was refused (403): nothing is gated")
+	}
+}
