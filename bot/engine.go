@@ -125,14 +125,14 @@ func (e *Engine) retick(ctx context.Context, pol *policies.Policy, now time.Time
 		return fmt.Errorf("recompute next ticks: %w", err)
 	}
 	for _, x := range open {
-		next := NextTick(x, pol, now)
-		if next.Equal(x.NextTick) {
+		next, waited := NextTick(x, pol, now), WaitingOn(x, pol)
+		if next.Equal(x.NextTick) && slices.Equal(waited, x.WaitedOn) {
 			continue
 		}
 		mu := &e.locks[e.lockIndex(Input{Escalation: x.ID})]
 		mu.Lock()
 		p := x.Clone()
-		p.NextTick = next
+		p.NextTick, p.WaitedOn = next, waited
 		_, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: x.Version, At: now})
 		mu.Unlock()
 		if err != nil && !errors.Is(err, ErrConflict) {
@@ -276,6 +276,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 	touched := slices.ContainsFunc(events, func(ev Event) bool { return !ev.Kind.Personal() })
 	if touched {
 		proj.Waiting = Waiting(proj, pol)
+		proj.WaitedOn = WaitingOn(proj, pol)
 		proj.NextTick = NextTick(proj, pol, now)
 		if in.Kind == InputTick {
 			proj.NextTick = NextTickAfter(proj, pol, now)

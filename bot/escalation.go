@@ -107,6 +107,9 @@ type Escalation struct {
 	// Waiting lists the people whose approval would count and is still
 	// missing, for nudges, the approver index and bottleneck reports.
 	Waiting []string `json:"waiting,omitempty"`
+	// WaitedOn is WaitingOn when the projection was last saved: who
+	// every surface says it waits on (the person filter finds them).
+	WaitedOn []string `json:"waited_on,omitempty"`
 
 	// WithdrawnSHA is the head a person withdrew the escalation on, and
 	// WithdrawnBy who; a withdrawal holds for that head only (and only while
@@ -342,6 +345,7 @@ func (e *Escalation) Clone() *Escalation {
 	c.Dissents = slices.Clone(e.Dissents)
 	c.Actions = slices.Clone(e.Actions)
 	c.Waiting = slices.Clone(e.Waiting)
+	c.WaitedOn = slices.Clone(e.WaitedOn)
 	c.Nudged = slices.Clone(e.Nudged)
 	c.HandedOff = slices.Clone(e.HandedOff)
 	// c.TierDef is shared: a snapshot is never modified once made.

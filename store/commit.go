@@ -101,6 +101,11 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	seq := headSeq
 	for i := range c.Events {
 		ev := c.Events[i]
+		if esc != nil && strings.Contains(ev.Data.GateText, bot.IDPlaceholder) {
+			// The gate's text was written before the escalation had an
+			// id (GitLab gets it filled in by Effect.Body).
+			ev.Data.GateText = strings.ReplaceAll(ev.Data.GateText, bot.IDPlaceholder, esc.ID)
+		}
 		if esc != nil {
 			switch {
 			case ev.Kind.Personal():
@@ -146,6 +151,7 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	// The projection and its indexes.
 	var saved []byte
 	if esc != nil {
+		esc.GateText = strings.ReplaceAll(esc.GateText, bot.IDPlaceholder, esc.ID)
 		if old != nil {
 			if err := unindex(tx, old); err != nil {
 				return nil, fmt.Errorf("remove index entries: %w", err)

@@ -106,6 +106,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	if s.dry != nil {
 		s.web.BannerFor = s.dryRunBanner
 	}
+	s.web.DryRun = cfg.GitLab != nil && cfg.GitLab.DryRun()
 	var chat bot.Chat
 	if cfg.Web != nil && cfg.Web.Console {
 		s.console = &web.Console{Web: s.web, Samples: x.Samples, Log: log.With(bot.LogComponent, "console")}
