@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-retryablehttp"
 	gl "gitlab.com/gitlab-org/api/client-go"
 
 	"github.com/threatgate/threatgate/bot"
@@ -55,6 +56,19 @@ type Config struct {
 	// Health, when set, is told the outcome of every request the Client
 	// makes (see Health): what /readyz reports.
 	Health *Health
+	// MaxRequestsPerMinute is the rate the client keeps under (every
+	// request counts: reads, writes, each page of a list); 0:
+	// DefaultMaxRequestsPerMinute. It slows down further as GitLab's
+	// RateLimit-Remaining nears zero, and waits out a 429 (see Limiter).
+	MaxRequestsPerMinute int
+	// Limiter, when set, replaces the one built from
+	// MaxRequestsPerMinute (tests give one with a fake clock).
+	Limiter *Limiter
+	// OnRequest, when set, is told of every request the client sends:
+	// its method, its route template (Route: never an id or a path) and
+	// its outcome (one of Outcomes). Not told of requests the caller
+	// cancelled.
+	OnRequest func(method, route, outcome string)
 	// ReadOnly makes a Client that writes nothing to GitLab (gitlab.mode
 	// dry_run): SetStatus, PostNote and AddLabels refuse without a
 	// request, and FetchMR reads no gate status (its Status is nil). A
@@ -68,11 +82,12 @@ type Config struct {
 // wait (RetryAfter), give up (Permanent) or try again later. A Client is
 // safe for concurrent use.
 type Client struct {
-	api  *gl.Client
-	cfg  Config
-	base string // cfg.BaseURL checked, without a trailing slash
-	log  *slog.Logger
-	now  func() time.Time
+	api     *gl.Client
+	cfg     Config
+	limiter *Limiter
+	base    string // cfg.BaseURL checked, without a trailing slash
+	log     *slog.Logger
+	now     func() time.Time
 
 	mu     sync.Mutex
 	me     string               // the token's username, "" until known
@@ -129,7 +144,21 @@ func New(cfg Config) (*Client, error) {
 		hc.Timeout = cfg.Timeout
 	}
 	cfg.HTTPClient = hc
-	c := &Client{cfg: cfg, base: base}
+	c := &Client{cfg: cfg, base: base, limiter: cfg.Limiter}
+	if c.limiter == nil {
+		c.limiter = NewLimiter(cfg.MaxRequestsPerMinute, nil, nil)
+	}
+	{
+		// Every request is metered and its rate-limit headers read, on a
+		// copy so that the caller's client is left as it was.
+		wrapped := *hc
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		wrapped.Transport = &meterTransport{next: next, limiter: c.limiter, observe: cfg.OnRequest}
+		hc = &wrapped
+	}
 	if cfg.Health != nil {
 		// A copy, so that the caller's client is left as it was.
 		wrapped := *hc
@@ -187,8 +216,22 @@ func checkBaseURL(raw string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
-// reqOpts returns the per-request options for ctx.
-func reqOpts(ctx context.Context) gl.RequestOptionFunc { return gl.WithContext(ctx) }
+// reqOpts returns the per-request options for ctx: the context, and a
+// wait for the limiter's next slot. client-go runs it as each request
+// (each page of a list) is built, so the wait is not counted in the HTTP
+// client's timeout.
+func (c *Client) reqOpts(ctx context.Context) gl.RequestOptionFunc {
+	withCtx := gl.WithContext(ctx)
+	return func(r *retryablehttp.Request) error {
+		if err := withCtx(r); err != nil {
+			return err
+		}
+		return c.limiter.Wait(ctx)
+	}
+}
+
+// Limiter returns the limiter that spaces the client's requests.
+func (c *Client) Limiter() *Limiter { return c.limiter }
 
 // whoAmI returns the token's username, asking GitLab once.
 func (c *Client) whoAmI(ctx context.Context) (string, error) {
@@ -198,7 +241,7 @@ func (c *Client) whoAmI(ctx context.Context) (string, error) {
 	if me != "" {
 		return me, nil
 	}
-	u, _, err := c.api.Users.CurrentUser(reqOpts(ctx))
+	u, _, err := c.api.Users.CurrentUser(c.reqOpts(ctx))
 	if err != nil {
 		return "", c.fail("find the token's user", err)
 	}
