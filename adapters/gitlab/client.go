@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
 	gl "gitlab.com/gitlab-org/api/client-go"
 
 	"github.com/threatgate/threatgate/bot"
@@ -57,9 +56,10 @@ type Config struct {
 	// makes (see Health): what /readyz reports.
 	Health *Health
 	// MaxRequestsPerMinute is the rate the client keeps under (every
-	// request counts: reads, writes, each page of a list); 0:
-	// DefaultMaxRequestsPerMinute. It slows down further as GitLab's
-	// RateLimit-Remaining nears zero, and waits out a 429 (see Limiter).
+	// request counts: reads, writes, each page of a list). It slows down
+	// further as GitLab's RateLimit-Remaining nears zero, and waits out a
+	// 429 (see Limiter). 0, without a Limiter: no limit at all (tests);
+	// serve's config defaults it to DefaultMaxRequestsPerMinute.
 	MaxRequestsPerMinute int
 	// Limiter, when set, replaces the one built from
 	// MaxRequestsPerMinute (tests give one with a fake clock).
@@ -94,6 +94,47 @@ type Client struct {
 	checks map[string]int64     // project → id of its external status check
 	diffs  *lru                 // changes and commit authors per MR head
 	users  map[string]userEntry // lower-case username → numeric id (UserID)
+
+	// skew is GitLab's clock (the Date header of its last answer) less
+	// ours, when known.
+	skew     time.Duration
+	haveSkew bool
+}
+
+// sawDate records the Date header of an answer: GitLab's clock.
+func (c *Client) sawDate(d time.Time) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.skew, c.haveSkew = d.Sub(now), true
+}
+
+// GitLabNow returns the time on GitLab's clock as its last answer's Date
+// header told it (less a second: the header has whole seconds), or
+// threatgate's own clock before GitLab has answered. updated_at values
+// are on GitLab's clock, so a watermark compared with them is too.
+func (c *Client) GitLabNow() time.Time {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.haveSkew {
+		return now
+	}
+	return now.Add(c.skew - time.Second)
+}
+
+// WatchesStatuses reports whether FetchMR reads the gate's commit status
+// (status gate, not read only): only then do pipeline lists say anything
+// reconcile needs.
+func (c *Client) WatchesStatuses() bool { return !c.cfg.ReadOnly && c.cfg.Gate == GateStatus }
+
+// SizeCache makes room in the cache of diffs and commit lists for n MR
+// heads (reconcile passes the number of escalations it watches, plus a
+// margin): at least diffCacheSize. The byte bound stays.
+func (c *Client) SizeCache(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.diffs.resize(max(diffCacheSize, n))
 }
 
 var _ bot.Forge = (*Client)(nil)
@@ -145,7 +186,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg.HTTPClient = hc
 	c := &Client{cfg: cfg, base: base, limiter: cfg.Limiter}
-	if c.limiter == nil {
+	if c.limiter == nil && cfg.MaxRequestsPerMinute > 0 {
 		c.limiter = NewLimiter(cfg.MaxRequestsPerMinute, nil, nil)
 	}
 	{
@@ -156,7 +197,7 @@ func New(cfg Config) (*Client, error) {
 		if next == nil {
 			next = http.DefaultTransport
 		}
-		wrapped.Transport = &meterTransport{next: next, limiter: c.limiter, observe: cfg.OnRequest}
+		wrapped.Transport = &meterTransport{next: next, limiter: c.limiter, observe: cfg.OnRequest, client: c}
 		hc = &wrapped
 	}
 	if cfg.Health != nil {
@@ -174,14 +215,21 @@ func New(cfg Config) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With(bot.LogComponent, "gitlab")
-	api, err := gl.NewClient(cfg.Token.Reveal(),
+	opts := []gl.ClientOptionFunc{
 		gl.WithBaseURL(base),
 		gl.WithHTTPClient(hc),
 		// The outbox retries; client-go's own retries (6 attempts, POST
 		// included) would post notes twice and hide 429s.
 		gl.WithoutRetries(),
 		gl.WithURLWarningLogger(log),
-	)
+	}
+	if c.limiter != nil {
+		// client-go waits for it before each request (each page of a
+		// list), outside the HTTP client's timeout; it replaces
+		// client-go's own limiter, which reads only RateLimit-Limit.
+		opts = append(opts, gl.WithCustomLimiter(c.limiter))
+	}
+	api, err := gl.NewClient(cfg.Token.Reveal(), opts...)
 	if err != nil {
 		return nil, errors.New("gitlab: build the API client: invalid base URL")
 	}
@@ -216,21 +264,11 @@ func checkBaseURL(raw string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
-// reqOpts returns the per-request options for ctx: the context, and a
-// wait for the limiter's next slot. client-go runs it as each request
-// (each page of a list) is built, so the wait is not counted in the HTTP
-// client's timeout.
-func (c *Client) reqOpts(ctx context.Context) gl.RequestOptionFunc {
-	withCtx := gl.WithContext(ctx)
-	return func(r *retryablehttp.Request) error {
-		if err := withCtx(r); err != nil {
-			return err
-		}
-		return c.limiter.Wait(ctx)
-	}
-}
+// reqOpts returns the per-request options for ctx.
+func (c *Client) reqOpts(ctx context.Context) gl.RequestOptionFunc { return gl.WithContext(ctx) }
 
-// Limiter returns the limiter that spaces the client's requests.
+// Limiter returns the limiter that spaces the client's requests (nil:
+// none).
 func (c *Client) Limiter() *Limiter { return c.limiter }
 
 // whoAmI returns the token's username, asking GitLab once.
@@ -322,3 +360,11 @@ func (l *lru) remove(el *list.Element) {
 }
 
 func (l *lru) len() int { return l.order.Len() }
+
+// resize sets the number of entries kept, dropping the oldest when fewer.
+func (l *lru) resize(n int) {
+	l.max = n
+	for l.order.Len() > l.max {
+		l.remove(l.order.Back())
+	}
+}

@@ -122,6 +122,9 @@ func (l *Limiter) reserve() time.Duration {
 
 // Waited returns the total time Wait has asked callers to wait.
 func (l *Limiter) Waited() time.Duration {
+	if l == nil {
+		return 0
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.waited

@@ -110,15 +110,35 @@ type meterTransport struct {
 	next    http.RoundTripper
 	limiter *Limiter
 	observe func(method, route, outcome string)
+	client  *Client // told GitLab's clock (the Date header)
 }
 
 func (t *meterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
 	if resp != nil {
 		t.limiter.Observe(resp.StatusCode, resp.Header)
+		if d, derr := http.ParseTime(resp.Header.Get("Date")); derr == nil {
+			t.client.sawDate(d)
+		}
 	}
 	if t.observe != nil && !(err != nil && errors.Is(r.Context().Err(), context.Canceled)) {
 		t.observe(r.Method, Route(r.URL.EscapedPath()), outcome(resp))
 	}
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		// http.Client says "Client.Timeout exceeded" only when it sees
+		// its timer fire before the transport's error, which a wrapping
+		// transport makes a race; say it here.
+		err = &timeoutError{err}
+	}
 	return resp, err
 }
+
+// timeoutError is a request that ran out of time.
+type timeoutError struct{ err error }
+
+func (e *timeoutError) Error() string {
+	return e.err.Error() + " (Client.Timeout exceeded: gitlab.timeout)"
+}
+func (e *timeoutError) Unwrap() error   { return e.err }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
