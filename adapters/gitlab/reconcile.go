@@ -170,8 +170,19 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 		ok = false
 	}
 	if !ok {
+		// The pipelines first: once every MR is read, those listed now are
+		// known to be read (a status set later moves its pipeline again).
+		var pls []PipelineBrief
+		if l.WatchesStatuses() {
+			pls, err = l.ListPipelines(ctx, project, start.Add(-ReconcileOverlap))
+			if err != nil {
+				log.Warn("reconcile: cannot list pipelines", bot.LogErr, err)
+				pls = nil
+			}
+		}
 		n, clean := w.reconcileEach(ctx, escs)
 		if clean {
+			w.sawPipelines(pls)
 			w.passed(ctx, log, project, start, true)
 		}
 		return n
@@ -277,18 +288,28 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 		}
 	}
 	if clean {
-		w.recMu.Lock()
-		if w.pipeSeen == nil {
-			w.pipeSeen = map[int64]time.Time{}
-		}
-		for _, p := range pipes {
-			w.pipeSeen[p.ID] = p.UpdatedAt
-		}
-		w.recMu.Unlock()
+		w.sawPipelines(pipes)
 		w.passed(ctx, log, project, start, full)
 	}
 	log.Debug("reconciled project", "escalations", len(escs), "fetched", len(order), "full", full, "clean", clean)
 	return n
+}
+
+// sawPipelines records that the MRs at the SHAs of pls were read after
+// the pipelines were listed: until a pipeline is updated again, it says
+// nothing new.
+func (w *Worker) sawPipelines(pls []PipelineBrief) {
+	if len(pls) == 0 {
+		return
+	}
+	w.recMu.Lock()
+	defer w.recMu.Unlock()
+	if w.pipeSeen == nil {
+		w.pipeSeen = map[int64]time.Time{}
+	}
+	for _, p := range pls {
+		w.pipeSeen[p.ID] = p.UpdatedAt
+	}
 }
 
 // fullDue reports whether project's every open MR is to be listed now.
