@@ -133,11 +133,14 @@ func scanByUpdated[T any](ctx context.Context, since time.Time, fetch func(after
 			return nil, err
 		}
 		fresh := 0
-		var newest time.Time
-		for _, it := range items {
+		var newest, oldest time.Time
+		for i, it := range items {
 			id, upd := key(it)
 			if upd.After(newest) {
 				newest = upd
+			}
+			if i == 0 || upd.Before(oldest) {
+				oldest = upd
 			}
 			if i, ok := index[id]; ok {
 				if _, had := key(out[i]); !upd.After(had) {
@@ -155,8 +158,10 @@ func scanByUpdated[T any](ctx context.Context, since time.Time, fetch func(after
 		}
 		// Inclusive or exclusive, whole seconds or not: starting a
 		// millisecond before the newest read skips nothing at it.
+		// A new start that leaves out nothing of this page (a page of
+		// ties) would read it again: go on to the next page instead.
 		next := newest.Add(-time.Millisecond)
-		if fresh > 0 && next.After(cursor) {
+		if fresh > 0 && next.After(cursor) && oldest.Before(next) {
 			cursor, page = next, 1
 		} else {
 			page++
