@@ -17,7 +17,9 @@
 // X-Prev-Page and Link the way GitLab does.
 //
 // Endpoints: GET /user; GET /users (?username=); GET
-// /projects/:id/merge_requests; GET and PUT
+// /projects/:id/merge_requests (state, updated_after at or after,
+// order_by created_at or updated_at, sort); GET /projects/:id/pipelines
+// (updated_after strictly after, order_by id or updated_at, sort); GET and PUT
 // /projects/:id/merge_requests/:iid; GET .../diffs, .../commits,
 // .../versions, .../status_checks; GET and POST .../notes; GET
 // .../notes/:note_id; POST .../status_check_responses; GET
@@ -30,7 +32,10 @@
 // change (SetUser, RenameUser) to model renamed and recycled usernames.
 // Every head an MR gets (AddMR, Push) is a diff version created at that
 // moment, listed newest first as GitLab does. Times come from SetNow's
-// clock (time.Now by default).
+// clock (time.Now by default), and so does every answer's Date header
+// (GitLab's clock). A pipeline's updated_at moves when it is made and
+// when a status lands in it. Requests are counted by endpoint
+// (CallsByEndpoint).
 //
 // Commit statuses follow GitLab's rules: a status lands in the pipeline
 // named by pipeline_id (which must match the sha and the ref), else in the
