@@ -3,6 +3,7 @@ package gitlab
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -163,7 +164,17 @@ func differs(e *bot.Escalation, b MRBrief) bool {
 // Reconcile. It returns how many are current or were brought up to date.
 func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string, escs []*bot.Escalation) int {
 	log := w.log().With("project", project)
-	start := l.GitLabNow()
+	// The pass begins at the earlier of two readings of GitLab's clock:
+	// before its first request (threatgate's own clock while GitLab's is
+	// unknown) and after it (from the answer's Date). Later is never
+	// safe: a watermark ahead of GitLab's clock would skip changes.
+	before := l.GitLabNow()
+	startAfterFirst := func() time.Time {
+		if after := l.GitLabNow(); after.Before(before) {
+			return after
+		}
+		return before
+	}
 	mark, ok, err := w.watermark(ctx, project)
 	if err != nil {
 		log.Warn("reconcile: cannot read the watermark; fetching every MR", bot.LogErr, err)
@@ -172,14 +183,18 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 	if !ok {
 		// The pipelines first: once every MR is read, those listed now are
 		// known to be read (a status set later moves its pipeline again).
+		// Which also reads GitLab's clock.
 		var pls []PipelineBrief
 		if l.WatchesStatuses() {
-			pls, err = l.ListPipelines(ctx, project, start.Add(-ReconcileOverlap))
-			if err != nil {
-				log.Warn("reconcile: cannot list pipelines", bot.LogErr, err)
-				pls = nil
-			}
+			pls, err = l.ListPipelines(ctx, project, before.Add(-ReconcileOverlap))
+		} else {
+			_, err = l.ListMRs(ctx, project, "", before)
 		}
+		if err != nil {
+			log.Warn("reconcile: cannot list", bot.LogErr, err)
+			pls = nil
+		}
+		start := startAfterFirst()
 		n, clean := w.reconcileEach(ctx, escs)
 		if clean {
 			w.sawPipelines(pls)
@@ -219,6 +234,7 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 	if err != nil {
 		return listFailed("merge requests", err)
 	}
+	start := startAfterFirst()
 	for _, b := range changed {
 		if e := byIID[b.IID]; e != nil && differs(e, b) {
 			want(b.IID)
@@ -326,9 +342,7 @@ func (w *Worker) fullDue(project string, now time.Time) bool {
 
 // passed records a clean pass over project that began at start (GitLab's
 // clock); full: it saw every open MR.
-func (w *Worker) passed(ctx context.Context, log interface {
-	Warn(string, ...any)
-}, project string, start time.Time, full bool) {
+func (w *Worker) passed(ctx context.Context, log *slog.Logger, project string, start time.Time, full bool) {
 	if full {
 		w.recMu.Lock()
 		if w.lastFull == nil {

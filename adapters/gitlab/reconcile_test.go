@@ -366,3 +366,43 @@ func TestScanByUpdatedSkipsNothing(t *testing.T) {
 		t.Errorf("item 5 has updated_at %s, want its newest answer", seen[5])
 	}
 }
+
+// TestReconcileWatermarkFollowsGitLabsClock: threatgate's clock is an
+// hour ahead of GitLab's. A new process, which has not heard GitLab's
+// clock yet, must not keep its own time as the watermark (it would skip
+// the next hour of changes): the watermark is GitLab's time, from the
+// Date of its first answer, and a push made after the pass is found by
+// the next one from the list of changed MRs alone.
+func TestReconcileWatermarkFollowsGitLabsClock(t *testing.T) {
+	r := newRig(t, "status")
+	r.openMRs(51, 52)
+
+	ahead := func() time.Time { return r.clock.Now().Add(time.Hour) }
+	client, err := New(Config{BaseURL: r.gl.URL, Token: bot.Secret(r.gl.Token), StatusName: statusName, Gate: "status", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.now = ahead
+	old := r.worker
+	r.worker = &Worker{Inbox: r.db, Fetch: client, Engine: old.Engine, Store: r.db, Answer: true, Clock: clockFunc(ahead),
+		FullEvery: 1000 * time.Hour, lastFull: map[string]time.Time{"shop/api": ahead()}} // no full list: the changed list alone
+	r.disp = bot.NewDispatcher(r.db, client, nil, nil, r.clock, nil)
+
+	r.reconciled()
+	mark, _, _ := r.db.Watermark(context.Background(), watermarkName("shop/api"))
+	if mark.After(r.clock.Now()) {
+		t.Fatalf("watermark %s is ahead of GitLab's clock %s", mark, r.clock.Now())
+	}
+	r.clock.Advance(5 * time.Minute)
+	r.gl.PushCommit("shop/api", 51, sha2)
+	r.clock.Advance(5 * time.Minute)
+	r.reconciled()
+	if e := r.escalation(51); e.HeadSHA != sha2 {
+		t.Errorf("!51 head %s, want the push (a watermark on threatgate's clock would have skipped it)", short(e.HeadSHA))
+	}
+}
+
+// clockFunc is a bot.Clock reading f.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
