@@ -32,7 +32,7 @@ func (e *CheckError) Error() string { return e.Msg }
 // the URL not a GitLab API (404, or an answer that is not GitLab's JSON).
 func (c *Client) Check(ctx context.Context) (string, error) {
 	base := c.base
-	u, resp, err := c.api.Users.CurrentUser(c.reqOpts(ctx))
+	u, resp, err := c.api.Users.CurrentUser(reqOpts(ctx))
 	if err == nil && u != nil && u.Username != "" {
 		c.mu.Lock()
 		c.me = u.Username

@@ -265,7 +265,7 @@ func checkBaseURL(raw string) (string, error) {
 }
 
 // reqOpts returns the per-request options for ctx.
-func (c *Client) reqOpts(ctx context.Context) gl.RequestOptionFunc { return gl.WithContext(ctx) }
+func reqOpts(ctx context.Context) gl.RequestOptionFunc { return gl.WithContext(ctx) }
 
 // Limiter returns the limiter that spaces the client's requests (nil:
 // none).
@@ -279,7 +279,7 @@ func (c *Client) whoAmI(ctx context.Context) (string, error) {
 	if me != "" {
 		return me, nil
 	}
-	u, _, err := c.api.Users.CurrentUser(c.reqOpts(ctx))
+	u, _, err := c.api.Users.CurrentUser(reqOpts(ctx))
 	if err != nil {
 		return "", c.fail("find the token's user", err)
 	}

@@ -36,7 +36,7 @@ func (c *Client) FetchMR(ctx context.Context, project string, iid int64) (*bot.M
 	if project == "" || iid <= 0 {
 		return nil, &PermanentError{Op: op, Fix: "want a project path and a positive merge request number"}
 	}
-	mr, _, err := c.api.MergeRequests.GetMergeRequest(project, iid, nil, c.reqOpts(ctx))
+	mr, _, err := c.api.MergeRequests.GetMergeRequest(project, iid, nil, reqOpts(ctx))
 	if err != nil {
 		return nil, c.fail(op, err)
 	}
@@ -102,14 +102,14 @@ func cacheKey(mr *gl.MergeRequest, project string, head string) string {
 func (c *Client) fetchChanges(ctx context.Context, op, project string, iid int64, head string) (f fetched, keep bool, err error) {
 	dopt := &gl.ListMergeRequestDiffsOptions{ListOptions: gl.ListOptions{PerPage: 100}}
 	diffs, err := gl.ScanAndCollect(func(p gl.PaginationOptionFunc) ([]*gl.MergeRequestDiff, *gl.Response, error) {
-		return c.api.MergeRequests.ListMergeRequestDiffs(project, iid, dopt, c.reqOpts(ctx), p)
+		return c.api.MergeRequests.ListMergeRequestDiffs(project, iid, dopt, reqOpts(ctx), p)
 	})
 	if err != nil {
 		return fetched{}, false, c.fail(op+": list diffs", err)
 	}
 	copt := &gl.GetMergeRequestCommitsOptions{ListOptions: gl.ListOptions{PerPage: 100}}
 	commits, err := gl.ScanAndCollect(func(p gl.PaginationOptionFunc) ([]*gl.Commit, *gl.Response, error) {
-		return c.api.MergeRequests.GetMergeRequestCommits(project, iid, copt, c.reqOpts(ctx), p)
+		return c.api.MergeRequests.GetMergeRequestCommits(project, iid, copt, reqOpts(ctx), p)
 	})
 	if err != nil {
 		return fetched{}, false, c.fail(op+": list commits", err)
@@ -170,7 +170,7 @@ func (c *Client) gateStatus(ctx context.Context, op, project string, iid int64, 
 	if c.cfg.Gate == GateExternalStatusCheck {
 		opt := &gl.ListProjectMergeRequestExternalStatusChecksOptions{ListOptions: gl.ListOptions{PerPage: 100}}
 		checks, err := gl.ScanAndCollect(func(p gl.PaginationOptionFunc) ([]*gl.MergeStatusCheck, *gl.Response, error) {
-			return c.api.ExternalStatusChecks.ListProjectMergeRequestExternalStatusChecks(project, iid, opt, c.reqOpts(ctx), p)
+			return c.api.ExternalStatusChecks.ListProjectMergeRequestExternalStatusChecks(project, iid, opt, reqOpts(ctx), p)
 		})
 		if err != nil {
 			return nil, c.fail(op+": list status checks", err)
@@ -212,7 +212,7 @@ func (c *Client) gateStatus(ctx context.Context, op, project string, iid int64, 
 func (c *Client) newestStatus(ctx context.Context, project, sha, author string) (*gl.CommitStatus, error) {
 	opt := &gl.GetCommitStatusesOptions{ListOptions: gl.ListOptions{PerPage: 100}, Name: gl.Ptr(c.cfg.StatusName)}
 	all, err := gl.ScanAndCollect(func(p gl.PaginationOptionFunc) ([]*gl.CommitStatus, *gl.Response, error) {
-		return c.api.Commits.GetCommitStatuses(project, sha, opt, c.reqOpts(ctx), p)
+		return c.api.Commits.GetCommitStatuses(project, sha, opt, reqOpts(ctx), p)
 	})
 	if err != nil {
 		return nil, err

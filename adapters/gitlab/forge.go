@@ -67,7 +67,7 @@ func (c *Client) SetStatus(ctx context.Context, e bot.Effect) error {
 		opt.TargetURL = gl.Ptr(u)
 	}
 	if e.MRIID > 0 {
-		mr, _, err := c.api.MergeRequests.GetMergeRequest(e.Project, e.MRIID, nil, c.reqOpts(ctx))
+		mr, _, err := c.api.MergeRequests.GetMergeRequest(e.Project, e.MRIID, nil, reqOpts(ctx))
 		if err != nil {
 			return c.fail(op+": read the MR", err)
 		}
@@ -85,7 +85,7 @@ func (c *Client) SetStatus(ctx context.Context, e bot.Effect) error {
 			opt.Ref = gl.Ptr(mr.SourceBranch)
 		}
 	}
-	_, _, err := c.api.Commits.SetCommitStatus(e.Project, e.SHA, opt, c.reqOpts(ctx))
+	_, _, err := c.api.Commits.SetCommitStatus(e.Project, e.SHA, opt, reqOpts(ctx))
 	if err == nil {
 		return nil
 	}
@@ -163,7 +163,7 @@ func (c *Client) setStatusCheck(ctx context.Context, e bot.Effect) error {
 			SHA:                   gl.Ptr(e.SHA),
 			ExternalStatusCheckID: gl.Ptr(id),
 			Status:                gl.Ptr(status),
-		}, c.reqOpts(ctx))
+		}, reqOpts(ctx))
 	if err != nil {
 		if errors.Is(err, gl.ErrNotFound) || gl.HasStatusCode(err, http.StatusBadRequest) || gl.HasStatusCode(err, http.StatusUnprocessableEntity) {
 			// The check may have been deleted or replaced: look it up again
@@ -188,7 +188,7 @@ func (c *Client) statusCheckID(ctx context.Context, op, project string) (int64, 
 	}
 	opt := &gl.ListProjectExternalStatusChecksOptions{ListOptions: gl.ListOptions{PerPage: 100}}
 	checks, err := gl.ScanAndCollect(func(p gl.PaginationOptionFunc) ([]*gl.ProjectStatusCheck, *gl.Response, error) {
-		return c.api.ExternalStatusChecks.ListProjectExternalStatusChecks(project, opt, c.reqOpts(ctx), p)
+		return c.api.ExternalStatusChecks.ListProjectExternalStatusChecks(project, opt, reqOpts(ctx), p)
 	})
 	if err != nil {
 		return 0, c.fail(op+": list the project's status checks", err)
@@ -245,7 +245,7 @@ func (c *Client) PostNote(ctx context.Context, e bot.Effect) error {
 			ListOptions: gl.ListOptions{PerPage: 100, Page: 1},
 			OrderBy:     gl.Ptr("created_at"),
 			Sort:        gl.Ptr("desc"),
-		}, c.reqOpts(ctx))
+		}, reqOpts(ctx))
 		if err != nil {
 			return c.fail(op+": list notes", err)
 		}
@@ -263,7 +263,7 @@ func (c *Client) PostNote(ctx context.Context, e bot.Effect) error {
 		}
 		body += "\n\n" + marker
 	}
-	_, _, err := c.api.Notes.CreateMergeRequestNote(e.Project, e.MRIID, &gl.CreateMergeRequestNoteOptions{Body: gl.Ptr(body)}, c.reqOpts(ctx))
+	_, _, err := c.api.Notes.CreateMergeRequestNote(e.Project, e.MRIID, &gl.CreateMergeRequestNoteOptions{Body: gl.Ptr(body)}, reqOpts(ctx))
 	return c.fail(op, err)
 }
 
@@ -287,7 +287,7 @@ func (c *Client) AddLabels(ctx context.Context, e bot.Effect) error {
 		}
 	}
 	add := gl.LabelOptions(e.Labels)
-	_, _, err := c.api.MergeRequests.UpdateMergeRequest(e.Project, e.MRIID, &gl.UpdateMergeRequestOptions{AddLabels: &add}, c.reqOpts(ctx))
+	_, _, err := c.api.MergeRequests.UpdateMergeRequest(e.Project, e.MRIID, &gl.UpdateMergeRequestOptions{AddLabels: &add}, reqOpts(ctx))
 	return c.fail(op, err)
 }
 

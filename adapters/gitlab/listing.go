@@ -58,7 +58,7 @@ func (c *Client) ListMRs(ctx context.Context, project string, state string, sinc
 		if !after.IsZero() {
 			opt.UpdatedAfter = gl.Ptr(after.UTC())
 		}
-		mrs, _, err := c.api.MergeRequests.ListProjectMergeRequests(project, opt, c.reqOpts(ctx))
+		mrs, _, err := c.api.MergeRequests.ListProjectMergeRequests(project, opt, reqOpts(ctx))
 		if err != nil {
 			return nil, c.fail(op, err)
 		}
@@ -94,7 +94,7 @@ func (c *Client) ListPipelines(ctx context.Context, project string, since time.T
 		if !after.IsZero() {
 			opt.UpdatedAfter = gl.Ptr(after.UTC())
 		}
-		ps, _, err := c.api.Pipelines.ListProjectPipelines(project, opt, c.reqOpts(ctx))
+		ps, _, err := c.api.Pipelines.ListProjectPipelines(project, opt, reqOpts(ctx))
 		if err != nil {
 			return nil, c.fail(op, err)
 		}

@@ -104,7 +104,7 @@ func (c *Client) GetNote(ctx context.Context, project string, iid, noteID int64)
 	if project == "" || iid <= 0 || noteID <= 0 {
 		return nil, &PermanentError{Op: op, Fix: "want a project path, a merge request number and a note id"}
 	}
-	n, resp, err := c.api.Notes.GetMergeRequestNote(project, iid, noteID, c.reqOpts(ctx))
+	n, resp, err := c.api.Notes.GetMergeRequestNote(project, iid, noteID, reqOpts(ctx))
 	if errors.Is(err, gl.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %w", ErrNotFound, c.fail(op, err))
 	}
@@ -131,7 +131,7 @@ func (c *Client) MRVersions(ctx context.Context, project string, iid int64) ([]M
 	opt := &gl.GetMergeRequestDiffVersionsOptions{ListOptions: gl.ListOptions{PerPage: 100}}
 	var last *gl.Response
 	vs, err := gl.ScanAndCollect(func(p gl.PaginationOptionFunc) ([]*gl.MergeRequestDiffVersion, *gl.Response, error) {
-		v, resp, err := c.api.MergeRequests.GetMergeRequestDiffVersions(project, iid, opt, c.reqOpts(ctx), p)
+		v, resp, err := c.api.MergeRequests.GetMergeRequestDiffVersions(project, iid, opt, reqOpts(ctx), p)
 		last = resp
 		return v, resp, err
 	})
@@ -170,7 +170,7 @@ func (c *Client) UserID(ctx context.Context, username string) (int64, error) {
 	if ok && now.Sub(e.at) < userCacheTTL && !now.Before(e.at) {
 		return e.id, nil
 	}
-	users, resp, err := c.api.Users.ListUsers(&gl.ListUsersOptions{Username: gl.Ptr(username)}, c.reqOpts(ctx))
+	users, resp, err := c.api.Users.ListUsers(&gl.ListUsersOptions{Username: gl.Ptr(username)}, reqOpts(ctx))
 	if err != nil {
 		return 0, c.readFail(op, resp, err)
 	}
