@@ -122,7 +122,24 @@ type Escalation struct {
 
 	DeferredUntil time.Time `json:"deferred_until,omitzero"`
 	Bypassed      bool      `json:"bypassed,omitempty"`
-	Forged        int       `json:"forged,omitempty"` // gate statuses found set by someone else
+	// MergedBy is who merged the MR as the forge reported it ("" when it
+	// did not say) and MergedAt when (the merge event's time when the
+	// forge gave none); MergeMissing is what the gate still needed on the
+	// merged head, recorded with a bypass.
+	MergedBy     string    `json:"merged_by,omitempty"`
+	MergedAt     time.Time `json:"merged_at,omitzero"`
+	MergeMissing []string  `json:"merge_missing,omitempty"`
+	// Gate is the commit status threatgate last set on the MR (pending,
+	// success, failed), GateText its description, GateSHA the head it was
+	// set on and GateAt when it was decided (delivered through the outbox
+	// right after): from the event of the decision that set it
+	// (EventData.Gate), never derived again from today's policy. Empty for
+	// decisions recorded before it was kept.
+	Gate     string    `json:"gate,omitempty"`
+	GateText string    `json:"gate_text,omitempty"`
+	GateSHA  string    `json:"gate_sha,omitempty"`
+	GateAt   time.Time `json:"gate_at,omitzero"`
+	Forged   int       `json:"forged,omitempty"` // gate statuses found set by someone else
 
 	CreatedAt        time.Time `json:"created_at"`
 	UpdatedAt        time.Time `json:"updated_at"`
@@ -285,7 +302,9 @@ func (e *Escalation) MissingArtifacts(t *policies.Tier) []string {
 	}
 	var out []string
 	for _, k := range t.Artifacts {
-		if !slices.ContainsFunc(e.Artifacts, func(a Artifact) bool { return a.Kind == k }) {
+		// An artifact whose text retention removed is missing again (a
+		// closed MR reopened after its retention period).
+		if !slices.ContainsFunc(e.Artifacts, func(a Artifact) bool { return a.Kind == k && a.Removed.IsZero() }) {
 			out = append(out, k)
 		}
 	}

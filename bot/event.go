@@ -58,10 +58,14 @@ type Event struct {
 	SHA        string    `json:"sha,omitempty"`
 	Data       EventData `json:"data"`
 	PrevHash   string    `json:"prev_hash,omitempty"`
-	// Compacted is set on a stored event whose bulky payload retention
-	// removed (retention.go); its Hash is the one it was sealed with.
-	Compacted *Compaction `json:"compacted,omitempty"`
-	Hash      string      `json:"hash,omitempty"`
+	// Sealed is set on a stored event whose bulky payload the store keeps
+	// beside the chain (retention.go); the store puts the payload back
+	// when it reads the event.
+	Sealed *Sealed `json:"sealed,omitempty"`
+	Hash   string  `json:"hash,omitempty"`
+	// Compacted is set by the store on an event it reads whose payload
+	// retention removed; never stored.
+	Compacted *Compaction `json:"-"`
 }
 
 // EventData is the payload of an event; each kind sets the fields it
@@ -117,10 +121,18 @@ type EventData struct {
 	Person     string            `json:"person,omitempty"` // cap_overridden: whose cap
 	Count      int               `json:"count,omitempty"`  // cap_overridden: how many more
 	Bypassed   bool              `json:"bypassed,omitempty"`
-	From       State             `json:"from,omitempty"` // state_changed
-	To         State             `json:"to,omitempty"`   // state_changed
-	StaleFrom  string            `json:"stale_from,omitempty"`
-	Raised     bool              `json:"raised,omitempty"` // retiered: to a higher tier (earlier decisions go stale)
+	MergedBy   string            `json:"merged_by,omitempty"` // merged: who merged, as the forge reports it
+	MergedAt   time.Time         `json:"merged_at,omitzero"`  // merged: when, as the forge reports it
+	Missing    []string          `json:"missing,omitempty"`   // merged with Bypassed: what the gate still needed
+	// Gate is the commit status the decision set (pending, success,
+	// failed), on the last event of that decision, with its description
+	// GateText; the event's SHA is the head it was set on.
+	Gate      string `json:"gate,omitempty"`
+	GateText  string `json:"gate_text,omitempty"`
+	From      State  `json:"from,omitempty"` // state_changed
+	To        State  `json:"to,omitempty"`   // state_changed
+	StaleFrom string `json:"stale_from,omitempty"`
+	Raised    bool   `json:"raised,omitempty"` // retiered: to a higher tier (earlier decisions go stale)
 
 	// The clock, action items, absences.
 	People    []string  `json:"people,omitempty"`    // nudged, handed_off: who was asked
@@ -263,6 +275,9 @@ func apply(esc *Escalation, ev Event) *Escalation {
 		}
 	case EventArtifactAdded:
 		a := Artifact{Kind: d.Artifact, Ref: d.Ref, By: ev.Actor, SHA: ev.SHA, At: ev.At}
+		if ev.Compacted != nil && d.Ref == "" {
+			a.Removed = ev.Compacted.At // retention removed its text
+		}
 		replaced := false
 		for i := range e.Artifacts {
 			if e.Artifacts[i].Kind == a.Kind {
@@ -309,6 +324,10 @@ func apply(esc *Escalation, ev Event) *Escalation {
 	case EventMerged:
 		e.Bypassed = d.Bypassed
 		e.MRState = "merged"
+		e.MergedBy, e.MergedAt, e.MergeMissing = d.MergedBy, d.MergedAt, d.Missing
+		if e.MergedAt.IsZero() {
+			e.MergedAt = ev.At
+		}
 	case EventWithdrawn:
 		if d.MRState != "" {
 			e.MRState = d.MRState
@@ -355,7 +374,15 @@ func apply(esc *Escalation, ev Event) *Escalation {
 			}
 		}
 	}
+	applyGate(e, ev)
 	return e
+}
+
+// applyGate records the gate status an event carries (EventData.Gate).
+func applyGate(e *Escalation, ev Event) {
+	if ev.Data.Gate != "" {
+		e.Gate, e.GateText, e.GateSHA, e.GateAt = ev.Data.Gate, ev.Data.GateText, ev.SHA, ev.At
+	}
 }
 
 // ApplyCompaction returns esc with the EventCompacted event ev applied

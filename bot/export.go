@@ -369,6 +369,12 @@ type Unmapped struct {
 // window and the escalations decided in it, never the whole store. Errors
 // are internal.
 func ExportOf(ctx context.Context, s ExportStore, from, to time.Time) (*Export, error) {
+	return ExportWhere(ctx, s, from, to, nil)
+}
+
+// ExportWhere is ExportOf of the escalations keep accepts (as their events
+// leave them; nil keeps all): the dashboard's export of a filtered list.
+func ExportWhere(ctx context.Context, s ExportStore, from, to time.Time, keep func(*Escalation) bool) (*Export, error) {
 	from, to = from.UTC(), to.UTC()
 	window, err := s.EventsBetween(ctx, from, to)
 	if err != nil {
@@ -393,7 +399,11 @@ func ExportOf(ctx context.Context, s ExportStore, from, to time.Time) (*Export, 
 		if d == nil || d.At.Before(from) || !d.At.Before(to) {
 			continue // decided before the window: another window's
 		}
-		bundles = append(bundles, BuildBundle(Replay(events), events))
+		e := Replay(events)
+		if keep != nil && !keep(e) {
+			continue
+		}
+		bundles = append(bundles, BuildBundle(e, events))
 	}
 	return NewExport(from, to, bundles), nil
 }

@@ -599,7 +599,7 @@ func RenderBundleMarkdown(bd *Bundle) string {
 	if r := bd.Retention; r != nil {
 		b.WriteString("## Retention\n\n")
 		fmt.Fprintf(&b, "Retention removed the %s of %d events (%s) on %s, under compaction event %s. "+
-			"Each compacted event keeps its hash, and the compaction event records the digest of what remains, so `threatgate audit verify` still checks them; the removed text itself can no longer be shown.\n\n",
+			"No event was rewritten: the removed text was never part of an event's hash (each event carries its digest), and the compaction event lists what it removed, so `threatgate audit verify` still checks every hash; the removed text itself can no longer be shown.\n\n",
 			RetentionRemoved, len(r.Records), seqsText(r.Records), stamp(r.At), seqsText(r.Seqs))
 	}
 

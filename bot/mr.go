@@ -55,7 +55,11 @@ func (d *decision) mr() error {
 		}
 		bypassed := !released && (d.esc.State != StateApproved || d.target() != StateApproved)
 		from := d.esc.State
-		d.emit(EventMerged, EventData{Bypassed: bypassed, MRState: "merged"})
+		merged := EventData{Bypassed: bypassed, MRState: "merged", MergedBy: mr.MergedBy.Username, MergedAt: mr.MergedAt}
+		if bypassed {
+			merged.Missing = d.missingAtMerge()
+		}
+		d.emit(EventMerged, merged)
 		d.emit(EventStateChanged, EventData{From: from, To: StateMerged})
 		if bypassed {
 			n := &Notice{Kind: NoticeBypass, Project: e.Project, MRIID: e.MRIID, SHA: d.esc.HeadSHA, State: from, Tier: e.Tier}
@@ -353,4 +357,34 @@ func (d *decision) open(mr *policies.MergeRequest, commitAuthors []string, res p
 	} else {
 		d.reply("%s!%d escalated as %s (%s %s, score %d).", data.Project, data.MRIID, IDPlaceholder, t.ID, t.Name, res.Score)
 	}
+}
+
+// missingAtMerge says what the gate still needed on the head being merged
+// without approval, as the policy in force judged it then: what is
+// missing for the tier, or why the state held the gate (disputed,
+// deferred, in intake).
+func (d *decision) missingAtMerge() []string {
+	e := d.esc
+	var out []string
+	switch e.State {
+	case StateDisputed:
+		out = append(out, "an arbiter's decision (disputed)")
+	case StateDeferred:
+		out = append(out, "a review (deferred until "+e.DeferredUntil.Format("2006-01-02")+")")
+	case StateIntake:
+		out = append(out, "the intake answers (not filed yet)")
+	case StateRejected:
+		out = append(out, "approval (rejected)")
+	case StateWithdrawn:
+		out = append(out, "a review (withdrawn on another head)")
+	}
+	if t := d.tier(); t != nil {
+		out = append(out, d.needs(e, t)...)
+	} else if e.Tier != "" {
+		out = append(out, "a re-tier (tier "+e.Tier+" is no longer in the policy)")
+	}
+	if len(out) == 0 {
+		out = append(out, "approval of the merged head "+shortSHA(e.HeadSHA))
+	}
+	return out
 }

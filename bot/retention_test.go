@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,22 @@ func TestRetentionDue(t *testing.T) {
 	e := Escalation{State: StateMerged, Version: 5, UpdatedAt: old}
 	if e.RetentionDue(now, 0) {
 		t.Error("retention 0 compacts")
+	}
+}
+
+func TestSplitJoinBulk(t *testing.T) {
+	long := strings.Repeat("a threat model paragraph. ", 20)
+	for _, ev := range []Event{
+		{Kind: EventOpened, Data: EventData{Signals: []policies.Fired{{ID: "a", Evidence: []string{"x.go"}}, {ID: "b"}, {ID: "c", Evidence: []string{"y.go", "z.go"}}}}},
+		{Kind: EventArtifactAdded, Data: EventData{Artifact: "threat-model", Ref: long}},
+		{Kind: EventApproved, Data: EventData{Text: long}},
+	} {
+		s, b := SplitBulk(ev)
+		if got := JoinBulk(s, b); !reflect.DeepEqual(got, ev) {
+			t.Errorf("JoinBulk(SplitBulk(%v)) = %+v", ev.Kind, got)
+		}
+		if ev.Kind == EventApproved && b != nil {
+			t.Error("an approval has a bulky payload")
+		}
 	}
 }

@@ -228,7 +228,7 @@ func (d *decision) statusEffect() {
 		return
 	}
 	if d.answerCheck() {
-		d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+		d.setGate(now, desc)
 		return
 	}
 	if st := d.seenStatus(); st != nil && !sameStatus(st.State, now) {
@@ -240,7 +240,7 @@ func (d *decision) statusEffect() {
 			d.emit(EventStatusForged, EventData{Person: st.Author, Text: fmt.Sprintf("status %q on %s was set by %s, not threatgate; reset to %q", st.State, shortSHA(st.SHA), st.Author, now)})
 			d.effect(Effect{Kind: EffectThreadPost, Security: true, Notice: &Notice{Kind: NoticeForged, Found: st.State, FoundBy: st.Author, SHA: st.SHA, Reset: now}})
 		}
-		d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+		d.setGate(now, desc)
 		return
 	}
 	if d.g.Esc != nil {
@@ -249,7 +249,22 @@ func (d *decision) statusEffect() {
 			return
 		}
 	}
-	d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: now, Text: desc})
+	d.setGate(now, desc)
+}
+
+// setGate sets the gate's commit status and records it on the decision's
+// last event (EventData.Gate), which carries the head, so that the
+// projection says what the gate was last set to, and when. A decision
+// without events (the status set again as it was) records nothing new.
+func (d *decision) setGate(status, desc string) {
+	d.effect(Effect{Kind: EffectStatus, SHA: d.esc.HeadSHA, Status: status, Text: desc})
+	if n := len(d.events); n > 0 && d.events[n-1].SHA == d.esc.HeadSHA {
+		ev := &d.events[n-1]
+		ev.Data.Gate, ev.Data.GateText = status, desc
+		// The event is already folded into d.esc: fold the gate too, as
+		// apply does.
+		applyGate(d.esc, *ev)
+	}
 }
 
 func (d *decision) answerCheck() bool {
@@ -305,6 +320,20 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 	case StateDeferred:
 		return StatusPending, fmt.Sprintf("%s deferred until %s", e.ID, e.DeferredUntil.Format("2006-01-02"))
 	}
+	need := d.needs(e, t)
+	desc := fmt.Sprintf("%s %s: needs %s", e.ID, e.Tier, strings.Join(need, "; "))
+	if len(need) == 0 {
+		desc = fmt.Sprintf("%s %s: in review", e.ID, e.Tier)
+	}
+	if r := []rune(desc); len(r) > 140 {
+		desc = string(r[:137]) + "..."
+	}
+	return StatusPending, desc
+}
+
+// needs lists what e still needs for a green gate under tier t: missing
+// artifacts, approvals per group ("0/2 appsec"), the residual risk.
+func (d *decision) needs(e *Escalation, t *policies.Tier) []string {
 	var need []string
 	if m := e.MissingArtifacts(t); len(m) > 0 {
 		need = append(need, strings.Join(m, ", "))
@@ -326,14 +355,7 @@ func (d *decision) gate(e *Escalation) (status, description string) {
 			}
 		}
 	}
-	desc := fmt.Sprintf("%s %s: needs %s", e.ID, e.Tier, strings.Join(need, "; "))
-	if len(need) == 0 {
-		desc = fmt.Sprintf("%s %s: in review", e.ID, e.Tier)
-	}
-	if r := []rune(desc); len(r) > 140 {
-		desc = string(r[:137]) + "..."
-	}
-	return StatusPending, desc
+	return need
 }
 
 // thatCount returns the decisions of ds that count now.

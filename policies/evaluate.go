@@ -70,6 +70,7 @@ type evaluation struct {
 	// hits[pattern] lists the indexes of the changes whose old or new path
 	// matched the pattern.
 	hits    [][]int32
+	mark    []bool // scratch for union, all false between calls
 	changed int
 	counted bool
 }
@@ -81,7 +82,7 @@ func (ev *evaluation) matchPaths() {
 	if len(g.patterns) == 0 {
 		return
 	}
-	m := g.matcher()
+	m := g.matcher(len(ev.mr.Changes))
 	var ids []int
 	for i := range ev.mr.Changes {
 		c := &ev.mr.Changes[i]
@@ -95,6 +96,46 @@ func (ev *evaluation) matchPaths() {
 			}
 		}
 	}
+}
+
+// union returns the changes that any of the patterns ids matched, in
+// order, each once.
+func (ev *evaluation) union(ids []int) []int32 {
+	if len(ids) == 1 {
+		return ev.hits[ids[0]] // already sorted and unique
+	}
+	total := 0
+	for _, id := range ids {
+		total += len(ev.hits[id])
+	}
+	if total < 64 {
+		var out []int32
+		for _, id := range ids {
+			out = append(out, ev.hits[id]...)
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	if ev.mark == nil {
+		ev.mark = make([]bool, len(ev.mr.Changes))
+	}
+	n := 0
+	for _, id := range ids {
+		for _, ci := range ev.hits[id] {
+			if !ev.mark[ci] {
+				ev.mark[ci] = true
+				n++
+			}
+		}
+	}
+	out := make([]int32, 0, n)
+	for i, m := range ev.mark {
+		if m {
+			out = append(out, int32(i))
+			ev.mark[i] = false
+		}
+	}
+	return out
 }
 
 func (ev *evaluation) changedLines() int {
@@ -116,15 +157,7 @@ func (ev *evaluation) signal(s *Signal) ([]string, bool) {
 		if !ev.pathsDone {
 			ev.matchPaths()
 		}
-		if len(c.pathIDs) == 1 {
-			inScope = ev.hits[c.pathIDs[0]] // already sorted and unique
-		} else {
-			for _, id := range c.pathIDs {
-				inScope = append(inScope, ev.hits[id]...)
-			}
-			slices.Sort(inScope)
-			inScope = slices.Compact(inScope)
-		}
+		inScope = ev.union(c.pathIDs)
 		if len(inScope) == 0 {
 			return nil, false
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -11,22 +12,43 @@ import (
 
 // globSet matches a path against many doublestar patterns at once.
 //
-// Every pattern is split into path segments and compiled into one
-// non-deterministic automaton whose states are (pattern, segment) pairs.
-// Matching walks a path segment by segment; the set of live states after a
-// directory is cached for the whole evaluation, so the files of one
-// directory share the work of their parents and a file costs a few map
-// lookups instead of one doublestar.Match per pattern. The result is the
-// same as doublestar.Match for every pattern (a fuzz test holds the two
-// side by side); patterns the automaton cannot express exactly (escapes,
-// character classes, very large brace expansions) are matched with
+// Every pattern is expanded into its brace alternatives ("a/{b,c/**}" is
+// "a/b" or "a/c/**"), each alternative is split into path segments, and
+// all of them are compiled into one non-deterministic automaton whose
+// states are (alternative, segment) pairs. Matching walks a path segment
+// by segment; the set of live states after a directory is interned and
+// keeps its transitions, so directories share the work of their parents
+// and of every directory that leaves the same states live (a lazily built
+// deterministic automaton), and a file costs a few map lookups instead of
+// one doublestar.Match per pattern.
+//
+// The result is the same as doublestar.Match for every pattern: a
+// differential fuzz test (FuzzGlobSet) holds the two side by side.
+// Patterns the automaton cannot express exactly (escapes, character
+// classes, empty segments, "**" inside a segment, very large brace
+// expansions, and braces whose expansion doublestar reads differently from
+// the braces themselves; see alternatives) are matched with
 // doublestar.Match directly.
 type globSet struct {
 	patterns []string
 	states   []gstate
 	start    []int32 // closure of the first state of every alternative
 	fallback []int   // pattern ids matched with doublestar.Match
+	ids      map[string]int
+
+	// The deterministic automaton built so far, shared by every
+	// evaluation: the live sets met (at most maxSharedSets) and their
+	// transitions (at most maxSharedSteps). Past the bounds an evaluation
+	// still matches right, with what it builds for itself.
+	mu     sync.Mutex
+	shared map[string]*dirState // by live set
+	steps  int
 }
+
+const (
+	maxSharedSets  = 4096
+	maxSharedSteps = 1 << 17
+)
 
 type segKind uint8
 
@@ -46,31 +68,26 @@ type gstate struct {
 
 // maxAlternatives bounds brace expansion; past it a pattern falls back to
 // doublestar.Match.
-const maxAlternatives = 256
+const maxAlternatives = 1024
 
-// add compiles pattern and returns its id. The pattern must have passed
-// doublestar.ValidatePattern.
+// maxBraces bounds the braces of a compiled pattern (and so the depth of
+// the expansion's recursion).
+const maxBraces = 64
+
+// add compiles pattern and returns its id; a pattern added again (YAML
+// aliases make that common) keeps its first id. The pattern must have
+// passed doublestar.ValidatePattern.
 func (g *globSet) add(pattern string) int {
-	id := len(g.patterns)
-	g.patterns = append(g.patterns, pattern)
-	if strings.ContainsAny(pattern, `\[`) || strings.Contains(pattern, "{}") || !utf8.ValidString(pattern) {
-		g.fallback = append(g.fallback, id)
+	if id, ok := g.ids[pattern]; ok {
 		return id
 	}
-	alts, ok := expandBraces(pattern, maxAlternatives)
-	if strings.Contains(pattern, "*{") || strings.Contains(pattern, "}*") || starsInBraces(pattern) {
-		// Expansion could make a "**" that doublestar never sees as one.
-		ok = false
+	id := len(g.patterns)
+	g.patterns = append(g.patterns, pattern)
+	if g.ids == nil {
+		g.ids = make(map[string]int)
 	}
-	for _, alt := range alts {
-		// Empty segments ("a//b", "a/", "/a") have quirks of their own in
-		// doublestar; leave them to it.
-		// Neither do "**" inside a segment ("a**b").
-		if alt == "" || alt[0] == '/' || alt[len(alt)-1] == '/' || strings.Contains(alt, "//") ||
-			strings.Contains(strings.ReplaceAll("/"+alt+"/", "/**/", "/"), "**") {
-			ok = false
-		}
-	}
+	g.ids[pattern] = id
+	alts, ok := compilable(pattern)
 	if !ok {
 		g.fallback = append(g.fallback, id)
 		return id
@@ -101,85 +118,137 @@ func (g *globSet) add(pattern string) int {
 	return id
 }
 
-// expandBraces turns "a/{b,c}/d" into ["a/b/d", "a/c/d"]. Nested braces
-// and empty choices are not expanded. It reports false when there would be more than limit results
-// or the braces do not balance.
-func expandBraces(p string, limit int) ([]string, bool) {
-	open := -1
-	depth := 0
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case '{':
-			if depth > 0 {
-				return nil, false // nested braces: left to doublestar
-			}
-			open = i
-			depth++
-		case '}':
-			depth--
-			if depth < 0 {
-				return nil, false
-			}
-			if depth == 0 {
-				var out []string
-				for _, choice := range splitTopLevel(p[open+1 : i]) {
-					if choice == "" || choice[0] == '*' || choice[len(choice)-1] == '*' {
-						// "{a,}" and "{*}{*}" (which would join into "**")
-						// are left to doublestar.
-						return nil, false
-					}
-					rest, ok := expandBraces(p[:open]+choice+p[i+1:], limit)
-					if !ok || len(out)+len(rest) > limit {
-						return nil, false
-					}
-					out = append(out, rest...)
-				}
-				return out, true
-			}
-		}
-	}
-	if depth != 0 {
+// compilable returns the alternatives of pattern that the automaton
+// matches exactly as doublestar.Match matches pattern, or false when the
+// pattern must be left to doublestar.Match.
+func compilable(pattern string) ([]string, bool) {
+	if strings.ContainsAny(pattern, `\[`) || !utf8.ValidString(pattern) || strings.Count(pattern, "{") > maxBraces {
 		return nil, false
 	}
-	return []string{p}, true
+	alts, ok := alternatives(pattern, maxAlternatives)
+	if !ok {
+		return nil, false
+	}
+	for _, alt := range alts {
+		// Empty segments ("a//b", "a/", "/a") have quirks of their own in
+		// doublestar, and so has "**" inside a segment ("a**b", or "**"
+		// right after another "**"); leave them to it.
+		if alt == "" || alt[0] == '/' || alt[len(alt)-1] == '/' || strings.Contains(alt, "//") ||
+			strings.Contains(strings.ReplaceAll("/"+alt+"/", "/**/", "/"), "**") {
+			return nil, false
+		}
+	}
+	return alts, true
 }
 
-// starsInBraces reports whether "**" occurs inside braces.
-func starsInBraces(p string) bool {
-	depth := 0
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-		case '*':
-			if depth > 0 && i+1 < len(p) && p[i+1] == '*' {
+// alternatives expands the braces of p into the patterns doublestar.Match
+// tries for them ("{a,b}/{c,d/**}" gives "a/c", "a/d/**", "b/c",
+// "b/d/**"), nested braces and empty choices included. It reports false
+// when p has more than limit alternatives, when its braces do not
+// balance, or when doublestar would not read an alternative the way it
+// reads the braces.
+//
+// doublestar.Match substitutes a choice for the braces when it reaches
+// them, so matching p is matching any of its alternatives, except where
+// the matcher looks at the brace itself before substituting: a '*' right
+// before a brace checks whether a second '*' (or the '/' that ends "**")
+// follows, and at the end of the name the rest of the pattern is tested
+// for the few forms that match nothing ("", "*", "**", "/**", "**/",
+// "/**/") as written, braces and all. Alternatives on which either
+// would decide differently are refused.
+func alternatives(p string, limit int) ([]string, bool) {
+	type expansion struct {
+		text  string
+		opens []int // where in text a brace was (doublestar substitutes there)
+	}
+	var out []expansion
+	var expand func(s string, from int, opens []int) bool
+	expand = func(s string, from int, opens []int) bool {
+		i := strings.IndexByte(s[from:], '{')
+		if i < 0 {
+			if strings.IndexByte(s[from:], '}') >= 0 || len(out) == limit {
+				return false
+			}
+			out = append(out, expansion{s, opens})
+			return true
+		}
+		i += from
+		if strings.IndexByte(s[from:i], '}') >= 0 {
+			return false
+		}
+		// The matching '}' and the top-level commas, as doublestar's
+		// indexMatchedClosingAlt and indexNextAlt find them (p has no
+		// escapes or classes).
+		depth, start := 0, i+1
+		var choices []string
+		for j := i + 1; j < len(s); j++ {
+			switch s[j] {
+			case '{':
+				depth++
+			case ',':
+				if depth == 0 {
+					choices = append(choices, s[start:j])
+					start = j + 1
+				}
+			case '}':
+				if depth > 0 {
+					depth--
+					continue
+				}
+				choices = append(choices, s[start:j])
+				for _, c := range choices {
+					if !expand(s[:i]+c+s[j+1:], i, append(opens[:len(opens):len(opens)], i)) {
+						return false
+					}
+				}
 				return true
 			}
 		}
+		return false // no closing brace
 	}
-	return false
-}
-
-// splitTopLevel splits s at the commas that are not inside nested braces.
-func splitTopLevel(s string) []string {
-	var out []string
-	depth, from := 0, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-		case ',':
-			if depth == 0 {
-				out = append(out, s[from:i])
-				from = i + 1
+	if !expand(p, 0, nil) {
+		return nil, false
+	}
+	alts := make([]string, 0, len(out))
+	for _, e := range out {
+		s := e.text
+		for _, o := range e.opens {
+			// A '*' before the brace: doublestar sees '{', the alternative
+			// may continue the '*' into "**" or "**/", or end the pattern.
+			if o > 0 && s[o-1] == '*' && (o == len(s) || s[o] == '*' || s[o] == '/') {
+				return nil, false
 			}
 		}
+		// At the end of the name: a rest of the alternative that matches
+		// nothing, but has a brace after its first character.
+		run := len(s)
+		for run > 0 && (s[run-1] == '*' || s[run-1] == '/') {
+			run--
+		}
+		for q := max(run, len(s)-4); q < len(s); q++ {
+			if !zeroLength(s[q:]) {
+				continue
+			}
+			for _, o := range e.opens {
+				if o > q {
+					return nil, false
+				}
+			}
+		}
+		alts = append(alts, s)
 	}
-	return append(out, s[from:])
+	slices.Sort(alts)
+	return slices.Compact(alts), true
+}
+
+// zeroLength reports whether doublestar lets the rest of a pattern match
+// the end of a name (its isZeroLengthPattern, without braces).
+func zeroLength(rest string) bool {
+	switch rest {
+	case "", "*", "**", "/**", "**/", "/**/":
+		return true
+	}
+	return false
 }
 
 // globMatcher matches paths against a globSet, caching the live states of
@@ -187,45 +256,113 @@ func splitTopLevel(s string) []string {
 // per evaluation.
 type globMatcher struct {
 	g     *globSet
-	dirs  map[string]*dirState
-	sets  map[string]*dirState // by live set
+	dirs  map[string]*dirState // by directory path
 	seen  []uint32             // per state: generation stamp, to dedupe sets
 	gen   uint32
 	pseen []uint32 // per pattern: generation stamp, to dedupe results
 	pgen  uint32
+	key   []byte  // scratch for intern
+	buf   []int32 // scratch for step
 }
 
-// dirState is the set of live states after a directory, and the table that
-// finishes a path in it with one lookup per kind of last segment.
+// dirState is a set of live states after a directory: a state of the
+// deterministic automaton. live, trans and last are never changed once
+// built; def and next are guarded by globSet.mu.
 type dirState struct {
-	live []int32
-	last *lastTable
-	next map[string]*dirState // by the next directory segment
+	live  []int32
+	trans transTable // to the next directory
+	last  lastTable  // to the end of a path: the file's name
+	def   *dirState  // trans.base interned: the segment matched nothing else
+	next  map[string]*dirState
+}
+
+// transTable steps a set of live states over one directory segment.
+type transTable struct {
+	base  []int32  // live after any segment: what the "**" states keep
+	names segTable // states whose segment matches the name; their successors become live
 }
 
 // lastTable answers "which patterns accept name as the last segment".
 type lastTable struct {
-	always   []int            // a trailing ** matches whatever the name is
-	lit      map[string][]int // exact names
-	suffix   map[string][]int // "*.go" stored as ".go"
-	sufLens  []int
-	prefix   map[string][]int // "Dockerfile*" stored as "Dockerfile"
-	preLens  []int
-	globs    []globAccept
-	full     []int // patterns checked with doublestar.Match on the whole path
-	anyState bool  // some state is live; false means nothing can match below
+	always []int    // a trailing ** matches whatever the name is
+	names  segTable // states whose segment matches the name and then accept
+	full   []int    // patterns checked with doublestar.Match on the whole path
 }
 
-type globAccept struct {
-	glob    string
-	pattern int
+// segTable finds the states whose one-segment glob matches a name, with a
+// map lookup for literals and extensions and a prefix test for the rest.
+type segTable struct {
+	lit    map[string][]int32 // exact names
+	dotSuf map[string][]int32 // "*.go" stored as ".go": looked up at every '.' of the name
+	suffix []affix            // "*-ci" and other suffixes that do not start with '.'
+	affix  []affix            // "Dockerfile*", "requirements*.txt"
+	globs  []affix            // anything else: doublestar.Match on the segment
 }
 
-func (g *globSet) matcher() *globMatcher {
+type affix struct {
+	pre, suf string
+	glob     string // for globs
+	state    int32
+}
+
+func (t *segTable) add(seg string, s int32) {
+	star := strings.IndexByte(seg, '*')
+	switch {
+	case !strings.ContainsAny(seg, "*?"):
+		if t.lit == nil {
+			t.lit = make(map[string][]int32)
+		}
+		t.lit[seg] = append(t.lit[seg], s)
+	case strings.IndexByte(seg, '?') >= 0 || strings.Count(seg, "*") > 1:
+		t.globs = append(t.globs, affix{glob: seg, state: s})
+	case star == 0 && len(seg) > 1 && seg[1] == '.':
+		if t.dotSuf == nil {
+			t.dotSuf = make(map[string][]int32)
+		}
+		t.dotSuf[seg[1:]] = append(t.dotSuf[seg[1:]], s)
+	case star == 0:
+		t.suffix = append(t.suffix, affix{suf: seg[1:], state: s})
+	default:
+		t.affix = append(t.affix, affix{pre: seg[:star], suf: seg[star+1:], state: s})
+	}
+}
+
+// each calls fn for every state whose segment matches name (a state may
+// come more than once).
+func (t *segTable) each(name string, fn func(int32)) {
+	for _, s := range t.lit[name] {
+		fn(s)
+	}
+	if t.dotSuf != nil {
+		for i := 0; i < len(name); i++ {
+			if name[i] == '.' {
+				for _, s := range t.dotSuf[name[i:]] {
+					fn(s)
+				}
+			}
+		}
+	}
+	for _, a := range t.suffix {
+		if strings.HasSuffix(name, a.suf) {
+			fn(a.state)
+		}
+	}
+	for _, a := range t.affix {
+		if len(name) >= len(a.pre)+len(a.suf) && strings.HasPrefix(name, a.pre) && strings.HasSuffix(name, a.suf) {
+			fn(a.state)
+		}
+	}
+	for _, a := range t.globs {
+		if ok, _ := doublestar.Match(a.glob, name); ok {
+			fn(a.state)
+		}
+	}
+}
+
+func (g *globSet) matcher(paths int) *globMatcher {
 	return &globMatcher{
 		g:     g,
-		dirs:  make(map[string]*dirState),
-		sets:  make(map[string]*dirState),
+		dirs:  make(map[string]*dirState, paths/2),
 		seen:  make([]uint32, len(g.states)),
 		pseen: make([]uint32, len(g.patterns)),
 	}
@@ -238,17 +375,9 @@ func (m *globMatcher) match(dst []int, path string) []int {
 		clear(m.pseen)
 		m.pgen = 1
 	}
-	add := func(ids []int) {
-		for _, id := range ids {
-			if m.pseen[id] != m.pgen {
-				m.pseen[id] = m.pgen
-				dst = append(dst, id)
-			}
-		}
-	}
 	for _, id := range m.g.fallback {
 		if ok, _ := doublestar.Match(m.g.patterns[id], path); ok {
-			add([]int{id})
+			dst = m.found(dst, id)
 		}
 	}
 	if len(m.g.states) == 0 {
@@ -258,7 +387,7 @@ func (m *globMatcher) match(dst []int, path string) []int {
 		// Empty segments or broken UTF-8: rare enough to ask doublestar itself.
 		for id, p := range m.g.patterns {
 			if ok, _ := doublestar.Match(p, path); ok {
-				add([]int{id})
+				dst = m.found(dst, id)
 			}
 		}
 		return dst
@@ -268,36 +397,29 @@ func (m *globMatcher) match(dst []int, path string) []int {
 		dir, name = path[:i], path[i+1:]
 	}
 	d := m.dir(dir)
-	if !d.last.anyState {
+	if len(d.live) == 0 {
 		return dst
 	}
-	t := d.last
-	add(t.always)
-	add(t.lit[name])
-	for _, n := range t.sufLens {
-		if len(name) >= n {
-			add(t.suffix[name[len(name)-n:]])
-		}
+	t := &d.last
+	for _, id := range t.always {
+		dst = m.found(dst, id)
 	}
-	for _, n := range t.preLens {
-		if len(name) >= n {
-			add(t.prefix[name[:n]])
-		}
-	}
+	t.names.each(name, func(s int32) { dst = m.found(dst, m.g.states[s].pattern) })
 	for _, id := range t.full {
 		if m.pseen[id] != m.pgen {
 			if ok, _ := doublestar.Match(m.g.patterns[id], path); ok {
-				add([]int{id})
+				dst = m.found(dst, id)
 			}
 		}
 	}
-	for _, ga := range t.globs {
-		if m.pseen[ga.pattern] == m.pgen {
-			continue
-		}
-		if ok, _ := doublestar.Match(ga.glob, name); ok {
-			add([]int{ga.pattern})
-		}
+	return dst
+}
+
+// found appends pattern id to dst unless this path already has it.
+func (m *globMatcher) found(dst []int, id int) []int {
+	if m.pseen[id] != m.pgen {
+		m.pseen[id] = m.pgen
+		dst = append(dst, id)
 	}
 	return dst
 }
@@ -309,84 +431,133 @@ func (m *globMatcher) dir(dir string) *dirState {
 	}
 	var d *dirState
 	if dir == "" {
-		d = m.intern(m.dedupe(m.g.start))
+		d = m.intern(m.closure(m.g.start))
 	} else {
 		parent, seg := "", dir
 		if i := strings.LastIndexByte(dir, '/'); i >= 0 {
 			parent, seg = dir[:i], dir[i+1:]
 		}
-		p := m.dir(parent)
-		if next, ok := p.next[seg]; ok {
-			d = next
-		} else {
-			d = m.intern(m.step(p.live, seg))
-			if p.next == nil {
-				p.next = make(map[string]*dirState)
-			}
-			p.next[seg] = d
-		}
+		d = m.step(m.dir(parent), seg)
 	}
 	m.dirs[dir] = d
 	return d
 }
 
-// intern returns the one dirState for a set of live states, so that the
-// many directories that leave the same states live share one table: a
-// lazily built deterministic automaton.
-func (m *globMatcher) intern(live []int32) *dirState {
-	slices.Sort(live)
-	key := make([]byte, 0, 4*len(live))
-	for _, s := range live {
-		key = binary.LittleEndian.AppendUint32(key, uint32(s))
-	}
-	if d, ok := m.sets[string(key)]; ok {
+// step returns the state after directory segment seg below p.
+func (m *globMatcher) step(p *dirState, seg string) *dirState {
+	g := m.g
+	g.mu.Lock()
+	d, ok := p.next[seg]
+	g.mu.Unlock()
+	if ok {
 		return d
 	}
-	d := &dirState{live: live, last: m.table(live)}
-	m.sets[string(key)] = d
+	t := &p.trans
+	m.buf = m.buf[:0]
+	t.names.each(seg, func(s int32) { m.buf = append(m.buf, s+1) })
+	// base is sorted; add what the matched states reach beyond it.
+	m.bump()
+	for _, s := range t.base {
+		m.seen[s] = m.gen
+	}
+	var extra []int32
+	for _, s := range m.buf {
+		for _, c := range g.states[s].closure {
+			if m.seen[c] != m.gen && g.states[c].kind != segAccept {
+				m.seen[c] = m.gen
+				extra = append(extra, c)
+			}
+		}
+	}
+	if len(extra) == 0 {
+		g.mu.Lock()
+		d = p.def
+		g.mu.Unlock()
+		if d == nil {
+			d = m.intern(slices.Clone(t.base))
+			g.mu.Lock()
+			p.def = d
+			g.mu.Unlock()
+		}
+	} else {
+		slices.Sort(extra)
+		live := make([]int32, 0, len(t.base)+len(extra))
+		i, j := 0, 0
+		for i < len(t.base) || j < len(extra) {
+			if j == len(extra) || (i < len(t.base) && t.base[i] < extra[j]) {
+				live = append(live, t.base[i])
+				i++
+			} else {
+				live = append(live, extra[j])
+				j++
+			}
+		}
+		d = m.intern(live)
+	}
+	g.mu.Lock()
+	if g.steps < maxSharedSteps {
+		if p.next == nil {
+			p.next = make(map[string]*dirState)
+		}
+		if _, ok := p.next[seg]; !ok {
+			// A copy: seg is part of an MR's path, which the
+			// automaton must not keep alive.
+			p.next[strings.Clone(seg)] = d
+			g.steps++
+		}
+	}
+	g.mu.Unlock()
 	return d
 }
 
-// step consumes one segment from the live states.
-func (m *globMatcher) step(live []int32, seg string) []int32 {
-	m.bump()
-	var next []int32
-	push := func(s int32) {
-		for _, c := range m.g.states[s].closure {
-			if m.seen[c] != m.gen {
-				m.seen[c] = m.gen
-				next = append(next, c)
-			}
-		}
-	}
-	for _, s := range live {
-		st := &m.g.states[s]
-		switch st.kind {
-		case segAny:
-			push(s)
-		case segLiteral:
-			if st.lit == seg {
-				push(s + 1)
-			}
-		case segGlob:
-			if ok, _ := doublestar.Match(st.lit, seg); ok {
-				push(s + 1)
-			}
-		}
-	}
-	return next
-}
-
-func (m *globMatcher) dedupe(states []int32) []int32 {
+// closure returns the states reachable from states without consuming a
+// segment, each once, leaving out the accepting ones: a directory is never
+// the end of a path.
+func (m *globMatcher) closure(states []int32) []int32 {
 	m.bump()
 	var out []int32
 	for _, s := range states {
-		if m.seen[s] != m.gen {
-			m.seen[s] = m.gen
-			out = append(out, s)
+		for _, c := range m.g.states[s].closure {
+			if m.seen[c] != m.gen && m.g.states[c].kind != segAccept {
+				m.seen[c] = m.gen
+				out = append(out, c)
+			}
 		}
 	}
 	return out
+}
+
+// intern returns the one dirState for a set of live states, so that the
+// many directories that leave the same states live share their tables
+// and transitions: a lazily built deterministic automaton.
+func (m *globMatcher) intern(live []int32) *dirState {
+	if !slices.IsSorted(live) {
+		slices.Sort(live)
+	}
+	m.key = m.key[:0]
+	for _, s := range live {
+		m.key = binary.LittleEndian.AppendUint32(m.key, uint32(s))
+	}
+	g := m.g
+	g.mu.Lock()
+	d, ok := g.shared[string(m.key)]
+	g.mu.Unlock()
+	if ok {
+		return d
+	}
+	d = &dirState{live: live, trans: m.transTable(live), last: m.lastTable(live)}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if old, ok := g.shared[string(m.key)]; ok {
+		return old // built meanwhile by another evaluation
+	}
+	if len(g.shared) < maxSharedSets {
+		if g.shared == nil {
+			g.shared = make(map[string]*dirState)
+		}
+		g.shared[string(m.key)] = d
+	}
+	return d
 }
 
 func (m *globMatcher) bump() {
@@ -397,9 +568,28 @@ func (m *globMatcher) bump() {
 	}
 }
 
-// table builds the last-segment table for a set of live states.
-func (m *globMatcher) table(live []int32) *lastTable {
-	t := &lastTable{anyState: len(live) > 0}
+// transTable builds the transitions of a set of live states.
+func (m *globMatcher) transTable(live []int32) transTable {
+	var t transTable
+	var any []int32
+	for _, s := range live {
+		switch st := &m.g.states[s]; st.kind {
+		case segAny:
+			any = append(any, s)
+		case segLiteral, segGlob:
+			if m.g.states[s+1].kind != segAccept {
+				t.names.add(st.lit, s)
+			}
+		}
+	}
+	t.base = m.closure(any)
+	slices.Sort(t.base)
+	return t
+}
+
+// lastTable builds the last-segment table of a set of live states.
+func (m *globMatcher) lastTable(live []int32) lastTable {
+	var t lastTable
 	accepts := func(s int32) bool {
 		for _, c := range m.g.states[s].closure {
 			if m.g.states[c].kind == segAccept {
@@ -415,54 +605,18 @@ func (m *globMatcher) table(live []int32) *lastTable {
 			if accepts(s) {
 				t.always = append(t.always, st.pattern)
 			}
-		case segLiteral:
-			if accepts(s + 1) {
-				if t.lit == nil {
-					t.lit = make(map[string][]int)
-				}
-				t.lit[st.lit] = append(t.lit[st.lit], st.pattern)
-			}
-		case segGlob:
+		case segLiteral, segGlob:
 			if !accepts(s + 1) {
 				continue
 			}
-			if strings.HasSuffix(st.lit, "*") && m.g.states[s+1].kind == segAny {
+			if st.kind == segGlob && strings.HasSuffix(st.lit, "*") && m.g.states[s+1].kind == segAny {
 				// doublestar does not let "x*/**" match "x" itself though
 				// "docs/**" matches "docs"; ask it about the whole path.
 				t.full = append(t.full, st.pattern)
 				continue
 			}
-			switch rest := st.lit[1:]; {
-			case st.lit[0] == '*' && !strings.ContainsAny(rest, "*?"):
-				if t.suffix == nil {
-					t.suffix = make(map[string][]int)
-				}
-				if _, ok := t.suffix[rest]; !ok {
-					t.sufLens = appendUnique(t.sufLens, len(rest))
-				}
-				t.suffix[rest] = append(t.suffix[rest], st.pattern)
-			case st.lit[len(st.lit)-1] == '*' && !strings.ContainsAny(st.lit[:len(st.lit)-1], "*?"):
-				pre := st.lit[:len(st.lit)-1]
-				if t.prefix == nil {
-					t.prefix = make(map[string][]int)
-				}
-				if _, ok := t.prefix[pre]; !ok {
-					t.preLens = appendUnique(t.preLens, len(pre))
-				}
-				t.prefix[pre] = append(t.prefix[pre], st.pattern)
-			default:
-				t.globs = append(t.globs, globAccept{glob: st.lit, pattern: st.pattern})
-			}
+			t.names.add(st.lit, s)
 		}
 	}
 	return t
-}
-
-func appendUnique(xs []int, x int) []int {
-	for _, v := range xs {
-		if v == x {
-			return xs
-		}
-	}
-	return append(xs, x)
 }

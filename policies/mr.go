@@ -29,7 +29,11 @@ type MergeRequest struct {
 	SHA          string    `json:"sha,omitempty"`
 	WebURL       string    `json:"web_url,omitempty"`
 	UpdatedAt    time.Time `json:"updated_at,omitzero"`
-	References   struct {
+	// MergedBy and MergedAt: who merged it and when, for a merged MR, as
+	// the API reports them (zero when it does not).
+	MergedBy   User      `json:"merged_by,omitzero"`
+	MergedAt   time.Time `json:"merged_at,omitzero"`
+	References struct {
 		Full string `json:"full,omitempty"`
 	} `json:"references,omitzero"`
 	// PathWithNamespace is not in GitLab's response; threatgate fills it in
@@ -153,9 +157,7 @@ func ParseMergeRequest(file string, data []byte) (*MergeRequest, error) {
 		return nil, &Problem{File: file, Line: line, Col: col, Msg: "unexpected data after the merge request object"}
 	}
 	var probs []*Problem
-	var obj map[string]json.RawMessage
-	_ = json.Unmarshal(data, &obj)
-	if _, ok := obj["changes"]; !ok {
+	if !hasKey(data, "changes") {
 		probs = append(probs, &Problem{File: file, Line: 1, Col: 1, Field: "changes", Msg: "missing; want the JSON of GET /projects/:id/merge_requests/:iid/changes (the MR object with its changes array)"})
 	}
 	for i, c := range mr.Changes {
@@ -167,6 +169,108 @@ func ParseMergeRequest(file string, data []byte) (*MergeRequest, error) {
 		return nil, err
 	}
 	return &mr, nil
+}
+
+// hasKey reports whether the top-level object of data, which the decoder
+// has just read as one valid JSON value, has key (exactly, as a map would
+// see it; the decoder also fills a field from "Changes"). It reads the
+// keys up to the one it looks for and skips the values between them
+// without decoding them: the MR is decoded once.
+func hasKey(data []byte, key string) bool {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return false
+	}
+	i++
+	for {
+		i = skipSpace(data, i)
+		if i >= len(data) || data[i] != '"' {
+			return false // '}': the end of the object
+		}
+		end := stringEnd(data, i)
+		if end < 0 {
+			return false
+		}
+		k := data[i:end]
+		if bytes.IndexByte(k, '\\') < 0 {
+			if string(k[1:len(k)-1]) == key {
+				return true
+			}
+		} else {
+			var s string // escaped: as the map would unescape it
+			if json.Unmarshal(k, &s) == nil && s == key {
+				return true
+			}
+		}
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
+			return false
+		}
+		if i = skipValue(data, skipSpace(data, i+1)); i < 0 {
+			return false
+		}
+		i = skipSpace(data, i)
+		if i >= len(data) || data[i] != ',' {
+			return false
+		}
+		i++
+	}
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && isSpace(data[i]) {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the JSON string that starts at
+// data[i] (a '"'), or -1.
+func stringEnd(data []byte, i int) int {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the JSON value that starts at data[i],
+// or -1.
+func skipValue(data []byte, i int) int {
+	if i >= len(data) {
+		return -1
+	}
+	switch data[i] {
+	case '"':
+		return stringEnd(data, i)
+	case '{', '[':
+		depth := 0
+		for i < len(data) {
+			switch data[i] {
+			case '"':
+				if i = stringEnd(data, i); i < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	}
+	for i < len(data) && !isSpace(data[i]) && data[i] != ',' && data[i] != '}' && data[i] != ']' {
+		i++ // a number, true, false or null
+	}
+	return i
 }
 
 func jsonProblem(file string, data []byte, err error) *Problem {

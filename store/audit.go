@@ -126,6 +126,8 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 		prevSeq, prevHash := uint64(0), genesisHash
 		byEsc := tx.Bucket(bucketEventsByEsc)
 		indexed := 0
+		incidents := tx.Bucket(bucketIncidents) // nil in a copy older than schema 10, read as it is
+		indexedIncidents := 0
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
@@ -137,9 +139,16 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 					return err
 				}
 			}
-			hash, ev, err := auditLink(tx.Bucket(bucketEvents), seq, v, prevSeq, prevHash)
+			hash, ev, err := auditLink(tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads), seq, v, prevSeq, prevHash)
 			if err != nil {
 				return err
+			}
+			if incidents != nil && (ev.Kind == bot.EventIncident || ev.Kind == bot.EventIncidentFixed) {
+				// The incident index is not under the chain either.
+				if incidents.Get(incidentKey(ev.Data.Incident, seq)) == nil {
+					return &ChainError{Seq: seq, Reason: fmt.Sprintf("index incident_events: event %d of %s is not filed under it (the incident's record would miss it)", seq, ev.Data.Incident)}
+				}
+				indexedIncidents++
 			}
 			if ev.Kind == bot.EventCompacted {
 				cp := Compaction{Seq: seq, Escalation: ev.Escalation, At: ev.At}
@@ -174,6 +183,11 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 		}
 		if n := byEsc.Stats().KeyN; n != indexed {
 			return &ChainError{Seq: prevSeq, Reason: fmt.Sprintf("index events_by_esc has %d entries for %d events of escalations: an entry files an event under an escalation it is not about", n, indexed)}
+		}
+		if incidents != nil {
+			if n := incidents.Stats().KeyN; n != indexedIncidents {
+				return &ChainError{Seq: prevSeq, Reason: fmt.Sprintf("index incident_events has %d entries for %d incident events: an entry files an event under an incident it is not about", n, indexedIncidents)}
+			}
 		}
 		res.HeadSeq = prevSeq
 		if prevSeq > 0 {
@@ -222,7 +236,7 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 // it (prevSeq with hash prevHash) and returns the hash it carries and the
 // event. A compacted record is checked against the compaction event that
 // lists it (checkCompacted).
-func auditLink(events *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) (string, bot.Event, error) {
+func auditLink(events, payloads *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) (string, bot.Event, error) {
 	canon, hash, ok := unseal(rec)
 	if !ok {
 		return "", bot.Event{}, &ChainError{Seq: seq, Reason: "hash mismatch: the record does not end with a hash: it was changed"}
@@ -249,14 +263,11 @@ func auditLink(events *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prev
 		}
 		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("broken prev link: its prev_hash is %s, but %s: an event before it was changed, removed or inserted", hashPrefix(ev.PrevHash), before)}
 	}
-	if ev.Compacted != nil {
-		if err := checkCompacted(events, seq, ev, canon, hash); err != nil {
-			return "", ev, err
-		}
-		return hash, ev, nil
-	}
 	if sum := chainHash(ev.PrevHash, canon); sum != hash {
 		return "", ev, &ChainError{Seq: seq, Reason: fmt.Sprintf("hash mismatch: the record carries %s, its content hashes to %s: the record was changed", hashPrefix(hash), hashPrefix(sum))}
+	}
+	if err := checkPayload(events, payloads, seq, ev, hash); err != nil {
+		return "", ev, err
 	}
 	return hash, ev, nil
 }

@@ -111,8 +111,7 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 			}
 		}
 		seq++
-		ev.Seq, ev.PrevHash = seq, prevHash
-		rec, err := seal(&ev)
+		rec, err := sealEvent(tx.Bucket(bucketPayloads), &ev, seq, prevHash)
 		if err != nil {
 			return nil, fmt.Errorf("encode event %d (%s): %w", i, ev.Kind, err)
 		}
@@ -129,6 +128,9 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 		}
 		if err := recordAway(tx, ev); err != nil {
 			return nil, fmt.Errorf("record absence of event %d: %w", seq, err)
+		}
+		if err := recordIncident(tx, ev); err != nil {
+			return nil, fmt.Errorf("index incident of event %d: %w", seq, err)
 		}
 		prevHash = ev.Hash
 	}

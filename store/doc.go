@@ -24,13 +24,16 @@
 //	                  checkpoint of VerifyFrom, absent until its first
 //	                  run), next_escalation (n of the next ESC-n),
 //	                  next_quiet (counter for effect ids of commits without
-//	                  events). Integers are big-endian uint64.
-//	events            big-endian uint64 seq -> JSON of bot.Event. Append-only
-//	                  but for Compact (retention.go), which rewrites the
-//	                  records of a long-closed escalation without their
-//	                  evidence lines and artifact text, keeping each one's
-//	                  hash, and lists them in a compaction event;
+//	                  events), list_key (the secret that signs esc_list
+//	                  cursors). Integers are big-endian uint64.
+//	events            big-endian uint64 seq -> JSON of bot.Event. Append-only;
 //	                  seq is global across escalations and starts at 1.
+//	payloads          big-endian uint64 seq -> the bulky payload of that
+//	                  event (bot.Bulk: signal evidence lines, artifact
+//	                  text; schema 8), kept beside the chain: the event is
+//	                  sealed without it, with its SHA-256 (Sealed). Once
+//	                  retention removed it: {"removed": {"by": seq of the
+//	                  compaction event, "at": when}}.
 //	events_by_esc     escalation id + 0x00 + big-endian seq -> nil: one
 //	                  escalation's events in order.
 //	escalations       escalation id -> JSON of bot.Escalation (the projection).
@@ -80,12 +83,35 @@
 //	                  absences people recorded (/threatgate away), written by
 //	                  Commit from bot.EventAway (a zero Until removes the
 //	                  entry; ended ones are pruned then); read by Away.
+//	incident_events   incident id + 0x00 + big-endian seq -> nil: each
+//	                  incident's recorded and fixed events (schema 10),
+//	                  written by Commit; read by FindIncident; audit verify
+//	                  checks it against the log.
 //	retention_due     time key of UpdatedAt + escalation id -> nil: the
 //	                  escalations closed for retention (bot.Retainable:
 //	                  decided or withdrawn, MR merged or closed) with events
 //	                  since their last compaction (schema 7); read by
 //	                  RetentionDue, so a pass with nothing to compact reads
 //	                  one key.
+//	esc_list          the whole record's index (list.go): dimension byte +
+//	                  value + 0x00 + time key of CreatedAt + id -> nil.
+//	                  Dimensions: 'c' every escalation (value ""), 's' its
+//	                  state, "open" or "closed", and "bypassed" for a merge
+//	                  without approval (bot.StatesOf), 't' its tier, 'p'
+//	                  its project in lower case, 'u' everyone named on it
+//	                  in lower case (bot.PeopleOf), 'f' its flags urgent,
+//	                  manual, forged (bot.FlagsOf). Written by Commit with
+//	                  the other indexes (index, unindex); built for older
+//	                  files by migrateListIndex (list_migration.go).
+//	                  ListPage walks one value's range newest first,
+//	                  looks up each entry's position under the other
+//	                  filters' values, and decodes only the projections
+//	                  that pass: at most the page's limit of matches and
+//	                  max(10 x limit, 1000) entries walked per call,
+//	                  whatever the store's size. meta list_key (32
+//	                  random bytes, made by the same migration, schema 9)
+//	                  signs its cursors with the query's filters
+//	                  (HMAC-SHA-256).
 //
 // A time key is 8 bytes that sort like the time: the Unix nanoseconds with
 // the sign bit flipped, big-endian; the zero time sorts last (an escalation
@@ -116,20 +142,20 @@
 // event, or to the checkpoint itself (it is in the same file), is found
 // only by Verify.
 //
-// Retention (retention.go, retention.closed_days) compacts the events of
-// an escalation closed for long enough: each record with signal evidence
-// lines or artifact text (bot.CompactEvent) is rewritten without them,
-// with a "compacted" member {by: seq of the compaction event, at}, and
-// keeps the hash it was sealed with; an EventCompacted event, appended to
-// the chain in the same transaction, lists each one's seq, hash and the
-// SHA-256 of its new canonical JSON. Verify, VerifyFrom and Audit check a
-// compacted record's link as any other and, instead of recomputing its
-// hash (its content is gone), check it against the compaction event that
-// names it: that event must come after it, be about the same escalation at
-// the same time, and list this seq with this hash and this digest. The
-// compaction event's own hash is checked where the walk reaches it, so
-// what remains of a compacted record, its kept hash and its marker are all
-// bound to the chain; only the removed payload cannot be shown any more.
+// Bulky payloads (signal evidence lines, artifact text over 256 bytes:
+// bot.SplitBulk) are never hashed into an event: Commit seals the event
+// without them and with their SHA-256 (Event.Sealed), and keeps them in
+// the payloads bucket; readers put them back (decodeEvent). Retention
+// (retention.go, retention.closed_days) removes the payloads of an
+// escalation closed for long enough: each becomes a tombstone naming the
+// EventCompacted event, appended in the same transaction, that lists the
+// event's seq, hash and payload digest. No record is ever rewritten, so
+// every hash still recomputes from the stored bytes and every anchor
+// holds. Verify, VerifyFrom and Audit also check each sealed event's
+// payload: present with the digest it was sealed with, or a tombstone
+// naming a later compaction event of the same escalation that lists it.
+// Events sealed before schema 8 hold their payloads inline (hashed) and
+// are never compacted.
 //
 // Effect ids are "<escalation id or global>/<seq>/<index>": the seq of the
 // first event of the commit (20 digits, zero-padded) and the effect's

@@ -231,12 +231,15 @@ func unindex(tx *bolt.Tx, e *bot.Escalation) error {
 			return err
 		}
 	}
-	return nil
+	return unindexList(tx, e)
 }
 
 // index adds the index entries of a projection about to be stored.
 func index(tx *bolt.Tx, e *bot.Escalation) error {
 	if err := tx.Bucket(bucketByMR).Put([]byte(mrKey(e.Project, e.MRIID)), []byte(e.ID)); err != nil {
+		return err
+	}
+	if err := indexList(tx, e); err != nil {
 		return err
 	}
 	if !e.NextTick.IsZero() {

@@ -104,9 +104,9 @@ func (d *DB) Events(ctx context.Context, escalationID string) ([]bot.Event, erro
 			if rec == nil {
 				return fmt.Errorf("index events_by_esc names event %d, which is missing", binary.BigEndian.Uint64(seq))
 			}
-			var ev bot.Event
-			if err := json.Unmarshal(rec, &ev); err != nil {
-				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(seq), err)
+			ev, err := decodeEvent(tx.Bucket(bucketPayloads), binary.BigEndian.Uint64(seq), rec)
+			if err != nil {
+				return err
 			}
 			if ev.Escalation != escalationID {
 				// The index is not under the hash chain: never let it
@@ -147,9 +147,9 @@ func (d *DB) AllEvents(ctx context.Context, fn func(bot.Event) error) error {
 					return err
 				}
 			}
-			var ev bot.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("decode event %d: %w", seq, err)
+			ev, err := decodeEvent(tx.Bucket(bucketPayloads), seq, v)
+			if err != nil {
+				return err
 			}
 			if fnErr = fn(ev); fnErr != nil {
 				return fnErr
@@ -190,7 +190,7 @@ func (d *DB) Verify(ctx context.Context) (int, error) {
 					return err
 				}
 			}
-			if err := checkLink(tx.Bucket(bucketEvents), seq, v, prevSeq, prevHash); err != nil {
+			if err := checkLink(tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads), seq, v, prevSeq, prevHash); err != nil {
 				return err
 			}
 			_, hash, _ := unseal(v)
@@ -221,7 +221,7 @@ func checkHead(meta *bolt.Bucket, lastSeq uint64, lastHash string) error {
 }
 
 // checkLink checks one stored event against the one before it.
-func checkLink(events *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) error {
+func checkLink(events, payloads *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) error {
 	if seq != prevSeq+1 {
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("follows event %d; event %d is missing", prevSeq, prevSeq+1)}
 	}
@@ -235,15 +235,10 @@ func checkLink(events *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prev
 		}
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("prev_hash does not match event %d", prevSeq)}
 	}
-	if ev.Compacted != nil {
-		// Retention removed part of it: the compaction event after it
-		// vouches for what remains and for the hash it keeps.
-		return checkCompacted(events, seq, ev, canon, hash)
-	}
 	if chainHash(ev.PrevHash, canon) != hash {
 		return &ChainError{Seq: seq, Reason: "hash does not match its content"}
 	}
-	return nil
+	return checkPayload(events, payloads, seq, ev, hash)
 }
 
 // openRecord splits the stored record of event seq into the event, the

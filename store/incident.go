@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -48,16 +49,59 @@ type incidentEvent struct {
 	} `json:"data"`
 }
 
+// Schema 10 (incident.go): each incident's events, so FindIncident reads
+// them and nothing else.
+var bucketIncidents = []byte("incident_events")
+
+// incidentKey is the incident_events key of event seq of incident id.
+func incidentKey(id string, seq uint64) []byte {
+	k := append([]byte(id), 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// recordIncident files a bot.EventIncident or bot.EventIncidentFixed under
+// its incident, inside Commit's transaction; other events are ignored.
+func recordIncident(tx *bolt.Tx, ev bot.Event) error {
+	if ev.Kind != bot.EventIncident && ev.Kind != bot.EventIncidentFixed {
+		return nil
+	}
+	id := ev.Data.Incident
+	if id == "" || strings.IndexByte(id, 0) >= 0 {
+		return fmt.Errorf("event %d (%s): incident id %q", ev.Seq, ev.Kind, id)
+	}
+	b := tx.Bucket(bucketIncidents)
+	if b == nil {
+		return fmt.Errorf("bucket %s is missing (schema migration 10)", bucketIncidents)
+	}
+	return b.Put(incidentKey(id, ev.Seq), nil)
+}
+
+// migrate10Incidents builds the incident index from the log (one walk,
+// once).
+func migrate10Incidents(tx *bolt.Tx) error {
+	if err := createBuckets(tx, bucketIncidents); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		var head incidentEvent
+		if err := json.Unmarshal(v, &head); err != nil {
+			return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		if head.Kind != bot.EventIncident && head.Kind != bot.EventIncidentFixed {
+			return nil
+		}
+		return recordIncident(tx, bot.Event{Seq: binary.BigEndian.Uint64(k), Kind: head.Kind, Data: bot.EventData{Incident: head.Data.Incident}})
+	})
+}
+
 // FindIncident returns the incident id (INC-n, as NextIncident gave it):
 // the event that recorded it and the first that recorded its remediation;
-// bot.ErrNotFound when there is none.
-//
-// Incidents have no index of their own (their events are committed like
-// absences, without an escalation), so it reads the audit log backwards
-// from the head to the incident's event: its cost follows how many events
-// came after the incident, a few days' worth for a fresh one. An id never
-// allocated is refused without reading the log.
+// bot.ErrNotFound when there is none. It reads the incident's own events
+// through the incident_events index.
 func (d *DB) FindIncident(ctx context.Context, id string) (*bot.IncidentRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("find incident %s: %w", id, err)
+	}
 	want, ok := strings.CutPrefix(id, "INC-")
 	n, err := strconv.ParseUint(want, 10, 64)
 	if !ok || err != nil || n == 0 {
@@ -65,37 +109,34 @@ func (d *DB) FindIncident(ctx context.Context, id string) (*bot.IncidentRecord, 
 	}
 	var rec *bot.IncidentRecord
 	err = d.bolt.View(func(tx *bolt.Tx) error {
-		if n > getU64(tx.Bucket(bucketMeta), metaNextIncident) {
+		events, payloads := tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads)
+		prefix := append([]byte(id), 0)
+		c := tx.Bucket(bucketIncidents).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			seq := binary.BigEndian.Uint64(k[len(prefix):])
+			v := events.Get(k[len(prefix):])
+			if v == nil {
+				return fmt.Errorf("index incident_events names event %d, which is missing", seq)
+			}
+			ev, err := decodeEvent(payloads, seq, v)
+			if err != nil {
+				return err
+			}
+			if ev.Data.Incident != id {
+				return fmt.Errorf("index incident_events files event %d of %q under %s; run threatgate audit verify", seq, ev.Data.Incident, id)
+			}
+			switch {
+			case ev.Kind == bot.EventIncident && rec == nil:
+				rec = &bot.IncidentRecord{Recorded: ev}
+			case ev.Kind == bot.EventIncidentFixed && rec != nil && rec.Fixed == nil:
+				fixed := ev
+				rec.Fixed = &fixed
+			}
+		}
+		if rec == nil {
 			return bot.ErrNotFound
 		}
-		var fixed *bot.Event
-		c := tx.Bucket(bucketEvents).Cursor()
-		i := 0
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if i++; i%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			var head incidentEvent
-			if err := json.Unmarshal(v, &head); err != nil {
-				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			if head.Data.Incident != id || (head.Kind != bot.EventIncident && head.Kind != bot.EventIncidentFixed) {
-				continue
-			}
-			var ev bot.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			if ev.Kind == bot.EventIncidentFixed {
-				fixed = &ev // read backwards: the last one seen is the first
-				continue
-			}
-			rec = &bot.IncidentRecord{Recorded: ev, Fixed: fixed}
-			return nil
-		}
-		return bot.ErrNotFound
+		return nil
 	})
 	if err != nil {
 		if errors.Is(err, bot.ErrNotFound) {

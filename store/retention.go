@@ -56,20 +56,136 @@ func (d *DB) RetentionDue(ctx context.Context, before time.Time, limit int) ([]s
 	return d.dueIDs(ctx, bucketRetentionDue, "retention", before, limit)
 }
 
-// Compact compacts the events of escalation id that carry bulky payloads
-// (bot.CompactEvent) in one transaction, and appends ev, an
-// bot.EventCompacted event, listing them. The escalation must be at
-// version expect (else bot.ErrConflict). It returns how many records it
-// compacted; with none it appends nothing and only takes the escalation
-// out of the retention index until its next event.
-//
-// A compacted record keeps its seq, its prev_hash and the hash it was
-// sealed with; its other members are what bot.CompactEvent left, plus a
-// "compacted" member naming ev's seq and time. ev lists, for each, the
-// seq, that hash and the SHA-256 of the compacted record's canonical
-// JSON (checkCompacted): ev is under the chain like any event, so the
-// compacted records cannot be changed, nor a record marked compacted,
-// without breaking it.
+// Schema 8 (retention.go): the bulky payloads of events, beside the chain.
+var bucketPayloads = []byte("payloads")
+
+// migrate8Payloads adds the payloads bucket. Events sealed before it keep
+// their payloads inline, hashed, and are never compacted.
+func migrate8Payloads(tx *bolt.Tx) error { return createBuckets(tx, bucketPayloads) }
+
+// storedPayload is a payloads value: an event's bot.Bulk, or, once
+// retention removed it, a tombstone naming the compaction.
+type storedPayload struct {
+	bot.Bulk
+	Removed *bot.Compaction `json:"removed,omitempty"`
+}
+
+// sealEvent seals ev after prevHash as event seq: its bulky payload
+// (bot.SplitBulk), if any, is stored under seq in payloads and replaced in
+// the sealed record by its digest (Sealed), so the hash never covers it.
+// It sets ev's Seq, PrevHash and Hash and returns the record to store.
+func sealEvent(payloads *bolt.Bucket, ev *bot.Event, seq uint64, prevHash string) ([]byte, error) {
+	ev.Seq, ev.PrevHash, ev.Compacted = seq, prevHash, nil
+	stripped, bulk := bot.SplitBulk(*ev)
+	stripped.Sealed = nil
+	if bulk != nil {
+		pj, err := json.Marshal(bulk)
+		if err != nil {
+			return nil, err
+		}
+		if err := payloads.Put(u64(seq), pj); err != nil {
+			return nil, fmt.Errorf("store payload of event %d: %w", seq, err)
+		}
+		stripped.Sealed = &bot.Sealed{Payload: digest(pj)}
+	}
+	rec, err := seal(&stripped)
+	if err != nil {
+		return nil, err
+	}
+	ev.Hash = stripped.Hash
+	return rec, nil
+}
+
+// decodeEvent reads the stored record of event seq, with its payload put
+// back, or, when retention removed it, marked Compacted.
+func decodeEvent(payloads *bolt.Bucket, seq uint64, rec []byte) (bot.Event, error) {
+	var ev bot.Event
+	if err := json.Unmarshal(rec, &ev); err != nil {
+		return ev, fmt.Errorf("decode event %d: %w", seq, err)
+	}
+	if ev.Sealed == nil {
+		return ev, nil
+	}
+	var p []byte
+	if payloads != nil {
+		p = payloads.Get(u64(seq))
+	}
+	if p == nil {
+		return ev, fmt.Errorf("event %d: its payload is missing; run threatgate audit verify", seq)
+	}
+	var sp storedPayload
+	if err := json.Unmarshal(p, &sp); err != nil {
+		return ev, fmt.Errorf("event %d: decode payload: %w", seq, err)
+	}
+	if sp.Removed != nil {
+		ev.Compacted = sp.Removed
+		return ev, nil
+	}
+	return bot.JoinBulk(ev, &sp.Bulk), nil
+}
+
+// checkPayload checks the payload of a sealed event (ev, stored under seq
+// with hash): present with the digest the event was sealed with, or
+// removed by a compaction event after it, about the same escalation, that
+// lists seq with this hash and digest. The event's own hash never covered
+// the payload, so the chain stays whole either way; this binds the
+// payload, or its removal, to it.
+func checkPayload(events, payloads *bolt.Bucket, seq uint64, ev bot.Event, hash string) error {
+	if ev.Sealed == nil {
+		return nil
+	}
+	var p []byte
+	if payloads != nil {
+		p = payloads.Get(u64(seq))
+	}
+	if p == nil {
+		return &ChainError{Seq: seq, Reason: "its payload (evidence lines or artifact text) is missing, and no compaction removed it"}
+	}
+	var sp storedPayload
+	if err := json.Unmarshal(p, &sp); err != nil {
+		return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload is not readable: %v", err)}
+	}
+	if sp.Removed == nil {
+		if d := digest(p); d != ev.Sealed.Payload {
+			return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload was changed: it digests to %s, the event was sealed with %s", hashPrefix(d), hashPrefix(ev.Sealed.Payload))}
+		}
+		return nil
+	}
+	by := sp.Removed.By
+	if by <= seq {
+		return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload says it was removed by event %d, which is not after it", by)}
+	}
+	rec := events.Get(u64(by))
+	if rec == nil {
+		return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload says it was removed by event %d, which is missing", by)}
+	}
+	var m bot.Event
+	if err := json.Unmarshal(rec, &m); err != nil || m.Seq != by {
+		return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload says it was removed by event %d, which cannot be read", by)}
+	}
+	if m.Kind != bot.EventCompacted || m.Escalation != ev.Escalation {
+		return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload says it was removed by event %d, which is not a compaction of %s", by, ev.Escalation)}
+	}
+	for _, r := range m.Data.Records {
+		if r.Seq == seq {
+			if r.Hash != hash || r.Digest != ev.Sealed.Payload {
+				return &ChainError{Seq: seq, Reason: fmt.Sprintf("compaction event %d lists it with another hash or payload digest", by)}
+			}
+			return nil
+		}
+	}
+	return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload says it was removed by event %d, which does not list it", by)}
+}
+
+// Compact removes the payloads (bot.SplitBulk) of escalation id's events
+// in one transaction, leaving in their place a tombstone naming ev, an
+// bot.EventCompacted event it appends, which lists each one (seq, hash,
+// payload digest). The escalation must be at version expect (else
+// bot.ErrConflict). It returns how many payloads it removed; with none it
+// appends nothing and only takes the escalation out of the retention
+// index until its next event. Records are never rewritten: every hash
+// still recomputes from the stored bytes. Events sealed before payloads
+// were kept beside the chain (schema 8) hold theirs inline and keep it.
 func (d *DB) Compact(ctx context.Context, id string, expect uint64, ev bot.Event) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("compact %s: %w", id, err)
@@ -90,14 +206,13 @@ func (d *DB) Compact(ctx context.Context, id string, expect uint64, ev bot.Event
 		if old.Version != expect {
 			return fmt.Errorf("%s is at version %d, compaction was decided on version %d: %w", id, old.Version, expect, bot.ErrConflict)
 		}
-		meta, events := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents)
-		headSeq := getU64(meta, metaHeadSeq)
-		by := headSeq + 1
-		type rewrite struct {
-			seq uint64
-			rec []byte
+		meta, events, payloads := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads)
+		by := getU64(meta, metaHeadSeq) + 1
+		tomb, err := json.Marshal(storedPayload{Removed: &bot.Compaction{By: by, At: ev.At}})
+		if err != nil {
+			return err
 		}
-		var todo []rewrite
+		var removed []uint64
 		prefix := append([]byte(id), 0)
 		c := tx.Bucket(bucketEventsByEsc).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -106,39 +221,46 @@ func (d *DB) Compact(ctx context.Context, id string, expect uint64, ev bot.Event
 			if rec == nil {
 				return fmt.Errorf("index events_by_esc names event %d, which is missing", seq)
 			}
-			orig, _, hash, err := openRecord(seq, rec)
+			stored, _, hash, err := openRecord(seq, rec)
 			if err != nil {
 				return err
 			}
-			if orig.Escalation != id {
-				return fmt.Errorf("index events_by_esc files event %d of %q under %s; run threatgate audit verify", seq, orig.Escalation, id)
+			if stored.Escalation != id {
+				return fmt.Errorf("index events_by_esc files event %d of %q under %s; run threatgate audit verify", seq, stored.Escalation, id)
 			}
-			if orig.Compacted != nil {
+			if stored.Sealed == nil {
 				continue
 			}
-			small, changed := bot.CompactEvent(orig)
-			if !changed {
+			p := payloads.Get(u64(seq))
+			if p == nil {
+				return fmt.Errorf("event %d: its payload is missing; run threatgate audit verify", seq)
+			}
+			var sp storedPayload
+			if err := json.Unmarshal(p, &sp); err != nil {
+				return fmt.Errorf("event %d: decode payload: %w", seq, err)
+			}
+			if sp.Removed != nil {
 				continue
 			}
-			small.Compacted = &bot.Compaction{By: by, At: ev.At}
-			small.Hash = ""
-			canon, err := json.Marshal(small)
-			if err != nil {
-				return fmt.Errorf("encode compacted event %d: %w", seq, err)
+			if digest(p) != stored.Sealed.Payload {
+				return fmt.Errorf("event %d: its payload was changed; run threatgate audit verify", seq)
 			}
-			ev.Data.Records = append(ev.Data.Records, bot.CompactedRecord{Seq: seq, Hash: hash, Digest: digest(canon)})
-			todo = append(todo, rewrite{seq: seq, rec: withHash(canon, hash)})
+			ev.Data.Records = append(ev.Data.Records, bot.CompactedRecord{Seq: seq, Hash: hash, Digest: stored.Sealed.Payload})
+			removed = append(removed, seq)
 		}
 		esc := old.Clone()
-		if len(todo) == 0 {
+		if len(removed) == 0 {
 			esc.CompactedVersion = esc.Version
 		} else {
 			if err := appendEvent(tx, &ev); err != nil {
 				return err
 			}
-			for _, r := range todo {
-				if err := events.Put(u64(r.seq), r.rec); err != nil {
-					return fmt.Errorf("rewrite event %d: %w", r.seq, err)
+			if ev.Seq != by {
+				return fmt.Errorf("compaction event got seq %d, its tombstones name %d", ev.Seq, by)
+			}
+			for _, seq := range removed {
+				if err := payloads.Put(u64(seq), tomb); err != nil {
+					return fmt.Errorf("remove payload of event %d: %w", seq, err)
 				}
 			}
 			esc = bot.ApplyCompaction(old, ev)
@@ -153,7 +275,7 @@ func (d *DB) Compact(ctx context.Context, id string, expect uint64, ev bot.Event
 		if err != nil {
 			return fmt.Errorf("encode projection: %w", err)
 		}
-		n = len(todo)
+		n = len(removed)
 		return tx.Bucket(bucketEscalations).Put([]byte(id), saved)
 	})
 	if err != nil {
@@ -171,8 +293,7 @@ func appendEvent(tx *bolt.Tx, ev *bot.Event) error {
 	if headSeq == 0 {
 		prevHash = genesisHash
 	}
-	ev.Seq, ev.PrevHash = headSeq+1, prevHash
-	rec, err := seal(ev)
+	rec, err := sealEvent(tx.Bucket(bucketPayloads), ev, headSeq+1, prevHash)
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", ev.Kind, err)
 	}
@@ -204,41 +325,4 @@ func withHash(canon []byte, hash string) []byte {
 func digest(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-// checkCompacted checks a compacted record (ev, stored under seq as canon
-// plus hash): the EventCompacted event it names must come after it, be
-// about the same escalation, at the same time, and list seq with this
-// hash and the digest of canon. That event is under the chain (its own
-// hash is checked where the walk reaches it), so this binds what remains
-// of the record, and the hash it keeps, to the chain.
-func checkCompacted(events *bolt.Bucket, seq uint64, ev bot.Event, canon []byte, hash string) error {
-	m := ev.Compacted
-	if m.By <= seq {
-		return &ChainError{Seq: seq, Reason: fmt.Sprintf("says it was compacted by event %d, which is not after it", m.By)}
-	}
-	rec := events.Get(u64(m.By))
-	if rec == nil {
-		return &ChainError{Seq: seq, Reason: fmt.Sprintf("says it was compacted by event %d, which is missing", m.By)}
-	}
-	by, _, _, err := openRecord(m.By, rec)
-	if err != nil {
-		return &ChainError{Seq: seq, Reason: fmt.Sprintf("says it was compacted by event %d, which cannot be read: %v", m.By, err)}
-	}
-	if by.Kind != bot.EventCompacted || by.Escalation != ev.Escalation || !by.At.Equal(m.At) {
-		return &ChainError{Seq: seq, Reason: fmt.Sprintf("says it was compacted by event %d, which is not a compaction of %s at %s", m.By, ev.Escalation, m.At.Format(time.RFC3339))}
-	}
-	for _, r := range by.Data.Records {
-		if r.Seq != seq {
-			continue
-		}
-		if r.Hash != hash {
-			return &ChainError{Seq: seq, Reason: fmt.Sprintf("hash mismatch: compacted, it carries %s, but event %d recorded %s", hashPrefix(hash), m.By, hashPrefix(r.Hash))}
-		}
-		if d := digest(canon); d != r.Digest {
-			return &ChainError{Seq: seq, Reason: fmt.Sprintf("compacted record was changed: it digests to %s, event %d recorded %s", hashPrefix(d), m.By, hashPrefix(r.Digest))}
-		}
-		return nil
-	}
-	return &ChainError{Seq: seq, Reason: fmt.Sprintf("says it was compacted by event %d, which does not list it", m.By)}
 }

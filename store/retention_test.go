@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,9 @@ func TestCompactKeepsTheChainVerifiable(t *testing.T) {
 			t.Errorf("event %d changed its place in the chain", ev.Seq)
 		}
 	}
+	if before[0].Data.Signals[0].Evidence == nil || before[1].Data.Ref != longText {
+		t.Fatalf("before compaction the events did not read back with their payloads: %+v", before[:2])
+	}
 	opened, text, link := after[0], after[1], after[2]
 	if opened.Compacted == nil || opened.Data.Signals[0].Evidence != nil || opened.Data.Signals[0].ID != "auth-paths" || opened.Data.Title != "Rework session handling" {
 		t.Errorf("opening after compaction: %+v", opened)
@@ -108,7 +112,7 @@ func TestCompactKeepsTheChainVerifiable(t *testing.T) {
 	if ce.Kind != bot.EventCompacted || len(ce.Data.Records) != 2 || ce.Data.Records[0].Seq != opened.Seq || ce.Data.Records[0].Hash != before[0].Hash {
 		t.Fatalf("compaction event: %+v", ce)
 	}
-	if opened.Compacted.By != ce.Seq || !opened.Compacted.At.Equal(now) {
+	if opened.Compacted.By != ce.Seq || !opened.Compacted.At.Equal(now) || ce.Data.Records[0].Digest != opened.Sealed.Payload {
 		t.Errorf("opening's marker %+v, want by %d at %s", opened.Compacted, ce.Seq, now)
 	}
 
@@ -230,70 +234,69 @@ func TestMigrateRetentionIndex(t *testing.T) {
 	}
 }
 
-// TestVerifyFindsTamperingWithCompactedRecords: compaction does not open a
-// door. What remains of a compacted record, the hash it keeps, its marker,
-// and the compaction event's list are all bound to the chain.
-func TestVerifyFindsTamperingWithCompactedRecords(t *testing.T) {
-	rewrite := func(tx *bolt.Tx, seq uint64, edit func(m map[string]any)) error {
-		b := tx.Bucket(bucketEvents)
-		canon, hash, _ := unseal(b.Get(u64(seq)))
-		var m map[string]any
-		if err := json.Unmarshal(canon, &m); err != nil {
-			return err
-		}
-		edit(m)
-		out, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		return b.Put(u64(seq), withHash(out, hash))
+// TestVerifyFindsTamperingWithPayloads: payloads live beside the chain,
+// so each is bound to it by the digest its event was sealed with, and its
+// removal by a compaction event that lists it.
+func TestVerifyFindsTamperingWithPayloads(t *testing.T) {
+	put := func(tx *bolt.Tx, seq uint64, v string) error {
+		return tx.Bucket(bucketPayloads).Put(u64(seq), []byte(v))
 	}
 	for _, tt := range []struct {
-		name   string
-		fn     func(tx *bolt.Tx, opened, approval, compaction uint64) error
-		reason string
+		name    string
+		compact bool
+		fn      func(tx *bolt.Tx, opened, text, compaction uint64) error
+		reason  string
 	}{
-		{"a kept field of a compacted record changed", func(tx *bolt.Tx, o, _, _ uint64) error {
-			return rewrite(tx, o, func(m map[string]any) { m["data"].(map[string]any)["title"] = "Harmless typo fix" })
-		}, "compacted record was changed"},
-		{"evidence put back differently", func(tx *bolt.Tx, o, _, _ uint64) error {
-			return rewrite(tx, o, func(m map[string]any) {
-				m["data"].(map[string]any)["signals"].([]any)[0].(map[string]any)["evidence"] = []any{"README.md"}
-			})
-		}, "compacted record was changed"},
-		{"a normal record marked compacted", func(tx *bolt.Tx, _, a, c uint64) error {
-			return rewrite(tx, a, func(m map[string]any) {
-				m["actor"] = "mallory"
-				m["compacted"] = map[string]any{"by": c, "at": t0.Add(2*time.Hour + keep).Format(time.RFC3339Nano)}
-			})
-		}, "does not list it"},
-		{"marker names a missing event", func(tx *bolt.Tx, o, _, _ uint64) error {
-			return rewrite(tx, o, func(m map[string]any) { m["compacted"].(map[string]any)["by"] = 9999 })
+		{"evidence edited", false, func(tx *bolt.Tx, o, _, _ uint64) error {
+			return put(tx, o, `{"evidence":[["README.md"]]}`)
+		}, "its payload was changed"},
+		{"artifact text edited", false, func(tx *bolt.Tx, _, x, _ uint64) error {
+			return put(tx, x, `{"ref":"`+strings.Repeat("all fine. ", 40)+`"}`)
+		}, "its payload was changed"},
+		{"payload deleted", false, func(tx *bolt.Tx, o, _, _ uint64) error {
+			return tx.Bucket(bucketPayloads).Delete(u64(o))
+		}, "no compaction removed it"},
+		{"tombstone naming an event that is no compaction", false, func(tx *bolt.Tx, o, x, _ uint64) error {
+			return put(tx, o, fmt.Sprintf(`{"removed":{"by":%d,"at":"2027-01-01T00:00:00Z"}}`, x))
+		}, "not a compaction"},
+		{"tombstone naming a missing event", false, func(tx *bolt.Tx, o, _, _ uint64) error {
+			return put(tx, o, `{"removed":{"by":9999,"at":"2027-01-01T00:00:00Z"}}`)
 		}, "which is missing"},
-		{"marker names an earlier event", func(tx *bolt.Tx, o, _, _ uint64) error {
-			return rewrite(tx, o+1, func(m map[string]any) { m["compacted"].(map[string]any)["by"] = o })
+		{"tombstone naming an earlier event", false, func(tx *bolt.Tx, _, x, _ uint64) error {
+			return put(tx, x, `{"removed":{"by":1,"at":"2027-01-01T00:00:00Z"}}`)
 		}, "not after it"},
-		{"the compaction event's list rewritten", func(tx *bolt.Tx, o, _, c uint64) error {
-			return rewrite(tx, c, func(m map[string]any) {
-				m["data"].(map[string]any)["records"].([]any)[0].(map[string]any)["digest"] = strings.Repeat("0", 64)
-			})
+		{"tombstone naming a compaction that does not list it", false, func(tx *bolt.Tx, o, _, _ uint64) error {
+			// An insider appends a compaction event of the escalation at
+			// the head, listing nothing, and points the payload at it.
+			ev := bot.Event{Kind: bot.EventCompacted, Escalation: "ESC-1", Actor: "system", At: t0.Add(keep * 2)}
+			if err := appendEvent(tx, &ev); err != nil {
+				return err
+			}
+			return put(tx, o, fmt.Sprintf(`{"removed":{"by":%d,"at":"2027-01-01T00:00:00Z"}}`, ev.Seq))
+		}, "does not list it"},
+		{"the compaction event's list rewritten", true, func(tx *bolt.Tx, _, _, c uint64) error {
+			b := tx.Bucket(bucketEvents)
+			v := bytes.Replace(b.Get(u64(c)), []byte(`"digest":"`), []byte(`"digest":"0`), 1)
+			return b.Put(u64(c), v)
 		}, ""},
+		{"a compacted payload put back altered", true, func(tx *bolt.Tx, o, _, _ uint64) error {
+			return put(tx, o, `{"evidence":[["README.md"]]}`)
+		}, "its payload was changed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			db := mustOpenDir(t, dir)
 			esc := closedWithEvidence(t, db)
-			if _, err := db.Compact(ctx, esc.ID, esc.Version, compactEvent(esc.ID, t0.Add(2*time.Hour+keep))); err != nil {
-				t.Fatal(err)
+			var compaction uint64
+			if tt.compact {
+				if _, err := db.Compact(ctx, esc.ID, esc.Version, compactEvent(esc.ID, t0.Add(2*time.Hour+keep))); err != nil {
+					t.Fatal(err)
+				}
+				evs := events(t, db, esc.ID)
+				compaction = evs[len(evs)-1].Seq
 			}
 			evs := events(t, db, esc.ID)
-			var approval uint64
-			for _, ev := range evs {
-				if ev.Kind == bot.EventApproved {
-					approval = ev.Seq
-				}
-			}
-			db = tamper(t, dir, db, func(tx *bolt.Tx) error { return tt.fn(tx, evs[0].Seq, approval, evs[len(evs)-1].Seq) })
+			db = tamper(t, dir, db, func(tx *bolt.Tx) error { return tt.fn(tx, evs[0].Seq, evs[1].Seq, compaction) })
 			for name, verify := range map[string]func() error{
 				"Verify": func() error { _, err := db.Verify(ctx); return err },
 				"Audit":  func() error { _, err := db.Audit(ctx, nil); return err },
@@ -320,7 +323,7 @@ func TestCompactRemovesTheBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		for _, bucket := range [][]byte{bucketEvents, bucketEscalations} {
+		for _, bucket := range [][]byte{bucketEvents, bucketEscalations, bucketPayloads} {
 			err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
 				if bytes.Contains(v, []byte("threat model line")) || bytes.Contains(v, []byte("src/auth/token.go")) {
 					t.Errorf("%s %q still holds removed text", bucket, k)

@@ -49,6 +49,9 @@ var buckets = [][]byte{
 	bucketTickDue,
 	bucketAway,
 	bucketRetentionDue,
+	bucketPayloads,
+	bucketList,
+	bucketIncidents,
 }
 
 // Keys in the meta bucket.
@@ -89,6 +92,13 @@ var migrations = []migration{
 	migrate6Away,
 	// 7: closed escalations for retention (retention.go).
 	migrate7Retention,
+	// 8: event payloads beside the chain (retention.go).
+	migrate8Payloads,
+	// 9: the whole record's index and the cursor key (list.go,
+	// list_migration.go).
+	migrateListIndex,
+	// 10: each incident's events (incident.go).
+	migrate10Incidents,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).

@@ -115,10 +115,10 @@ func eventsBetween(ctx context.Context, tx *bolt.Tx, from, to time.Time, decoded
 				return nil, err
 			}
 		}
-		var ev bot.Event
 		count()
-		if err := json.Unmarshal(v, &ev); err != nil {
-			return nil, fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
+		ev, err := decodeEvent(tx.Bucket(bucketPayloads), binary.BigEndian.Uint64(k), v)
+		if err != nil {
+			return nil, err
 		}
 		if !ev.At.Before(stop) {
 			break

@@ -271,6 +271,15 @@ func toMergeRequest(mr *gl.MergeRequest, project, head string, changes []policie
 	if mr.UpdatedAt != nil {
 		out.UpdatedAt = *mr.UpdatedAt
 	}
+	switch {
+	case mr.MergeUser != nil:
+		out.MergedBy = policies.User{Username: mr.MergeUser.Username, Name: mr.MergeUser.Name}
+	case mr.MergedBy != nil: //nolint:staticcheck // older GitLab versions fill only merged_by
+		out.MergedBy = policies.User{Username: mr.MergedBy.Username, Name: mr.MergedBy.Name}
+	}
+	if mr.MergedAt != nil {
+		out.MergedAt = *mr.MergedAt
+	}
 	if mr.References != nil {
 		out.References.Full = mr.References.Full
 	}

@@ -7,12 +7,14 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,12 +27,14 @@ type Lister interface {
 	List(ctx context.Context) ([]*bot.Escalation, error)
 }
 
-// API serves GET /api/escalations.
+// API serves GET /api/escalations: a page of the whole record, filtered
+// and paged as docs/API.md describes, read through the store's indexes
+// (Pager) and written as it is encoded.
 type API struct {
-	Store  Lister
+	Store  Pager
 	Policy func() *policies.Policy
 	Log    *slog.Logger
-	Now    func() time.Time // the clock deadlines are measured at; nil: time.Now
+	Now    func() time.Time // the clock deadlines, flag=overdue and flag=late are measured at; nil: time.Now
 }
 
 func (a *API) now() time.Time {
@@ -38,6 +42,16 @@ func (a *API) now() time.Time {
 		return a.Now()
 	}
 	return time.Now()
+}
+
+// ListJSON is the body of GET /api/escalations; its keys are a contract
+// with API users.
+type ListJSON struct {
+	Items []EscalationJSON `json:"items"`
+	// Next is the cursor of the next page and NextURL the page's URL
+	// (also in the Link header, rel="next"); both absent on the last page.
+	Next    string `json:"next,omitempty"`
+	NextURL string `json:"next_url,omitempty"`
 }
 
 // EscalationJSON is one item of GET /api/escalations; its keys are a
@@ -67,6 +81,13 @@ type EscalationJSON struct {
 	// request (bot.DeadlineOf); null once the escalation is not active or
 	// has no deadline.
 	Deadline *DeadlineJSON `json:"deadline"`
+	// Gate is the commit status threatgate last set (absent when none is
+	// recorded); MergedBy and MergedAt say who merged and when, as GitLab
+	// reported it (absent until merged; merged_by also when GitLab did
+	// not say).
+	Gate     *GateJSON  `json:"gate,omitempty"`
+	MergedBy string     `json:"merged_by,omitempty"`
+	MergedAt *time.Time `json:"merged_at,omitempty"`
 }
 
 // DeadlineJSON is bot.Deadline as the API shows it.
@@ -77,6 +98,14 @@ type DeadlineJSON struct {
 	Paused      bool       `json:"paused"`
 	Until       *time.Time `json:"paused_until,omitempty"` // while paused: when the deferral ends
 	Text        string     `json:"text"`                   // "3d 4h left", "overdue by 5d", "paused, 2d left"
+}
+
+// GateJSON is the gate's commit status as threatgate last set it.
+type GateJSON struct {
+	Status      string    `json:"status"` // pending, success, failed
+	Description string    `json:"description"`
+	SHA         string    `json:"sha"`
+	At          time.Time `json:"at"`
 }
 
 // ApprovalJSON is one approval of an escalation.
@@ -130,6 +159,14 @@ func Convert(e *bot.Escalation, pol *policies.Policy, now time.Time) EscalationJ
 			j.Deadline.Until = &dl.Until
 		}
 	}
+	if e.Gate != "" {
+		j.Gate = &GateJSON{Status: e.Gate, Description: e.GateText, SHA: e.GateSHA, At: e.GateAt}
+	}
+	j.MergedBy = e.MergedBy
+	if !e.MergedAt.IsZero() {
+		m := e.MergedAt
+		j.MergedAt = &m
+	}
 	return j
 }
 
@@ -139,7 +176,19 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
-	all, err := a.Store.List(r.Context())
+	now := a.now().UTC()
+	q, err := parseListQuery(r.URL.Query(), now)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, problemsText(err))
+		return
+	}
+	pol := a.Policy()
+	q.Policy = pol
+	page, err := a.Store.ListPage(r.Context(), q)
+	if msg, ok := listProblem(err); ok {
+		apiError(w, http.StatusBadRequest, msg)
+		return
+	}
 	if err != nil {
 		if a.Log != nil {
 			a.Log.Error("list escalations", bot.LogErr, err)
@@ -147,21 +196,51 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	state := r.URL.Query().Get("state")
-	pol, now := a.Policy(), a.now()
-	out := make([]EscalationJSON, 0, len(all))
-	for _, e := range all {
-		if state != "" && string(e.State) != state {
-			continue
-		}
-		out = append(out, Convert(e, pol, now))
+	var next string
+	if page.Next != "" {
+		next = listURL(r.URL.Path, q, page.Next)
+		w.Header().Set("Link", "<"+next+">; rel=\"next\"")
 	}
-	slices.SortStableFunc(out, func(x, y EscalationJSON) int { return x.CreatedAt.Compare(y.CreatedAt) })
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(out)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := writeList(w, page, pol, now, next); err != nil && a.Log != nil {
+		// The status is sent: the client sees a truncated body.
+		a.Log.Warn("write the list of escalations", bot.LogErr, err)
+	}
+}
+
+// writeList streams a page as ListJSON, one item at a time, so the
+// response never holds more than one encoded item.
+func writeList(w io.Writer, page bot.ListPage, pol *policies.Policy, now time.Time, nextURL string) error {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	bw.WriteString("{\n  \"items\": [")
+	for i, e := range page.Items {
+		item, err := json.MarshalIndent(Convert(e, pol, now), "    ", "  ")
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", e.ID, err)
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n    ")
+		bw.Write(item)
+	}
+	if len(page.Items) > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("]")
+	if page.Next != "" {
+		for _, kv := range [][2]string{{"next", page.Next}, {"next_url", nextURL}} {
+			v, _ := json.Marshal(kv[1])
+			bw.WriteString(",\n  \"" + kv[0] + "\": ")
+			bw.Write(v)
+		}
+	}
+	bw.WriteString("\n}\n")
+	return bw.Flush()
 }
 
 // apiError answers with status and {"error": msg}.

@@ -11,7 +11,7 @@ import (
 // opened and how many decided (approved or rejected) in it.
 type Week struct {
 	Start   time.Time // Monday 00:00 UTC of the ISO week
-	Label   string    // the axis label, "W45"
+	Label   string    // the axis label: the week's dates, "30 Nov – 6 Dec" (two lines at the dash)
 	Opened  int
 	Decided int
 }
@@ -28,9 +28,9 @@ func (w Week) Name() string {
 
 // The chart's geometry, in viewBox units.
 const (
-	chartW, chartH             = 640, 260
+	chartW, chartH             = 640, 272
 	chartLeft, chartRight      = 40, 12
-	chartTop, chartBottom      = 16, 56
+	chartTop, chartBottom      = 16, 68
 	chartPlotW                 = chartW - chartLeft - chartRight
 	chartPlotH                 = chartH - chartTop - chartBottom
 	chartBarShare, chartBarGap = 0.34, 0.04 // of a week's slot, per bar and between the two
@@ -105,7 +105,15 @@ func ThroughputChart(weeks []Week) template.HTML {
 		}
 		b.WriteString(`<g class="labels">`)
 		for i, w := range weeks {
-			fmt.Fprintf(&b, `<text class="week" x="%.1f" y="%d" text-anchor="middle">%s</text>`, chartLeft+slot*(float64(i)+0.5), chartTop+chartPlotH+16, esc(w.Label))
+			x := chartLeft + slot*(float64(i)+0.5)
+			first, second, two := strings.Cut(w.Label, " – ")
+			if !two {
+				fmt.Fprintf(&b, `<text class="week" x="%.1f" y="%d" text-anchor="middle">%s</text>`, x, chartTop+chartPlotH+16, esc(w.Label))
+				continue
+			}
+			// A range of dates: one line per end, so that twelve weeks fit.
+			fmt.Fprintf(&b, `<text class="week" x="%.1f" y="%d" text-anchor="middle"><tspan x="%.1f">%s</tspan><tspan x="%.1f" dy="13">– %s</tspan></text>`,
+				x, chartTop+chartPlotH+16, x, esc(first), x, esc(second))
 		}
 		b.WriteString(`</g>`)
 	}
@@ -137,4 +145,10 @@ func ticks(peak int) (step, top int) {
 	}
 	top = (peak + step - 1) / step * step
 	return step, top
+}
+
+// weekLabel names the week starting on Monday start by its dates, Monday
+// to Sunday: "30 Nov – 6 Dec".
+func weekLabel(start time.Time) string {
+	return start.Format("2 Jan") + " – " + start.AddDate(0, 0, 6).Format("2 Jan")
 }

@@ -30,9 +30,11 @@ type Console struct {
 	Log     *slog.Logger
 
 	mu      sync.Mutex
-	threads map[string]*thread
-	general []Post // replies to commands outside any thread
-	keys    map[string]bool
+	threads map[string]*thread // at most maxThreads: the least recently updated go first
+	general []Post             // replies to commands outside any thread; the last maxPosts
+	keys    map[string]bool    // effect keys posted: the last maxKeys (keyRing)
+	keyRing []string
+	keyNext int
 }
 
 var _ bot.Chat = (*Console)(nil)
@@ -93,7 +95,35 @@ type Post struct {
 	Kind    string // "bot", "user", "reply", "refusal", "security"
 }
 
-const maxPosts = 500
+// The console keeps everything in memory, bounded: maxPosts posts per
+// thread and in General, maxThreads threads (the least recently updated is
+// dropped; its escalation's page still has the whole record), and the last
+// maxKeys effect keys (a redelivery older than that is posted again).
+const (
+	maxPosts   = 500
+	maxThreads = 1000
+	maxKeys    = 20000
+)
+
+// remember records key as posted, forgetting the oldest beyond maxKeys.
+func (c *Console) remember(key string) {
+	if len(c.keyRing) < maxKeys {
+		c.keyRing = append(c.keyRing, key)
+	} else {
+		delete(c.keys, c.keyRing[c.keyNext])
+		c.keyRing[c.keyNext] = key
+		c.keyNext = (c.keyNext + 1) % maxKeys
+	}
+	c.keys[key] = true
+}
+
+// addGeneral appends p to General, keeping the last maxPosts.
+func (c *Console) addGeneral(ps ...Post) {
+	c.general = append(c.general, ps...)
+	if len(c.general) > maxPosts {
+		c.general = slices.Clone(c.general[len(c.general)-maxPosts:])
+	}
+}
 
 func (c *Console) init() {
 	if c.threads == nil {
@@ -117,17 +147,16 @@ func (c *Console) Post(_ context.Context, m bot.Message) (bot.MessageRef, error)
 	defer c.mu.Unlock()
 	c.init()
 	ref := bot.MessageRef{Channel: "console", TS: m.Key}
-	if m.Key != "" && c.keys[m.Key] {
-		return ref, nil
+	if m.Key != "" {
+		if c.keys[m.Key] {
+			return ref, nil
+		}
+		c.remember(m.Key)
 	}
-	c.keys[m.Key] = true
 	if m.Escalation == "" {
 		// A post of no escalation (the daily digest, the weekly report)
 		// goes to the General channel.
-		c.general = append(c.general, Post{At: c.now(), From: "threatgate", Text: m.Text, Mention: m.Mention, Kind: "bot"})
-		if len(c.general) > maxPosts {
-			c.general = c.general[len(c.general)-maxPosts:]
-		}
+		c.addGeneral(Post{At: c.now(), From: "threatgate", Text: m.Text, Mention: m.Mention, Kind: "bot"})
 		return ref, nil
 	}
 	t := c.thread(m.Escalation)
@@ -147,7 +176,16 @@ func (c *Console) Post(_ context.Context, m bot.Message) (bot.MessageRef, error)
 func (c *Console) thread(id string) *thread {
 	t := c.threads[id]
 	if t == nil {
-		t = &thread{ID: id}
+		if len(c.threads) >= maxThreads {
+			var oldest *thread
+			for _, o := range c.threads {
+				if oldest == nil || o.Updated.Before(oldest.Updated) {
+					oldest = o
+				}
+			}
+			delete(c.threads, oldest.ID)
+		}
+		t = &thread{ID: id, Updated: c.now()}
 		c.threads[id] = t
 	}
 	return t
@@ -156,7 +194,7 @@ func (c *Console) thread(id string) *thread {
 func (c *Console) add(t *thread, p Post) {
 	t.Posts = append(t.Posts, p)
 	if len(t.Posts) > maxPosts {
-		t.Posts = t.Posts[len(t.Posts)-maxPosts:]
+		t.Posts = slices.Clone(t.Posts[len(t.Posts)-maxPosts:])
 	}
 }
 
@@ -371,10 +409,7 @@ func (c *Console) send(w http.ResponseWriter, r *http.Request) {
 	user := Post{At: now, From: as, Text: text, Kind: "user"}
 	bot := Post{At: now, From: "threatgate", Text: answer, Kind: kind}
 	if target == "" {
-		c.general = append(c.general, user, bot)
-		if len(c.general) > maxPosts {
-			c.general = c.general[len(c.general)-maxPosts:]
-		}
+		c.addGeneral(user, bot)
 	} else {
 		t := c.thread(target)
 		c.add(t, user)
@@ -415,7 +450,7 @@ func (c *Console) sample(w http.ResponseWriter, r *http.Request) {
 	c.init()
 	p := Post{At: now, From: "threatgate", Text: reply, Kind: "reply"}
 	if esc == "" {
-		c.general = append(c.general, p)
+		c.addGeneral(p)
 	} else {
 		c.add(c.thread(esc), p)
 	}
@@ -467,10 +502,7 @@ func (c *Console) mr(w http.ResponseWriter, r *http.Request) {
 	c.init()
 	p := Post{At: now, From: "gitlab", Text: reply, Kind: "reply"}
 	if esc == "" {
-		c.general = append(c.general, p)
-		if len(c.general) > maxPosts {
-			c.general = c.general[len(c.general)-maxPosts:]
-		}
+		c.addGeneral(p)
 	} else {
 		c.add(c.thread(esc), p)
 	}

@@ -118,6 +118,15 @@ type escRow struct {
 	PastFirstResponse bool
 	Waiting           []string
 	DeferredUntil     time.Time
+	// For the whole record: when it was opened, whether it is still open,
+	// and how a closed one ended.
+	Created  time.Time
+	Active   bool
+	Bypassed bool
+	Forged   int
+	Decided  time.Time
+	MergedAt time.Time
+	MergedBy string
 }
 
 // holder is a person or group and the open escalations waiting on them.
@@ -274,6 +283,8 @@ func newRow(e *bot.Escalation, pol *policies.Policy, now time.Time) escRow {
 		ID: e.ID, Project: e.Project, MRIID: e.MRIID, MRURL: e.MRURL, Title: e.Title, Tier: e.Tier, TierName: e.TierName,
 		State: e.State, Urgent: e.Urgent, Manual: e.Manual, Age: now.Sub(e.CreatedAt), Due: e.DecisionDue,
 		Waiting: bot.WaitingOn(e, pol), DeferredUntil: e.DeferredUntil,
+		Created: e.CreatedAt, Active: e.State.Active(), Bypassed: e.Bypassed, Forged: e.Forged,
+		Decided: e.DecidedAt, MergedAt: e.MergedAt, MergedBy: e.MergedBy,
 	}
 	// The deadline and waiting rules are bot's, as for every other surface.
 	r.Deadline = bot.DeadlineOf(e, pol, now)
@@ -365,8 +376,7 @@ func throughput(all []*bot.Escalation, now time.Time, n int) []Week {
 	weeks := make([]Week, n)
 	for i := range weeks {
 		start := first.AddDate(0, 0, 7*i)
-		_, wk := start.ISOWeek()
-		weeks[i] = Week{Start: start, Label: fmt.Sprintf("W%02d", wk)}
+		weeks[i] = Week{Start: start, Label: weekLabel(start)}
 	}
 	index := func(t time.Time) int {
 		if t.IsZero() || t.Before(first) {

@@ -101,7 +101,7 @@ func TestDashboard(t *testing.T) {
 	// Open escalations by tier, highest first, then by state.
 	open := section(t, page, "open")
 	inOrder(t, "tiers", open, `id="tier-T3"`, "awaiting artifacts", ">ESC-2<", ">ESC-6<", "deferred", ">ESC-3<", `id="tier-T2"`, "in review", ">ESC-1<")
-	wantContains(t, open, "T3</span> critical · 3 open", "T2</span> high · 1 open",
+	wantContains(t, open, `T3</span> critical · <a href="/escalations?open=true&amp;tier=T3">3 open</a>`, `T2</span> high · <a href="/escalations?open=true&amp;tier=T2">1 open</a>`,
 		`<span class="flag urgent">urgent</span>`, `<span class="flag manual">manual</span>`,
 		`href="https://gitlab.example.com/shop/api/-/merge_requests/2"`)
 	// Decided, merged and bypassed ones are not open.
@@ -114,7 +114,7 @@ func TestDashboard(t *testing.T) {
 	// in review wait on approvers (ESC-1); while artifacts are missing
 	// they wait on the authors.
 	b := section(t, page, "bottlenecks")
-	inOrder(t, "people", b, `<span class="who">Alice Appsec</span> <strong>1</strong>`, `<span class="who">bob</span> <strong>1</strong>`)
+	inOrder(t, "people", b, `<a class="who" href="/escalations?open=true&amp;person=alice">Alice Appsec</a> <strong>1</strong>`, `<a class="who" href="/escalations?open=true&amp;person=bob">bob</a> <strong>1</strong>`)
 	inOrder(t, "groups", b, `<span class="who">appsec</span> <strong>1</strong>`)
 	wantNotContains(t, b, `<span class="who">dave</span>`)
 
@@ -127,7 +127,8 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("%d decided bars, want 12", n)
 	}
 	wantContains(t, th, "2026-W34 to 2026-W45: 6 opened, 2 decided", "2026-W41 1 opened, 1 decided", "2026-W43 1 opened, 0 decided",
-		"2026-W44 2 opened, 1 decided", "2026-W45 2 opened, 0 decided", ">W34<", ">W45<")
+		"2026-W44 2 opened, 1 decided", "2026-W45 2 opened, 0 decided", ">17 Aug</tspan>", ">– 23 Aug</tspan>", ">2 Nov</tspan>", ">– 8 Nov</tspan>")
+	wantNotContains(t, th, ">W34<", ">W45<")
 
 	wantContains(t, section(t, page, "all"), "All 6 escalations", "rejected</span> 1", "merged</span> 1")
 }
@@ -295,6 +296,13 @@ func (f faultyReader) List(ctx context.Context) ([]*bot.Escalation, error) {
 	return f.Reader.List(ctx)
 }
 
+func (f faultyReader) ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error) {
+	if f.list != nil {
+		return bot.ListPage{}, f.list
+	}
+	return f.Reader.ListPage(ctx, q)
+}
+
 func (f faultyReader) Verify(ctx context.Context) (int, error) {
 	if f.verify != nil {
 		return 3, f.verify
@@ -316,7 +324,7 @@ var refPattern = regexp.MustCompile(`Reference <code>([0-9a-f]{8})</code>`)
 func TestStoreFailureIs500WithReference(t *testing.T) {
 	secret := errors.New("open /var/lib/threatgate/threatgate.db: disk on fire")
 	s := newDashSite(t, withReader(func(r web.Reader) web.Reader { return faultyReader{Reader: r, find: secret, list: secret} }))
-	for _, p := range []string{"/", "/escalations/ESC-1", "/api/escalations"} {
+	for _, p := range []string{"/", "/escalations/ESC-1", "/api/escalations", "/escalations"} {
 		res := s.get(p)
 		wantStatus(t, res, http.StatusInternalServerError)
 		page := body(t, res)
@@ -337,7 +345,7 @@ func TestPagesWithoutTheTier(t *testing.T) {
 		{Store: s.db, Clock: s.clock, Policy: func() *policies.Policy { return nil }},
 	} {
 		h := srv.Handler()
-		for _, p := range []string{"/", "/escalations/ESC-1", "/escalations/ESC-2", "/escalations/ESC-6", "/api/escalations"} {
+		for _, p := range []string{"/", "/escalations/ESC-1", "/escalations/ESC-2", "/escalations/ESC-6", "/api/escalations", "/escalations?tier=T3"} {
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, p, nil))
 			if w.Code != http.StatusOK {

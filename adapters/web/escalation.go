@@ -33,6 +33,26 @@ type escalationView struct {
 	// that nobody in the policy matches (bot.UnknownAuthors): an approver
 	// should know who else wrote the change.
 	UnknownAuthors []string
+	// Gate is the commit status threatgate last set, nil when none is
+	// recorded; Merge how the MR was merged, nil until it is.
+	Gate  *gateView
+	Merge *mergeView
+}
+
+// gateView is the gate's status as threatgate last set it in GitLab.
+type gateView struct {
+	Status, Text, SHA string
+	At                time.Time
+	OnHead            bool // set on the MR's current head
+}
+
+// mergeView is the merge as recorded: who (as GitLab reported it), when,
+// and for a bypass what the gate still needed then.
+type mergeView struct {
+	By       string
+	At       time.Time
+	Bypassed bool
+	Missing  []string
 }
 
 type signalView struct {
@@ -193,11 +213,13 @@ func buildEscalation(e *bot.Escalation, events []bot.Event, pol *policies.Policy
 		}
 		return kind
 	}
+	missing := e.MissingArtifacts(v.Tier) // the rule: an artifact whose text retention removed counts as missing
 	for _, k := range required {
 		av := artifactView{Kind: k, Name: name(k), Required: true}
 		if i := slices.IndexFunc(e.Artifacts, func(a bot.Artifact) bool { return a.Kind == k }); i >= 0 {
 			av.In, av.Artifact = true, e.Artifacts[i]
-		} else {
+		}
+		if slices.Contains(missing, k) {
 			v.Missing++
 		}
 		v.Artifacts = append(v.Artifacts, av)
@@ -249,7 +271,35 @@ func buildEscalation(e *bot.Escalation, events []bot.Event, pol *policies.Policy
 	for _, ev := range events {
 		v.Timeline = append(v.Timeline, eventView{Event: ev, Summary: summarize(ev)})
 	}
+	v.Gate, v.Merge = gateOf(e), mergeOf(e, events)
 	return v
+}
+
+// gateOf reads the gate's last status from the projection (kept from
+// the events that set it).
+func gateOf(e *bot.Escalation) *gateView {
+	if e.Gate == "" {
+		return nil
+	}
+	return &gateView{Status: e.Gate, Text: e.GateText, SHA: e.GateSHA, At: e.GateAt, OnHead: e.GateSHA == e.HeadSHA}
+}
+
+// mergeOf reads the merge from the projection; for escalations merged
+// before it kept who and when, the merged event gives the time.
+func mergeOf(e *bot.Escalation, events []bot.Event) *mergeView {
+	if e.State != bot.StateMerged && e.MergedAt.IsZero() {
+		return nil
+	}
+	m := &mergeView{By: e.MergedBy, At: e.MergedAt, Bypassed: e.Bypassed, Missing: e.MergeMissing}
+	if m.At.IsZero() {
+		for _, ev := range slices.Backward(events) {
+			if ev.Kind == bot.EventMerged {
+				m.At = ev.At
+				break
+			}
+		}
+	}
+	return m
 }
 
 // orderedChecks lists the answers in checks in the order of items, then

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -15,6 +16,13 @@ import (
 // dashboard"): the files `threatgate export` writes, rendered by the same
 // bot functions (bot.BuildBundle, bot.ExportOf, bot.RenderExport), so a
 // download holds the same bytes as the command's files.
+
+// exportFilters are the whole record's filters GET /export takes;
+// exportParams every parameter it takes.
+var (
+	exportFilters = []string{"tier", "project", "person", "state"}
+	exportParams  = append([]string{"from", "to", "format"}, exportFilters...)
+)
 
 // maxExportDays bounds the window of GET /export: a year, leap day
 // included. A longer one is refused rather than read.
@@ -101,7 +109,31 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 		s.RenderError(w, r, http.StatusBadRequest, strings.Join(problems, "; ")+".")
 		return
 	}
-	x, err := bot.ExportOf(r.Context(), s.Store, start, end)
+	// The whole record's filters (tier, project, person, state) narrow
+	// it to a filtered list, as on the All escalations page.
+	filters := url.Values{}
+	for _, k := range exportFilters {
+		if v, ok := q[k]; ok {
+			filters[k] = v
+		}
+	}
+	var keep func(*bot.Escalation) bool
+	if len(filters) > 0 {
+		lq, err := parseListQuery(filters, s.now())
+		if err != nil {
+			s.RenderError(w, r, http.StatusBadRequest, err.Error())
+			return
+		}
+		lq.Policy = s.policy()
+		keep = lq.Match
+	}
+	for k := range q {
+		if !slices.Contains(exportParams, k) {
+			s.RenderError(w, r, http.StatusBadRequest, fmt.Sprintf("%s: unknown parameter; the parameters are %s.", clipParam(k), strings.Join(exportParams, ", ")))
+			return
+		}
+	}
+	x, err := bot.ExportWhere(r.Context(), s.Store, start, end, keep)
 	if err != nil {
 		s.fail(w, r, err)
 		return

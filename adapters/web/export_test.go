@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"slices"
@@ -330,4 +331,78 @@ func TestPagesLinkTheExport(t *testing.T) {
 		`<input type="date" name="from" required value="2026-10-06">`, `<input type="date" name="to" required value="2026-11-05">`,
 		`<option value="csv">CSV</option>`, `<button type="submit">Export</button>`)
 	wantNotContains(t, page, "<script", "onclick", "onsubmit")
+}
+
+// TestExportOfAFilteredList: GET /export takes the whole record's filters
+// (as the All escalations page), and refuses a parameter it does not know.
+func TestExportOfAFilteredList(t *testing.T) {
+	s, _ := exportSite(t)
+	all := map[string]*bot.Escalation{}
+	for _, id := range []string{"ESC-1", "ESC-4", "ESC-5"} {
+		e, err := s.db.FindEscalation(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all[id] = e
+	}
+	// The first filter of the list's that keeps some but not all.
+	var query string
+	var want []string
+	for _, f := range []struct{ k, v string }{{"state", "approved"}, {"state", "merged"}, {"state", "bypassed"}, {"state", "rejected"}, {"tier", all["ESC-1"].Tier}, {"person", all["ESC-1"].Author}} {
+		lq := bot.ListQuery{}
+		switch f.k {
+		case "state":
+			lq.State = f.v
+		case "tier":
+			lq.Tier = f.v
+		case "person":
+			lq.Person = f.v
+		}
+		var ids []string
+		for _, id := range []string{"ESC-1", "ESC-4", "ESC-5"} {
+			if lq.Match(all[id]) {
+				ids = append(ids, id+".json")
+			}
+		}
+		if len(ids) > 0 && len(ids) < 3 {
+			query, want = "&"+f.k+"="+f.v, ids
+			break
+		}
+	}
+	if query == "" {
+		t.Fatal("no filter splits the seed: the test would prove nothing")
+	}
+	names, _ := unzip(t, []byte(body(t, s.get("/export?from="+seedFrom+"&to="+seedTo+query))))
+	if !slices.Equal(names, append([]string{"index.json"}, want...)) {
+		t.Errorf("%s: zip holds %v, want index.json and %v", query, names, want)
+	}
+	for path, msg := range map[string]string{
+		"/export?from=" + seedFrom + "&to=" + seedTo + "&state=nonsense": "state",
+		"/export?from=" + seedFrom + "&to=" + seedTo + "&color=red":      "color: unknown parameter",
+	} {
+		res := s.get(path)
+		wantStatus(t, res, http.StatusBadRequest)
+		if b := body(t, res); !strings.Contains(b, msg) {
+			t.Errorf("GET %s: %q lacks %q", path, b, msg)
+		}
+	}
+}
+
+// TestAllEscalationsLinksItsExport: the All escalations page links the
+// export of its filtered list, and the link works.
+func TestAllEscalationsLinksItsExport(t *testing.T) {
+	s, _ := exportSite(t)
+	page := body(t, s.get("/escalations?state=merged&tier=T2"))
+	i := strings.Index(page, `id="export-list"`)
+	if i < 0 {
+		t.Fatal("the All escalations page has no export link")
+	}
+	start := strings.LastIndex(page[:i], `href="`) + len(`href="`)
+	link := html.UnescapeString(page[start : start+strings.Index(page[start:], `"`)])
+	for _, want := range []string{"/export?", "state=merged", "tier=T2", "format=md"} {
+		if !strings.Contains(link, want) {
+			t.Errorf("export link %q lacks %q", link, want)
+		}
+	}
+	wantStatus(t, s.get(link), http.StatusOK)
 }

@@ -9,6 +9,9 @@ import (
 // Reader is what the pages read; store.DB is one.
 type Reader interface {
 	List(ctx context.Context) ([]*bot.Escalation, error)
+	// ListPage reads a page of the whole record through the store's
+	// indexes (GET /api/escalations, GET /escalations).
+	Pager
 	FindEscalation(ctx context.Context, id string) (*bot.Escalation, error)
 	Events(ctx context.Context, escalationID string) ([]bot.Event, error)
 	// Verify walks the whole audit chain; it returns how many events it

@@ -159,6 +159,11 @@ func (s *Server) funcs() template.FuncMap {
 		"plural":   plural,
 		"person":   s.personName,
 		"people":   s.peopleNames,
+		// tierList links to the open escalations of a tier on the All
+		// escalations page.
+		"tierList": func(tier string) string {
+			return "/escalations?" + url.Values{"open": {"true"}, "tier": {tier}}.Encode()
+		},
 	}
 }
 

@@ -93,3 +93,18 @@ func TestRetroRefusals(t *testing.T) {
 	wantStatus(t, locked.get("/reports/retro?format=json"), http.StatusFound)
 	wantStatus(t, locked.get("/reports/retro", bearer("s3cret-token")), http.StatusOK)
 }
+
+// TestNavLinksToReports: every page's navigation leads to the weekly
+// report and the retrospective, and both answer without parameters.
+func TestNavLinksToReports(t *testing.T) {
+	s := newDashSite(t)
+	page := body(t, s.get("/"))
+	for _, link := range []string{`href="/reports/weekly"`, `href="/reports/retro"`} {
+		if !strings.Contains(page, link) {
+			t.Errorf("the dashboard's navigation lacks %s", link)
+		}
+	}
+	for _, path := range []string{"/reports/weekly", "/reports/retro"} {
+		wantStatus(t, s.get(path), http.StatusOK)
+	}
+}

@@ -37,10 +37,11 @@ var staticFS embed.FS
 // Routes (Go 1.22 patterns):
 //
 //	GET  /                   dashboard
+//	GET  /escalations        every escalation ever, filtered and paged (see list.go; the filters of the API)
 //	GET  /escalations/{id}   one escalation with its audit timeline
 //	GET  /escalations/{id}/bundle  its evidence bundle (?format=json|md|csv; see export.go)
 //	GET  /export             a zip of the evidence bundles decided in a window (?from=&to=&format=; see export.go)
-//	GET  /api/escalations    JSON list (see API)
+//	GET  /api/escalations    JSON, a page of the whole record (see API, docs/API.md)
 //	GET  /reports/weekly     the weekly report (?week=2026-W49, ?format=json; see report.go)
 //	GET  /login, POST /login sign in with the dashboard token (only when DashboardToken is set)
 //	POST /logout             sign out
@@ -121,6 +122,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /escalations/{id}", s.requireAuth(http.HandlerFunc(s.escalation)))
 	mux.Handle("GET /escalations/{id}/bundle", s.requireAuth(http.HandlerFunc(s.bundle)))
 	mux.Handle("GET /export", s.requireAuth(http.HandlerFunc(s.export)))
+	mux.Handle("GET /escalations", s.requireAuth(http.HandlerFunc(s.allEscalations)))
 	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log, Now: s.now}))
 	mux.Handle("GET /reports/weekly", s.requireAuth(http.HandlerFunc(s.weeklyReport)))
 	mux.Handle("GET /reports/retro", s.requireAuth(http.HandlerFunc(s.retro)))

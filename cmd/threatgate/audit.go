@@ -267,7 +267,7 @@ func printCompactions(w io.Writer, cs []store.Compaction) {
 	for _, c := range cs {
 		n += len(c.Records)
 	}
-	fmt.Fprintf(w, "compacted (retention): %d records in %d compactions, each checked against the compaction event that lists it; their removed evidence lines and artifact text are gone\n", n, len(cs))
+	fmt.Fprintf(w, "compacted (retention): the payloads (evidence lines, artifact text) of %d events removed in %d compactions; every hash above covers what remains, and each removal is listed by its compaction event\n", n, len(cs))
 	for i := 0; i < len(cs); {
 		day := cs[i].At.UTC().Format(time.DateOnly)
 		j, records := i, 0

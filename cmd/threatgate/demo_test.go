@@ -556,9 +556,9 @@ func TestDemoCommand(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	var escs []map[string]any
-	if code := call("GET", "/api/escalations", nil, &escs); code != 200 || len(escs) != 7 {
-		t.Errorf("GET /api/escalations: %d, %d escalations; want 200 and the 7 seeded", code, len(escs))
+	var escs struct{ Items []map[string]any }
+	if code := call("GET", "/api/escalations", nil, &escs); code != 200 || len(escs.Items) != 7 {
+		t.Errorf("GET /api/escalations: %d, %d escalations; want 200 and the 7 seeded", code, len(escs.Items))
 	}
 	var samples []map[string]string
 	if code := call("GET", "/api/demo/samples", nil, &samples); code != 200 || len(samples) != len(demoSamples) || samples[0]["id"] == "" || samples[0]["title"] == "" {

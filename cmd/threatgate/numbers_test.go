@@ -149,10 +149,11 @@ func TestDeadlineEverySurface(t *testing.T) {
 		b, _ := io.ReadAll(rec.Body)
 		return string(b)
 	}
-	var api []web.EscalationJSON
-	if err := json.Unmarshal([]byte(get("/api/escalations")), &api); err != nil {
+	var list web.ListJSON
+	if err := json.Unmarshal([]byte(get("/api/escalations")), &list); err != nil {
 		t.Fatal(err)
 	}
+	api := list.Items
 	backlog := say("ann", "/threatgate backlog")
 	digestText := bot.RenderDigestText(digest)
 	slackDigest := blocksText(slack.RenderDigest(digest, nobody))

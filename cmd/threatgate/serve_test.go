@@ -147,10 +147,11 @@ func TestServeEndToEnd(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/api/escalations: %d %s", code, out)
 	}
-	var list []map[string]any
-	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
+	var page struct{ Items []map[string]any }
+	if err := json.Unmarshal([]byte(out), &page); err != nil || len(page.Items) != 1 {
 		t.Fatalf("/api/escalations: %v %s", err, out)
 	}
+	list := page.Items
 	for _, k := range []string{"id", "project", "mr_iid", "state", "tier", "head_sha", "missing_artifacts", "approvals", "created_at", "decision_due"} {
 		if _, ok := list[0][k]; !ok {
 			t.Errorf("/api/escalations item lacks %q", k)

@@ -102,6 +102,10 @@ type MR struct {
 	HeadPipelineID  int64
 	HeadPipelineRef string
 	Diffs           []Diff
+	// MergedBy and MergedAt, for a merged MR: who merged it (the API's
+	// merge_user and merged_by) and when (merged_at); empty: not reported.
+	MergedBy string
+	MergedAt time.Time
 	// Commits, newest first as GitLab lists them. When SHA is not among
 	// them a commit for SHA by Author (Author@example.com) comes first.
 	Commits []Commit
@@ -566,6 +570,18 @@ func (s *Server) SetState(project string, iid int64, state string) {
 	_, st := s.mustMR(project, iid)
 	st.mr.State = state
 	st.mr.UpdatedAt = s.now().UTC()
+}
+
+// SetMerged merges the MR as user by, now: the API then reports who
+// (merge_user, merged_by) and when (merged_at), as GitLab does.
+func (s *Server) SetMerged(project string, iid int64, by string) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, st := s.mustMR(project, iid)
+	st.mr.State = "merged"
+	st.mr.UpdatedAt = s.now().UTC()
+	st.mr.MergedBy, st.mr.MergedAt = by, st.mr.UpdatedAt
 }
 
 // SetLabels replaces the MR's labels.
@@ -1050,7 +1066,7 @@ func (s *Server) mrJSON(p *project, st *mrState) map[string]any {
 	if m.Author != "" {
 		author = s.userID(m.Author)
 	}
-	return map[string]any{
+	out := map[string]any{
 		"id": st.id, "iid": m.IID, "project_id": p.id,
 		"source_project_id": p.id, "target_project_id": p.id,
 		"title": m.Title, "description": m.Description, "state": m.State,
@@ -1064,6 +1080,14 @@ func (s *Server) mrJSON(p *project, st *mrState) map[string]any {
 		"head_pipeline": head,
 		"diff_refs":     map[string]string{"base_sha": m.BaseSHA, "head_sha": m.SHA, "start_sha": m.BaseSHA},
 	}
+	if m.MergedBy != "" {
+		u := map[string]any{"id": s.userID(m.MergedBy), "username": m.MergedBy, "name": m.MergedBy, "state": "active"}
+		out["merge_user"], out["merged_by"] = u, u
+	}
+	if !m.MergedAt.IsZero() {
+		out["merged_at"] = ts(m.MergedAt)
+	}
+	return out
 }
 
 // listMRs answers GET /projects/:id/merge_requests: state, updated_after
