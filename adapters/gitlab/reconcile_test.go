@@ -142,10 +142,9 @@ func TestReconcileListingCatchesAMergeWithoutApproval(t *testing.T) {
 // TestReconcileListingCatchesAForgedStatus: someone sets the gate's
 // status to success with their own token. The MR itself does not change
 // (its updated_at stays), but the status lands in a pipeline of its head,
-// which the pipeline list shows: the forgery is recorded. (Whether the
-// gate is put right over a forgery in the same pipeline as threatgate's
-// own pending status is the forge's business, not reconcile's: GitLab
-// refuses pending over pending.)
+// which the pipeline list shows: the forgery is recorded and the gate set
+// again, newer than the forgery, although threatgate's own pending status
+// in that pipeline is still pending (GitLab refuses pending over pending).
 func TestReconcileListingCatchesAForgedStatus(t *testing.T) {
 	r := newRig(t, "status")
 	r.openMRs(7, 8)
@@ -162,6 +161,11 @@ func TestReconcileListingCatchesAForgedStatus(t *testing.T) {
 	e := r.escalation(7)
 	if e.Forged != 1 {
 		t.Errorf("!7 forged = %d, want the forged status recorded", e.Forged)
+	}
+	// threatgate's own pending status sat in the same pipeline; the
+	// forged success came after it, so the gate is set again, newer.
+	if st := r.lastStatus(head); st.State != "pending" || st.Author != gitlabtest.DefaultBotUser {
+		t.Errorf("gate: %+v (statuses %v), want threatgate's pending newer than the forgery", st, r.statuses(head))
 	}
 	// The pipeline moved again when threatgate set its status; once
 	// read, it is not read again.
