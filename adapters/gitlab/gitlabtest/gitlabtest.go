@@ -282,6 +282,13 @@ type pipeline struct {
 // New starts a fake GitLab, closed when the test ends.
 func New(t testing.TB) *Server {
 	t.Helper()
+	s := start(t)
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// start starts a fake GitLab that reports misuse to t.
+func start(t testing.TB) *Server {
 	s := &Server{
 		Token:     Token,
 		BotUser:   DefaultBotUser,
@@ -296,7 +303,6 @@ func New(t testing.TB) *Server {
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
-	t.Cleanup(s.srv.Close)
 	return s
 }
 
