@@ -185,6 +185,14 @@ func New(cfg Config) (*Client, error) {
 		hc.Timeout = cfg.Timeout
 	}
 	cfg.HTTPClient = hc
+	// Redirects are not followed: net/http would send client-go's
+	// PRIVATE-TOKEN header (it strips only Authorization and Cookie) to
+	// wherever GitLab, or a proxy in front of it, points. A redirect is
+	// an answer (Check names it). A copy, so that the caller's client is
+	// left as it was.
+	noRedirects := *hc
+	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc = &noRedirects
 	c := &Client{cfg: cfg, base: base, limiter: cfg.Limiter}
 	if c.limiter == nil && cfg.MaxRequestsPerMinute > 0 {
 		c.limiter = NewLimiter(cfg.MaxRequestsPerMinute, nil, nil)
