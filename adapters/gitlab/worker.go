@@ -70,10 +70,24 @@ type Worker struct {
 	// reconciliation is only logged.
 	DeadLetters bot.DeadLetters
 
+	// Marks keeps reconcile's watermarks (what GitLab has shown of each
+	// project up to when) across restarts. nil: Store, when it is one
+	// (store.DB is), else they are kept in memory only.
+	Marks Watermarks
+	// FullEvery is how often reconcile lists every open MR of a project,
+	// not only those updated since its watermark; default
+	// DefaultFullEvery. See Reconcile.
+	FullEvery time.Duration
+
 	wake chan struct{}
 
 	asideMu sync.Mutex
 	aside   map[string]bool // escalations whose reconciliation was set aside by this process
+
+	recMu    sync.Mutex
+	lastFull map[string]time.Time // project → when this process last listed all its open MRs
+	pipeSeen map[int64]time.Time  // pipeline id → its updated_at, once the MRs at its SHA were fetched
+	memMarks map[string]time.Time // watermarks, when there is no Marks
 }
 
 // maxInboxBackoff bounds the wait between attempts at one item.
@@ -607,92 +621,6 @@ func (w *Worker) policy() *policies.Policy {
 		return p.Policy()
 	}
 	return nil
-}
-
-// Reconcile fetches every escalation whose MR is not merged
-// (Escalation.Watched) and feeds what GitLab shows now through the engine, exactly as a
-// webhook would: missed pushes, label changes, closes and merges are
-// caught up, and a foreign status on the head is put right. It returns how
-// many MRs it looked at; errors for single MRs are logged and skipped. A
-// panic for one escalation is logged, set aside (DeadLetters, once per
-// escalation and process) and skipped too; the next pass tries it again.
-func (w *Worker) Reconcile(ctx context.Context) (int, error) {
-	if w.Fetch == nil {
-		return 0, errors.New("reconcile needs the GitLab API (gitlab.url is not set)")
-	}
-	all, err := w.Store.List(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range all {
-		// Merged is final. A closed MR may have been reopened without us
-		// hearing of it, and a withdrawal by a person holds only until the
-		// head moves or the policy tiers it: both are read again.
-		if !e.Watched() {
-			continue
-		}
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-		err := recovered(func() error { return w.reconcileOne(ctx, e) })
-		var pan *panicked
-		switch {
-		case errors.As(err, &pan):
-			w.setAsideReconcile(ctx, e, pan)
-			continue
-		case err != nil:
-			continue
-		}
-		n++
-	}
-	return n, nil
-}
-
-// reconcileOne feeds what GitLab shows now of e's MR through the engine.
-// Its errors are logged here; the caller only counts.
-func (w *Worker) reconcileOne(ctx context.Context, e *bot.Escalation) error {
-	mi, err := w.Fetch.FetchMR(ctx, e.Project, e.MRIID)
-	if err != nil {
-		w.log().Warn("reconcile: cannot fetch MR", bot.LogEscalationID, e.ID, bot.LogErr, err)
-		return err
-	}
-	mi.Action = bot.MRSeen
-	if _, err := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(err) != nil {
-		w.log().Warn("reconcile: engine refused", bot.LogEscalationID, e.ID, bot.LogErr, err)
-		return err
-	}
-	return nil
-}
-
-// setAsideReconcile logs the panic of reconciling e and records it as a
-// dead letter, once per escalation in this process: reconciliation runs
-// again on a timer, and one poison must not fill the store.
-func (w *Worker) setAsideReconcile(ctx context.Context, e *bot.Escalation, pan *panicked) {
-	log := w.log().With(bot.LogEscalationID, e.ID)
-	log.Error("reconcile panicked; skipping the escalation", bot.LogPanic, pan.reason(), bot.LogStack, string(pan.stack))
-	if w.DeadLetters == nil {
-		return
-	}
-	// Claim the escalation first, so that two passes running at once
-	// record it once; give the claim back when nothing was recorded.
-	w.asideMu.Lock()
-	if w.aside[e.ID] {
-		w.asideMu.Unlock()
-		return
-	}
-	if w.aside == nil {
-		w.aside = map[string]bool{}
-	}
-	w.aside[e.ID] = true
-	w.asideMu.Unlock()
-	dl := bot.DeadLetter{Kind: "reconcile", Ref: e.ID, Escalation: e.ID, Reason: pan.reason(), Panic: true, At: w.Clock.Now()}
-	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
-		log.Error("cannot set the reconciliation aside", bot.LogErr, err)
-		w.asideMu.Lock()
-		delete(w.aside, e.ID)
-		w.asideMu.Unlock()
-	}
 }
 
 // maskedBody returns a webhook body with every string in it masked as the
