@@ -108,17 +108,50 @@ func (d *DB) InboxDue(ctx context.Context, now time.Time, limit int) ([]InboxIte
 	return out, nil
 }
 
-// InboxDone removes a processed item. Removing one that is gone is not an
-// error: two workers may finish the same item.
-func (d *DB) InboxDone(ctx context.Context, id uint64) error {
+// InboxDone removes processed items, all in one transaction (one fsync
+// for a pass's worth). Items that are gone are not an error: two workers
+// may finish the same item, and the commit of an item's decision removes
+// it already (bot.Commit.Inbox). When every item is gone it writes
+// nothing: a read tells, and a read costs no fsync.
+func (d *DB) InboxDone(ctx context.Context, ids ...uint64) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("finish inbox item %d: %w", id, err)
+		return fmt.Errorf("finish inbox items %v: %w", ids, err)
 	}
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		_, err := deleteInbox(tx, id)
+	var left []uint64
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		in := tx.Bucket(bucketInbox)
+		for _, id := range ids {
+			if in.Get(u64(id)) != nil {
+				left = append(left, id)
+			}
+		}
+		return nil
+	})
+	if err != nil || len(left) == 0 {
 		return err
+	}
+	err = d.bolt.Update(func(tx *bolt.Tx) error {
+		for _, id := range left {
+			if _, err := deleteInbox(tx, id); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
+		return fmt.Errorf("finish inbox items %v: %w", left, err)
+	}
+	return nil
+}
+
+// finishInbox removes inbox item id (0: none) inside a decision's
+// transaction (Commit, bot.Commit.Inbox): the webhook is finished exactly
+// when its decision is durable. One already gone is no error.
+func finishInbox(tx *bolt.Tx, id uint64) error {
+	if id == 0 {
+		return nil
+	}
+	if _, err := deleteInbox(tx, id); err != nil {
 		return fmt.Errorf("finish inbox item %d: %w", id, err)
 	}
 	return nil

@@ -353,34 +353,88 @@ func (d *DB) EffectFailed(ctx context.Context, id string, next time.Time, errTex
 	}
 	found := false
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		outbox, due := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue)
-		rec, err := getOutbox(outbox, id)
+		rec, err := getOutbox(tx.Bucket(bucketOutbox), id)
 		if err != nil || rec == nil {
 			return err
 		}
 		found = true
-		if err := due.Delete(dueKey(rec)); err != nil {
-			return err
-		}
-		rec.Attempts++
-		rec.NextAttempt = next
-		rec.LastError = errText
-		if park && !rec.Parked {
-			rec.Parked = true
-			if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec)); err != nil {
-				return err
-			}
-			if err := promote(tx, []byte(queueKey(rec.Effect)+"\x00")); err != nil {
-				return err
-			}
-		}
-		return putOutbox(outbox, due, rec)
+		return failEffect(tx, rec, next, errText, park)
 	})
 	if err != nil {
 		return fmt.Errorf("record failure of effect %s: %w", id, err)
 	}
 	if !found {
 		return bot.ErrNotFound
+	}
+	return nil
+}
+
+// failEffect records a failed attempt at rec (EffectFailed).
+func failEffect(tx *bolt.Tx, rec *OutboxRecord, next time.Time, errText string, park bool) error {
+	outbox, due := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue)
+	if err := due.Delete(dueKey(rec)); err != nil {
+		return err
+	}
+	rec.Attempts++
+	rec.NextAttempt = next
+	rec.LastError = errText
+	if park && !rec.Parked {
+		rec.Parked = true
+		if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec)); err != nil {
+			return err
+		}
+		if err := promote(tx, []byte(queueKey(rec.Effect)+"\x00")); err != nil {
+			return err
+		}
+	}
+	return putOutbox(outbox, due, rec)
+}
+
+// SettleEffects records what became of a round of deliveries, in one
+// transaction (one fsync for the round instead of one per effect), in
+// the order given: each delivered (or superseded, or set aside) effect
+// is removed and the next of its queue becomes due, as EffectDone does;
+// each failed one is rescheduled, as EffectFailed does; each thread an
+// effect opened is recorded, as SetThreadRef does. An effect that is no
+// longer in the outbox (another pass settled it) is skipped. Either all
+// of it is written or none of it: until it returns, every effect of the
+// round is still waiting, and would be delivered again, with the same
+// id, after a crash.
+func (d *DB) SettleEffects(ctx context.Context, outcomes []bot.Outcome) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("settle %d effects: %w", len(outcomes), err)
+	}
+	if len(outcomes) == 0 {
+		return nil
+	}
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		outbox := tx.Bucket(bucketOutbox)
+		for _, o := range outcomes {
+			if o.Thread != (bot.MessageRef{}) && o.Escalation != "" && o.Sink != "" {
+				if err := setThreadRef(tx, o.Escalation, o.Sink, o.Thread); err != nil {
+					return fmt.Errorf("record thread of %s on %s: %w", o.Escalation, o.Sink, err)
+				}
+			}
+			rec, err := getOutbox(outbox, o.ID)
+			if err != nil {
+				return err
+			}
+			if rec == nil {
+				continue
+			}
+			if o.Failed {
+				err = failEffect(tx, rec, o.Next, o.Err, o.Park)
+			} else {
+				err = removeEffect(tx, rec)
+			}
+			if err != nil {
+				return fmt.Errorf("settle effect %s: %w", o.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("settle %d effects: %w", len(outcomes), err)
 	}
 	return nil
 }
@@ -505,28 +559,31 @@ func (d *DB) SetThreadRef(ctx context.Context, esc, sink string, ref bot.Message
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("record thread of %s on %s: %w", esc, sink, err)
 	}
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketThreads)
-		k := []byte(sink + "\x00" + esc)
-		if b.Get(k) != nil {
-			return nil
-		}
-		v, err := json.Marshal(ref)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(k, v); err != nil {
-			return err
-		}
-		if ref.Channel == "" || ref.TS == "" {
-			return nil
-		}
-		return b.Put(threadKey(sink, ref), []byte(esc))
-	})
+	err := d.bolt.Update(func(tx *bolt.Tx) error { return setThreadRef(tx, esc, sink, ref) })
 	if err != nil {
 		return fmt.Errorf("record thread of %s on %s: %w", esc, sink, err)
 	}
 	return nil
+}
+
+// setThreadRef is SetThreadRef inside tx.
+func setThreadRef(tx *bolt.Tx, esc, sink string, ref bot.MessageRef) error {
+	b := tx.Bucket(bucketThreads)
+	k := []byte(sink + "\x00" + esc)
+	if b.Get(k) != nil {
+		return nil
+	}
+	v, err := json.Marshal(ref)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(k, v); err != nil {
+		return err
+	}
+	if ref.Channel == "" || ref.TS == "" {
+		return nil
+	}
+	return b.Put(threadKey(sink, ref), []byte(esc))
 }
 
 // threadKey is the key of the reverse entry of a thread in the threads

@@ -1,0 +1,165 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/bot/bottest"
+	"github.com/threatgate/threatgate/policies"
+)
+
+// sizePolicy tiers an MR touching auth code T2: one artifact, one approval.
+const sizePolicy = `
+version: 1
+signals:
+  - {id: auth, category: access-control, weight: 50, when: {paths: ["**/auth/**"]}}
+tiers:
+  - id: T2
+    name: high
+    when: {min_score: 50}
+    artifacts: [threat-model]
+    approvals: [{group: appsec, count: 1}]
+groups:
+  appsec: {members: [alice, bob]}
+people:
+  - {gitlab: ann, slack: UANN, email: ann@example.com}
+  - {gitlab: alice, slack: UALICE, email: alice@example.com}
+  - {gitlab: bob, email: bob@example.com}
+`
+
+// nopSink accepts every delivery.
+type nopSink struct{}
+
+func (nopSink) Deliver(context.Context, bot.Effect) (bot.MessageRef, error) {
+	return bot.MessageRef{}, nil
+}
+
+// buildEscalations runs n escalations through the real Engine, the way
+// production makes them: an MR touching auth code is opened (webhook), its
+// author hands in the threat model, an appsec member approves, the MR is
+// merged; the dispatcher drains the outbox as it goes. It returns the
+// events written.
+func buildEscalations(tb testing.TB, db *DB, n int) int {
+	tb.Helper()
+	ctx := context.Background()
+	pol, err := policies.Load("size.yaml", []byte(sizePolicy))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	clock := bottest.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	eng := bot.NewEngine(db, pol, clock, nil)
+	disp := bot.NewDispatcher(db, nil, nil, nil, clock, nil)
+	for _, s := range []string{bot.SinkForge, bot.SinkChat, bot.SinkPager} {
+		disp.AddSink(s, nopSink{})
+	}
+	disp.Threads = db
+	cmd := func(id, line, esc string) bot.Input {
+		c, err := bot.ParseCommand(line)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return bot.Input{Kind: bot.InputCommand, Actor: bot.Identity{Surface: "slack", ExternalID: id}, Command: &c, Escalation: esc, Key: fmt.Sprintf("slack-%s-%d", id, clock.Now().UnixNano())}
+	}
+	before, _, _ := db.HeadOf(ctx)
+	for i := range n {
+		iid := int64(i + 1)
+		sha := fmt.Sprintf("%040x", iid)
+		mr := &policies.MergeRequest{
+			IID: iid, PathWithNamespace: "shop/api", Title: fmt.Sprintf("session rework %d", iid), TargetBranch: "main", SHA: sha,
+			UpdatedAt: clock.Now(), WebURL: fmt.Sprintf("https://gitlab.example.com/shop/api/-/merge_requests/%d", iid),
+			Author:  policies.User{Username: "ann"},
+			Changes: []policies.Change{{OldPath: "internal/auth/session.go", NewPath: "internal/auth/session.go"}},
+		}
+		rep, err := eng.Handle(ctx, bot.Input{Kind: bot.InputMR, Key: fmt.Sprintf("hook-%d-open", iid), MR: &bot.MRInput{Action: bot.MROpen, MR: mr}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		clock.Advance(time.Minute)
+		if _, err := eng.Handle(ctx, cmd("UANN", "/threatgate artifact threat-model https://wiki.example.com/tm/"+fmt.Sprint(iid), rep.Escalation)); err != nil {
+			tb.Fatal(err)
+		}
+		clock.Advance(time.Minute)
+		if _, err := eng.Handle(ctx, cmd("UALICE", "/approve "+rep.Escalation+" reviewed the token rotation", "")); err != nil {
+			tb.Fatal(err)
+		}
+		clock.Advance(time.Minute)
+		merged := *mr
+		merged.State = "merged"
+		merged.UpdatedAt = clock.Now()
+		if _, err := eng.Handle(ctx, bot.Input{Kind: bot.InputMR, Key: fmt.Sprintf("hook-%d-merge", iid), MR: &bot.MRInput{Action: bot.MRMerge, MR: &merged}}); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := disp.DeliverDue(ctx); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	after, _, _ := db.HeadOf(ctx)
+	return int(after - before)
+}
+
+// BenchmarkStoreSize builds escalations through the Engine (NoSync) and
+// reports the file's bytes per escalation, the events per escalation, and
+// each bucket's share. Run with
+//
+//	go test -run XXX -bench StoreSize -benchtime 1x ./store/
+//
+// Each op is a store of 2,000 escalations.
+func BenchmarkStoreSize(b *testing.B) {
+	const n = 2000
+	for range b.N {
+		dir := b.TempDir()
+		db, err := Open(dir, NoSync())
+		if err != nil {
+			b.Fatal(err)
+		}
+		events := buildEscalations(b, db, n)
+		sizes := bucketSizes(b, db)
+		db.Close()
+		fi, err := os.Stat(filepath.Join(dir, FileName))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(fi.Size())/n, "file_B/esc")
+		b.ReportMetric(float64(events)/n, "events/esc")
+		var used int
+		for _, s := range sizes {
+			used += s.alloc
+		}
+		b.ReportMetric(float64(used)/n, "pages_B/esc")
+		if testing.Verbose() {
+			for _, s := range sizes {
+				b.Logf("%-18s %8d keys %10d B allocated %10d B in use (%.0f%%) %7.0f B/esc", s.name, s.keys, s.alloc, s.inuse, 100*float64(s.inuse)/float64(max(s.alloc, 1)), float64(s.alloc)/n)
+			}
+		}
+	}
+}
+
+type bucketSize struct {
+	name         string
+	keys         int
+	alloc, inuse int
+}
+
+func bucketSizes(tb testing.TB, db *DB) []bucketSize {
+	var out []bucketSize
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			s := b.Stats()
+			out = append(out, bucketSize{string(name), s.KeyN, s.BranchAlloc + s.LeafAlloc, s.BranchInuse + s.LeafInuse})
+			return nil
+		})
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].alloc > out[j].alloc })
+	return out
+}
