@@ -189,3 +189,13 @@ func keyTime(k []byte) time.Time {
 	}
 	return time.Unix(0, int64(u^(1<<63)))
 }
+
+// WriteTxs returns the id of the file's last committed write
+// transaction. It grows by one with every write transaction committed
+// (each one fsync, unless NoSync), so the difference between two readings
+// counts them: what the tests and benchmarks of batching measure.
+func (d *DB) WriteTxs() uint64 {
+	var id int
+	_ = d.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+	return uint64(id)
+}

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/threatgate/threatgate/bot"
+)
+
+// TestCommitFinishesItsInboxItem: a decision's commit removes the inbox
+// item it names (bot.Commit.Inbox) in its own transaction, and a refused
+// commit leaves it; both hold across a reopen.
+func TestCommitFinishesItsInboxItem(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpenDir(t, dir)
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		if _, err := db.Enqueue(ctx, fmt.Sprintf("uuid-%d", i), "Merge Request Hook", []byte(`{}`), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	esc := &bot.Escalation{Project: "shop/api", MRIID: 1, State: bot.StateInReview}
+	saved, err := db.Commit(ctx, &bot.Commit{Escalation: esc, Events: []bot.Event{{Kind: bot.EventOpened, Actor: "system", At: at}}, Key: "k1", At: at, Inbox: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Refused: a duplicate key, a stale version. Nothing is written, the
+	// items stay.
+	if _, err := db.Commit(ctx, &bot.Commit{Key: "k1", At: at, Inbox: 2, Effects: []bot.Effect{{Kind: bot.EffectThreadPost, Text: "x"}}}); !errors.Is(err, bot.ErrDuplicate) {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	if _, err := db.Commit(ctx, &bot.Commit{Escalation: saved, Expect: 7, At: at, Inbox: 3, Events: []bot.Event{{Kind: bot.EventMRUpdated, Actor: "system", At: at}}}); !errors.Is(err, bot.ErrConflict) {
+		t.Fatalf("stale version: %v", err)
+	}
+	// An item already gone is no error.
+	if _, err := db.Commit(ctx, &bot.Commit{At: at, Inbox: 1, Effects: []bot.Effect{{Kind: bot.EffectThreadPost, Text: "y"}}}); err != nil {
+		t.Fatalf("commit finishing a removed item: %v", err)
+	}
+	db.Close()
+	db = mustOpenDir(t, dir)
+	items, err := db.InboxDue(ctx, at, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	for _, it := range items {
+		ids = append(ids, it.ID)
+	}
+	if fmt.Sprint(ids) != "[2 3]" {
+		t.Errorf("inbox after reopen = %v, want [2 3]", ids)
+	}
+}
+
+// TestInboxDoneBatch: InboxDone removes many items in one write, skips
+// those gone, and writes nothing when all are gone.
+func TestInboxDoneBatch(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpenDir(t, dir)
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		if _, err := db.Enqueue(ctx, fmt.Sprintf("uuid-%d", i), "Merge Request Hook", []byte(`{}`), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := db.WriteTxs()
+	if err := db.InboxDone(ctx, 1, 3, 4, 99); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.WriteTxs() - before; n != 1 {
+		t.Errorf("InboxDone of 3 items wrote %d times, want 1", n)
+	}
+	before = db.WriteTxs()
+	if err := db.InboxDone(ctx, 1, 3, 99); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.WriteTxs() - before; n != 0 {
+		t.Errorf("InboxDone of items all gone wrote %d times, want 0", n)
+	}
+	db.Close()
+	db = mustOpenDir(t, dir)
+	items, _ := db.InboxDue(ctx, at, 0)
+	if len(items) != 2 || items[0].ID != 2 || items[1].ID != 5 {
+		t.Errorf("inbox after reopen = %+v, want items 2 and 5", items)
+	}
+}
+
+// TestSettleEffects: one transaction records a round's outcomes in order
+// (a head done makes its follower due, which may fail in the same round),
+// skips effects gone, records the thread an effect opened, and holds
+// across a reopen.
+func TestSettleEffects(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpenDir(t, dir)
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	if _, err := db.Commit(ctx, &bot.Commit{At: at, Effects: []bot.Effect{
+		{Kind: bot.EffectThreadSummary, Escalation: "ESC-1", Text: "card"},
+		{Kind: bot.EffectThreadPost, Escalation: "ESC-1", Text: "one"},
+		{Kind: bot.EffectThreadPost, Escalation: "ESC-1", Text: "two"},
+		{Kind: bot.EffectThreadPost, Escalation: "ESC-2", Text: "other"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	due, err := db.DueEffects(ctx, at, 0)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("due = %d, %v; want the two queue heads", len(due), err)
+	}
+	pending, _ := db.PendingEffects(ctx, 0)
+	ids := map[string]string{}
+	for _, rec := range pending {
+		ids[rec.Effect.Escalation+"/"+rec.Effect.Text] = rec.Effect.ID
+	}
+	thread := bot.MessageRef{Channel: "C1", TS: "1.0"}
+	before := db.WriteTxs()
+	err = db.SettleEffects(ctx, []bot.Outcome{
+		{ID: ids["ESC-1/card"], Thread: thread, Escalation: "ESC-1", Sink: bot.SinkChat},
+		{ID: ids["ESC-1/one"], Failed: true, Next: at.Add(time.Minute), Err: "503"},
+		{ID: ids["ESC-2/other"]},
+		{ID: "ESC-9/00000000000000000000-1/000"}, // gone: skipped
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := db.WriteTxs() - before; n != 1 {
+		t.Errorf("settling 4 outcomes wrote %d times, want 1", n)
+	}
+	db.Close()
+	db = mustOpenDir(t, dir)
+	if ref, _ := db.ThreadRef(ctx, "ESC-1", bot.SinkChat); ref != thread {
+		t.Errorf("thread of ESC-1 = %+v, want %+v", ref, thread)
+	}
+	if due, _ := db.DueEffects(ctx, at, 0); len(due) != 0 {
+		t.Errorf("due at once after settling = %+v, want none (the follower failed and waits)", due)
+	}
+	due, _ = db.DueEffects(ctx, at.Add(time.Minute), 0)
+	if len(due) != 1 || due[0].Effect.ID != ids["ESC-1/one"] || due[0].Attempts != 1 || due[0].LastError != "503" {
+		t.Errorf("due a minute later = %+v, want post one after its failed attempt", due)
+	}
+	if pending, _ := db.PendingEffects(ctx, 0); len(pending) != 2 {
+		t.Errorf("%d effects waiting, want 2 (posts one and two)", len(pending))
+	}
+}
