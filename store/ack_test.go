@@ -1,10 +1,15 @@
 package store
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/threatgate/threatgate/bot"
 )
@@ -139,5 +144,57 @@ func TestSettleEffects(t *testing.T) {
 	}
 	if pending, _ := db.PendingEffects(ctx, 0); len(pending) != 2 {
 		t.Errorf("%d effects waiting, want 2 (posts one and two)", len(pending))
+	}
+}
+
+// TestInboxRecordForms: an item written before the raw-body record form
+// (JSON, body in base64) and one written now are read alike, the body
+// byte for byte; rescheduling the old one rewrites it in the new form.
+func TestInboxRecordForms(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpenDir(t, dir)
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	old := InboxItem{ID: 1, Key: "gitlab:old", Kind: "Merge Request Hook", Body: []byte("{\"a\":\"\xff\x00\"}"), At: at, NextAttempt: at}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		rec, err := json.Marshal(old)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Bucket(bucketInbox).NextSequence(); err != nil {
+			return err
+		}
+		return putInboxRecord(tx, 1, at, rec)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("{\"b\":1}\n\x01raw")
+	if _, err := db.Enqueue(ctx, "gitlab:new", "Note Hook", body, at); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = mustOpenDir(t, dir)
+	items, err := db.InboxDue(ctx, at, 0)
+	if err != nil || len(items) != 2 {
+		t.Fatalf("InboxDue = %d items, %v", len(items), err)
+	}
+	if !reflect.DeepEqual(items[0], old) {
+		t.Errorf("old item:\n got %+v\nwant %+v", items[0], old)
+	}
+	if n := (InboxItem{ID: 2, Key: "gitlab:new", Kind: "Note Hook", Body: body, At: at, NextAttempt: at}); !reflect.DeepEqual(items[1], n) {
+		t.Errorf("new item:\n got %+v\nwant %+v", items[1], n)
+	}
+	if err := db.InboxFailed(ctx, 1, at.Add(time.Minute), "gitlab down"); err != nil {
+		t.Fatal(err)
+	}
+	db.bolt.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketInbox).Get(u64(1)); len(v) == 0 || v[0] != inboxRecordV2 {
+			t.Errorf("rescheduled old item is stored as %q, want the new form", v)
+		}
+		return nil
+	})
+	items, _ = db.InboxDue(ctx, at.Add(time.Minute), 0)
+	if len(items) != 2 || !bytes.Equal(items[0].Body, old.Body) || items[0].Attempts != 1 || items[0].LastError != "gitlab down" {
+		t.Errorf("rescheduled old item = %+v", items[0])
 	}
 }

@@ -75,6 +75,7 @@ func (d *DB) Commit(ctx context.Context, c *bot.Commit) (*bot.Escalation, error)
 // commit does the work of Commit inside tx and returns the saved
 // projection's JSON.
 func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
+	fillAppendOnly(tx) // fill.go
 	meta := tx.Bucket(bucketMeta)
 	keys := tx.Bucket(bucketIdempotency)
 	if c.Key != "" {

@@ -23,6 +23,11 @@ const (
 	defaultKeyTTL      = 72 * time.Hour
 )
 
+// DefaultBatchDelay is how long Enqueue's Batch waits to gather webhooks
+// into one transaction: bbolt's own default (10ms) until measured
+// otherwise (docs/BENCHMARKS.md, "Webhook acknowledgement").
+const DefaultBatchDelay = 10 * time.Millisecond
+
 // ErrInUse is returned by Open when another process (or another Open in
 // this one) holds the data directory's file.
 var ErrInUse = errors.New("the data directory is in use by another threatgate process")
@@ -55,6 +60,7 @@ type options struct {
 	keyTTL      time.Duration
 	noSync      bool
 	readOnly    bool
+	batchDelay  time.Duration
 	migrations  []migration
 }
 
@@ -73,6 +79,12 @@ func KeyTTL(d time.Duration) Option { return func(o *options) { o.keyTTL = d } }
 // NoSync skips fsync after each commit. A crash or power loss can then
 // lose or corrupt data: for tests and benchmarks only, never production.
 func NoSync() Option { return func(o *options) { o.noSync = true } }
+
+// BatchDelay sets how long bbolt's Batch waits to gather concurrent
+// Enqueue calls (webhooks) into one transaction, one fsync (bbolt's
+// DB.MaxBatchDelay; default DefaultBatchDelay). Shorter answers a lone
+// webhook sooner; longer shares an fsync among more of a burst.
+func BatchDelay(d time.Duration) Option { return func(o *options) { o.batchDelay = d } }
 
 // ReadOnly opens an existing file for reading only: nothing is written to
 // it, not even a schema migration, so an older copy (a backup) is read as
@@ -93,6 +105,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 		log:         slog.New(slog.DiscardHandler),
 		lockTimeout: defaultLockTimeout,
 		keyTTL:      defaultKeyTTL,
+		batchDelay:  DefaultBatchDelay,
 		migrations:  migrations,
 	}
 	for _, opt := range opts {
@@ -120,6 +133,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	bdb.MaxBatchDelay = o.batchDelay
 	d := &DB{bolt: bdb, log: log, keyTTL: o.keyTTL}
 	if o.readOnly {
 		if err := d.checkReadable(len(o.migrations)); err != nil {
