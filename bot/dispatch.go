@@ -12,10 +12,11 @@ import (
 
 // Outbox is what the dispatcher needs of the store.
 type Outbox interface {
-	// DueEffects returns the effects due at now: the first of each
-	// delivery queue (sink, escalation), and parked ones whose retry is
-	// due. limit <= 0 means all.
-	DueEffects(ctx context.Context, now time.Time, limit int) ([]OutboxRecord, error)
+	// DueQueues returns the effects due at now: the first of each
+	// delivery queue (sink, escalation), each followed by up to depth of
+	// the effects behind it in its queue (OutboxRecord.Behind), and parked
+	// ones whose retry is due. limit <= 0 means all.
+	DueQueues(ctx context.Context, now time.Time, limit, depth int) ([]OutboxRecord, error)
 	// SettleEffects records the outcomes of a round of deliveries in one
 	// transaction, in order: a done effect is removed (the next of its
 	// queue becomes due), a failed one rescheduled (with Park it leaves
@@ -135,6 +136,11 @@ const permanentRetry = 6 * time.Hour
 // permanentMark starts the LastError of an effect that failed for good.
 const permanentMark = "permanent: "
 
+// runDepth is how many effects behind a queue's head one round delivers
+// (when everything ahead of them went out), so that one decision's
+// effects go out, and are recorded, in one round.
+const runDepth = 15
+
 // maxRounds bounds the rounds of one DeliverDue: each round delivers the
 // heads of the queues, which makes the next effect of each queue due.
 const maxRounds = 64
@@ -196,9 +202,11 @@ func (d *Dispatcher) Run(ctx context.Context, poll time.Duration) error {
 // due (each delivery makes the next effect of its queue due), and returns
 // how many effects it delivered. It reads only due records.
 //
-// The outcomes of a round (the queue heads due at once) are recorded
-// together, in one transaction, before the next round reads what became
-// due: one fsync per round, not one per effect. Until then the round's
+// A round delivers the heads of the queues due at once and, behind each
+// head that went out, the effects that follow it in its queue (up to
+// runDepth), in order, stopping at the first that does not go out. Its
+// outcomes are recorded together, in one transaction, before the next
+// round reads what became due: one fsync per round, not one per effect. Until then the round's
 // effects are still waiting; a crash before the transaction makes them
 // go out again, with the same ids (their idempotency keys), and nothing
 // recorded is lost.
@@ -212,17 +220,22 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 			defer d.Wake()
 		}
 		now := d.clock.Now()
-		recs, err := d.outbox.DueEffects(ctx, now, 500)
+		recs, err := d.outbox.DueQueues(ctx, now, 500, runDepth)
 		if err != nil {
 			return delivered, err
 		}
-		r := &round{threads: map[string]MessageRef{}}
+		r := &round{threads: map[string]MessageRef{}, ok: map[string]bool{}}
 		var derr error
 		for _, rec := range recs {
 			if derr = ctx.Err(); derr != nil {
 				break
 			}
 			if tried[rec.Effect.ID] {
+				continue
+			}
+			if rec.Behind != "" && !r.ok[rec.Behind] {
+				// What is ahead of it in its queue did not go out: it
+				// waits (for the next round, or the retry).
 				continue
 			}
 			tried[rec.Effect.ID] = true
@@ -255,9 +268,13 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 type round struct {
 	outcomes []Outcome
 	threads  map[string]MessageRef
+	ok       map[string]bool // effects done in this round: what waits behind them may go
 }
 
-func (r *round) done(id string) { r.outcomes = append(r.outcomes, Outcome{ID: id}) }
+func (r *round) done(id string) {
+	r.outcomes = append(r.outcomes, Outcome{ID: id})
+	r.ok[id] = true
+}
 
 func (r *round) failed(id string, next time.Time, text string, park bool) {
 	r.outcomes = append(r.outcomes, Outcome{ID: id, Failed: true, Next: next, Err: text, Park: park})
@@ -297,6 +314,7 @@ func (d *Dispatcher) one(ctx context.Context, r *round, rec OutboxRecord, now ti
 			o.Thread, o.Escalation, o.Sink = opened, ef.Escalation, sinkOf(ef)
 		}
 		r.outcomes = append(r.outcomes, o)
+		r.ok[ef.ID] = true
 		return true, nil
 	}
 	next, permanent := d.retryAt(now, rec.Attempts+1, derr)

@@ -198,3 +198,50 @@ func TestInboxRecordForms(t *testing.T) {
 		t.Errorf("rescheduled old item = %+v", items[0])
 	}
 }
+
+// TestDueQueuesReadsRunsBehindHeads: each queue head comes with up to
+// depth of the effects behind it, in order, each naming the one before it;
+// a parked effect comes alone; limit counts every record.
+func TestDueQueuesReadsRunsBehindHeads(t *testing.T) {
+	db := mustOpen(t)
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	var effs []bot.Effect
+	for i := range 4 {
+		effs = append(effs, bot.Effect{Kind: bot.EffectThreadPost, Escalation: "ESC-1", Text: fmt.Sprint("a", i)})
+	}
+	effs = append(effs, bot.Effect{Kind: bot.EffectThreadPost, Escalation: "ESC-2", Text: "b0"})
+	if _, err := db.Commit(ctx, &bot.Commit{At: at, Effects: effs}); err != nil {
+		t.Fatal(err)
+	}
+	show := func(recs []OutboxRecord) string {
+		var s []string
+		for _, r := range recs {
+			behind := ""
+			if r.Behind != "" {
+				behind = "<" + r.Behind[len(r.Behind)-3:]
+			}
+			s = append(s, r.Effect.Text+behind)
+		}
+		return fmt.Sprint(s)
+	}
+	recs, err := db.DueQueues(ctx, at, 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(recs); got != "[a0 a1<000 a2<001 b0]" {
+		t.Errorf("DueQueues(depth 2) = %s, want [a0 a1<000 a2<001 b0]", got)
+	}
+	if recs, _ := db.DueQueues(ctx, at, 2, 5); show(recs) != "[a0 a1<000]" {
+		t.Errorf("DueQueues(limit 2) = %s, want [a0 a1<000]", show(recs))
+	}
+	if recs, _ := db.DueEffects(ctx, at, 0); show(recs) != "[a0 b0]" {
+		t.Errorf("DueEffects = %s, want the heads [a0 b0]", show(recs))
+	}
+	// The head parked: it comes alone, and a1 heads the queue.
+	if err := db.EffectFailed(ctx, recs[0].Effect.ID, at, "permanent: 404", true); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := db.DueQueues(ctx, at, 0, 1); show(recs) != "[a0 a1 a2<001 b0]" {
+		t.Errorf("after parking a0: DueQueues = %s, want [a0 a1 a2<001 b0]", show(recs))
+	}
+}

@@ -19,6 +19,8 @@ import (
 // OutboxRecord is an effect waiting for delivery (bot.OutboxRecord).
 type OutboxRecord = bot.OutboxRecord
 
+var _ bot.Outbox = (*DB)(nil)
+
 // enqueue puts the effects of c into the outbox; headSeq is the chain
 // head before c's events.
 func enqueue(tx *bolt.Tx, c *bot.Commit, esc *bot.Escalation, headSeq uint64) error {
@@ -221,32 +223,67 @@ func getOutbox(outbox *bolt.Bucket, id string) (*OutboxRecord, error) {
 // queued (a status of the same head, a summary) comes with Superseded set.
 // limit <= 0 means no limit.
 func (d *DB) DueEffects(ctx context.Context, now time.Time, limit int) ([]OutboxRecord, error) {
+	return d.DueQueues(ctx, now, limit, 0)
+}
+
+// DueQueues is DueEffects with, right after each queue head, up to depth
+// of the effects that wait behind it in its queue, in order (those due at
+// now; each with Behind naming the one before it), so that a dispatcher
+// round delivers a queue's run of effects and records them all in one
+// transaction. limit counts every record returned.
+func (d *DB) DueQueues(ctx context.Context, now time.Time, limit, depth int) ([]OutboxRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read due effects: %w", err)
 	}
 	var out []OutboxRecord
 	until := string(timeKey(now))
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		outbox := tx.Bucket(bucketOutbox)
-		c := tx.Bucket(bucketOutboxDue).Cursor()
-		for k, _ := c.First(); k != nil && string(k[:8]) <= until; k, _ = c.Next() {
-			if limit > 0 && len(out) == limit {
-				break
-			}
-			id := string(k[8:])
+		outbox, latestB := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxLatest)
+		read := func(id string) (*OutboxRecord, error) {
 			rec, err := getOutbox(outbox, id)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if rec == nil {
-				return fmt.Errorf("index outbox_due names effect %s, which is missing", id)
+				return nil, fmt.Errorf("the outbox indexes name effect %s, which is missing", id)
 			}
 			if lk := latestKey(rec.Effect); lk != nil {
-				if newest, _ := latest(tx.Bucket(bucketOutboxLatest).Get(lk)); newest > rec.Seq {
+				if newest, _ := latest(latestB.Get(lk)); newest > rec.Seq {
 					rec.Superseded = true
 				}
 			}
+			return rec, nil
+		}
+		full := func() bool { return limit > 0 && len(out) >= limit }
+		c := tx.Bucket(bucketOutboxDue).Cursor()
+		q := tx.Bucket(bucketOutboxQueue).Cursor()
+		for k, _ := c.First(); k != nil && string(k[:8]) <= until && !full(); k, _ = c.Next() {
+			rec, err := read(string(k[8:]))
+			if err != nil {
+				return err
+			}
 			out = append(out, *rec)
+			if rec.Parked || depth <= 0 {
+				continue
+			}
+			prefix := []byte(queueKey(rec.Effect) + "\x00")
+			prev := rec.Effect.ID
+			qk, _ := q.Seek(queueEntry(rec))
+			for n := 0; n < depth && !full(); n++ {
+				if qk, _ = q.Next(); qk == nil || !bytes.HasPrefix(qk, prefix) || len(qk) < len(prefix)+8 {
+					break
+				}
+				next, err := read(string(qk[len(prefix)+8:]))
+				if err != nil {
+					return err
+				}
+				if next.NextAttempt.After(now) {
+					break
+				}
+				next.Behind = prev
+				out = append(out, *next)
+				prev = next.Effect.ID
+			}
 		}
 		return nil
 	})
