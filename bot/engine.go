@@ -272,7 +272,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 		return reply, nil
 	}
 	queued = e.route(queued)
-	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now}
+	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now, Inbox: in.Inbox}
 	touched := slices.ContainsFunc(events, func(ev Event) bool { return !ev.Kind.Personal() })
 	if touched {
 		proj.Waiting = Waiting(proj, pol)

@@ -29,7 +29,8 @@ import (
 //     its indexes, enqueues the effects except bot.EffectReply with
 //     NextAttempt c.At, records c.Key until c.At plus the key TTL,
 //     counts manual escalations and cap overrides in the quotas and keeps
-//     absences (bot.EventAway) in the away bucket.
+//     absences (bot.EventAway) in the away bucket;
+//   - it removes the inbox item c.Inbox finishes (finishInbox, inbox.go).
 //
 // Nothing is written when it returns an error. c is not modified. It
 // returns the projection as saved, nil when c.Escalation is nil. c.At is
@@ -74,6 +75,7 @@ func (d *DB) Commit(ctx context.Context, c *bot.Commit) (*bot.Escalation, error)
 // commit does the work of Commit inside tx and returns the saved
 // projection's JSON.
 func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
+	fillAppendOnly(tx) // fill.go
 	meta := tx.Bucket(bucketMeta)
 	keys := tx.Bucket(bucketIdempotency)
 	if c.Key != "" {
@@ -170,6 +172,9 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	}
 
 	if err := enqueue(tx, c, esc, headSeq); err != nil {
+		return nil, err
+	}
+	if err := finishInbox(tx, c.Inbox); err != nil {
 		return nil, err
 	}
 

@@ -18,7 +18,9 @@ import (
 // WorkerInbox is what the worker needs of the store's inbox.
 type WorkerInbox interface {
 	InboxDue(ctx context.Context, now time.Time, limit int) ([]bot.InboxItem, error)
-	InboxDone(ctx context.Context, id uint64) error
+	// InboxDone removes processed items (in one transaction; those
+	// already gone are skipped).
+	InboxDone(ctx context.Context, ids ...uint64) error
 	InboxFailed(ctx context.Context, id uint64, next time.Time, errText string) error
 }
 
@@ -172,12 +174,38 @@ func permanent(err error) bool {
 // it finished. A panic while processing one item does not stop the pass:
 // the item is set aside (DeadLetters) and removed from the inbox, or, when
 // it cannot be set aside, kept and retried with backoff.
-func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
+//
+// An MR webhook's item is removed by the commit of its decision (the
+// same transaction: Input.Inbox). The items whose processing committed
+// nothing (nothing changed, a redelivery, a comment, one set aside) are
+// removed together, at most inboxAckBatch at a time and at the end of the
+// pass: one transaction for them all. Until then they are still in the
+// inbox; a crash before it makes them run again, which their delivery
+// keys and the MR read afresh make a no-op. Nothing is removed before its
+// processing is durable.
+func (w *Worker) ProcessDue(ctx context.Context) (done int, err error) {
 	items, err := w.Inbox.InboxDue(ctx, w.Clock.Now(), 500)
 	if err != nil {
 		return 0, err
 	}
-	done := 0
+	var finished []uint64
+	flush := func() error {
+		if len(finished) == 0 {
+			return nil
+		}
+		// Not ctx: a pass cut short still records what it finished.
+		if err := w.Inbox.InboxDone(context.WithoutCancel(ctx), finished...); err != nil {
+			return err
+		}
+		done += len(finished)
+		finished = finished[:0]
+		return nil
+	}
+	defer func() {
+		if ferr := flush(); ferr != nil && err == nil {
+			err = ferr
+		}
+	}()
 	for _, it := range items {
 		if ctx.Err() != nil {
 			return done, ctx.Err()
@@ -194,7 +222,7 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 		case errors.As(err, &pan):
 			if !w.setAsideItem(ctx, log, it, pan) {
 				wait := backoff(it.Attempts)
-				if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), pan.Error()); err != nil {
+				if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), pan.Error()); err != nil && !errors.Is(err, bot.ErrNotFound) {
 					return done, err
 				}
 				continue
@@ -214,18 +242,26 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 				wait = ra.RetryAfter()
 			}
 			log.Warn("webhook processing failed, will retry", bot.LogRetryIn, wait, bot.LogErr, err)
-			if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), err.Error()); err != nil {
+			// Gone (bot.ErrNotFound): the decision was committed, and
+			// the item with it, before something after it failed.
+			if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), err.Error()); err != nil && !errors.Is(err, bot.ErrNotFound) {
 				return done, err
 			}
 			continue
 		}
-		if err := w.Inbox.InboxDone(ctx, it.ID); err != nil {
-			return done, err
+		finished = append(finished, it.ID)
+		if len(finished) >= inboxAckBatch {
+			if err := flush(); err != nil {
+				return done, err
+			}
 		}
-		done++
 	}
 	return done, nil
 }
+
+// inboxAckBatch bounds how many finished items wait for their removal:
+// what a crash would make run again.
+const inboxAckBatch = 64
 
 // setAsideItem logs the panic of inbox item it (its id, kind and the
 // panic; never its body) and records it as a dead letter with the body as
@@ -302,6 +338,7 @@ func (w *Worker) process(ctx context.Context, it bot.InboxItem) error {
 			return err
 		}
 		in.Key = it.Key
+		in.Inbox = it.ID
 		in.MR.AnswerCheck = it.Kind == EventStatusCheck
 		_, err = w.Engine.Handle(ctx, in)
 		return settle(err)
