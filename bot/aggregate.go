@@ -39,8 +39,8 @@ type Contribution struct {
 // Contributions returns the counters e counts in and by how much: one for
 // the total, one for its tier and state, bypassed and urgent (open) ones,
 // its forged statuses (how many), the ISO week it was opened in and the
-// one it was decided in, and everyone and every group it holds up
-// (HeldBy, HeldByGroups). nil for nil.
+// one it was decided in, and, while it HoldsUp, everyone it waits on
+// (WaitedOn) and every group it holds up (HeldByGroups). nil for nil.
 func Contributions(e *Escalation) []Contribution {
 	if e == nil {
 		return nil
@@ -61,8 +61,10 @@ func Contributions(e *Escalation) []Contribution {
 	if !e.DecidedAt.IsZero() {
 		out = append(out, Contribution{aggKey(aggDecided, weekKey(e.DecidedAt)), 1})
 	}
-	for _, p := range e.HeldBy {
-		out = append(out, Contribution{aggKey(aggPerson, p), 1})
+	if HoldsUp(e) {
+		for _, p := range e.WaitedOn {
+			out = append(out, Contribution{aggKey(aggPerson, p), 1})
+		}
 	}
 	for _, g := range e.HeldByGroups {
 		out = append(out, Contribution{aggKey(aggGroup, g), 1})
@@ -84,16 +86,19 @@ func WeekOf(t time.Time) time.Time {
 	return day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
 }
 
-// Holders returns whom e holds up now: the people it waits on
-// (WaitingOn) and the groups (HoldingGroups), nobody while it is deferred
-// (a deferral holds nobody up) or closed. The dashboard's bottlenecks
-// count them.
-func Holders(e *Escalation, pol *policies.Policy) (people, groups []string) {
-	if e == nil || !e.State.Active() || Paused(e) {
-		return nil, nil
+// HoldsUp reports whether e holds anybody up now: it is open and not
+// deferred (a deferral holds nobody up). The dashboard's bottlenecks
+// count the people it waits on (WaitedOn) and the groups (HeldByGroups)
+// of those that do.
+func HoldsUp(e *Escalation) bool { return e != nil && e.State.Active() && !Paused(e) }
+
+// HeldGroups returns the groups e holds up now, given whom it waits on
+// (WaitingOn): HoldingGroups while it HoldsUp, none otherwise.
+func HeldGroups(e *Escalation, pol *policies.Policy, waiting []string) []string {
+	if !HoldsUp(e) {
+		return nil
 	}
-	people = WaitingOn(e, pol)
-	return people, HoldingGroups(e, pol, people)
+	return HoldingGroups(e, pol, waiting)
 }
 
 // TierState is a tier and a state.

@@ -12,20 +12,42 @@ import (
 
 // Outbox is what the dispatcher needs of the store.
 type Outbox interface {
-	// DueEffects returns the effects due at now: the first of each
-	// delivery queue (sink, escalation), and parked ones whose retry is
-	// due. limit <= 0 means all.
-	DueEffects(ctx context.Context, now time.Time, limit int) ([]OutboxRecord, error)
-	// EffectDone removes a delivered (or superseded) effect; the next of
-	// its queue becomes due.
-	EffectDone(ctx context.Context, id string) error
-	// EffectFailed records a failed attempt; with park the effect leaves
-	// its queue (which goes on without it) and is retried on its own.
-	EffectFailed(ctx context.Context, id string, next time.Time, errText string, park bool) error
+	// DueQueues returns the effects due at now: the first of each
+	// delivery queue (sink, escalation), each followed by up to depth of
+	// the effects behind it in its queue (OutboxRecord.Behind), and parked
+	// ones whose retry is due. limit <= 0 means all.
+	DueQueues(ctx context.Context, now time.Time, limit, depth int) ([]OutboxRecord, error)
+	// SettleEffects records the outcomes of a round of deliveries in one
+	// transaction, in order: a done effect is removed (the next of its
+	// queue becomes due), a failed one rescheduled (with Park it leaves
+	// its queue, which goes on without it, and is retried on its own),
+	// and a thread an effect opened is recorded. Effects no longer
+	// waiting are skipped. Nothing of it is written when it fails.
+	SettleEffects(ctx context.Context, outcomes []Outcome) error
+}
+
+// Outcome is what became of one due effect in a round of deliveries.
+type Outcome struct {
+	ID string
+	// Failed: the delivery failed; try again at Next (Err says why; Park
+	// takes the effect out of its queue). Otherwise the effect is done:
+	// delivered, superseded or set aside.
+	Failed bool
+	Next   time.Time
+	Err    string
+	Park   bool
+	// Thread, when not zero, is the thread this effect opened for
+	// Escalation on Sink: recorded with the outcome (Threads), so every
+	// later post of the escalation lands in it.
+	Thread     MessageRef
+	Escalation string
+	Sink       string
 }
 
 // Threads remembers where each escalation's thread is on each chat sink,
-// so that every post lands in the same thread, across restarts.
+// so that every post lands in the same thread, across restarts. The
+// dispatcher reads it; the thread a delivery opened is recorded with that
+// delivery's outcome (Outbox.SettleEffects), in the same transaction.
 type Threads interface {
 	ThreadRef(ctx context.Context, esc, sink string) (MessageRef, error)
 	SetThreadRef(ctx context.Context, esc, sink string, ref MessageRef) error
@@ -114,6 +136,11 @@ const permanentRetry = 6 * time.Hour
 // permanentMark starts the LastError of an effect that failed for good.
 const permanentMark = "permanent: "
 
+// runDepth is how many effects behind a queue's head one round delivers
+// (when everything ahead of them went out), so that one decision's
+// effects go out, and are recorded, in one round.
+const runDepth = 15
+
 // maxRounds bounds the rounds of one DeliverDue: each round delivers the
 // heads of the queues, which makes the next effect of each queue due.
 const maxRounds = 64
@@ -174,72 +201,121 @@ func (d *Dispatcher) Run(ctx context.Context, poll time.Duration) error {
 // DeliverDue delivers what is due, queue by queue, until nothing more is
 // due (each delivery makes the next effect of its queue due), and returns
 // how many effects it delivered. It reads only due records.
+//
+// A round delivers the heads of the queues due at once and, behind each
+// head that went out, the effects that follow it in its queue (up to
+// runDepth), in order, stopping at the first that does not go out. Its
+// outcomes are recorded together, in one transaction, before the next
+// round reads what became due: one fsync per round, not one per effect. Until then the round's
+// effects are still waiting; a crash before the transaction makes them
+// go out again, with the same ids (their idempotency keys), and nothing
+// recorded is lost.
 func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	delivered := 0
 	tried := map[string]bool{} // effects attempted in this call: one try each
-	for round := range maxRounds {
-		if round == maxRounds-1 {
+	for n := range maxRounds {
+		if n == maxRounds-1 {
 			// More may be due than one call delivers: come back at once
 			// rather than at the next poll.
 			defer d.Wake()
 		}
 		now := d.clock.Now()
-		recs, err := d.outbox.DueEffects(ctx, now, 500)
+		recs, err := d.outbox.DueQueues(ctx, now, 500, runDepth)
 		if err != nil {
 			return delivered, err
 		}
-		progress := false
+		r := &round{threads: map[string]MessageRef{}, ok: map[string]bool{}}
+		var derr error
 		for _, rec := range recs {
-			if ctx.Err() != nil {
-				return delivered, ctx.Err()
+			if derr = ctx.Err(); derr != nil {
+				break
 			}
 			if tried[rec.Effect.ID] {
 				continue
 			}
+			if rec.Behind != "" && !r.ok[rec.Behind] {
+				// What is ahead of it in its queue did not go out: it
+				// waits (for the next round, or the retry).
+				continue
+			}
 			tried[rec.Effect.ID] = true
-			progress = true
-			ok, err := d.one(ctx, rec, now)
+			ok, err := d.one(ctx, r, rec, now)
 			if err != nil {
-				return delivered, err
+				derr = err
+				break
 			}
 			if ok {
 				delivered++
 			}
 		}
-		if !progress {
+		// What was delivered is recorded even when the pass stops here.
+		if err := d.outbox.SettleEffects(context.WithoutCancel(ctx), r.outcomes); err != nil {
+			return delivered, err
+		}
+		if derr != nil {
+			return delivered, derr
+		}
+		if len(r.outcomes) == 0 {
 			break
 		}
 	}
 	return delivered, nil
 }
 
+// round is what one round of deliveries did: the outcomes to record, and
+// the threads opened in it (escalation + 0x00 + sink), which later
+// deliveries of the round use before they are recorded.
+type round struct {
+	outcomes []Outcome
+	threads  map[string]MessageRef
+	ok       map[string]bool // effects done in this round: what waits behind them may go
+}
+
+func (r *round) done(id string) {
+	r.outcomes = append(r.outcomes, Outcome{ID: id})
+	r.ok[id] = true
+}
+
+func (r *round) failed(id string, next time.Time, text string, park bool) {
+	r.outcomes = append(r.outcomes, Outcome{ID: id, Failed: true, Next: next, Err: text, Park: park})
+}
+
 // one handles one due record: drops it when superseded, delivers it, and
-// records the outcome. ok reports a delivery; err is the store's.
-func (d *Dispatcher) one(ctx context.Context, rec OutboxRecord, now time.Time) (ok bool, err error) {
+// adds the outcome to r. ok reports a delivery; err is the store's.
+func (d *Dispatcher) one(ctx context.Context, r *round, rec OutboxRecord, now time.Time) (ok bool, err error) {
 	ef := rec.Effect
-	if rec.Superseded && !d.opensThread(ctx, ef) {
+	if rec.Superseded && !d.opensThread(ctx, r, ef) {
 		// A newer effect of the same kind is queued: only the last
 		// one matters, so this one is not sent at all.
-		return false, ignoreGone(d.outbox.EffectDone(ctx, ef.ID))
+		r.done(ef.ID)
+		return false, nil
 	}
-	derr, panicked := d.deliver(ctx, ef)
+	opened, derr, panicked := d.deliver(ctx, r, ef)
 	if panicked != "" {
 		d.log.Error("delivery panicked; effect set aside", LogEffectID, ef.ID, LogKind, ef.Kind, LogEscalationID, ef.Escalation, LogPanic, panicked)
 		if d.DeadLetters == nil {
 			// Nowhere to set it aside: park it, so it holds nothing up.
-			return false, ignoreGone(d.outbox.EffectFailed(ctx, ef.ID, now.Add(permanentRetry), permanentMark+"panic: "+panicked, true))
+			r.failed(ef.ID, now.Add(permanentRetry), permanentMark+"panic: "+panicked, true)
+			return false, nil
 		}
 		payload, _ := json.Marshal(ef)
 		if err := d.DeadLetters.SetAside(ctx, DeadLetter{Kind: "effect", Ref: ef.ID, Escalation: ef.Escalation, Reason: panicked, Panic: true, At: now, Payload: payload}); err != nil {
 			return false, fmt.Errorf("set aside effect %s: %w", ef.ID, err)
 		}
-		return false, ignoreGone(d.outbox.EffectDone(ctx, ef.ID))
+		r.done(ef.ID)
+		return false, nil
 	}
 	if d.OnResult != nil {
 		d.OnResult(ef.Kind, derr)
 	}
 	if derr == nil {
-		return true, ignoreGone(d.outbox.EffectDone(ctx, ef.ID))
+		o := Outcome{ID: ef.ID}
+		if opened != (MessageRef{}) {
+			o.Thread, o.Escalation, o.Sink = opened, ef.Escalation, sinkOf(ef)
+		}
+		r.outcomes = append(r.outcomes, o)
+		r.ok[ef.ID] = true
+		return true, nil
 	}
 	next, permanent := d.retryAt(now, rec.Attempts+1, derr)
 	log := d.log.With(LogEffectID, ef.ID, LogKind, ef.Kind, LogSink, ef.Sink, LogEscalationID, ef.Escalation, LogAttempt, rec.Attempts+1)
@@ -252,30 +328,39 @@ func (d *Dispatcher) one(ctx context.Context, rec OutboxRecord, now time.Time) (
 	if permanent {
 		text = permanentMark + text
 	}
-	return false, ignoreGone(d.outbox.EffectFailed(ctx, ef.ID, next, text, permanent))
+	r.failed(ef.ID, next, text, permanent)
+	return false, nil
+}
+
+// sinkOf names the sink that delivers ef.
+func sinkOf(ef Effect) string {
+	if ef.Sink != "" {
+		return ef.Sink
+	}
+	return SinkClass(ef.Kind)
+}
+
+// threadOf returns where ef's escalation's thread is on sink: opened
+// earlier in this round, or recorded.
+func (d *Dispatcher) threadOf(ctx context.Context, r *round, esc, sink string) (MessageRef, error) {
+	if ref, ok := r.threads[esc+"\x00"+sink]; ok {
+		return ref, nil
+	}
+	return d.Threads.ThreadRef(ctx, esc, sink)
 }
 
 // opensThread reports whether ef is a summary that opens its escalation's
 // thread on its sink (none recorded yet): it goes out even when a newer
 // summary is queued, so that a thread's parent message is its summary.
-func (d *Dispatcher) opensThread(ctx context.Context, ef Effect) bool {
+func (d *Dispatcher) opensThread(ctx context.Context, r *round, ef Effect) bool {
 	if ef.Kind != EffectThreadSummary || ef.Escalation == "" {
 		return false
 	}
 	if d.Threads == nil {
 		return true
 	}
-	ref, err := d.Threads.ThreadRef(ctx, ef.Escalation, ef.Sink)
+	ref, err := d.threadOf(ctx, r, ef.Escalation, ef.Sink)
 	return err != nil || ref == (MessageRef{})
-}
-
-// ignoreGone treats an effect that is no longer in the outbox (delivered
-// by another pass) as done.
-func ignoreGone(err error) error {
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	return err
 }
 
 // retryAt says when to try again after the n-th failed attempt, and
@@ -296,39 +381,38 @@ func (d *Dispatcher) retryAt(now time.Time, n int, err error) (time.Time, bool) 
 	return now.Add(Backoff(n, minBackoff, maxBackoff)), false
 }
 
-// deliver hands ef to its sink. A panic in the sink is recovered and
-// returned as panicked (its value and stack, one line each).
-func (d *Dispatcher) deliver(ctx context.Context, ef Effect) (err error, panicked string) {
+// deliver hands ef to its sink and returns the thread it opened (a chat
+// sink's first post of an escalation; zero otherwise), which later posts
+// of the round use at once and SettleEffects records. A panic in the sink
+// is recovered and returned as panicked (its value and stack, one line
+// each).
+func (d *Dispatcher) deliver(ctx context.Context, r *round, ef Effect) (opened MessageRef, err error, panicked string) {
 	defer func() {
-		if r := recover(); r != nil {
-			panicked = PanicReason(r)
+		if v := recover(); v != nil {
+			opened, panicked = MessageRef{}, PanicReason(v)
 			d.log.Error("panic stack", LogEffectID, ef.ID, LogStack, string(debug.Stack()))
 		}
 	}()
-	name := ef.Sink
-	if name == "" {
-		name = SinkClass(ef.Kind)
-	}
+	name := sinkOf(ef)
 	s := d.sinks[name]
 	if s == nil {
 		d.log.Debug("no sink for effect, dropped", LogEffectID, ef.ID, LogKind, ef.Kind, LogSink, name)
-		return nil, ""
+		return MessageRef{}, nil, ""
 	}
 	if ef.Escalation != "" && d.Threads != nil && SinkClass(ef.Kind) == SinkChat {
-		if ef.Thread, err = d.Threads.ThreadRef(ctx, ef.Escalation, name); err != nil {
-			return fmt.Errorf("deliver %s %s: %w", ef.Kind, ef.ID, err), ""
+		if ef.Thread, err = d.threadOf(ctx, r, ef.Escalation, name); err != nil {
+			return MessageRef{}, fmt.Errorf("deliver %s %s: %w", ef.Kind, ef.ID, err), ""
 		}
 	}
 	ref, err := s.Deliver(ctx, ef)
 	if err != nil {
-		return fmt.Errorf("deliver %s %s to %s: %w", ef.Kind, ef.ID, name, err), ""
+		return MessageRef{}, fmt.Errorf("deliver %s %s to %s: %w", ef.Kind, ef.ID, name, err), ""
 	}
 	if ef.Escalation != "" && d.Threads != nil && ref != (MessageRef{}) && ef.Thread == (MessageRef{}) {
-		if err := d.Threads.SetThreadRef(ctx, ef.Escalation, name, ref); err != nil {
-			return fmt.Errorf("record the thread of %s on %s: %w", ef.Escalation, name, err), ""
-		}
+		r.threads[ef.Escalation+"\x00"+name] = ref
+		return ref, nil, ""
 	}
-	return nil, ""
+	return MessageRef{}, nil, ""
 }
 
 // forgeSink delivers forge effects through a Forge (and refreshes through

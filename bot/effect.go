@@ -112,6 +112,10 @@ type OutboxRecord struct {
 	// of the same kind makes it pointless (a status of the same head, a
 	// summary): it is dropped, not sent.
 	Superseded bool `json:"-"`
+	// Behind is set on a record read for delivery behind the head of its
+	// queue (Outbox.DueQueues): the id of the effect just before it, which
+	// must be delivered first; "" for a queue head or a parked effect.
+	Behind string `json:"-"`
 }
 
 // InboxItem is a verified input recorded before it was acknowledged: a

@@ -116,7 +116,7 @@ func (e *Engine) sweepWaitingOn(ctx context.Context, person string) {
 	}
 }
 
-// retick recomputes the NextTick and the holders (Holders) of every open
+// retick recomputes the NextTick, WaitedOn and HeldByGroups of every open
 // escalation under pol (the policy changed: a tier may now page, hand off
 // or send updates, other people may be waited on): one read
 // of the open index per policy change, a commit only where it differs.
@@ -126,16 +126,15 @@ func (e *Engine) retick(ctx context.Context, pol *policies.Policy, now time.Time
 		return fmt.Errorf("recompute next ticks: %w", err)
 	}
 	for _, x := range open {
-		next := NextTick(x, pol, now)
-		people, groups := Holders(x, pol)
-		if next.Equal(x.NextTick) && slices.Equal(people, x.HeldBy) && slices.Equal(groups, x.HeldByGroups) {
+		next, waited := NextTick(x, pol, now), WaitingOn(x, pol)
+		groups := HeldGroups(x, pol, waited)
+		if next.Equal(x.NextTick) && slices.Equal(waited, x.WaitedOn) && slices.Equal(groups, x.HeldByGroups) {
 			continue
 		}
 		mu := &e.locks[e.lockIndex(Input{Escalation: x.ID})]
 		mu.Lock()
 		p := x.Clone()
-		p.NextTick = next
-		p.HeldBy, p.HeldByGroups = people, groups
+		p.NextTick, p.WaitedOn, p.HeldByGroups = next, waited, groups
 		_, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: x.Version, At: now})
 		mu.Unlock()
 		if err != nil && !errors.Is(err, ErrConflict) {
@@ -275,11 +274,12 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 		return reply, nil
 	}
 	queued = e.route(queued)
-	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now}
+	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now, Inbox: in.Inbox}
 	touched := slices.ContainsFunc(events, func(ev Event) bool { return !ev.Kind.Personal() })
 	if touched {
 		proj.Waiting = Waiting(proj, pol)
-		proj.HeldBy, proj.HeldByGroups = Holders(proj, pol)
+		proj.WaitedOn = WaitingOn(proj, pol)
+		proj.HeldByGroups = HeldGroups(proj, pol, proj.WaitedOn)
 		proj.NextTick = NextTick(proj, pol, now)
 		if in.Kind == InputTick {
 			proj.NextTick = NextTickAfter(proj, pol, now)

@@ -107,12 +107,14 @@ type Escalation struct {
 	// Waiting lists the people whose approval would count and is still
 	// missing, for nudges, the approver index and bottleneck reports.
 	Waiting []string `json:"waiting,omitempty"`
-	// HeldBy and HeldByGroups are whom the escalation holds up now under
-	// the policy in force (Holders: WaitingOn and HoldingGroups, nobody
-	// while deferred or closed), set by the Engine with Waiting and again
-	// when the policy changes, so that the store can count the dashboard's
+	// WaitedOn is WaitingOn when the projection was last saved: who
+	// every surface says it waits on (the person filter finds them).
+	WaitedOn []string `json:"waited_on,omitempty"`
+	// HeldByGroups are the groups the escalation holds up now under the
+	// policy in force (HeldGroups: HoldingGroups of WaitedOn, none while
+	// deferred or closed), set by the Engine with WaitedOn and again when
+	// the policy changes, so that the store counts the dashboard's
 	// bottlenecks at commit time (Contributions).
-	HeldBy       []string `json:"held_by,omitempty"`
 	HeldByGroups []string `json:"held_by_groups,omitempty"`
 
 	// WithdrawnSHA is the head a person withdrew the escalation on, and
@@ -349,7 +351,7 @@ func (e *Escalation) Clone() *Escalation {
 	c.Dissents = slices.Clone(e.Dissents)
 	c.Actions = slices.Clone(e.Actions)
 	c.Waiting = slices.Clone(e.Waiting)
-	c.HeldBy = slices.Clone(e.HeldBy)
+	c.WaitedOn = slices.Clone(e.WaitedOn)
 	c.HeldByGroups = slices.Clone(e.HeldByGroups)
 	c.Nudged = slices.Clone(e.Nudged)
 	c.HandedOff = slices.Clone(e.HandedOff)

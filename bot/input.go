@@ -96,4 +96,9 @@ type Input struct {
 	// head last changed (Escalation.HeadSince) is refused, as is one
 	// older than MaxCommandAge.
 	WrittenAt time.Time
+	// Inbox is the inbox item (InboxItem.ID) this input was read from, 0
+	// for none. The commit of its decision removes the item in the same
+	// transaction, so a processed webhook costs no write of its own; an
+	// input that commits nothing leaves the item to its reader.
+	Inbox uint64
 }

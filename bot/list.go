@@ -221,6 +221,9 @@ func PeopleOf(e *Escalation) []string {
 	for _, p := range e.Waiting {
 		add(p)
 	}
+	for _, p := range e.WaitedOn {
+		add(p)
+	}
 	slices.Sort(out)
 	return slices.Compact(out)
 }

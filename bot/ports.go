@@ -63,6 +63,10 @@ type Commit struct {
 	// slot is remembered longer, so a restart never runs it twice.
 	KeyTTL time.Duration
 	At     time.Time
+	// Inbox is an inbox item this decision finishes (Input.Inbox), 0 for
+	// none: the store removes it in the same transaction, so it is gone
+	// exactly when the decision is durable. One already gone is no error.
+	Inbox uint64
 }
 
 // Quota is what counts against a person's quarterly cap.

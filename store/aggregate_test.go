@@ -46,7 +46,7 @@ func TestAggregatesMaintainedEqualRebuilt(t *testing.T) {
 		if !ok {
 			e := &bot.Escalation{Project: "shop/api", MRIID: iid, Tier: tiers[rng.IntN(3)], State: bot.StateAwaitingArtifacts,
 				CreatedAt: now, UpdatedAt: now, FirstResponseDue: now.Add(4 * time.Hour), DecisionDue: now.Add(48 * time.Hour),
-				Urgent: rng.IntN(5) == 0, HeldBy: some(people)}
+				Urgent: rng.IntN(5) == 0, WaitedOn: some(people)}
 			saved := mustCommit(t, db, &bot.Commit{Escalation: e, At: now,
 				Events: []bot.Event{{Kind: bot.EventOpened, Actor: "system", At: now}}})
 			ids[iid] = saved.ID
@@ -82,9 +82,12 @@ func TestAggregatesMaintainedEqualRebuilt(t *testing.T) {
 		if p.State == bot.StateApproved || p.State == bot.StateRejected {
 			p.DecidedAt = now
 		}
-		p.HeldBy, p.HeldByGroups = nil, nil
+		p.WaitedOn, p.HeldByGroups = nil, nil
+		if p.State.Active() {
+			p.WaitedOn = some(people) // also while deferred: not counted then
+		}
 		if p.State.Active() && p.State != bot.StateDeferred {
-			p.HeldBy, p.HeldByGroups = some(people), some(groups)
+			p.HeldByGroups = some(groups)
 		}
 		p.Urgent = p.Urgent != (rng.IntN(10) == 0)
 		p.FirstResponseDue = now.Add(time.Duration(rng.IntN(10)-5) * time.Hour)
@@ -244,7 +247,7 @@ func TestMigration11BuildsAggregates(t *testing.T) {
 	for i := range 20 {
 		at := t0.Add(time.Duration(i) * 30 * time.Hour)
 		e := &bot.Escalation{Project: "p", MRIID: int64(i + 1), Tier: []string{"T1", "T2", "T3"}[i%3], State: []bot.State{bot.StateInReview, bot.StateMerged, bot.StateDeferred, bot.StateApproved}[i%4],
-			Bypassed: i%4 == 1 && i%3 == 0, Forged: i % 2, Urgent: i%5 == 0, HeldBy: []string{"alice"}, CreatedAt: at, DecidedAt: at.Add(time.Hour),
+			Bypassed: i%4 == 1 && i%3 == 0, Forged: i % 2, Urgent: i%5 == 0, WaitedOn: []string{"alice"}, CreatedAt: at, DecidedAt: at.Add(time.Hour),
 			FirstResponseDue: at.Add(4 * time.Hour)}
 		mustCommit(t, old, &bot.Commit{Escalation: e, At: at, Events: []bot.Event{{Kind: bot.EventOpened, Actor: "system", At: at}}})
 	}

@@ -29,7 +29,8 @@ import (
 //     its indexes, enqueues the effects except bot.EffectReply with
 //     NextAttempt c.At, records c.Key until c.At plus the key TTL,
 //     counts manual escalations and cap overrides in the quotas and keeps
-//     absences (bot.EventAway) in the away bucket.
+//     absences (bot.EventAway) in the away bucket;
+//   - it removes the inbox item c.Inbox finishes (finishInbox, inbox.go).
 //
 // Nothing is written when it returns an error. c is not modified. It
 // returns the projection as saved, nil when c.Escalation is nil. c.At is
@@ -74,6 +75,7 @@ func (d *DB) Commit(ctx context.Context, c *bot.Commit) (*bot.Escalation, error)
 // commit does the work of Commit inside tx and returns the saved
 // projection's JSON.
 func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
+	fillAppendOnly(tx) // fill.go
 	meta := tx.Bucket(bucketMeta)
 	keys := tx.Bucket(bucketIdempotency)
 	if c.Key != "" {
@@ -101,6 +103,11 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	seq := headSeq
 	for i := range c.Events {
 		ev := c.Events[i]
+		if esc != nil && strings.Contains(ev.Data.GateText, bot.IDPlaceholder) {
+			// The gate's text was written before the escalation had an
+			// id (GitLab gets it filled in by Effect.Body).
+			ev.Data.GateText = strings.ReplaceAll(ev.Data.GateText, bot.IDPlaceholder, esc.ID)
+		}
 		if esc != nil {
 			switch {
 			case ev.Kind.Personal():
@@ -146,6 +153,7 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	// The projection and its indexes.
 	var saved []byte
 	if esc != nil {
+		esc.GateText = strings.ReplaceAll(esc.GateText, bot.IDPlaceholder, esc.ID)
 		if old != nil {
 			if err := unindex(tx, old); err != nil {
 				return nil, fmt.Errorf("remove index entries: %w", err)
@@ -167,6 +175,9 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	}
 
 	if err := enqueue(tx, c, esc, headSeq); err != nil {
+		return nil, err
+	}
+	if err := finishInbox(tx, c.Inbox); err != nil {
 		return nil, err
 	}
 

@@ -31,6 +31,7 @@ func (d *DB) SetAside(ctx context.Context, dl bot.DeadLetter) error {
 		return fmt.Errorf("set aside %s %s: no time given", dl.Kind, dl.Ref)
 	}
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		fillAppendOnly(tx)
 		b := tx.Bucket(bucketDeadLetters)
 		n, err := b.NextSequence()
 		if err != nil {

@@ -49,10 +49,18 @@
 //	                  is due.
 //	idempotency       key -> time key of its expiry.
 //	quota             person + "|" + quarter ("2026Q4") -> JSON of bot.Quota.
-//	inbox             big-endian uint64 id -> JSON of InboxItem: verified
+//	inbox             big-endian uint64 id -> an InboxItem: verified
 //	                  inputs (webhook bodies) recorded before they were
-//	                  acknowledged, until processed. Written with Batch
-//	                  (its function is safe to run twice).
+//	                  acknowledged, until processed. 0x01 + uvarint length
+//	                  + JSON header (the item without id and body) + the
+//	                  body as received; records from before are the JSON
+//	                  of the item (body in base64), read alike
+//	                  (encodeInbox, decodeInbox). Written with Batch (its
+//	                  function is safe to run twice; BatchDelay, measured
+//	                  in docs/BENCHMARKS.md). Removed by the commit of
+//	                  the item's decision (bot.Commit.Inbox), or, for an
+//	                  item whose processing committed nothing, by
+//	                  InboxDone, many at a time.
 //	inbox_keys        delivery id (webhook UUID) -> expiry time key.
 //	outbox_queue      sink + 0x00 + escalation (or "~" + effect id) + 0x00 +
 //	                  big-endian enqueue Seq + effect id -> nil: one delivery
@@ -140,6 +148,10 @@
 // MostUrgent reads the first entries of open_by_deadline and
 // deferred_until; IncidentEventsBetween reads incident_events.
 //
+// The buckets whose keys only grow (events, payloads, dead_letters) are
+// split full (FillPercent 1.0, fill.go) in every transaction that appends
+// to them; bbolt's default leaves their pages half empty.
+//
 // A time key is 8 bytes that sort like the time: the Unix nanoseconds with
 // the sign bit flipped, big-endian; the zero time sorts last (an escalation
 // with no deadline comes after every one that has one).
@@ -183,6 +195,12 @@
 // naming a later compaction event of the same escalation that lists it.
 // Events sealed before schema 8 hold their payloads inline (hashed) and
 // are never compacted.
+//
+// The outcomes of a dispatcher round (delivered, failed, parked, the
+// thread a chat post opened) are written together by SettleEffects, in
+// one transaction; an effect leaves the outbox only there, after its
+// delivery, so a crash before it delivers the round again under the same
+// ids (the sinks' idempotency keys).
 //
 // Effect ids are "<escalation id or global>/<seq>/<index>": the seq of the
 // first event of the commit (20 digits, zero-padded) and the effect's

@@ -96,8 +96,8 @@ func inboxIndex(tb testing.TB, db *DB) []uint64 {
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		want := map[string]bool{}
 		err := tx.Bucket(bucketInbox).ForEach(func(k, v []byte) error {
-			var it InboxItem
-			if err := json.Unmarshal(v, &it); err != nil {
+			it, err := decodeInbox(binary.BigEndian.Uint64(k), v)
+			if err != nil {
 				return err
 			}
 			want[string(inboxDueKey(it.NextAttempt, it.ID))] = true

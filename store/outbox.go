@@ -19,6 +19,8 @@ import (
 // OutboxRecord is an effect waiting for delivery (bot.OutboxRecord).
 type OutboxRecord = bot.OutboxRecord
 
+var _ bot.Outbox = (*DB)(nil)
+
 // enqueue puts the effects of c into the outbox; headSeq is the chain
 // head before c's events.
 func enqueue(tx *bolt.Tx, c *bot.Commit, esc *bot.Escalation, headSeq uint64) error {
@@ -221,32 +223,67 @@ func getOutbox(outbox *bolt.Bucket, id string) (*OutboxRecord, error) {
 // queued (a status of the same head, a summary) comes with Superseded set.
 // limit <= 0 means no limit.
 func (d *DB) DueEffects(ctx context.Context, now time.Time, limit int) ([]OutboxRecord, error) {
+	return d.DueQueues(ctx, now, limit, 0)
+}
+
+// DueQueues is DueEffects with, right after each queue head, up to depth
+// of the effects that wait behind it in its queue, in order (those due at
+// now; each with Behind naming the one before it), so that a dispatcher
+// round delivers a queue's run of effects and records them all in one
+// transaction. limit counts every record returned.
+func (d *DB) DueQueues(ctx context.Context, now time.Time, limit, depth int) ([]OutboxRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read due effects: %w", err)
 	}
 	var out []OutboxRecord
 	until := string(timeKey(now))
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		outbox := tx.Bucket(bucketOutbox)
-		c := tx.Bucket(bucketOutboxDue).Cursor()
-		for k, _ := c.First(); k != nil && string(k[:8]) <= until; k, _ = c.Next() {
-			if limit > 0 && len(out) == limit {
-				break
-			}
-			id := string(k[8:])
+		outbox, latestB := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxLatest)
+		read := func(id string) (*OutboxRecord, error) {
 			rec, err := getOutbox(outbox, id)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if rec == nil {
-				return fmt.Errorf("index outbox_due names effect %s, which is missing", id)
+				return nil, fmt.Errorf("the outbox indexes name effect %s, which is missing", id)
 			}
 			if lk := latestKey(rec.Effect); lk != nil {
-				if newest, _ := latest(tx.Bucket(bucketOutboxLatest).Get(lk)); newest > rec.Seq {
+				if newest, _ := latest(latestB.Get(lk)); newest > rec.Seq {
 					rec.Superseded = true
 				}
 			}
+			return rec, nil
+		}
+		full := func() bool { return limit > 0 && len(out) >= limit }
+		c := tx.Bucket(bucketOutboxDue).Cursor()
+		q := tx.Bucket(bucketOutboxQueue).Cursor()
+		for k, _ := c.First(); k != nil && string(k[:8]) <= until && !full(); k, _ = c.Next() {
+			rec, err := read(string(k[8:]))
+			if err != nil {
+				return err
+			}
 			out = append(out, *rec)
+			if rec.Parked || depth <= 0 {
+				continue
+			}
+			prefix := []byte(queueKey(rec.Effect) + "\x00")
+			prev := rec.Effect.ID
+			qk, _ := q.Seek(queueEntry(rec))
+			for n := 0; n < depth && !full(); n++ {
+				if qk, _ = q.Next(); qk == nil || !bytes.HasPrefix(qk, prefix) || len(qk) < len(prefix)+8 {
+					break
+				}
+				next, err := read(string(qk[len(prefix)+8:]))
+				if err != nil {
+					return err
+				}
+				if next.NextAttempt.After(now) {
+					break
+				}
+				next.Behind = prev
+				out = append(out, *next)
+				prev = next.Effect.ID
+			}
 		}
 		return nil
 	})
@@ -353,34 +390,88 @@ func (d *DB) EffectFailed(ctx context.Context, id string, next time.Time, errTex
 	}
 	found := false
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		outbox, due := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue)
-		rec, err := getOutbox(outbox, id)
+		rec, err := getOutbox(tx.Bucket(bucketOutbox), id)
 		if err != nil || rec == nil {
 			return err
 		}
 		found = true
-		if err := due.Delete(dueKey(rec)); err != nil {
-			return err
-		}
-		rec.Attempts++
-		rec.NextAttempt = next
-		rec.LastError = errText
-		if park && !rec.Parked {
-			rec.Parked = true
-			if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec)); err != nil {
-				return err
-			}
-			if err := promote(tx, []byte(queueKey(rec.Effect)+"\x00")); err != nil {
-				return err
-			}
-		}
-		return putOutbox(outbox, due, rec)
+		return failEffect(tx, rec, next, errText, park)
 	})
 	if err != nil {
 		return fmt.Errorf("record failure of effect %s: %w", id, err)
 	}
 	if !found {
 		return bot.ErrNotFound
+	}
+	return nil
+}
+
+// failEffect records a failed attempt at rec (EffectFailed).
+func failEffect(tx *bolt.Tx, rec *OutboxRecord, next time.Time, errText string, park bool) error {
+	outbox, due := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxDue)
+	if err := due.Delete(dueKey(rec)); err != nil {
+		return err
+	}
+	rec.Attempts++
+	rec.NextAttempt = next
+	rec.LastError = errText
+	if park && !rec.Parked {
+		rec.Parked = true
+		if err := tx.Bucket(bucketOutboxQueue).Delete(queueEntry(rec)); err != nil {
+			return err
+		}
+		if err := promote(tx, []byte(queueKey(rec.Effect)+"\x00")); err != nil {
+			return err
+		}
+	}
+	return putOutbox(outbox, due, rec)
+}
+
+// SettleEffects records what became of a round of deliveries, in one
+// transaction (one fsync for the round instead of one per effect), in
+// the order given: each delivered (or superseded, or set aside) effect
+// is removed and the next of its queue becomes due, as EffectDone does;
+// each failed one is rescheduled, as EffectFailed does; each thread an
+// effect opened is recorded, as SetThreadRef does. An effect that is no
+// longer in the outbox (another pass settled it) is skipped. Either all
+// of it is written or none of it: until it returns, every effect of the
+// round is still waiting, and would be delivered again, with the same
+// id, after a crash.
+func (d *DB) SettleEffects(ctx context.Context, outcomes []bot.Outcome) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("settle %d effects: %w", len(outcomes), err)
+	}
+	if len(outcomes) == 0 {
+		return nil
+	}
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		outbox := tx.Bucket(bucketOutbox)
+		for _, o := range outcomes {
+			if o.Thread != (bot.MessageRef{}) && o.Escalation != "" && o.Sink != "" {
+				if err := setThreadRef(tx, o.Escalation, o.Sink, o.Thread); err != nil {
+					return fmt.Errorf("record thread of %s on %s: %w", o.Escalation, o.Sink, err)
+				}
+			}
+			rec, err := getOutbox(outbox, o.ID)
+			if err != nil {
+				return err
+			}
+			if rec == nil {
+				continue
+			}
+			if o.Failed {
+				err = failEffect(tx, rec, o.Next, o.Err, o.Park)
+			} else {
+				err = removeEffect(tx, rec)
+			}
+			if err != nil {
+				return fmt.Errorf("settle effect %s: %w", o.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("settle %d effects: %w", len(outcomes), err)
 	}
 	return nil
 }
@@ -505,28 +596,31 @@ func (d *DB) SetThreadRef(ctx context.Context, esc, sink string, ref bot.Message
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("record thread of %s on %s: %w", esc, sink, err)
 	}
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketThreads)
-		k := []byte(sink + "\x00" + esc)
-		if b.Get(k) != nil {
-			return nil
-		}
-		v, err := json.Marshal(ref)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(k, v); err != nil {
-			return err
-		}
-		if ref.Channel == "" || ref.TS == "" {
-			return nil
-		}
-		return b.Put(threadKey(sink, ref), []byte(esc))
-	})
+	err := d.bolt.Update(func(tx *bolt.Tx) error { return setThreadRef(tx, esc, sink, ref) })
 	if err != nil {
 		return fmt.Errorf("record thread of %s on %s: %w", esc, sink, err)
 	}
 	return nil
+}
+
+// setThreadRef is SetThreadRef inside tx.
+func setThreadRef(tx *bolt.Tx, esc, sink string, ref bot.MessageRef) error {
+	b := tx.Bucket(bucketThreads)
+	k := []byte(sink + "\x00" + esc)
+	if b.Get(k) != nil {
+		return nil
+	}
+	v, err := json.Marshal(ref)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(k, v); err != nil {
+		return err
+	}
+	if ref.Channel == "" || ref.TS == "" {
+		return nil
+	}
+	return b.Put(threadKey(sink, ref), []byte(esc))
 }
 
 // threadKey is the key of the reverse entry of a thread in the threads

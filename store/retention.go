@@ -290,6 +290,7 @@ func (d *DB) Compact(ctx context.Context, id string, expect uint64, ev bot.Event
 // appendEvent seals ev after the chain head, stores it, files it under its
 // escalation and moves the head.
 func appendEvent(tx *bolt.Tx, ev *bot.Event) error {
+	fillAppendOnly(tx)
 	meta := tx.Bucket(bucketMeta)
 	headSeq := getU64(meta, metaHeadSeq)
 	prevHash := string(meta.Get([]byte(metaHeadHash)))

@@ -55,6 +55,20 @@ type Config struct {
 	// Health, when set, is told the outcome of every request the Client
 	// makes (see Health): what /readyz reports.
 	Health *Health
+	// MaxRequestsPerMinute is the rate the client keeps under (every
+	// request counts: reads, writes, each page of a list). It slows down
+	// further as GitLab's RateLimit-Remaining nears zero, and waits out a
+	// 429 (see Limiter). 0, without a Limiter: no limit at all (tests);
+	// serve's config defaults it to DefaultMaxRequestsPerMinute.
+	MaxRequestsPerMinute int
+	// Limiter, when set, replaces the one built from
+	// MaxRequestsPerMinute (tests give one with a fake clock).
+	Limiter *Limiter
+	// OnRequest, when set, is told of every request the client sends:
+	// its method, its route template (Route: never an id or a path) and
+	// its outcome (one of Outcomes). Not told of requests the caller
+	// cancelled.
+	OnRequest func(method, route, outcome string)
 	// ReadOnly makes a Client that writes nothing to GitLab (gitlab.mode
 	// dry_run): SetStatus, PostNote and AddLabels refuse without a
 	// request, and FetchMR reads no gate status (its Status is nil). A
@@ -68,17 +82,59 @@ type Config struct {
 // wait (RetryAfter), give up (Permanent) or try again later. A Client is
 // safe for concurrent use.
 type Client struct {
-	api  *gl.Client
-	cfg  Config
-	base string // cfg.BaseURL checked, without a trailing slash
-	log  *slog.Logger
-	now  func() time.Time
+	api     *gl.Client
+	cfg     Config
+	limiter *Limiter
+	base    string // cfg.BaseURL checked, without a trailing slash
+	log     *slog.Logger
+	now     func() time.Time
 
 	mu     sync.Mutex
 	me     string               // the token's username, "" until known
 	checks map[string]int64     // project → id of its external status check
 	diffs  *lru                 // changes and commit authors per MR head
 	users  map[string]userEntry // lower-case username → numeric id (UserID)
+
+	// skew is GitLab's clock (the Date header of its last answer) less
+	// ours, when known.
+	skew     time.Duration
+	haveSkew bool
+}
+
+// sawDate records the Date header of an answer: GitLab's clock.
+func (c *Client) sawDate(d time.Time) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.skew, c.haveSkew = d.Sub(now), true
+}
+
+// GitLabNow returns the time on GitLab's clock as its last answer's Date
+// header told it (less a second: the header has whole seconds), or
+// threatgate's own clock before GitLab has answered. updated_at values
+// are on GitLab's clock, so a watermark compared with them is too.
+func (c *Client) GitLabNow() time.Time {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.haveSkew {
+		return now
+	}
+	return now.Add(c.skew - time.Second)
+}
+
+// WatchesStatuses reports whether FetchMR reads the gate's commit status
+// (status gate, not read only): only then do pipeline lists say anything
+// reconcile needs.
+func (c *Client) WatchesStatuses() bool { return !c.cfg.ReadOnly && c.cfg.Gate == GateStatus }
+
+// SizeCache makes room in the cache of diffs and commit lists for n MR
+// heads (reconcile passes the number of escalations it watches, plus a
+// margin): at least diffCacheSize. The byte bound stays.
+func (c *Client) SizeCache(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.diffs.resize(max(diffCacheSize, n))
 }
 
 var _ bot.Forge = (*Client)(nil)
@@ -129,7 +185,29 @@ func New(cfg Config) (*Client, error) {
 		hc.Timeout = cfg.Timeout
 	}
 	cfg.HTTPClient = hc
-	c := &Client{cfg: cfg, base: base}
+	// Redirects are not followed: net/http would send client-go's
+	// PRIVATE-TOKEN header (it strips only Authorization and Cookie) to
+	// wherever GitLab, or a proxy in front of it, points. A redirect is
+	// an answer (Check names it). A copy, so that the caller's client is
+	// left as it was.
+	noRedirects := *hc
+	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc = &noRedirects
+	c := &Client{cfg: cfg, base: base, limiter: cfg.Limiter}
+	if c.limiter == nil && cfg.MaxRequestsPerMinute > 0 {
+		c.limiter = NewLimiter(cfg.MaxRequestsPerMinute, nil, nil)
+	}
+	{
+		// Every request is metered and its rate-limit headers read, on a
+		// copy so that the caller's client is left as it was.
+		wrapped := *hc
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		wrapped.Transport = &meterTransport{next: next, limiter: c.limiter, observe: cfg.OnRequest, client: c}
+		hc = &wrapped
+	}
 	if cfg.Health != nil {
 		// A copy, so that the caller's client is left as it was.
 		wrapped := *hc
@@ -145,14 +223,21 @@ func New(cfg Config) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With(bot.LogComponent, "gitlab")
-	api, err := gl.NewClient(cfg.Token.Reveal(),
+	opts := []gl.ClientOptionFunc{
 		gl.WithBaseURL(base),
 		gl.WithHTTPClient(hc),
 		// The outbox retries; client-go's own retries (6 attempts, POST
 		// included) would post notes twice and hide 429s.
 		gl.WithoutRetries(),
 		gl.WithURLWarningLogger(log),
-	)
+	}
+	if c.limiter != nil {
+		// client-go waits for it before each request (each page of a
+		// list), outside the HTTP client's timeout; it replaces
+		// client-go's own limiter, which reads only RateLimit-Limit.
+		opts = append(opts, gl.WithCustomLimiter(c.limiter))
+	}
+	api, err := gl.NewClient(cfg.Token.Reveal(), opts...)
 	if err != nil {
 		return nil, errors.New("gitlab: build the API client: invalid base URL")
 	}
@@ -189,6 +274,10 @@ func checkBaseURL(raw string) (string, error) {
 
 // reqOpts returns the per-request options for ctx.
 func reqOpts(ctx context.Context) gl.RequestOptionFunc { return gl.WithContext(ctx) }
+
+// Limiter returns the limiter that spaces the client's requests (nil:
+// none).
+func (c *Client) Limiter() *Limiter { return c.limiter }
 
 // whoAmI returns the token's username, asking GitLab once.
 func (c *Client) whoAmI(ctx context.Context) (string, error) {
@@ -279,3 +368,11 @@ func (l *lru) remove(el *list.Element) {
 }
 
 func (l *lru) len() int { return l.order.Len() }
+
+// resize sets the number of entries kept, dropping the oldest when fewer.
+func (l *lru) resize(n int) {
+	l.max = n
+	for l.order.Len() > l.max {
+		l.remove(l.order.Back())
+	}
+}

@@ -28,6 +28,13 @@
 // can neither mention anyone nor run a quick action. The one mention
 // threatgate makes is the author of the comment it answers.
 //
+// Reconcile asks GitLab what changed (Lister: MRs and pipelines updated
+// since a watermark per project, kept in the store; every FullEvery, the
+// list of open MRs) and reads only the MRs that moved. Every request the
+// Client sends waits for its Limiter (gitlab.max_requests_per_minute,
+// GitLab's RateLimit-* headers, 429s) and is reported by route template
+// and outcome (Config.OnRequest).
+//
 // # Caveats
 //
 // The client runs with client-go's own retries off: the outbox owns

@@ -98,13 +98,31 @@ func (c *Client) SetStatus(ctx context.Context, e bot.Effect) error {
 		if err != nil {
 			return err
 		}
-		cur, lerr := c.newestStatus(ctx, e.Project, e.SHA, me)
+		newest, lerr := c.newestStatus(ctx, e.Project, e.SHA, "")
 		if lerr != nil {
 			return c.fail(op+": list statuses", lerr)
 		}
-		if cur != nil && sameState(cur.Status, e.Status) {
-			c.log.Debug("status already set", bot.LogEffectID, e.ID, "project", e.Project, "sha", e.SHA, "state", cur.Status)
+		switch {
+		case newest != nil && newest.Author.Username == me && sameState(newest.Status, e.Status):
+			c.log.Debug("status already set", bot.LogEffectID, e.ID, "project", e.Project, "sha", e.SHA, "state", newest.Status)
 			return nil
+		case newest != nil && newest.Author.Username != me:
+			// Someone else's status of the gate's name came after ours:
+			// in the pipeline it replaces ours (GitLab marks the older
+			// one retried), yet GitLab still finds ours pending and
+			// refuses to set it again. Finish ours, then set a new one,
+			// which comes after theirs.
+			c.log.Warn("a status of the gate's name set by someone else is newer than threatgate's; setting the gate again over it",
+				bot.LogEffectID, e.ID, "project", e.Project, "sha", e.SHA, "author", newest.Author.Username)
+			cancel := *opt
+			cancel.State = gl.Canceled
+			cancel.Description = gl.Ptr("superseded: set again over a status threatgate did not set")
+			if _, _, cerr := c.api.Commits.SetCommitStatus(e.Project, e.SHA, &cancel, reqOpts(ctx)); cerr != nil {
+				return c.fail(op+": finish threatgate's earlier status", cerr)
+			}
+			if _, _, err = c.api.Commits.SetCommitStatus(e.Project, e.SHA, opt, reqOpts(ctx)); err == nil {
+				return nil
+			}
 		}
 	}
 	return c.fail(op, err)

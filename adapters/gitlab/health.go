@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,27 @@ type Health struct {
 	reason  string    // the newest failure
 	lastOK  time.Time
 	checked bool // any outcome at all
+	// refused is the first write GitLab refused (403) since the last
+	// write it accepted: reads may succeed while no gate can be set.
+	refused time.Time
+}
+
+// WriteRefused records that GitLab refused a write (403): the token or
+// its user may not set statuses or write notes.
+func (h *Health) WriteRefused() {
+	now := h.Clock.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.refused.IsZero() {
+		h.refused = now
+	}
+}
+
+// WriteAccepted records that GitLab accepted a write.
+func (h *Health) WriteAccepted() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.refused = time.Time{}
 }
 
 // Succeeded records that GitLab answered.
@@ -70,6 +93,9 @@ func (h *Health) Ready() (bool, string) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.refused.IsZero() && now.Sub(h.refused) > grace {
+		return false, fmt.Sprintf("GitLab has refused threatgate's writes (403 Forbidden) for %s (since %s): no gate status can be set; the token needs the api scope and its user Developer access to the projects", now.Sub(h.refused).Round(time.Second), h.refused.UTC().Format(time.RFC3339))
+	}
 	if h.since.IsZero() {
 		return true, ""
 	}
@@ -96,14 +122,37 @@ func (t *healthTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	switch {
 	case errors.Is(r.Context().Err(), context.Canceled):
 		// The caller gave up (shutting down): says nothing about GitLab.
+	// Reasons name no path or host: /readyz shows them to anyone.
 	case err != nil:
-		t.health.Failed(fmt.Sprintf("%s %s: no answer: %s", r.Method, r.URL.Path, t.redact(transportReason(err))))
+		t.health.Failed("no answer: " + publicTransportReason(err))
 	case resp.StatusCode >= 500:
-		t.health.Failed(fmt.Sprintf("%s %s: GitLab answered %d %s", r.Method, r.URL.Path, resp.StatusCode, http.StatusText(resp.StatusCode)))
+		t.health.Failed(fmt.Sprintf("GitLab answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
 	case resp.StatusCode == http.StatusUnauthorized:
-		t.health.Failed(fmt.Sprintf("%s %s: GitLab refuses the token (401 Unauthorized)", r.Method, r.URL.Path))
+		t.health.Failed("GitLab refuses the token (401 Unauthorized)")
 	default:
 		t.health.Succeeded()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if resp.StatusCode == http.StatusForbidden {
+				t.health.WriteRefused()
+			} else if resp.StatusCode < 400 {
+				t.health.WriteAccepted()
+			}
+		}
 	}
 	return resp, err
+}
+
+// publicTransportReason is transportReason without host names or URLs.
+func publicTransportReason(err error) string {
+	var dns *net.DNSError
+	var op *net.OpError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return "no answer before the timeout (gitlab.timeout)"
+	case errors.As(err, &dns):
+		return "the GitLab host name does not resolve"
+	case errors.As(err, &op):
+		return op.Op + ": " + strings.TrimSpace(op.Err.Error())
+	}
+	return "the request failed (the server's log says why)"
 }

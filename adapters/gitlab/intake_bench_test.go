@@ -2,6 +2,7 @@ package gitlab
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,11 +32,12 @@ func (wall) Now() time.Time { return time.Now() }
 
 // bareHandler is the ceiling the intake is measured against: check the
 // token, decode the JSON, one bbolt Batch put, answer.
-func bareHandler(tb testing.TB) http.Handler {
+func bareHandler(tb testing.TB, delay time.Duration) http.Handler {
 	db, err := bolt.Open(tb.TempDir()+"/bare.db", 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	db.MaxBatchDelay = delay
 	tb.Cleanup(func() { db.Close() })
 	db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists([]byte("b")); return err })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -63,9 +68,9 @@ func bareHandler(tb testing.TB) http.Handler {
 	})
 }
 
-// load posts n signed MR webhooks over conns connections and returns the
+// postLoad posts n signed MR webhooks over conns connections and returns the
 // acknowledgement latencies.
-func load(b *testing.B, url string, conns, n int) []time.Duration {
+func postLoad(b *testing.B, url string, conns, n int) []time.Duration {
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
@@ -107,40 +112,91 @@ func load(b *testing.B, url string, conns, n int) []time.Duration {
 	return lat
 }
 
+// TestBurnHelper is no test: started by burn as a child process (with
+// THREATGATE_BURN=1), it keeps one CPU busy until it is killed.
+func TestBurnHelper(t *testing.T) {
+	if os.Getenv("THREATGATE_BURN") != "1" {
+		t.Skip("a helper process of BenchmarkWebhookAck")
+	}
+	buf := make([]byte, 4096)
+	for {
+		sum := sha256.Sum256(buf)
+		buf[0] = sum[0]
+	}
+}
+
+// ackReps is how many times each bare, intake pair runs.
+const ackReps = 3
+
+// burn keeps the machine busy while webhooks come in: one process per CPU
+// (this test binary as TestBurnHelper), each spinning on SHA-256, as
+// another program hogging the machine would. stop kills them.
+func burn(b *testing.B) (stop func()) {
+	var procs []*exec.Cmd
+	for range runtime.NumCPU() {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBurnHelper$")
+		cmd.Env = append(os.Environ(), "THREATGATE_BURN=1")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		procs = append(procs, cmd)
+	}
+	return func() {
+		for _, cmd := range procs {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}
+}
+
 // BenchmarkWebhookAck measures webhook acknowledgement on loopback: the
 // real intake (token check, body bound, JSON screen, durable batched
-// record in the store's inbox) next to the bare ceiling. Run with
+// record in the store's inbox) next to the bare ceiling (token check,
+// JSON decode, one bbolt Batch put), in the same run, with bbolt's
+// default batch delay (10ms) and shorter ones, on a quiet machine and on
+// one kept busy by a CPU burner process per CPU (burn). Run with
 //
 //	go test -run XXX -bench WebhookAck -benchtime 4000x ./adapters/gitlab/
 //
-// Each op is one webhook; events/s, p50 and p99 are reported.
+// Each op is one webhook; events/s, p50 and p99 are reported. Both fsync.
+// The pair bare, intake runs ackReps times in a row, so each intake run
+// has its ceiling measured just before it, under the same load.
 func BenchmarkWebhookAck(b *testing.B) {
-	for _, conns := range []int{16, 64} {
-		for _, kind := range []string{"bare", "intake"} {
-			b.Run(fmt.Sprintf("%s/conns=%d", kind, conns), func(b *testing.B) {
-				var h http.Handler
-				if kind == "bare" {
-					h = bareHandler(b)
-				} else {
-					db, err := store.Open(b.TempDir())
-					if err != nil {
-						b.Fatal(err)
+	for _, load := range []string{"quiet", "busy"} {
+		for _, delay := range []time.Duration{10 * time.Millisecond, 5 * time.Millisecond, 2 * time.Millisecond, time.Millisecond} {
+			for _, conns := range []int{16, 64} {
+				for rep := range ackReps {
+					for _, kind := range []string{"bare", "intake"} {
+						b.Run(fmt.Sprintf("%s/delay=%s/conns=%d/rep=%d/%s", load, delay, conns, rep+1, kind), func(b *testing.B) {
+							var h http.Handler
+							if kind == "bare" {
+								h = bareHandler(b, delay)
+							} else {
+								db, err := store.Open(b.TempDir(), store.BatchDelay(delay))
+								if err != nil {
+									b.Fatal(err)
+								}
+								b.Cleanup(func() { db.Close() })
+								h = &Intake{Secret: testSecret, Inbox: db, Clock: wall{}}
+							}
+							srv := httptest.NewServer(h)
+							defer srv.Close()
+							if load == "busy" {
+								defer burn(b)()
+							}
+							b.ResetTimer()
+							start := time.Now()
+							lat := postLoad(b, srv.URL, conns, b.N)
+							elapsed := time.Since(start)
+							b.StopTimer()
+							slices.Sort(lat)
+							b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+							b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+							b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+						})
 					}
-					b.Cleanup(func() { db.Close() })
-					h = &Intake{Secret: testSecret, Inbox: db, Clock: wall{}}
 				}
-				srv := httptest.NewServer(h)
-				defer srv.Close()
-				b.ResetTimer()
-				start := time.Now()
-				lat := load(b, srv.URL, conns, b.N)
-				elapsed := time.Since(start)
-				b.StopTimer()
-				slices.Sort(lat)
-				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
-			})
+			}
 		}
 	}
 }

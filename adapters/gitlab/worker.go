@@ -18,7 +18,9 @@ import (
 // WorkerInbox is what the worker needs of the store's inbox.
 type WorkerInbox interface {
 	InboxDue(ctx context.Context, now time.Time, limit int) ([]bot.InboxItem, error)
-	InboxDone(ctx context.Context, id uint64) error
+	// InboxDone removes processed items (in one transaction; those
+	// already gone are skipped).
+	InboxDone(ctx context.Context, ids ...uint64) error
 	InboxFailed(ctx context.Context, id uint64, next time.Time, errText string) error
 }
 
@@ -70,10 +72,24 @@ type Worker struct {
 	// reconciliation is only logged.
 	DeadLetters bot.DeadLetters
 
+	// Marks keeps reconcile's watermarks (what GitLab has shown of each
+	// project up to when) across restarts. nil: Store, when it is one
+	// (store.DB is), else they are kept in memory only.
+	Marks Watermarks
+	// FullEvery is how often reconcile lists every open MR of a project,
+	// not only those updated since its watermark; default
+	// DefaultFullEvery. See Reconcile.
+	FullEvery time.Duration
+
 	wake chan struct{}
 
 	asideMu sync.Mutex
 	aside   map[string]bool // escalations whose reconciliation was set aside by this process
+
+	recMu    sync.Mutex
+	lastFull map[string]time.Time // project → when this process last listed all its open MRs
+	pipeSeen map[int64]time.Time  // pipeline id → its updated_at, once the MRs at its SHA were fetched
+	memMarks map[string]time.Time // watermarks, when there is no Marks
 }
 
 // maxInboxBackoff bounds the wait between attempts at one item.
@@ -158,12 +174,38 @@ func permanent(err error) bool {
 // it finished. A panic while processing one item does not stop the pass:
 // the item is set aside (DeadLetters) and removed from the inbox, or, when
 // it cannot be set aside, kept and retried with backoff.
-func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
+//
+// An MR webhook's item is removed by the commit of its decision (the
+// same transaction: Input.Inbox). The items whose processing committed
+// nothing (nothing changed, a redelivery, a comment, one set aside) are
+// removed together, at most inboxAckBatch at a time and at the end of the
+// pass: one transaction for them all. Until then they are still in the
+// inbox; a crash before it makes them run again, which their delivery
+// keys and the MR read afresh make a no-op. Nothing is removed before its
+// processing is durable.
+func (w *Worker) ProcessDue(ctx context.Context) (done int, err error) {
 	items, err := w.Inbox.InboxDue(ctx, w.Clock.Now(), 500)
 	if err != nil {
 		return 0, err
 	}
-	done := 0
+	var finished []uint64
+	flush := func() error {
+		if len(finished) == 0 {
+			return nil
+		}
+		// Not ctx: a pass cut short still records what it finished.
+		if err := w.Inbox.InboxDone(context.WithoutCancel(ctx), finished...); err != nil {
+			return err
+		}
+		done += len(finished)
+		finished = finished[:0]
+		return nil
+	}
+	defer func() {
+		if ferr := flush(); ferr != nil && err == nil {
+			err = ferr
+		}
+	}()
 	for _, it := range items {
 		if ctx.Err() != nil {
 			return done, ctx.Err()
@@ -180,7 +222,7 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 		case errors.As(err, &pan):
 			if !w.setAsideItem(ctx, log, it, pan) {
 				wait := backoff(it.Attempts)
-				if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), pan.Error()); err != nil {
+				if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), pan.Error()); err != nil && !errors.Is(err, bot.ErrNotFound) {
 					return done, err
 				}
 				continue
@@ -200,18 +242,26 @@ func (w *Worker) ProcessDue(ctx context.Context) (int, error) {
 				wait = ra.RetryAfter()
 			}
 			log.Warn("webhook processing failed, will retry", bot.LogRetryIn, wait, bot.LogErr, err)
-			if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), err.Error()); err != nil {
+			// Gone (bot.ErrNotFound): the decision was committed, and
+			// the item with it, before something after it failed.
+			if err := w.Inbox.InboxFailed(ctx, it.ID, w.Clock.Now().Add(wait), err.Error()); err != nil && !errors.Is(err, bot.ErrNotFound) {
 				return done, err
 			}
 			continue
 		}
-		if err := w.Inbox.InboxDone(ctx, it.ID); err != nil {
-			return done, err
+		finished = append(finished, it.ID)
+		if len(finished) >= inboxAckBatch {
+			if err := flush(); err != nil {
+				return done, err
+			}
 		}
-		done++
 	}
 	return done, nil
 }
+
+// inboxAckBatch bounds how many finished items wait for their removal:
+// what a crash would make run again.
+const inboxAckBatch = 64
 
 // setAsideItem logs the panic of inbox item it (its id, kind and the
 // panic; never its body) and records it as a dead letter with the body as
@@ -288,6 +338,7 @@ func (w *Worker) process(ctx context.Context, it bot.InboxItem) error {
 			return err
 		}
 		in.Key = it.Key
+		in.Inbox = it.ID
 		in.MR.AnswerCheck = it.Kind == EventStatusCheck
 		_, err = w.Engine.Handle(ctx, in)
 		return settle(err)
@@ -607,92 +658,6 @@ func (w *Worker) policy() *policies.Policy {
 		return p.Policy()
 	}
 	return nil
-}
-
-// Reconcile fetches every escalation whose MR is not merged
-// (Escalation.Watched) and feeds what GitLab shows now through the engine, exactly as a
-// webhook would: missed pushes, label changes, closes and merges are
-// caught up, and a foreign status on the head is put right. It returns how
-// many MRs it looked at; errors for single MRs are logged and skipped. A
-// panic for one escalation is logged, set aside (DeadLetters, once per
-// escalation and process) and skipped too; the next pass tries it again.
-func (w *Worker) Reconcile(ctx context.Context) (int, error) {
-	if w.Fetch == nil {
-		return 0, errors.New("reconcile needs the GitLab API (gitlab.url is not set)")
-	}
-	all, err := w.Store.List(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range all {
-		// Merged is final. A closed MR may have been reopened without us
-		// hearing of it, and a withdrawal by a person holds only until the
-		// head moves or the policy tiers it: both are read again.
-		if !e.Watched() {
-			continue
-		}
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-		err := recovered(func() error { return w.reconcileOne(ctx, e) })
-		var pan *panicked
-		switch {
-		case errors.As(err, &pan):
-			w.setAsideReconcile(ctx, e, pan)
-			continue
-		case err != nil:
-			continue
-		}
-		n++
-	}
-	return n, nil
-}
-
-// reconcileOne feeds what GitLab shows now of e's MR through the engine.
-// Its errors are logged here; the caller only counts.
-func (w *Worker) reconcileOne(ctx context.Context, e *bot.Escalation) error {
-	mi, err := w.Fetch.FetchMR(ctx, e.Project, e.MRIID)
-	if err != nil {
-		w.log().Warn("reconcile: cannot fetch MR", bot.LogEscalationID, e.ID, bot.LogErr, err)
-		return err
-	}
-	mi.Action = bot.MRSeen
-	if _, err := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(err) != nil {
-		w.log().Warn("reconcile: engine refused", bot.LogEscalationID, e.ID, bot.LogErr, err)
-		return err
-	}
-	return nil
-}
-
-// setAsideReconcile logs the panic of reconciling e and records it as a
-// dead letter, once per escalation in this process: reconciliation runs
-// again on a timer, and one poison must not fill the store.
-func (w *Worker) setAsideReconcile(ctx context.Context, e *bot.Escalation, pan *panicked) {
-	log := w.log().With(bot.LogEscalationID, e.ID)
-	log.Error("reconcile panicked; skipping the escalation", bot.LogPanic, pan.reason(), bot.LogStack, string(pan.stack))
-	if w.DeadLetters == nil {
-		return
-	}
-	// Claim the escalation first, so that two passes running at once
-	// record it once; give the claim back when nothing was recorded.
-	w.asideMu.Lock()
-	if w.aside[e.ID] {
-		w.asideMu.Unlock()
-		return
-	}
-	if w.aside == nil {
-		w.aside = map[string]bool{}
-	}
-	w.aside[e.ID] = true
-	w.asideMu.Unlock()
-	dl := bot.DeadLetter{Kind: "reconcile", Ref: e.ID, Escalation: e.ID, Reason: pan.reason(), Panic: true, At: w.Clock.Now()}
-	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
-		log.Error("cannot set the reconciliation aside", bot.LogErr, err)
-		w.asideMu.Lock()
-		delete(w.aside, e.ID)
-		w.asideMu.Unlock()
-	}
 }
 
 // maskedBody returns a webhook body with every string in it masked as the

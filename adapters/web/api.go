@@ -35,6 +35,8 @@ type API struct {
 	Policy func() *policies.Policy
 	Log    *slog.Logger
 	Now    func() time.Time // the clock deadlines, flag=overdue and flag=late are measured at; nil: time.Now
+	// DryRun marks every recorded gate as what a dry run would have set.
+	DryRun bool
 }
 
 func (a *API) now() time.Time {
@@ -85,7 +87,10 @@ type EscalationJSON struct {
 	// recorded); MergedBy and MergedAt say who merged and when, as GitLab
 	// reported it (absent until merged; merged_by also when GitLab did
 	// not say).
-	Gate     *GateJSON  `json:"gate,omitempty"`
+	Gate *GateJSON `json:"gate,omitempty"`
+	// DryRun is true when the gate above was never written to GitLab
+	// (a dry run: it is what threatgate would have set).
+	DryRun   bool       `json:"dry_run,omitempty"`
 	MergedBy string     `json:"merged_by,omitempty"`
 	MergedAt *time.Time `json:"merged_at,omitempty"`
 }
@@ -206,7 +211,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if err := writeList(w, page, pol, now, next); err != nil && a.Log != nil {
+	if err := writeList(w, page, pol, now, next, a.DryRun); err != nil && a.Log != nil {
 		// The status is sent: the client sees a truncated body.
 		a.Log.Warn("write the list of escalations", bot.LogErr, err)
 	}
@@ -214,11 +219,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeList streams a page as ListJSON, one item at a time, so the
 // response never holds more than one encoded item.
-func writeList(w io.Writer, page bot.ListPage, pol *policies.Policy, now time.Time, nextURL string) error {
+func writeList(w io.Writer, page bot.ListPage, pol *policies.Policy, now time.Time, nextURL string, dryRun bool) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
 	bw.WriteString("{\n  \"items\": [")
 	for i, e := range page.Items {
-		item, err := json.MarshalIndent(Convert(e, pol, now), "    ", "  ")
+		j := Convert(e, pol, now)
+		j.DryRun = dryRun && j.Gate != nil
+		item, err := json.MarshalIndent(j, "    ", "  ")
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", e.ID, err)
 		}

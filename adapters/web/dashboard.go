@@ -340,8 +340,10 @@ func buildDashboard(d dashboardData, pol *policies.Policy, now time.Time) *dashb
 	people, groups := map[string][]string{}, map[string][]string{}
 	for _, row := range rows {
 		e := row.esc
-		for _, p := range e.HeldBy {
-			people[p] = append(people[p], e.ID)
+		if bot.HoldsUp(e) {
+			for _, p := range e.WaitedOn {
+				people[p] = append(people[p], e.ID)
+			}
 		}
 		for _, g := range e.HeldByGroups {
 			groups[g] = append(groups[g], e.ID)

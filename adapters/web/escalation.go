@@ -44,6 +44,7 @@ type gateView struct {
 	Status, Text, SHA string
 	At                time.Time
 	OnHead            bool // set on the MR's current head
+	DryRun            bool // never written to GitLab: what a dry run would have set
 }
 
 // mergeView is the merge as recorded: who (as GitLab reported it), when,
@@ -135,6 +136,9 @@ func (s *Server) escalation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := buildEscalation(e, events, s.policy(), s.now())
+	if v.Gate != nil {
+		v.Gate.DryRun = s.DryRun
+	}
 	v.Chain = s.verifyChain(r, e.ID)
 	s.Render(w, r, "escalation", e.ID+" "+e.Project+"!"+fmt.Sprint(e.MRIID), v)
 }

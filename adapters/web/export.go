@@ -20,7 +20,7 @@ import (
 // exportFilters are the whole record's filters GET /export takes;
 // exportParams every parameter it takes.
 var (
-	exportFilters = []string{"tier", "project", "person", "state"}
+	exportFilters = []string{"tier", "project", "person", "state", "flag", "open", "since", "until"}
 	exportParams  = append([]string{"from", "to", "format"}, exportFilters...)
 )
 
@@ -109,8 +109,9 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 		s.RenderError(w, r, http.StatusBadRequest, strings.Join(problems, "; ")+".")
 		return
 	}
-	// The whole record's filters (tier, project, person, state) narrow
-	// it to a filtered list, as on the All escalations page.
+	// The whole record's filters (tier, project, person, state, flag,
+	// open, and since/until on when escalations were opened) narrow it
+	// to a filtered list, as on the All escalations page.
 	filters := url.Values{}
 	for _, k := range exportFilters {
 		if v, ok := q[k]; ok {

@@ -221,7 +221,7 @@ type allView struct {
 	Problem  string // why the filters were refused
 	Filtered bool   // some filter is set
 	// Export is GET /export of the last year's decisions with the
-	// filters it takes (tier, project, person, state).
+	// page's filters.
 	Export string
 	States []string
 	Flags  []string
@@ -285,9 +285,9 @@ func (s *Server) allEscalations(w http.ResponseWriter, r *http.Request) {
 	v.Query = q
 	v.Filtered = q.Key() != (bot.ListQuery{}).Key()
 	ex := url.Values{"from": {now.UTC().AddDate(0, 0, -365).Format(time.DateOnly)}, "to": {now.UTC().Format(time.DateOnly)}, "format": {"md"}}
-	for _, kv := range [][2]string{{"tier", q.Tier}, {"project", q.Project}, {"person", q.Person}, {"state", q.State}} {
-		if kv[1] != "" {
-			ex.Set(kv[0], kv[1])
+	for _, k := range exportFilters {
+		if v := strings.TrimSpace(r.URL.Query().Get(k)); v != "" {
+			ex.Set(k, v)
 		}
 	}
 	v.Export = "/export?" + ex.Encode()

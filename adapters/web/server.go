@@ -73,7 +73,11 @@ type Server struct {
 	// BannerFor, when set, gives a page's banner for its request (it may
 	// read r.PathValue("id") on an escalation's page); "" keeps Banner.
 	BannerFor func(r *http.Request) string
-	HTTPS     bool // people reach threatgate over https (behind a proxy): cookies are Secure
+	// DryRun says that the gate is not written to GitLab (gitlab.mode
+	// dry_run, or no gitlab.url): pages and the API say a recorded gate
+	// status is what threatgate would have set.
+	DryRun bool
+	HTTPS  bool // people reach threatgate over https (behind a proxy): cookies are Secure
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed when the client's address is needed (throttling wrong
 	// tokens, see throttle.go). Empty: the TCP peer is the client and the
@@ -123,7 +127,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /escalations/{id}/bundle", s.requireAuth(http.HandlerFunc(s.bundle)))
 	mux.Handle("GET /export", s.requireAuth(http.HandlerFunc(s.export)))
 	mux.Handle("GET /escalations", s.requireAuth(http.HandlerFunc(s.allEscalations)))
-	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log, Now: s.now}))
+	mux.Handle("GET /api/escalations", s.requireAuth(&API{Store: s.Store, Policy: s.policy, Log: s.log, Now: s.now, DryRun: s.DryRun}))
 	mux.Handle("GET /reports/weekly", s.requireAuth(http.HandlerFunc(s.weeklyReport)))
 	mux.Handle("GET /reports/retro", s.requireAuth(http.HandlerFunc(s.retro)))
 	if s.Engine != nil {

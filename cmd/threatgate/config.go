@@ -84,7 +84,14 @@ type GitLabConfig struct {
 	StatusCheckSecretEnv  string // HMAC secret of the external status check
 	StatusCheckSecretFile string
 	ReconcileEvery        time.Duration // how often open MRs are compared with the store
-	Timeout               time.Duration // per API request
+	// ReconcileFullEvery is how often reconcile lists every open MR of a
+	// project, not only those updated since its watermark (0: the
+	// default; see FullEvery).
+	ReconcileFullEvery time.Duration
+	// MaxRequestsPerMinute is the API request rate the client keeps
+	// under (0: the default; see RequestsPerMinute).
+	MaxRequestsPerMinute int
+	Timeout              time.Duration // per API request
 }
 
 // Values of GitLabConfig.Gate.
@@ -98,6 +105,24 @@ const (
 	ModeEnforce = "enforce" // statuses, notes and labels are written to GitLab
 	ModeDryRun  = "dry_run" // MRs, diffs and commits are read; nothing is written
 )
+
+// RequestsPerMinute returns gitlab.max_requests_per_minute, or its
+// default (600) when unset.
+func (g *GitLabConfig) RequestsPerMinute() int {
+	if g.MaxRequestsPerMinute <= 0 {
+		return defaultMaxRequestsPerMinute
+	}
+	return g.MaxRequestsPerMinute
+}
+
+// FullEvery returns gitlab.reconcile_full_every, or its default (1h, but
+// never less than reconcile_every) when unset.
+func (g *GitLabConfig) FullEvery() time.Duration {
+	if g.ReconcileFullEvery <= 0 {
+		return max(defaultReconcileFullEvery, g.ReconcileEvery)
+	}
+	return g.ReconcileFullEvery
+}
 
 // DryRun reports whether threatgate writes nothing to GitLab: mode
 // dry_run, or no url (then it cannot even read: the webhook is all it
@@ -163,10 +188,15 @@ const (
 
 	defaultStatusName     = "threatgate/security-review"
 	defaultReconcileEvery = 10 * time.Minute
-	defaultGitLabTimeout  = 10 * time.Second
-	defaultSlackAPIURL    = "https://slack.com/api/"
-	defaultDiscordAPIURL  = "https://discord.com/api/v10"
-	defaultPagerDutyURL   = "https://events.pagerduty.com"
+	// defaultReconcileFullEvery is gitlab.DefaultFullEvery.
+	defaultReconcileFullEvery = time.Hour
+	// defaultMaxRequestsPerMinute is gitlab.DefaultMaxRequestsPerMinute:
+	// under a third of GitLab.com's 2,000 a minute per user.
+	defaultMaxRequestsPerMinute = 600
+	defaultGitLabTimeout        = 10 * time.Second
+	defaultSlackAPIURL          = "https://slack.com/api/"
+	defaultDiscordAPIURL        = "https://discord.com/api/v10"
+	defaultPagerDutyURL         = "https://events.pagerduty.com"
 
 	envGitLabToken             = "THREATGATE_GITLAB_TOKEN"
 	envGitLabWebhookSecret     = "THREATGATE_GITLAB_WEBHOOK_SECRET"
@@ -185,7 +215,10 @@ const (
 	minMaxBodyBytes   = 1 << 10
 	maxMaxBodyBytes   = 1 << 30
 	minReconcileEvery = time.Minute
-	maxGitLabTimeout  = 2 * time.Minute
+	// maxMaxRequestsPerMinute bounds gitlab.max_requests_per_minute: no
+	// GitLab allows more to one user.
+	maxMaxRequestsPerMinute = 100_000
+	maxGitLabTimeout        = 2 * time.Minute
 )
 
 // DefaultConfig returns the configuration used when the file sets
@@ -344,7 +377,7 @@ func (d *configDecoder) fail(n *yaml.Node, field, format string, args ...any) {
 
 var (
 	topKeys       = []string{"listen", "data_dir", "policy", "max_body_bytes", "gitlab", "slack", "discord", "pagerduty", "web", "retention"}
-	gitlabKeys    = []string{"url", "mode", "token_env", "token_file", "webhook_secret_env", "webhook_secret_file", "status_name", "gate", "status_check_name", "status_check_secret_env", "status_check_secret_file", "reconcile_every", "timeout"}
+	gitlabKeys    = []string{"url", "mode", "token_env", "token_file", "webhook_secret_env", "webhook_secret_file", "status_name", "gate", "status_check_name", "status_check_secret_env", "status_check_secret_file", "reconcile_every", "reconcile_full_every", "max_requests_per_minute", "timeout"}
 	slackKeys     = []string{"bot_token_env", "bot_token_file", "signing_secret_env", "signing_secret_file", "app_token_env", "app_token_file", "api_url", "team_id", "channel", "security_channel"}
 	discordKeys   = []string{"bot_token_env", "bot_token_file", "public_key", "api_url", "channel_id", "security_channel_id", "application_id"}
 	pagerdutyKeys = []string{"routing_key_env", "routing_key_file", "events_url"}
@@ -407,6 +440,10 @@ func (d *configDecoder) gitlab(n *yaml.Node, section string) *GitLabConfig {
 			d.path(v, f, &g.StatusCheckSecretFile)
 		case "reconcile_every":
 			d.dur(v, f, &g.ReconcileEvery)
+		case "reconcile_full_every":
+			d.dur(v, f, &g.ReconcileFullEvery)
+		case "max_requests_per_minute":
+			d.rate(v, f, &g.MaxRequestsPerMinute)
 		case "timeout":
 			d.dur(v, f, &g.Timeout)
 		}
@@ -538,6 +575,21 @@ func (d *configDecoder) count(n *yaml.Node, f string, dst *int) {
 	v, err := strconv.Atoi(strings.ReplaceAll(n.Value, "_", ""))
 	if err != nil || v < 0 || v > 100000 {
 		d.fail(n, f, "want %s, got %q", want, n.Value)
+		return
+	}
+	*dst = v
+}
+
+// rate reads a positive whole number of requests a minute.
+func (d *configDecoder) rate(n *yaml.Node, f string, dst *int) {
+	const want = "a whole number of requests a minute such as 600"
+	n, ok := d.scalar(n, f, want)
+	if !ok {
+		return
+	}
+	v, err := strconv.Atoi(strings.ReplaceAll(n.Value, "_", ""))
+	if err != nil || v < 1 || v > maxMaxRequestsPerMinute {
+		d.fail(n, f, "want %s, from 1 to %d, got %q", want, maxMaxRequestsPerMinute, n.Value)
 		return
 	}
 	*dst = v
@@ -866,6 +918,12 @@ func (c *Config) Validate() error {
 		}
 		if g.ReconcileEvery < minReconcileEvery {
 			v.fail("gitlab.reconcile_every", "want at least %s, got %s", fmtDur(minReconcileEvery), fmtDur(g.ReconcileEvery))
+		}
+		if g.ReconcileFullEvery != 0 && g.ReconcileFullEvery < g.ReconcileEvery {
+			v.fail("gitlab.reconcile_full_every", "want at least reconcile_every (%s), got %s", fmtDur(g.ReconcileEvery), fmtDur(g.ReconcileFullEvery))
+		}
+		if g.MaxRequestsPerMinute < 0 || g.MaxRequestsPerMinute > maxMaxRequestsPerMinute {
+			v.fail("gitlab.max_requests_per_minute", "want from 1 to %d, got %d", maxMaxRequestsPerMinute, g.MaxRequestsPerMinute)
 		}
 		if g.Timeout <= 0 || g.Timeout > maxGitLabTimeout {
 			v.fail("gitlab.timeout", "want more than 0s and at most %s, got %s", fmtDur(maxGitLabTimeout), fmtDur(g.Timeout))
@@ -1312,7 +1370,8 @@ func (c Config) attrs() []slog.Attr {
 			"webhook_secret_env", g.WebhookSecretEnv, "webhook_secret_file", g.WebhookSecretFile,
 			"mode", g.Mode, "status_name", g.StatusName, "gate", g.Gate, "status_check_name", g.StatusCheckName,
 			"status_check_secret_env", g.StatusCheckSecretEnv, "status_check_secret_file", g.StatusCheckSecretFile,
-			"reconcile_every", g.ReconcileEvery.String(), "timeout", g.Timeout.String()))
+			"reconcile_every", g.ReconcileEvery.String(), "reconcile_full_every", g.FullEvery().String(),
+			"max_requests_per_minute", g.RequestsPerMinute(), "timeout", g.Timeout.String()))
 	}
 	if s := c.Slack; s != nil {
 		as = append(as, slog.Group("slack",

@@ -26,6 +26,7 @@ type metrics struct {
 	processing *prometheus.HistogramVec
 	deliveries *prometheus.CounterVec
 	failures   *prometheus.CounterVec
+	gitlab     *prometheus.CounterVec
 }
 
 // storeStats is what the scrape-time collector reads.
@@ -55,8 +56,11 @@ func newMetrics(st storeStats) *metrics {
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "threatgate_outbox_delivery_failures_total", Help: "Failed delivery attempts of outbox effects, by kind.",
 		}, []string{"kind"}),
+		gitlab: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "threatgate_gitlab_requests_total", Help: "Requests to GitLab's API by method, endpoint (the route template, such as /projects/:id/merge_requests/:iid; never an id or a path) and outcome (ok, not_found, unauthorized, forbidden, rate_limited, client_error, server_error, no_answer).",
+		}, []string{"method", "endpoint", "outcome"}),
 	}
-	reg.MustRegister(m.webhooks, m.processing, m.deliveries, m.failures,
+	reg.MustRegister(m.webhooks, m.processing, m.deliveries, m.failures, m.gitlab,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&storeCollector{st: st})
 	return m
@@ -73,6 +77,39 @@ var (
 	escalationStates = []bot.State{bot.StateIntake, bot.StateAwaitingArtifacts, bot.StateInReview, bot.StateDisputed, bot.StateDeferred,
 		bot.StateApproved, bot.StateRejected, bot.StateMerged, bot.StateWithdrawn}
 )
+
+// gitlabEndpoints are the routes threatgate calls (gitlab.Route); any
+// other is counted as "other".
+var (
+	gitlabMethods   = []string{"GET", "POST", "PUT"}
+	gitlabEndpoints = []string{
+		"/user", "/users",
+		"/projects/:id/merge_requests", "/projects/:id/pipelines",
+		"/projects/:id/merge_requests/:iid", "/projects/:id/merge_requests/:iid/diffs",
+		"/projects/:id/merge_requests/:iid/commits", "/projects/:id/merge_requests/:iid/versions",
+		"/projects/:id/merge_requests/:iid/notes", "/projects/:id/merge_requests/:iid/notes/:note_id",
+		"/projects/:id/merge_requests/:iid/status_checks", "/projects/:id/merge_requests/:iid/status_check_responses",
+		"/projects/:id/repository/commits/:sha/statuses", "/projects/:id/statuses/:sha",
+		"/projects/:id/external_status_checks",
+	}
+)
+
+// gitlabRequest counts one request to GitLab (gitlab.Config.OnRequest).
+func (m *metrics) gitlabRequest(method, route, outcome string) {
+	m.gitlab.WithLabelValues(label(method, gitlabMethods), label(route, gitlabEndpoints), label(outcome, gitlab.Outcomes)).Inc()
+}
+
+// watchLimiter exports how long the GitLab client has waited for its
+// request budget (nil: no limiter, nothing exported).
+func (m *metrics) watchLimiter(l *gitlab.Limiter) {
+	if l == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "threatgate_gitlab_rate_limit_wait_seconds_total",
+		Help: "Time GitLab requests waited to stay under gitlab.max_requests_per_minute and GitLab's RateLimit headers (429 included).",
+	}, func() float64 { return l.Waited().Seconds() }))
+}
 
 // label returns v when it is one of known, and "other" otherwise, so that
 // no label can carry an id, a name or anything else without bound.

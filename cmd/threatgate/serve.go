@@ -84,10 +84,12 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 				BaseURL: g.URL, Token: sec.GitLabToken, StatusName: g.StatusName, Gate: g.Gate,
 				StatusCheckName: g.StatusCheckName, DashboardURL: cfg.PublicURL(), Timeout: g.Timeout,
 				Log: log.With(bot.LogComponent, "gitlab"), Health: s.health, ReadOnly: g.DryRun(),
+				MaxRequestsPerMinute: g.RequestsPerMinute(), OnRequest: s.metrics.gitlabRequest,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("gitlab client: %w", err)
 			}
+			s.metrics.watchLimiter(c.Limiter())
 			s.client, forge = c, c
 		}
 		if g.DryRun() {
@@ -106,6 +108,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	if s.dry != nil {
 		s.web.BannerFor = s.dryRunBanner
 	}
+	s.web.DryRun = cfg.GitLab != nil && cfg.GitLab.DryRun()
 	var chat bot.Chat
 	if cfg.Web != nil && cfg.Web.Console {
 		s.console = &web.Console{Web: s.web, Samples: x.Samples, Log: log.With(bot.LogComponent, "console")}
@@ -153,6 +156,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 	if s.client != nil {
 		// A dry run reads MRs like the gate and answers no comment.
 		s.worker.Fetch, s.worker.Answer = s.client, s.dry == nil
+		s.worker.FullEvery = cfg.GitLab.FullEvery()
 	}
 	// A manual escalation asks for its MR through the worker, as a webhook
 	// would (nothing to read in a dry run; the demo sets its simulator).

@@ -249,8 +249,8 @@ func TestServeReadyzFollowsGitLab(t *testing.T) {
 	clock.Advance(61 * time.Second)
 	code, body := r.get(t, "/readyz", "")
 	if code != 503 || !strings.Contains(body, "not ready: GitLab has not answered threatgate for 1m1s") ||
-		!strings.Contains(body, "GET /api/v4/projects/shop/api/merge_requests/12: GitLab answered 502 Bad Gateway") {
-		t.Errorf("/readyz = %d %q, want 503 naming GitLab, the request and the 502", code, body)
+		!strings.Contains(body, "GitLab answered 502 Bad Gateway") || strings.Contains(body, "shop/api") {
+		t.Errorf("/readyz = %d %q, want 503 naming GitLab and the 502, not the project", code, body)
 	}
 	if strings.Contains(body, gl.Token) {
 		t.Error("/readyz shows the token")

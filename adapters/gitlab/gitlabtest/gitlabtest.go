@@ -17,7 +17,9 @@
 // X-Prev-Page and Link the way GitLab does.
 //
 // Endpoints: GET /user; GET /users (?username=); GET
-// /projects/:id/merge_requests; GET and PUT
+// /projects/:id/merge_requests (state, updated_after at or after,
+// order_by created_at or updated_at, sort); GET /projects/:id/pipelines
+// (updated_after strictly after, order_by id or updated_at, sort); GET and PUT
 // /projects/:id/merge_requests/:iid; GET .../diffs, .../commits,
 // .../versions, .../status_checks; GET and POST .../notes; GET
 // .../notes/:note_id; POST .../status_check_responses; GET
@@ -30,7 +32,10 @@
 // change (SetUser, RenameUser) to model renamed and recycled usernames.
 // Every head an MR gets (AddMR, Push) is a diff version created at that
 // moment, listed newest first as GitLab does. Times come from SetNow's
-// clock (time.Now by default).
+// clock (time.Now by default), and so does every answer's Date header
+// (GitLab's clock). A pipeline's updated_at moves when it is made and
+// when a status lands in it. Requests are counted by endpoint
+// (CallsByEndpoint).
 //
 // Commit statuses follow GitLab's rules: a status lands in the pipeline
 // named by pipeline_id (which must match the sha and the ref), else in the
@@ -151,6 +156,9 @@ type Request struct {
 	Path     string // unescaped, "/api/v4/projects/shop/api/merge_requests/12"
 	RawQuery string
 	Body     string
+	// Endpoint is the method and route template, "GET
+	// /projects/:id/merge_requests/:iid/diffs" (see Endpoint).
+	Endpoint string
 }
 
 // Fault makes requests fail.
@@ -266,11 +274,21 @@ type pipeline struct {
 	id, projectID int64
 	sha, ref      string
 	external      bool
+	// updatedAt moves when the pipeline is made and when a status lands
+	// in it: what GET /projects/:id/pipelines?updated_after= filters on.
+	updatedAt time.Time
 }
 
 // New starts a fake GitLab, closed when the test ends.
 func New(t testing.TB) *Server {
 	t.Helper()
+	s := start(t)
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// start starts a fake GitLab that reports misuse to t.
+func start(t testing.TB) *Server {
 	s := &Server{
 		Token:     Token,
 		BotUser:   DefaultBotUser,
@@ -285,7 +303,6 @@ func New(t testing.TB) *Server {
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
-	t.Cleanup(s.srv.Close)
 	return s
 }
 
@@ -371,7 +388,7 @@ func (s *Server) AddMR(m MR) {
 		if _, ok := s.pipelines[m.HeadPipelineID]; ok {
 			s.t.Fatalf("gitlabtest: AddMR: pipeline %d exists", m.HeadPipelineID)
 		}
-		s.pipelines[m.HeadPipelineID] = &pipeline{id: m.HeadPipelineID, projectID: p.id, sha: m.SHA, ref: ref}
+		s.pipelines[m.HeadPipelineID] = &pipeline{id: m.HeadPipelineID, projectID: p.id, sha: m.SHA, ref: ref, updatedAt: m.UpdatedAt}
 		m.HeadPipelineRef = ref
 	}
 	st := &mrState{mr: m, id: s.id(), createdAt: m.UpdatedAt}
@@ -546,7 +563,7 @@ func (s *Server) SetHeadPipeline(project string, iid, id int64, ref string) {
 	if ref == "" {
 		ref = st.mr.SourceBranch
 	}
-	s.pipelines[id] = &pipeline{id: id, projectID: p.id, sha: st.mr.SHA, ref: ref}
+	s.pipelines[id] = &pipeline{id: id, projectID: p.id, sha: st.mr.SHA, ref: ref, updatedAt: s.now().UTC()}
 	st.mr.HeadPipelineID = id
 	st.mr.HeadPipelineRef = ref
 }
@@ -626,6 +643,7 @@ func (s *Server) SetStatusAs(project, sha, name, state, username string) {
 		pl = &pipeline{id: s.pipelineID(), projectID: p.id, sha: sha, ref: s.branchFor(p, sha), external: true}
 		s.pipelines[pl.id] = pl
 	}
+	pl.updatedAt = s.now().UTC()
 	p.statuses = append(p.statuses, &Status{
 		ID: s.id(), SHA: sha, Ref: pl.ref, Name: name, State: state,
 		PipelineID: pl.id, Author: username, CreatedAt: s.now().UTC(),
@@ -725,6 +743,41 @@ func (s *Server) Calls(substr string) int {
 	return n
 }
 
+// CallsByEndpoint counts the requests received by endpoint (method and
+// route template, Request.Endpoint).
+func (s *Server) CallsByEndpoint() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, r := range s.requests {
+		out[r.Endpoint]++
+	}
+	return out
+}
+
+// Endpoint returns the method and route template of a request path as
+// GitLab's API documentation writes it: "GET
+// /projects/:id/merge_requests/:iid". escaped is the path as sent (a
+// project path is one segment, its slashes escaped).
+func Endpoint(method, escaped string) string {
+	rest, ok := strings.CutPrefix(escaped, "/api/v4")
+	if !ok {
+		return method + " " + escaped
+	}
+	params := map[string]string{"projects": ":id", "merge_requests": ":iid", "notes": ":note_id",
+		"commits": ":sha", "statuses": ":sha", "pipelines": ":pipeline_id", "users": ":user_id"}
+	segs := strings.Split(strings.Trim(rest, "/"), "/")
+	word := ""
+	for i, sg := range segs {
+		if p := params[word]; p != "" {
+			segs[i], word = p, ""
+			continue
+		}
+		word = sg
+	}
+	return method + " /" + strings.Join(segs, "/")
+}
+
 // Statuses returns the commit statuses on sha in project, oldest first.
 func (s *Server) Statuses(project, sha string) []Status {
 	s.mu.Lock()
@@ -810,9 +863,12 @@ func badRequest(msg any) *apiError {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: string(body)})
+	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: string(body),
+		Endpoint: Endpoint(r.Method, r.URL.EscapedPath())})
 	f := s.takeFault(r.Method, r.URL.Path)
 	token, bot, readOnly := s.Token, s.BotUser, s.ReadAPIOnly
+	// GitLab's clock, as its answers' Date header says it.
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 	s.mu.Unlock()
 
 	if f != nil && f.Hang {
@@ -906,6 +962,8 @@ func (s *Server) route(r *http.Request, body []byte, bot string) (int, http.Head
 	switch {
 	case len(segs) == 1 && segs[0] == "merge_requests" && m == http.MethodGet:
 		return s.listMRs(r, p)
+	case len(segs) == 1 && segs[0] == "pipelines" && m == http.MethodGet:
+		return s.listPipelines(r, p)
 	case len(segs) == 1 && segs[0] == "external_status_checks" && m == http.MethodGet:
 		return s.listChecks(r, p)
 	case len(segs) == 4 && segs[0] == "repository" && segs[1] == "commits" && segs[3] == "statuses" && m == http.MethodGet:
@@ -1038,32 +1096,94 @@ func (s *Server) mrJSON(p *project, st *mrState) map[string]any {
 	return out
 }
 
+// listMRs answers GET /projects/:id/merge_requests: state, updated_after
+// (inclusive, as GitLab's issuable finder: updated_at >= it), order_by
+// (created_at, the default, or updated_at; ties by id) and sort (desc, the
+// default, or asc). Like GitLab's list, it carries no head_pipeline and
+// no diff_refs.
 func (s *Server) listMRs(r *http.Request, p *project) (int, http.Header, any, *apiError) {
-	state := r.URL.Query().Get("state")
+	q := r.URL.Query()
+	state := q.Get("state")
 	var after time.Time
-	if v := r.URL.Query().Get("updated_after"); v != "" {
-		after, _ = time.Parse(time.RFC3339, v)
+	if v := q.Get("updated_after"); v != "" {
+		var err error
+		if after, err = time.Parse(time.RFC3339, v); err != nil {
+			return 0, nil, nil, badRequest("updated_after is invalid")
+		}
 	}
-	iids := make([]int64, 0, len(p.mrs))
-	for iid, st := range p.mrs {
+	sts := make([]*mrState, 0, len(p.mrs))
+	for _, st := range p.mrs {
 		if state != "" && state != "all" && st.mr.State != state {
 			continue
 		}
-		if !after.IsZero() && !st.mr.UpdatedAt.After(after) {
+		if !after.IsZero() && st.mr.UpdatedAt.Before(after) {
 			continue
 		}
-		iids = append(iids, iid)
+		sts = append(sts, st)
 	}
-	sort.Slice(iids, func(i, j int) bool { return iids[i] > iids[j] })
-	var out []map[string]any
-	for _, iid := range iids {
-		out = append(out, s.mrJSON(p, p.mrs[iid]))
+	byUpdated := q.Get("order_by") == "updated_at"
+	asc := q.Get("sort") == "asc"
+	sort.Slice(sts, func(i, j int) bool {
+		a, b := sts[i], sts[j]
+		ta, tb := a.createdAt, b.createdAt
+		if byUpdated {
+			ta, tb = a.mr.UpdatedAt, b.mr.UpdatedAt
+		}
+		if !ta.Equal(tb) {
+			return ta.Before(tb) == asc
+		}
+		return (a.id < b.id) == asc
+	})
+	page, h := paginate(s, r, sts)
+	out := make([]map[string]any, 0, len(page))
+	for _, st := range page {
+		m := s.mrJSON(p, st)
+		delete(m, "head_pipeline")
+		delete(m, "diff_refs")
+		out = append(out, m)
 	}
-	page, h := paginate(s, r, out)
-	if page == nil {
-		page = []map[string]any{}
+	return 200, h, out, nil
+}
+
+// listPipelines answers GET /projects/:id/pipelines: updated_after
+// (exclusive, as GitLab's pipelines finder: updated_at > it), order_by
+// (id, the default, or updated_at) and sort (desc, the default, or asc).
+func (s *Server) listPipelines(r *http.Request, p *project) (int, http.Header, any, *apiError) {
+	q := r.URL.Query()
+	var after time.Time
+	if v := q.Get("updated_after"); v != "" {
+		var err error
+		if after, err = time.Parse(time.RFC3339, v); err != nil {
+			return 0, nil, nil, badRequest("updated_after is invalid")
+		}
 	}
-	return 200, h, page, nil
+	var pls []*pipeline
+	for _, pl := range s.pipelines {
+		if pl.projectID != p.id || (!after.IsZero() && !pl.updatedAt.After(after)) {
+			continue
+		}
+		pls = append(pls, pl)
+	}
+	byUpdated := q.Get("order_by") == "updated_at"
+	asc := q.Get("sort") == "asc"
+	sort.Slice(pls, func(i, j int) bool {
+		a, b := pls[i], pls[j]
+		if byUpdated && !a.updatedAt.Equal(b.updatedAt) {
+			return a.updatedAt.Before(b.updatedAt) == asc
+		}
+		return (a.id < b.id) == asc
+	})
+	page, h := paginate(s, r, pls)
+	out := make([]map[string]any, 0, len(page))
+	for _, pl := range page {
+		source := "push"
+		if pl.external {
+			source = "external"
+		}
+		out = append(out, map[string]any{"id": pl.id, "iid": pl.id, "project_id": p.id, "sha": pl.sha, "ref": pl.ref,
+			"status": "running", "source": source, "created_at": ts(pl.updatedAt), "updated_at": ts(pl.updatedAt)})
+	}
+	return 200, h, out, nil
 }
 
 // labelList reads labels sent as "a,b" or ["a","b"].
@@ -1421,6 +1541,7 @@ func (s *Server) setStatus(p *project, sha string, body []byte, bot string) (int
 		p.statuses = append(p.statuses, cur)
 	}
 	cur.State = req.State
+	pl.updatedAt = s.now().UTC()
 	if req.Description != nil {
 		cur.Description = *req.Description
 	}

@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"testing"
-	"time"
 )
 
 // This file lets the fake serve outside a test, as the simulated GitLab
@@ -20,23 +18,7 @@ import (
 // Start starts a fake GitLab outside a test; Close stops it. Misuse that
 // would fail a test (an unknown MR, a duplicate IID) panics instead, so a
 // caller checks with MR first.
-func Start() *Server {
-	s := &Server{
-		Token:     Token,
-		BotUser:   DefaultBotUser,
-		t:         panicTB{},
-		now:       time.Now,
-		nextID:    1000,
-		nextPipe:  900_000,
-		projects:  make(map[int64]*project),
-		byPath:    make(map[string]int64),
-		pipelines: make(map[int64]*pipeline),
-		users:     make(map[string]*user),
-	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = s.srv.URL
-	return s
-}
+func Start() *Server { return start(panicTB{}) }
 
 // panicTB stands for the test outside one: a fatal misuse panics.
 type panicTB struct{ testing.TB }

@@ -1,0 +1,438 @@
+package gitlab
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/threatgate/threatgate/bot"
+)
+
+// Lister lists what changed in GitLab; *Client is one.
+type Lister interface {
+	// ListMRs lists a project's MRs in state ("" for all) updated at or
+	// after since (zero: all), every page.
+	ListMRs(ctx context.Context, project, state string, since time.Time) ([]MRBrief, error)
+	// ListPipelines lists a project's pipelines updated after since.
+	ListPipelines(ctx context.Context, project string, since time.Time) ([]PipelineBrief, error)
+	// GitLabNow is the time on GitLab's clock, the one of updated_at.
+	GitLabNow() time.Time
+	// WatchesStatuses reports whether fetching an MR reads the gate's
+	// commit status, which pipelines tell of.
+	WatchesStatuses() bool
+}
+
+// Watermarks keeps times across restarts; store.DB is one.
+type Watermarks interface {
+	Watermark(ctx context.Context, name string) (time.Time, bool, error)
+	SetWatermark(ctx context.Context, name string, t time.Time) error
+}
+
+// ReconcileOverlap is how far before its watermark a pass starts listing
+// a project: updated_at is stamped by GitLab's application servers and
+// committed a little later, and the watermark is read from the Date
+// header of another answer; the overlap absorbs skew between them (and
+// between threatgate's clock and GitLab's when GitLab sends no Date).
+// MRs listed again because of it cost nothing but their place in a page:
+// one already current is not fetched.
+const ReconcileOverlap = 15 * time.Minute
+
+// DefaultFullEvery is how often, by default, a pass also lists every open
+// MR of a project (one request per 100), whatever the watermark: the
+// backstop for a change whose updated_at did not move past the watermark
+// (clock skew beyond the overlap, a head rewritten without an update).
+const DefaultFullEvery = time.Hour
+
+// watermarkName is the name of a project's watermark in the store.
+func watermarkName(project string) string { return "gitlab/reconcile/" + project }
+
+// Reconcile compares every escalation whose MR is not merged
+// (Escalation.Watched) with what GitLab shows now, and feeds each MR
+// that changed through the engine exactly as a webhook would: missed
+// pushes, label changes, closes, reopens and merges are caught up, and a
+// foreign status on the head is put right. It returns how many
+// escalations it found current or brought up to date; errors for single
+// MRs are logged and skipped. A panic for one escalation is logged, set
+// aside (DeadLetters, once per escalation and process) and skipped too;
+// the next pass tries it again.
+//
+// When Fetch is a Lister (*Client is), a pass asks GitLab what changed
+// rather than reading every MR. Per project with watched escalations:
+//
+//   - the MRs updated since the project's watermark (less
+//     ReconcileOverlap), in any state;
+//   - with the status gate, the pipelines updated since then: a commit
+//     status, forged or re-run, lands in a pipeline of its SHA;
+//   - on the first pass of the process and every FullEvery, every open
+//     MR: one whose head or state differs from the escalation's is
+//     fetched, and one that left the list (merged, closed, gone) too.
+//
+// Only an MR whose head, state or updated_at differs from its
+// escalation's, or whose head has a pipeline updated since, is fetched,
+// and diffs and commits are fetched again only when its head (or base)
+// moved. A project without a watermark (its first pass ever) is
+// reconciled by fetching each of its MRs, as a pass without a Lister
+// does. The watermark moves, to the time on GitLab's clock when the
+// project's pass began, only when every MR it had to fetch was handled
+// (an MR GitLab no longer has counts as handled).
+func (w *Worker) Reconcile(ctx context.Context) (int, error) {
+	if w.Fetch == nil {
+		return 0, errors.New("reconcile needs the GitLab API (gitlab.url is not set)")
+	}
+	all, err := w.Store.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// Merged is final. A closed MR may have been reopened without us
+	// hearing of it, and a withdrawal by a person holds only until the
+	// head moves or the policy tiers it: both are read again.
+	byProject := map[string][]*bot.Escalation{}
+	watched := 0
+	for _, e := range all {
+		if e.Watched() {
+			byProject[e.Project] = append(byProject[e.Project], e)
+			watched++
+		}
+	}
+	if s, ok := w.Fetch.(interface{ SizeCache(int) }); ok {
+		s.SizeCache(watched + watched/4)
+	}
+	lister, _ := w.Fetch.(Lister)
+	n := 0
+	for _, project := range sortedKeys(byProject) {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		escs := byProject[project]
+		if lister == nil {
+			k, _ := w.reconcileEach(ctx, escs)
+			n += k
+			continue
+		}
+		n += w.reconcileProject(ctx, lister, project, escs)
+	}
+	return n, ctx.Err()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// reconcileEach fetches every escalation of escs. clean is true when each
+// was handled (or its MR is gone).
+func (w *Worker) reconcileEach(ctx context.Context, escs []*bot.Escalation) (n int, clean bool) {
+	clean = true
+	for _, e := range escs {
+		if ctx.Err() != nil {
+			return n, false
+		}
+		ok, gone := w.reconcileSafely(ctx, e)
+		if ok {
+			n++
+		} else if !gone {
+			clean = false
+		}
+	}
+	return n, clean
+}
+
+// reconcileSafely reconciles e under recover. ok: handled; gone: GitLab
+// has no such MR (not an error that the next pass must repeat).
+func (w *Worker) reconcileSafely(ctx context.Context, e *bot.Escalation) (ok, gone bool) {
+	err := recovered(func() error { return w.reconcileOne(ctx, e) })
+	var pan *panicked
+	switch {
+	case errors.As(err, &pan):
+		w.setAsideReconcile(ctx, e, pan)
+		return false, false
+	case err != nil:
+		return false, isNotFound(err)
+	}
+	return true, false
+}
+
+// differs reports whether what a list says of an MR is not what the
+// escalation last saw of it.
+func differs(e *bot.Escalation, b MRBrief) bool {
+	return b.SHA != e.HeadSHA || b.State != e.MRState || b.UpdatedAt.After(e.MRUpdatedAt)
+}
+
+// reconcileProject is one pass over a project's watched escalations; see
+// Reconcile. It returns how many are current or were brought up to date.
+func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string, escs []*bot.Escalation) int {
+	log := w.log().With("project", project)
+	// The pass begins at the earlier of two readings of GitLab's clock:
+	// before its first request (threatgate's own clock while GitLab's is
+	// unknown) and after it (from the answer's Date). Later is never
+	// safe: a watermark ahead of GitLab's clock would skip changes.
+	before := l.GitLabNow()
+	startAfterFirst := func() time.Time {
+		if after := l.GitLabNow(); after.Before(before) {
+			return after
+		}
+		return before
+	}
+	mark, ok, err := w.watermark(ctx, project)
+	if err != nil {
+		log.Warn("reconcile: cannot read the watermark; fetching every MR", bot.LogErr, err)
+		ok = false
+	}
+	if !ok {
+		// The pipelines first: once every MR is read, those listed now are
+		// known to be read (a status set later moves its pipeline again).
+		// Which also reads GitLab's clock.
+		var pls []PipelineBrief
+		if l.WatchesStatuses() {
+			pls, err = l.ListPipelines(ctx, project, before.Add(-ReconcileOverlap))
+		} else {
+			_, err = l.ListMRs(ctx, project, "", before)
+		}
+		if err != nil {
+			log.Warn("reconcile: cannot list", bot.LogErr, err)
+			pls = nil
+		}
+		start := startAfterFirst()
+		n, clean := w.reconcileEach(ctx, escs)
+		if clean {
+			w.sawPipelines(pls)
+			w.passed(ctx, log, project, start, true)
+		}
+		return n
+	}
+	since := mark.Add(-ReconcileOverlap)
+	now := w.Clock.Now()
+	full := w.fullDue(project, now)
+
+	byIID := make(map[int64]*bot.Escalation, len(escs))
+	for _, e := range escs {
+		byIID[e.MRIID] = e
+	}
+	var order []int64
+	fetch := map[int64]bool{}
+	want := func(iid int64) {
+		if !fetch[iid] {
+			fetch[iid] = true
+			order = append(order, iid)
+		}
+	}
+	listFailed := func(what string, err error) int {
+		if permanent(err) && !errors.As(err, new(*RateLimitError)) {
+			// A list GitLab refuses for good (a moved project, a scope):
+			// read each MR instead, so nothing goes unwatched.
+			log.Warn("reconcile: cannot list "+what+"; fetching every MR", bot.LogErr, err)
+			n, _ := w.reconcileEach(ctx, escs)
+			return n
+		}
+		log.Warn("reconcile: cannot list "+what+"; the project is tried again next pass", bot.LogErr, err)
+		return 0
+	}
+
+	changed, err := l.ListMRs(ctx, project, "", since)
+	if err != nil {
+		return listFailed("merge requests", err)
+	}
+	start := startAfterFirst()
+	for _, b := range changed {
+		if e := byIID[b.IID]; e != nil && differs(e, b) {
+			want(b.IID)
+		}
+	}
+	var pipes []PipelineBrief
+	if l.WatchesStatuses() {
+		pls, err := l.ListPipelines(ctx, project, since)
+		if err != nil {
+			return listFailed("pipelines", err)
+		}
+		heads := map[string][]int64{}
+		for _, e := range escs {
+			if e.HeadSHA != "" {
+				heads[e.HeadSHA] = append(heads[e.HeadSHA], e.MRIID)
+			}
+		}
+		w.recMu.Lock()
+		for _, p := range pls {
+			iids := heads[p.SHA]
+			if len(iids) == 0 {
+				continue
+			}
+			if at, ok := w.pipeSeen[p.ID]; ok && !p.UpdatedAt.After(at) {
+				continue // its MRs were read since it last changed
+			}
+			pipes = append(pipes, p)
+			for _, iid := range iids {
+				want(iid)
+			}
+		}
+		w.recMu.Unlock()
+	}
+	if full {
+		open, err := l.ListMRs(ctx, project, "opened", time.Time{})
+		if err != nil {
+			return listFailed("open merge requests", err)
+		}
+		listed := make(map[int64]MRBrief, len(open))
+		for _, b := range open {
+			listed[b.IID] = b
+		}
+		for _, e := range escs {
+			b, ok := listed[e.MRIID]
+			switch {
+			case ok && differs(e, b):
+				want(e.MRIID)
+			case !ok && e.MRState != "closed":
+				// Left the list of open MRs (merged, closed, moved,
+				// deleted) without our hearing of it.
+				want(e.MRIID)
+			}
+		}
+	}
+
+	n := len(escs) - len(order)
+	clean := true
+	for _, iid := range order {
+		if ctx.Err() != nil {
+			return n
+		}
+		ok, gone := w.reconcileSafely(ctx, byIID[iid])
+		if ok {
+			n++
+		} else if !gone {
+			clean = false
+		}
+	}
+	if clean {
+		w.sawPipelines(pipes)
+		w.passed(ctx, log, project, start, full)
+	}
+	log.Debug("reconciled project", "escalations", len(escs), "fetched", len(order), "full", full, "clean", clean)
+	return n
+}
+
+// sawPipelines records that the MRs at the SHAs of pls were read after
+// the pipelines were listed: until a pipeline is updated again, it says
+// nothing new.
+func (w *Worker) sawPipelines(pls []PipelineBrief) {
+	if len(pls) == 0 {
+		return
+	}
+	w.recMu.Lock()
+	defer w.recMu.Unlock()
+	if w.pipeSeen == nil {
+		w.pipeSeen = map[int64]time.Time{}
+	}
+	for _, p := range pls {
+		w.pipeSeen[p.ID] = p.UpdatedAt
+	}
+}
+
+// fullDue reports whether project's every open MR is to be listed now.
+func (w *Worker) fullDue(project string, now time.Time) bool {
+	every := w.FullEvery
+	if every <= 0 {
+		every = DefaultFullEvery
+	}
+	w.recMu.Lock()
+	defer w.recMu.Unlock()
+	last, ok := w.lastFull[project]
+	return !ok || !now.Before(last.Add(every))
+}
+
+// passed records a clean pass over project that began at start (GitLab's
+// clock); full: it saw every open MR.
+func (w *Worker) passed(ctx context.Context, log *slog.Logger, project string, start time.Time, full bool) {
+	if full {
+		w.recMu.Lock()
+		if w.lastFull == nil {
+			w.lastFull = map[string]time.Time{}
+		}
+		w.lastFull[project] = w.Clock.Now()
+		w.recMu.Unlock()
+	}
+	if err := w.setWatermark(ctx, project, start); err != nil {
+		log.Warn("reconcile: cannot keep the watermark; the next pass lists more", bot.LogErr, err)
+	}
+}
+
+// marks returns where watermarks are kept: Marks, else Store when it
+// keeps them, else nil (memory).
+func (w *Worker) marks() Watermarks {
+	if w.Marks != nil {
+		return w.Marks
+	}
+	if m, ok := w.Store.(Watermarks); ok {
+		return m
+	}
+	return nil
+}
+
+func (w *Worker) watermark(ctx context.Context, project string) (time.Time, bool, error) {
+	if m := w.marks(); m != nil {
+		return m.Watermark(ctx, watermarkName(project))
+	}
+	w.recMu.Lock()
+	defer w.recMu.Unlock()
+	t, ok := w.memMarks[project]
+	return t, ok, nil
+}
+
+func (w *Worker) setWatermark(ctx context.Context, project string, t time.Time) error {
+	if m := w.marks(); m != nil {
+		return m.SetWatermark(ctx, watermarkName(project), t)
+	}
+	w.recMu.Lock()
+	defer w.recMu.Unlock()
+	if w.memMarks == nil {
+		w.memMarks = map[string]time.Time{}
+	}
+	w.memMarks[project] = t
+	return nil
+}
+
+// reconcileOne feeds what GitLab shows now of e's MR through the engine.
+// Its errors are logged here; the caller only counts.
+func (w *Worker) reconcileOne(ctx context.Context, e *bot.Escalation) error {
+	mi, err := w.Fetch.FetchMR(ctx, e.Project, e.MRIID)
+	if err != nil {
+		w.log().Warn("reconcile: cannot fetch MR", bot.LogEscalationID, e.ID, bot.LogErr, err)
+		return err
+	}
+	mi.Action = bot.MRSeen
+	if _, err := w.Engine.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}); settle(err) != nil {
+		w.log().Warn("reconcile: engine refused", bot.LogEscalationID, e.ID, bot.LogErr, err)
+		return err
+	}
+	return nil
+}
+
+// setAsideReconcile logs the panic of reconciling e and records it as a
+// dead letter, once per escalation in this process: reconciliation runs
+// again on a timer, and one poison must not fill the store.
+func (w *Worker) setAsideReconcile(ctx context.Context, e *bot.Escalation, pan *panicked) {
+	log := w.log().With(bot.LogEscalationID, e.ID)
+	log.Error("reconcile panicked; skipping the escalation", bot.LogPanic, pan.reason(), bot.LogStack, string(pan.stack))
+	if w.DeadLetters == nil {
+		return
+	}
+	// Claim the escalation first, so that two passes running at once
+	// record it once; give the claim back when nothing was recorded.
+	w.asideMu.Lock()
+	if w.aside[e.ID] {
+		w.asideMu.Unlock()
+		return
+	}
+	if w.aside == nil {
+		w.aside = map[string]bool{}
+	}
+	w.aside[e.ID] = true
+	w.asideMu.Unlock()
+	dl := bot.DeadLetter{Kind: "reconcile", Ref: e.ID, Escalation: e.ID, Reason: pan.reason(), Panic: true, At: w.Clock.Now()}
+	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
+		log.Error("cannot set the reconciliation aside", bot.LogErr, err)
+		w.asideMu.Lock()
+		delete(w.aside, e.ID)
+		w.asideMu.Unlock()
+	}
+}
