@@ -23,6 +23,10 @@ const (
 	StateMerged            State = "merged"
 )
 
+// AllStates are the states of the lifecycle.
+var AllStates = []State{StateIntake, StateAwaitingArtifacts, StateInReview, StateApproved, StateRejected,
+	StateDisputed, StateDeferred, StateWithdrawn, StateMerged}
+
 // Active reports whether the escalation still waits on people: artifacts,
 // approvals, an arbiter or the end of a deferral.
 func (s State) Active() bool {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -332,4 +333,43 @@ func openCursor(secret []byte, q bot.ListQuery, s string) ([]byte, error) {
 		return nil, errBadCursor
 	}
 	return pos, nil
+}
+
+// ListWatched returns the escalations reconcile compares with GitLab
+// (bot.Escalation.Watched: every one not merged), read through the state
+// entries of the esc_list index: merged escalations, most of a year's
+// record, are never decoded. Ordered by id.
+func (d *DB) ListWatched(ctx context.Context) ([]*bot.Escalation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list watched escalations: %w", err)
+	}
+	var out []*bot.Escalation
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketList).Cursor()
+		for _, st := range bot.AllStates {
+			if st == bot.StateMerged {
+				continue
+			}
+			prefix := listPrefix(dimState, string(st))
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				id := string(k[len(prefix)+8:])
+				e, err := getEscalation(tx, id)
+				if err != nil {
+					return err
+				}
+				if e == nil {
+					return fmt.Errorf("index esc_list names %s, which is missing", id)
+				}
+				if e.Watched() {
+					out = append(out, e)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list watched escalations: %w", err)
+	}
+	slices.SortFunc(out, func(a, b *bot.Escalation) int { return compareIDs(a.ID, b.ID) })
+	return out, nil
 }

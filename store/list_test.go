@@ -191,6 +191,28 @@ func TestListIndexAgreesWithScan(t *testing.T) {
 		}
 	}
 	checkListIndex(t, db)
+	// ListWatched (reconcile) is List less the merged, through the index.
+	all, err := db.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantWatched []string
+	for _, e := range all {
+		if e.Watched() {
+			wantWatched = append(wantWatched, e.ID)
+		}
+	}
+	watched, err := db.ListWatched(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range watched {
+		got = append(got, e.ID)
+	}
+	if !slices.Equal(got, wantWatched) || len(wantWatched) == 0 || len(wantWatched) == len(all) {
+		t.Errorf("ListWatched = %v, want %v (of %d)", got, wantWatched, len(all))
+	}
 	now := t0.Add(40 * time.Hour)
 	for i := range 400 {
 		q := randomQuery(r, now)

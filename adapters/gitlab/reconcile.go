@@ -82,7 +82,15 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 	if w.Fetch == nil {
 		return 0, errors.New("reconcile needs the GitLab API (gitlab.url is not set)")
 	}
-	all, err := w.Store.List(ctx)
+	// Only the watched ones, through the store's index when it has one
+	// (merged escalations, most of the record, are not read).
+	list := w.Store.List
+	if lw, ok := w.Store.(interface {
+		ListWatched(context.Context) ([]*bot.Escalation, error)
+	}); ok {
+		list = lw.ListWatched
+	}
+	all, err := list(ctx)
 	if err != nil {
 		return 0, err
 	}
