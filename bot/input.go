@@ -62,6 +62,10 @@ type MRInput struct {
 	// status check): the state is set again even when nothing changed,
 	// and an MR that needs no review is passed.
 	AnswerCheck bool
+	// Fetched says the MR was just read from the forge's API: its head
+	// and state are the forge's answer now, whatever its updated_at says
+	// (the forge's servers may disagree about the time).
+	Fetched bool
 }
 
 // ForgeStatus is a commit status with the gate's name found on the MR head.

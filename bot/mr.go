@@ -36,9 +36,15 @@ func (d *decision) mr() error {
 		return nil // the end: nothing moves a merged escalation
 	}
 	// Out-of-order deliveries: an event older than what we have seen
-	// must not move the escalation backwards.
+	// must not move the escalation backwards. An MR just read from the
+	// API is the forge's answer now: a head or state it shows is applied
+	// even when its updated_at is earlier (a change stamped by a forge
+	// server whose clock is behind another's must not go ungated).
 	if !mr.UpdatedAt.IsZero() && !e.MRUpdatedAt.IsZero() && mr.UpdatedAt.Before(e.MRUpdatedAt) {
-		return nil
+		moved := mr.SHA != "" && mr.SHA != e.HeadSHA || mr.State != "" && mr.State != e.MRState
+		if !mi.Fetched || !moved {
+			return nil
+		}
 	}
 	switch state {
 	case "merged":

@@ -216,6 +216,9 @@ func (d *DB) CountOverdue(ctx context.Context, now time.Time) (int, error) {
 		deferred := map[string]bool{}
 		c := tx.Bucket(bucketDeferred).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) <= 8 {
+				return malformedKey(bucketDeferred, k)
+			}
 			id := string(k[8:])
 			deferred[id] = true
 			e, err := mustGetEscalation(tx, id, "deferred_until")
@@ -228,7 +231,10 @@ func (d *DB) CountOverdue(ctx context.Context, now time.Time) (int, error) {
 		}
 		until := timeKey(now)
 		c = tx.Bucket(bucketOpenByDeadline).Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], until) < 0; k, _ = c.Next() {
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:min(len(k), 8)], until) < 0; k, _ = c.Next() {
+			if len(k) <= 8 {
+				return malformedKey(bucketOpenByDeadline, k)
+			}
 			if !deferred[string(k[8:])] {
 				n++
 			}
@@ -254,7 +260,10 @@ func (d *DB) CountPastFirstResponse(ctx context.Context, now time.Time, responde
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		until := timeKey(now)
 		c := tx.Bucket(bucketFirstResponse).Cursor()
-		for k, v := c.First(); k != nil && bytes.Compare(k[:8], until) <= 0; k, v = c.Next() {
+		for k, v := c.First(); k != nil && bytes.Compare(k[:min(len(k), 8)], until) <= 0; k, v = c.Next() {
+			if len(k) <= 8 {
+				return malformedKey(bucketFirstResponse, k)
+			}
 			if len(v) == 0 {
 				n++
 				continue
@@ -289,6 +298,9 @@ func (d *DB) MostUrgent(ctx context.Context, limit int) (open, deferred []*bot.E
 		isDeferred := map[string]bool{}
 		c := tx.Bucket(bucketDeferred).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) <= 8 {
+				return malformedKey(bucketDeferred, k)
+			}
 			id := string(k[8:])
 			isDeferred[id] = true
 			if len(deferred) < limit {
@@ -302,6 +314,9 @@ func (d *DB) MostUrgent(ctx context.Context, limit int) (open, deferred []*bot.E
 		var last []byte
 		c = tx.Bucket(bucketOpenByDeadline).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) <= 8 {
+				return malformedKey(bucketOpenByDeadline, k)
+			}
 			id := string(k[8:])
 			if isDeferred[id] {
 				continue

@@ -71,6 +71,9 @@ func (d *DB) FindOpen(ctx context.Context) ([]*bot.Escalation, error) {
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketOpenByDeadline).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) <= 8 {
+				return malformedKey(bucketOpenByDeadline, k)
+			}
 			e, err := mustGetEscalation(tx, string(k[8:]), "open_by_deadline")
 			if err != nil {
 				return err
@@ -298,7 +301,10 @@ func (d *DB) dueIDs(ctx context.Context, bucket []byte, what string, now time.Ti
 	until := string(timeKey(now))
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
-		for k, _ := c.First(); k != nil && string(k[:8]) <= until; k, _ = c.Next() {
+		for k, _ := c.First(); k != nil && string(k[:min(len(k), 8)]) <= until; k, _ = c.Next() {
+			if len(k) <= 8 {
+				return malformedKey(bucket, k)
+			}
 			if limit > 0 && len(out) == limit {
 				break
 			}
@@ -333,4 +339,10 @@ func (d *DB) CountOpen(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("count open escalations: %w", err)
 	}
 	return n, nil
+}
+
+// malformedKey is the error for a key of a time-keyed index (time key +
+// id) too short to hold both: the file was damaged or edited.
+func malformedKey(bucket, k []byte) error {
+	return fmt.Errorf("index %s has a malformed key %x; run threatgate audit verify, or restore a backup", bucket, k)
 }

@@ -257,7 +257,10 @@ func (d *DB) DueQueues(ctx context.Context, now time.Time, limit, depth int) ([]
 		full := func() bool { return limit > 0 && len(out) >= limit }
 		c := tx.Bucket(bucketOutboxDue).Cursor()
 		q := tx.Bucket(bucketOutboxQueue).Cursor()
-		for k, _ := c.First(); k != nil && string(k[:8]) <= until && !full(); k, _ = c.Next() {
+		for k, _ := c.First(); k != nil && string(k[:min(len(k), 8)]) <= until && !full(); k, _ = c.Next() {
+			if len(k) <= 8 {
+				return malformedKey(bucketOutboxDue, k)
+			}
 			rec, err := read(string(k[8:]))
 			if err != nil {
 				return err

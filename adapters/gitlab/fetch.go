@@ -77,6 +77,7 @@ func (c *Client) FetchMR(ctx context.Context, project string, iid int64) (*bot.M
 	}
 	return &bot.MRInput{
 		Action:        bot.MRSeen,
+		Fetched:       true,
 		MR:            toMergeRequest(mr, project, head, f.changes),
 		CommitAuthors: slices.Clone(f.authors),
 		Status:        status,
