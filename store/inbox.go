@@ -49,6 +49,10 @@ func (d *DB) Enqueue(ctx context.Context, key, kind string, body []byte, at time
 				return nil
 			}
 		}
+		// Items and their due entries arrive in order: pages filled to the
+		// brim are written once (fill.go).
+		tx.Bucket(bucketInbox).FillPercent = 1.0
+		tx.Bucket(bucketInboxDue).FillPercent = 1.0
 		// A second run is in a new transaction (the first was rolled
 		// back), so it gets the same id and writes the same records.
 		id, err := tx.Bucket(bucketInbox).NextSequence()
