@@ -48,21 +48,7 @@ func (s *Server) weeklyReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep, err := bot.WeeklyReportOf(r.Context(), s.Store, year, week, now, s.policy())
-	if err != nil {
-		if asJSON {
-			s.log.Error("weekly report", bot.LogErr, err)
-			apiError(w, http.StatusInternalServerError, "internal error")
-			return
-		}
-		s.fail(w, r, err)
-		return
-	}
-	if asJSON {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
+	if s.reportAsJSON(w, r, "weekly report", asJSON, rep, err) {
 		return
 	}
 	name := bot.WeekName(year, week)
@@ -104,4 +90,26 @@ func (s *Server) reportFormat(w http.ResponseWriter, r *http.Request) (asJSON bo
 		return asJSON, refuse, false
 	}
 	return asJSON, refuse, true
+}
+
+// reportAsJSON answers a report's request when it is done: a failure to
+// make the report (what, err: a 500, as JSON or as a page), or the report
+// as JSON. It returns false when the page is still to be rendered.
+func (s *Server) reportAsJSON(w http.ResponseWriter, r *http.Request, what string, asJSON bool, rep any, err error) bool {
+	switch {
+	case err != nil && asJSON:
+		s.log.Error(what, bot.LogErr, err)
+		apiError(w, http.StatusInternalServerError, "internal error")
+	case err != nil:
+		s.fail(w, r, err)
+	case asJSON:
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	default:
+		return false
+	}
+	return true
 }

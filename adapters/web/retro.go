@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -44,21 +43,7 @@ func (s *Server) retro(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep, err := bot.RetroOf(r.Context(), s.Store, year, quarter, now, s.policy())
-	if err != nil {
-		if asJSON {
-			s.log.Error("retro", bot.LogErr, err)
-			apiError(w, http.StatusInternalServerError, "internal error")
-			return
-		}
-		s.fail(w, r, err)
-		return
-	}
-	if asJSON {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
+	if s.reportAsJSON(w, r, "retro", asJSON, rep, err) {
 		return
 	}
 	v := retroView{R: rep, Name: name, JSON: "/reports/retro?" + url.Values{"quarter": {name}, "format": {"json"}}.Encode()}
