@@ -100,9 +100,10 @@ type Post struct {
 // dropped; its escalation's page still has the whole record), and the last
 // maxKeys effect keys (a redelivery older than that is posted again).
 const (
-	maxPosts   = 500
-	maxThreads = 1000
-	maxKeys    = 20000
+	consoleThreads = 200 // threads listed on the page: the newest escalations
+	maxPosts       = 500
+	maxThreads     = 1000
+	maxKeys        = 20000
 )
 
 // remember records key as posted, forgetting the oldest beyond maxKeys.
@@ -306,10 +307,18 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 				OnHead: m.GateSHA == m.Head, Open: m.State == "opened", Closed: m.State == "closed", Current: current != "" && m.Escalation == current})
 		}
 	}
-	all, err := c.Web.Store.List(r.Context())
+	// The newest consoleThreads escalations, through the store's index
+	// (never the whole record), and the one asked for if it is older.
+	page, err := c.Web.Store.ListPage(r.Context(), bot.ListQuery{Limit: consoleThreads, Now: c.now()})
 	if err != nil {
 		c.Web.fail(w, r, err)
 		return
+	}
+	all := page.Items
+	if current != "" && !slices.ContainsFunc(all, func(e *bot.Escalation) bool { return e.ID == current }) {
+		if e, err := c.Web.Store.FindEscalation(r.Context(), current); err == nil {
+			all = append(all, e)
+		}
 	}
 	slices.SortStableFunc(all, func(a, b *bot.Escalation) int { return b.UpdatedAt.Compare(a.UpdatedAt) })
 	c.mu.Lock()

@@ -289,13 +289,6 @@ func (f faultyReader) FindEscalation(ctx context.Context, id string) (*bot.Escal
 	return f.Reader.FindEscalation(ctx, id)
 }
 
-func (f faultyReader) List(ctx context.Context) ([]*bot.Escalation, error) {
-	if f.list != nil {
-		return nil, f.list
-	}
-	return f.Reader.List(ctx)
-}
-
 func (f faultyReader) Aggregates(ctx context.Context) (bot.Aggregates, error) {
 	if f.list != nil {
 		return bot.Aggregates{}, f.list

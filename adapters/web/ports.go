@@ -9,7 +9,6 @@ import (
 
 // Reader is what the pages read; store.DB is one.
 type Reader interface {
-	List(ctx context.Context) ([]*bot.Escalation, error)
 	// ListPage reads a page of the whole record through the store's
 	// indexes (GET /api/escalations, GET /escalations).
 	Pager
