@@ -154,11 +154,7 @@ func (e *Engine) handleAt(ctx context.Context, in Input, now time.Time) (Reply, 
 		if in.Actor.Person == "" || pol.Person("id", in.Actor.Person) == nil {
 			return Reply{}, problemf(verbField(VerbBacklog), "you (%s) are not in the policy's people, so threatgate shows you no escalations; ask the security team to add you", in.Actor)
 		}
-		open, err := e.store.FindOpen(ctx)
-		if err != nil {
-			return Reply{}, fmt.Errorf("backlog: %w", err)
-		}
-		return Reply{Text: BacklogText(open, pol, e.clock.Now())}, nil
+		return e.backlog(ctx, pol)
 	}
 	mu := &e.locks[e.lockIndex(in)]
 	mu.Lock()
@@ -498,4 +494,43 @@ func (e *Engine) tickOne(ctx context.Context, id string, now time.Time) (rep Rep
 		}
 	}()
 	return e.handleAt(ctx, Input{Kind: InputTick, Actor: System, Escalation: id}, now)
+}
+
+// BacklogLimit is how many escalations /threatgate backlog lists: the
+// most urgent; the answer says how many more there are.
+const BacklogLimit = 50
+
+// urgentReader is what a store offers to read the most urgent open
+// escalations without reading them all (store.DB has it).
+type urgentReader interface {
+	MostUrgent(ctx context.Context, limit int) (open, deferred []*Escalation, err error)
+}
+
+// backlog answers /threatgate backlog: the BacklogLimit most urgent open
+// escalations (read through the store's deadline index when it can),
+// and how many more.
+func (e *Engine) backlog(ctx context.Context, pol *policies.Policy) (Reply, error) {
+	now := e.clock.Now()
+	u, ok := e.store.(urgentReader)
+	if !ok {
+		open, err := e.store.FindOpen(ctx)
+		if err != nil {
+			return Reply{}, fmt.Errorf("backlog: %w", err)
+		}
+		return Reply{Text: BacklogText(open, pol, now)}, nil
+	}
+	open, deferred, err := u.MostUrgent(ctx, BacklogLimit)
+	if err != nil {
+		return Reply{}, fmt.Errorf("backlog: %w", err)
+	}
+	waiting, err := e.store.CountOpen(ctx)
+	if err != nil {
+		return Reply{}, fmt.Errorf("backlog: %w", err)
+	}
+	list := append(open, deferred...)
+	text := BacklogText(list, pol, now)
+	if more := waiting - len(open); more > 0 {
+		text = strings.TrimRight(text, "\n") + fmt.Sprintf("\n... and %d more waiting; the dashboard's All escalations page lists them all (open=true).\n", more)
+	}
+	return Reply{Text: text}, nil
 }

@@ -366,3 +366,29 @@ func TestStrangersReadHelpOnly(t *testing.T) {
 		t.Errorf("help by a stranger: %q, %v", rep.Text, err)
 	}
 }
+
+// TestBacklogIsBounded: /threatgate backlog lists the BacklogLimit most
+// urgent escalations (read through the deadline index) and says how many
+// more wait; it never reads the whole backlog.
+func TestBacklogIsBounded(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	n := bot.BacklogLimit + 7
+	for i := range n {
+		r.clock.Advance(time.Minute) // later deadlines for later MRs
+		if _, err := r.eng.Handle(ctx, mrInput(int64(i+1), "aaa", r.clock.Now(), "internal/auth/session.go")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := r.eng.Handle(ctx, command(t, "slack", "UALICE", "/threatgate backlog", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Count(rep.Text, "\n- ESC-")
+	if lines != bot.BacklogLimit || !strings.Contains(rep.Text, "... and 7 more waiting") {
+		t.Errorf("backlog lists %d escalations (want %d) and says %q", lines, bot.BacklogLimit, rep.Text[max(0, len(rep.Text)-200):])
+	}
+	if !strings.Contains(rep.Text, "- ESC-1 ") || strings.Contains(rep.Text, fmt.Sprintf("- ESC-%d ", n)) {
+		t.Error("the backlog did not list the most urgent (the oldest deadlines) first")
+	}
+}
