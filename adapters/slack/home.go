@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -189,7 +190,11 @@ func (a *App) PublishHome(ctx context.Context, userID string) error {
 	now := a.now()
 	q := bot.Queue{}
 	if person := a.identity(pol, userID).Person; person != "" {
-		open, err := a.Store.FindOpen(ctx)
+		names := []string{person}
+		if p := pol.Person("id", person); p != nil && p.GitLab != "" && !strings.EqualFold(p.GitLab, person) {
+			names = append(names, p.GitLab) // an MR's author is its GitLab username
+		}
+		open, err := a.openOf(ctx, names, now)
 		if err != nil {
 			return fmt.Errorf("publish home tab of %s: %w", userID, err)
 		}
@@ -204,3 +209,43 @@ func (a *App) PublishHome(ctx context.Context, userID string) error {
 
 // validUserID reports whether s is a Slack user id (U… or W…).
 func validUserID(s string) bool { return userID.MatchString(s) }
+
+// homePages bounds the pages of a person's open escalations App Home reads
+// (bot.MaxListLimit each).
+const homePages = 5
+
+// openOf returns the open escalations that may be in a person's queue:
+// those naming them under any of names (author, commit author, filer,
+// waited on), through the store's whole-record index when it has one,
+// else every open one.
+func (a *App) openOf(ctx context.Context, names []string, now time.Time) ([]*bot.Escalation, error) {
+	lp, ok := a.Store.(interface {
+		ListPage(ctx context.Context, q bot.ListQuery) (bot.ListPage, error)
+	})
+	if !ok {
+		return a.Store.FindOpen(ctx)
+	}
+	yes := true
+	seen := map[string]bool{}
+	var out []*bot.Escalation
+	for _, name := range names {
+		q := bot.ListQuery{Person: name, Open: &yes, Limit: bot.MaxListLimit, Now: now}
+		for range homePages {
+			page, err := lp.ListPage(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range page.Items {
+				if !seen[e.ID] {
+					seen[e.ID] = true
+					out = append(out, e)
+				}
+			}
+			if page.Next == "" {
+				break
+			}
+			q.Cursor = page.Next
+		}
+	}
+	return out, nil
+}
