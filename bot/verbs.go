@@ -27,7 +27,7 @@ var verbs = []verbSpec{
 		escalation: true, tier: true, head: true, decide: (*decision).approve},
 	{verb: VerbStatus, usage: "/threatgate status [ESC-id]", about: "show where an escalation stands",
 		decide: (*decision).status},
-	{verb: VerbBacklog, usage: "/threatgate backlog", about: "list open escalations",
+	{verb: VerbBacklog, usage: "/threatgate backlog", about: "list the 50 most urgent open escalations",
 		decide: (*decision).backlog},
 	{verb: VerbReject, usage: "/threatgate reject [ESC-id] <rationale>", about: "reject, saying why", text: "rationale",
 		escalation: true, tier: true, head: true, decide: (*decision).reject},
