@@ -8,7 +8,6 @@ package bot
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -490,31 +489,9 @@ func TestRenderDigestTextGolden(t *testing.T) {
 		"report":       RenderReportText(report),
 		"report_empty": RenderReportText(BuildWeeklyReport(nil, nil, nil, 2026, 45, nov(9, 9, 0), pol)),
 	} {
-		goldenText(t, filepath.Join("testdata", "digest", name+".txt"), got+"\n")
+		golden(t, filepath.Join("testdata", "digest", name+".txt"), got+"\n")
 	}
 	if RenderDigestText(nil) != "" || RenderReportText(nil) != "" {
 		t.Error("a nil digest or report renders as something")
-	}
-}
-
-// goldenText compares got with the file at path, or rewrites it with
-// -update.
-func goldenText(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%s: %v (run go test ./bot -update)", path, err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test ./bot -update rewrites it):\n got %s\nwant %s", path, got, want)
 	}
 }

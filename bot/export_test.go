@@ -215,6 +215,7 @@ func TestBuildBundleLegacy(t *testing.T) {
 	golden(t, filepath.Join("testdata", "export", "legacy.md"), RenderBundleMarkdown(b))
 }
 
+// golden compares got with the file at path, or rewrites it with -update.
 func golden(t *testing.T, path, got string) {
 	t.Helper()
 	if *update {

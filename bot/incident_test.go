@@ -204,5 +204,5 @@ func TestWeeklyReportIncidents(t *testing.T) {
 	if !reflect.DeepEqual(r, base) {
 		t.Errorf("incidents changed the other figures:\n got %+v\nwant %+v", r, base)
 	}
-	goldenText(t, "testdata/digest/report_incidents.txt", RenderReportText(r)+"\n")
+	golden(t, "testdata/digest/report_incidents.txt", RenderReportText(r)+"\n")
 }
