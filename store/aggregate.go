@@ -127,7 +127,7 @@ func rebuildAggregates(tx *bolt.Tx) error {
 	fr := tx.Bucket(bucketFirstResponse)
 	err := tx.Bucket(bucketEscalations).ForEach(func(k, v []byte) error {
 		var e bot.Escalation
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decodeProjection(v, &e); err != nil {
 			return fmt.Errorf("decode %s: %w", k, err)
 		}
 		for _, c := range bot.Contributions(&e) {

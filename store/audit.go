@@ -163,7 +163,7 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 			var owner struct {
 				Escalation string `json:"escalation"`
 			}
-			if json.Unmarshal(v, &owner) == nil && owner.Escalation != "" {
+			if js, err := unpack(v); err == nil && json.Unmarshal(js, &owner) == nil && owner.Escalation != "" {
 				if byEsc.Get(escSeqKey(owner.Escalation, seq)) == nil {
 					return &ChainError{Seq: seq, Reason: fmt.Sprintf("index events_by_esc: event %d of %s is not filed under it (an escalation's record would miss it)", seq, owner.Escalation)}
 				}
@@ -237,6 +237,10 @@ func (d *DB) Audit(ctx context.Context, anchors []Anchor) (Audited, error) {
 // event. A compacted record is checked against the compaction event that
 // lists it (checkCompacted).
 func auditLink(events, payloads *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) (string, bot.Event, error) {
+	rec, err := unpack(rec)
+	if err != nil {
+		return "", bot.Event{}, &ChainError{Seq: seq, Reason: fmt.Sprintf("hash mismatch: the record cannot be read (%v): it was changed", err)}
+	}
 	canon, hash, ok := unseal(rec)
 	if !ok {
 		return "", bot.Event{}, &ChainError{Seq: seq, Reason: "hash mismatch: the record does not end with a hash: it was changed"}

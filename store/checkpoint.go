@@ -83,10 +83,10 @@ func (d *DB) VerifyFrom(ctx context.Context) (verified uint64, checked int, err 
 					return err
 				}
 			}
-			if err := checkLink(events, tx.Bucket(bucketPayloads), seq, v, last, lastHash); err != nil {
+			hash, err := checkLink(events, tx.Bucket(bucketPayloads), seq, v, last, lastHash)
+			if err != nil {
 				return err
 			}
-			_, hash, _ := unseal(v)
 			last, lastHash = seq, hash
 			checked++
 		}

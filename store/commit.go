@@ -122,7 +122,7 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode event %d (%s): %w", i, ev.Kind, err)
 		}
-		if err := events.Put(u64(seq), rec); err != nil {
+		if err := events.Put(u64(seq), packEvent(rec)); err != nil {
 			return nil, fmt.Errorf("append event %d: %w", seq, err)
 		}
 		if ev.Escalation != "" {
@@ -169,7 +169,7 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 		if saved, err = json.Marshal(esc); err != nil {
 			return nil, fmt.Errorf("encode projection: %w", err)
 		}
-		if err := tx.Bucket(bucketEscalations).Put([]byte(esc.ID), saved); err != nil {
+		if err := tx.Bucket(bucketEscalations).Put([]byte(esc.ID), packProjection(saved)); err != nil {
 			return nil, fmt.Errorf("save projection: %w", err)
 		}
 	}

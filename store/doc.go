@@ -173,6 +173,17 @@
 // the chain from the stored bytes, so a field added to bot.Event later
 // does not invalidate the hashes of older records.
 //
+// Since schema 12 the value stored for an event record or a projection
+// is packed (codec.go): a mark byte (0x01 event, 0x02 projection), the
+// JSON's length as a uvarint, then the JSON as raw DEFLATE against a
+// preset dictionary (dict/events-v1.json, dict/projection-v1.json; fixed
+// for ever, pinned by TestDictionariesUnchanged). A value whose first
+// byte is '{' is the JSON itself (everything written before schema 12,
+// and a value packing would not shrink). Packing is beneath the chain:
+// the hash covers the JSON, so an auditor unpacks (RecordJSON, or any
+// DEFLATE implementation given the dictionary) and recomputes as above.
+// A damaged packed value is a broken link, never a panic.
+//
 // Verify walks the whole chain. VerifyFrom (for pages, which must not
 // cost all history) checks only from the verified checkpoint in meta to
 // the head, and moves the checkpoint there when all of it is good: events

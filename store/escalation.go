@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -125,7 +124,7 @@ func (d *DB) List(ctx context.Context) ([]*bot.Escalation, error) {
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEscalations).ForEach(func(k, v []byte) error {
 			var e bot.Escalation
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decodeProjection(v, &e); err != nil {
 				return fmt.Errorf("decode %s: %w", k, err)
 			}
 			out = append(out, &e)
@@ -146,7 +145,7 @@ func getEscalation(tx *bolt.Tx, id string) (*bot.Escalation, error) {
 		return nil, nil
 	}
 	var e bot.Escalation
-	if err := json.Unmarshal(v, &e); err != nil {
+	if err := decodeProjection(v, &e); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", id, err)
 	}
 	return &e, nil

@@ -190,10 +190,10 @@ func (d *DB) Verify(ctx context.Context) (int, error) {
 					return err
 				}
 			}
-			if err := checkLink(tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads), seq, v, prevSeq, prevHash); err != nil {
+			hash, err := checkLink(tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads), seq, v, prevSeq, prevHash)
+			if err != nil {
 				return err
 			}
-			_, hash, _ := unseal(v)
 			prevSeq, prevHash = seq, hash
 			n++
 		}
@@ -220,31 +220,35 @@ func checkHead(meta *bolt.Bucket, lastSeq uint64, lastHash string) error {
 	return nil
 }
 
-// checkLink checks one stored event against the one before it.
-func checkLink(events, payloads *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) error {
+// checkLink checks one stored event against the one before it and
+// returns the hash it carries.
+func checkLink(events, payloads *bolt.Bucket, seq uint64, rec []byte, prevSeq uint64, prevHash string) (string, error) {
 	if seq != prevSeq+1 {
-		return &ChainError{Seq: seq, Reason: fmt.Sprintf("follows event %d; event %d is missing", prevSeq, prevSeq+1)}
+		return "", &ChainError{Seq: seq, Reason: fmt.Sprintf("follows event %d; event %d is missing", prevSeq, prevSeq+1)}
 	}
 	ev, canon, hash, err := openRecord(seq, rec)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if ev.PrevHash != prevHash {
 		if prevSeq == 0 {
-			return &ChainError{Seq: seq, Reason: "prev_hash is not the start of the chain"}
+			return "", &ChainError{Seq: seq, Reason: "prev_hash is not the start of the chain"}
 		}
-		return &ChainError{Seq: seq, Reason: fmt.Sprintf("prev_hash does not match event %d", prevSeq)}
+		return "", &ChainError{Seq: seq, Reason: fmt.Sprintf("prev_hash does not match event %d", prevSeq)}
 	}
 	if chainHash(ev.PrevHash, canon) != hash {
-		return &ChainError{Seq: seq, Reason: "hash does not match its content"}
+		return "", &ChainError{Seq: seq, Reason: "hash does not match its content"}
 	}
-	return checkPayload(events, payloads, seq, ev, hash)
+	return hash, checkPayload(events, payloads, seq, ev, hash)
 }
 
 // openRecord splits the stored record of event seq into the event, the
 // canonical JSON that was hashed and the hash it carries, and checks that
 // it is an event under its own seq.
 func openRecord(seq uint64, rec []byte) (ev bot.Event, canon []byte, hash string, err error) {
+	if rec, err = unpack(rec); err != nil {
+		return ev, nil, "", &ChainError{Seq: seq, Reason: fmt.Sprintf("record cannot be read: %v", err)}
+	}
 	canon, hash, ok := unseal(rec)
 	if !ok {
 		return ev, nil, "", &ChainError{Seq: seq, Reason: "record does not end with its hash"}

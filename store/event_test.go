@@ -75,6 +75,10 @@ func TestStoredRecordIsTheEventJSON(t *testing.T) {
 	chainOfFour(t, db)
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+			v, err := unpack(v)
+			if err != nil {
+				return err
+			}
 			var ev bot.Event
 			if err := json.Unmarshal(v, &ev); err != nil {
 				return err
@@ -103,7 +107,15 @@ func tamper(t *testing.T, dir string, db *DB, fn func(tx *bolt.Tx) error) *DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Update(fn); err != nil {
+	// Packed values are stored as plain JSON first (a form every reader
+	// accepts, as an attacker may write), so fn edits the JSON; tests of
+	// packed values themselves are in codec_test.go.
+	if err := b.Update(func(tx *bolt.Tx) error {
+		if err := unpackAll(tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Close(); err != nil {
@@ -181,4 +193,32 @@ func TestChainErrorText(t *testing.T) {
 	if got, want := err.Error(), "event 17: hash does not match its content"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
+}
+
+// unpackAll stores every packed event record and projection as its JSON.
+func unpackAll(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketEvents, bucketEscalations} {
+		b := tx.Bucket(name)
+		type kv struct{ k, v []byte }
+		var todo []kv
+		err := b.ForEach(func(k, v []byte) error {
+			if len(v) > 0 && v[0] != '{' {
+				js, err := unpack(v)
+				if err != nil {
+					return err
+				}
+				todo = append(todo, kv{bytes.Clone(k), js})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range todo {
+			if err := b.Put(p.k, p.v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

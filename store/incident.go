@@ -84,6 +84,10 @@ func migrate10Incidents(tx *bolt.Tx) error {
 	}
 	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 		var head incidentEvent
+		v, err := unpack(v)
+		if err != nil {
+			return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
+		}
 		if err := json.Unmarshal(v, &head); err != nil {
 			return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
 		}

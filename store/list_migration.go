@@ -2,7 +2,6 @@ package store
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,7 +30,7 @@ func migrateListIndex(tx *bolt.Tx) error {
 	}
 	return tx.Bucket(bucketEscalations).ForEach(func(k, v []byte) error {
 		var e bot.Escalation
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decodeProjection(v, &e); err != nil {
 			return fmt.Errorf("decode %s: %w", k, err)
 		}
 		if err := indexList(tx, &e); err != nil {

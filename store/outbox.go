@@ -505,7 +505,7 @@ func migrate2OutboxQueues(tx *bolt.Tx) error {
 	// Deferred escalations, by the end of their deferral.
 	if err := tx.Bucket(bucketEscalations).ForEach(func(k, v []byte) error {
 		var e bot.Escalation
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decodeProjection(v, &e); err != nil {
 			return fmt.Errorf("decode escalation %s: %w", k, err)
 		}
 		if e.State != bot.StateDeferred {

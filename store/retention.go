@@ -38,7 +38,7 @@ func migrate7Retention(tx *bolt.Tx) error {
 	due := tx.Bucket(bucketRetentionDue)
 	return tx.Bucket(bucketEscalations).ForEach(func(k, v []byte) error {
 		var e bot.Escalation
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decodeProjection(v, &e); err != nil {
 			return fmt.Errorf("escalation %s: %w", k, err)
 		}
 		if rk := retentionKey(&e); rk != nil {
@@ -100,6 +100,10 @@ func sealEvent(payloads *bolt.Bucket, ev *bot.Event, seq uint64, prevHash string
 // back, or, when retention removed it, marked Compacted.
 func decodeEvent(payloads *bolt.Bucket, seq uint64, rec []byte) (bot.Event, error) {
 	var ev bot.Event
+	rec, err := unpack(rec)
+	if err != nil {
+		return ev, fmt.Errorf("decode event %d: %w", seq, err)
+	}
 	if err := json.Unmarshal(rec, &ev); err != nil {
 		return ev, fmt.Errorf("decode event %d: %w", seq, err)
 	}
@@ -160,7 +164,7 @@ func checkPayload(events, payloads *bolt.Bucket, seq uint64, ev bot.Event, hash 
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload says it was removed by event %d, which is missing", by)}
 	}
 	var m bot.Event
-	if err := json.Unmarshal(rec, &m); err != nil || m.Seq != by {
+	if rec, err := unpack(rec); err != nil || json.Unmarshal(rec, &m) != nil || m.Seq != by {
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("its payload says it was removed by event %d, which cannot be read", by)}
 	}
 	if m.Kind != bot.EventCompacted || m.Escalation != ev.Escalation {
@@ -279,7 +283,7 @@ func (d *DB) Compact(ctx context.Context, id string, expect uint64, ev bot.Event
 			return fmt.Errorf("encode projection: %w", err)
 		}
 		n = len(removed)
-		return tx.Bucket(bucketEscalations).Put([]byte(id), saved)
+		return tx.Bucket(bucketEscalations).Put([]byte(id), packProjection(saved))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("compact %s: %w", id, err)
@@ -301,7 +305,7 @@ func appendEvent(tx *bolt.Tx, ev *bot.Event) error {
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", ev.Kind, err)
 	}
-	if err := tx.Bucket(bucketEvents).Put(u64(ev.Seq), rec); err != nil {
+	if err := tx.Bucket(bucketEvents).Put(u64(ev.Seq), packEvent(rec)); err != nil {
 		return fmt.Errorf("append event %d: %w", ev.Seq, err)
 	}
 	if ev.Escalation != "" {

@@ -104,6 +104,11 @@ var migrations = []migration{
 	// 11: the read side's counters and the first-response index
 	// (aggregate.go).
 	migrate11Aggregates,
+	// 12: event records and projections may be packed (codec.go). Nothing
+	// to convert: values written before stay readable as they are; the
+	// version keeps an older threatgate, which cannot read a packed value,
+	// from opening the file.
+	func(*bolt.Tx) error { return nil },
 }
 
 // createBuckets makes the named buckets (a migration's new ones).

@@ -41,7 +41,7 @@ func migrate5TickIndex(tx *bolt.Tx) error {
 	var todo []upd
 	err := escs.ForEach(func(k, v []byte) error {
 		var e bot.Escalation
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decodeProjection(v, &e); err != nil {
 			return fmt.Errorf("escalation %s: %w", k, err)
 		}
 		if !e.State.Active() || !e.NextTick.IsZero() {

@@ -94,6 +94,10 @@ func eventsBetween(ctx context.Context, tx *bolt.Tx, from, to time.Time, decoded
 		}
 		var et eventTime
 		count()
+		v, err := unpack(v)
+		if err != nil {
+			return nil, fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
+		}
 		if err := json.Unmarshal(v, &et); err != nil {
 			return nil, fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
 		}

@@ -243,7 +243,10 @@ func (s *dashSite) tamper(seq uint64, from, to string) {
 	err = b.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte("events"))
 		key := binary.BigEndian.AppendUint64(nil, seq)
-		v := bk.Get(key)
+		v, err := store.RecordJSON(bk.Get(key))
+		if err != nil {
+			return err
+		}
 		if !bytes.Contains(v, []byte(from)) {
 			return errors.New("the event has no " + from)
 		}

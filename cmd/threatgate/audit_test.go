@@ -94,7 +94,11 @@ func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) 
 func decodeRecord(t *testing.T, events *bolt.Bucket, seq uint64) bot.Event {
 	t.Helper()
 	var ev bot.Event
-	if err := json.Unmarshal(events.Get(seqKey(seq)), &ev); err != nil {
+	js, err := store.RecordJSON(events.Get(seqKey(seq)))
+	if err != nil {
+		t.Fatalf("event %d: %v", seq, err)
+	}
+	if err := json.Unmarshal(js, &ev); err != nil {
 		t.Fatalf("event %d: %v", seq, err)
 	}
 	return ev
@@ -157,7 +161,10 @@ func TestAuditVerifyCatchesTampering(t *testing.T) {
 		edit func(t *testing.T, events, meta *bolt.Bucket, h []string) string // the message expected
 	}{
 		{"a record's bytes edited", func(t *testing.T, events, meta *bolt.Bucket, h []string) string {
-			rec := events.Get(seqKey(3))
+			rec, err := store.RecordJSON(events.Get(seqKey(3)))
+			if err != nil {
+				t.Fatal(err)
+			}
 			changed := bytes.Replace(rec, []byte(`"actor":"lead"`), []byte(`"actor":"mallory"`), 1)
 			if bytes.Equal(changed, rec) {
 				t.Fatalf("event 3 has no actor lead: %s", rec)
@@ -211,7 +218,17 @@ func TestAuditVerifyCatchesTampering(t *testing.T) {
 		}},
 		{"a record that is no longer an event", func(t *testing.T, events, meta *bolt.Bucket, h []string) string {
 			events.Put(seqKey(2), []byte("gone"))
+			return "event 2: hash mismatch: the record cannot be read (damaged packed record: neither JSON nor a packed record (first byte 0x67)): it was changed"
+		}},
+		{"a JSON record without its hash", func(t *testing.T, events, meta *bolt.Bucket, h []string) string {
+			events.Put(seqKey(2), []byte(`{"seq":2}`))
 			return "event 2: hash mismatch: the record does not end with a hash: it was changed"
+		}},
+		{"a packed record damaged", func(t *testing.T, events, meta *bolt.Bucket, h []string) string {
+			rec := bytes.Clone(events.Get(seqKey(2)))
+			rec[len(rec)-1] ^= 0xff
+			events.Put(seqKey(2), rec)
+			return "event 2: hash mismatch: the record cannot be read (damaged packed record"
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
