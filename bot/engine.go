@@ -34,6 +34,8 @@ type Engine struct {
 	// ticked is the policy the open escalations' NextTick were last
 	// computed under (Tick recomputes them when it changed).
 	ticked atomic.Pointer[policies.Policy]
+	// build identifies the running binary (SetBuild); "" when unknown.
+	build string
 }
 
 // SetSinks says which sinks deliver each class of effect (SinkForge,
@@ -114,6 +116,64 @@ func (e *Engine) sweepWaitingOn(ctx context.Context, person string) {
 			e.log.Error("tick failed", LogEscalationID, x.ID, LogErr, err)
 		}
 	}
+}
+
+// SetBuild names the running binary (its executable's digest, say):
+// with it, and a store that keeps tick marks, a restart under the same
+// policy and binary does not recompute every open escalation's next tick.
+// Call it before the first Tick.
+func (e *Engine) SetBuild(id string) { e.build = id }
+
+// TickMarks is a store that remembers under which policy and binary the
+// open escalations' next ticks were last computed (TickMark); store.DB is
+// one.
+type TickMarks interface {
+	TickedUnder(ctx context.Context) (string, error)
+	SetTickedUnder(ctx context.Context, mark string) error
+}
+
+// TickMark names what the open escalations' NextTick, WaitedOn and
+// HeldByGroups are computed from besides the escalations: the policy (its
+// bytes) and the rules (the binary). It is "" when either is unknown, and
+// "" never matches: then they are always recomputed.
+func TickMark(pol *policies.Policy, build string) string {
+	if pol == nil || pol.Digest == "" || build == "" {
+		return ""
+	}
+	return "policy " + pol.Digest + " build " + build
+}
+
+// retickUnlessMarked is retick, skipped when the store's tick mark says
+// the open escalations were last recomputed under pol by this binary.
+// The mark is cleared before a retick and set after it completes, so a
+// retick cut short (a crash, an error) is done again by the next start
+// whatever its policy.
+func (e *Engine) retickUnlessMarked(ctx context.Context, pol *policies.Policy, now time.Time) error {
+	tm, _ := e.store.(TickMarks)
+	mark := TickMark(pol, e.build)
+	if tm != nil && mark != "" {
+		have, err := tm.TickedUnder(ctx)
+		if err != nil {
+			return fmt.Errorf("read the tick mark: %w", err)
+		}
+		if have == mark {
+			return nil
+		}
+	}
+	if tm != nil {
+		if err := tm.SetTickedUnder(ctx, ""); err != nil {
+			return fmt.Errorf("clear the tick mark: %w", err)
+		}
+	}
+	if err := e.retick(ctx, pol, now); err != nil {
+		return err
+	}
+	if tm != nil && mark != "" {
+		if err := tm.SetTickedUnder(ctx, mark); err != nil {
+			return fmt.Errorf("set the tick mark: %w", err)
+		}
+	}
+	return nil
 }
 
 // retick recomputes the NextTick, WaitedOn and HeldByGroups of every open
@@ -419,8 +479,9 @@ const TickBatch = 500
 func (e *Engine) Tick(ctx context.Context, now time.Time) (int, error) {
 	if pol := e.Policy(); e.ticked.Load() != pol {
 		// First tick, or a new policy: what the clock has to do with the
-		// open escalations may have changed.
-		if err := e.retick(ctx, pol, now); err != nil {
+		// open escalations may have changed, unless the store says they
+		// were computed under this very policy and binary.
+		if err := e.retickUnlessMarked(ctx, pol, now); err != nil {
 			return 0, err
 		}
 		e.ticked.Store(pol)

@@ -2,6 +2,8 @@ package policies
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"regexp"
@@ -57,6 +59,8 @@ func Load(file string, data []byte) (*Policy, error) {
 		return nil, err
 	}
 	p.Source = file
+	sum := sha256.Sum256(data)
+	p.Digest = hex.EncodeToString(sum[:])
 	return p, nil
 }
 

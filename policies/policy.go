@@ -11,6 +11,7 @@ import (
 type Policy struct {
 	Version   int
 	Source    string // file name it was loaded from; DefaultName for the embedded default
+	Digest    string // hex SHA-256 of the bytes it was loaded from
 	Intake    []IntakeField
 	Artifacts []ArtifactKind // the catalogue: built-in kinds plus the policy's own
 	Signals   []*Signal

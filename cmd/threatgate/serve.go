@@ -73,6 +73,7 @@ type extras struct {
 func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, clock bot.Clock, log *slog.Logger, x extras) (*server, error) {
 	s := &server{cfg: cfg, log: log, clock: clock, db: db, poll: time.Second}
 	s.engine = bot.NewEngine(db, pol, clock, log)
+	s.engine.SetBuild(executableDigest())
 	s.metrics = newMetrics(db)
 	forge := x.Forge
 	if g := cfg.GitLab; g != nil && forge == nil {
