@@ -54,6 +54,8 @@ var buckets = [][]byte{
 	bucketIncidents,
 	bucketAggregates,
 	bucketFirstResponse,
+	bucketUnescalated,
+	bucketProjects,
 }
 
 // Keys in the meta bucket.
@@ -104,6 +106,9 @@ var migrations = []migration{
 	// 11: the read side's counters and the first-response index
 	// (aggregate.go).
 	migrate11Aggregates,
+	// 12: open MRs classified into no tier, projects seen
+	// (unescalated.go).
+	migrate12Unescalated,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).
