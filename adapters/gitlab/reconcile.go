@@ -249,7 +249,7 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 		}
 		if clean {
 			w.sawPipelines(pls)
-			w.passed(ctx, log, project, start, true)
+			w.passed(ctx, log, project, nextMark(start, newestListed(open, pls), time.Time{}), true)
 		}
 		return n
 	}
@@ -287,9 +287,9 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 			want(b.IID)
 		}
 	}
-	var pipes []PipelineBrief
+	var pipes, pls []PipelineBrief
 	if statuses {
-		pls, err := l.ListPipelines(ctx, project, since)
+		pls, err = l.ListPipelines(ctx, project, since)
 		if err != nil {
 			return listFailed("pipelines", err)
 		}
@@ -354,10 +354,60 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 	clean = w.catchUp(ctx, log, project, byIID, changed, open, full, budget) && clean
 	if clean {
 		w.sawPipelines(pipes)
-		w.passed(ctx, log, project, start, full)
+		w.passed(ctx, log, project, nextMark(start, newestListed(changed, pls), mark), full)
 	}
 	log.Debug("reconciled project", "escalations", len(escs), "fetched", len(order), "full", full, "clean", clean)
 	return n
+}
+
+// nextMark is where a clean pass that began at start (GitLab's clock, as
+// its Date header told it) leaves a project's watermark, given the newest
+// updated_at among the changes it listed (zero: none) and the watermark
+// it started from (zero: none): start, but never more than
+// ReconcileOverlap (and a second) past the newest updated_at listed. The
+// Date comes from the node that answered and updated_at from the nodes
+// that wrote; a Date running more than the overlap ahead of their stamps
+// would otherwise carry the watermark past changes not yet listed,
+// pipelines among them (which no list of MRs shows again), and the next
+// pass would list from the future. Bounded, the next pass lists from just
+// after the newest change this one saw (the second: updated_after goes
+// to GitLab in whole seconds and is inclusive, and a burst of MRs updated
+// in one second must not be listed again by every pass of a quiet
+// project). With clocks that agree a busy project's watermark is start,
+// as before. Nothing listed keeps the watermark where it was (at most
+// start).
+func nextMark(start, newest, prev time.Time) time.Time {
+	switch {
+	case !newest.IsZero():
+		return minTime(start, newest.Add(ReconcileOverlap+time.Second))
+	case !prev.IsZero():
+		return minTime(start, prev)
+	}
+	return start
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// newestListed is the newest updated_at among mrs and pls (zero for
+// none).
+func newestListed(mrs []MRBrief, pls []PipelineBrief) time.Time {
+	var newest time.Time
+	for _, b := range mrs {
+		if b.UpdatedAt.After(newest) {
+			newest = b.UpdatedAt
+		}
+	}
+	for _, p := range pls {
+		if p.UpdatedAt.After(newest) {
+			newest = p.UpdatedAt
+		}
+	}
+	return newest
 }
 
 // sawPipelines records that the MRs at the SHAs of pls were read after
