@@ -64,9 +64,10 @@ func watermarkName(project string) string { return "gitlab/reconcile/" + project
 // per MR and process) and skipped too; the next pass tries it again.
 //
 // The projects reconciled are those of watched escalations, those named
-// in Projects (gitlab.projects), and those any webhook named once GitLab
-// showed their MR (Classifications.ProjectsSeen): a project whose first
-// tiered MR's webhook was lost has no escalation yet.
+// in Projects (gitlab.projects), and those seen before
+// (Classifications.ProjectsSeen: of an MR a webhook or a pass left
+// without an escalation, or of an escalation once watched): a project
+// whose first tiered MR's webhook was lost has no escalation yet.
 //
 // When Fetch is a Lister (*Client is), a pass asks GitLab what changed
 // rather than reading every MR. Per project:
@@ -90,9 +91,9 @@ func watermarkName(project string) string { return "gitlab/reconcile/" + project
 // project without a watermark (its first pass ever) is reconciled by
 // fetching each of its escalations' MRs, as a pass without a Lister
 // does, and by listing its open MRs. The watermark moves, to the time on
-// GitLab's clock when the project's pass began, only when every MR it
-// had to fetch was handled (an MR GitLab no longer has counts as
-// handled).
+// GitLab's clock when the project's pass began (but not far past the
+// newest change listed: nextMark), only when every MR it had to fetch
+// was handled (an MR GitLab no longer has counts as handled).
 func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 	if w.Fetch == nil {
 		return 0, errors.New("reconcile needs the GitLab API (gitlab.url is not set)")
