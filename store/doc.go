@@ -138,6 +138,14 @@
 //	                  a first-response deadline (schema 11, kept by
 //	                  aggregate). CountPastFirstResponse walks it up to
 //	                  now.
+//	mr_unescalated    project NUL iid (8 bytes) -> JSON bot.Unescalated:
+//	                  the head and tier facts at which the GitLab worker
+//	                  classified an open MR into no tier (schema 13,
+//	                  unescalated.go). About one key per open MR without
+//	                  an escalation: the worker forgets an MR closed,
+//	                  merged, gone or escalated.
+//	gitlab_projects   project path -> empty: the projects reconcile lists
+//	                  besides those of escalations (schema 13).
 //
 // What depends on the clock is no counter: CountOverdue walks the
 // open_by_deadline keys due before now without decoding them (less the

@@ -54,6 +54,8 @@ var buckets = [][]byte{
 	bucketIncidents,
 	bucketAggregates,
 	bucketFirstResponse,
+	bucketUnescalated,
+	bucketProjects,
 }
 
 // Keys in the meta bucket.
@@ -109,6 +111,9 @@ var migrations = []migration{
 	// version keeps an older threatgate, which cannot read a packed value,
 	// from opening the file.
 	func(*bolt.Tx) error { return nil },
+	// 13: open MRs classified into no tier, projects seen
+	// (unescalated.go).
+	migrate13Unescalated,
 }
 
 // createBuckets makes the named buckets (a migration's new ones).

@@ -3,9 +3,13 @@ package gitlab
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/threatgate/threatgate/bot"
+	"github.com/threatgate/threatgate/policies"
 )
 
 // MRBrief is what a merge request list says of one MR: enough to tell
@@ -15,6 +19,22 @@ type MRBrief struct {
 	SHA       string // the head commit
 	State     string // opened, closed, merged, locked
 	UpdatedAt time.Time
+	// Facts is bot.TierFacts of what the list says of the MR (title,
+	// description, labels, target branch, author): with SHA, what decides
+	// whether an MR without an escalation must be classified again.
+	Facts string
+}
+
+// briefMR is what the policy would read of a listed MR, diff aside: the
+// fields bot.TierFacts digests, as toMergeRequest fills them from the MR
+// itself.
+func briefMR(m *gl.BasicMergeRequest) *policies.MergeRequest {
+	mr := &policies.MergeRequest{Title: m.Title, Description: m.Description, TargetBranch: m.TargetBranch,
+		Labels: policies.Labels(slices.Clone([]string(m.Labels)))}
+	if m.Author != nil {
+		mr.Author.Username = m.Author.Username
+	}
+	return mr
 }
 
 // PipelineBrief is what a pipeline list says of one pipeline.
@@ -67,7 +87,7 @@ func (c *Client) ListMRs(ctx context.Context, project string, state string, sinc
 			if m == nil || m.IID <= 0 {
 				continue
 			}
-			b := MRBrief{IID: m.IID, SHA: m.SHA, State: m.State}
+			b := MRBrief{IID: m.IID, SHA: m.SHA, State: m.State, Facts: bot.TierFacts(briefMR(m))}
 			if m.UpdatedAt != nil {
 				b.UpdatedAt = *m.UpdatedAt
 			}

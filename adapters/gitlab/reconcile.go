@@ -53,19 +53,30 @@ func watermarkName(project string) string { return "gitlab/reconcile/" + project
 // (Escalation.Watched) with what GitLab shows now, and feeds each MR
 // that changed through the engine exactly as a webhook would: missed
 // pushes, label changes, closes, reopens and merges are caught up, and a
-// foreign status on the head is put right. It returns how many
-// escalations it found current or brought up to date; errors for single
-// MRs are logged and skipped. A panic for one escalation is logged, set
-// aside (DeadLetters, once per escalation and process) and skipped too;
-// the next pass tries it again.
+// foreign status on the head is put right. It also catches up the MRs
+// without an escalation whose webhook was lost: an open MR that was
+// never classified, or whose head or tier facts (bot.TierFacts) changed
+// since it was classified into no tier, is read with its diff and fed
+// through the engine too, which opens its escalation and gate when it
+// now classifies into a tier. It returns how many escalations it found
+// current or brought up to date; errors for single MRs are logged and
+// skipped. A panic for one MR is logged, set aside (DeadLetters, once
+// per MR and process) and skipped too; the next pass tries it again.
+//
+// The projects reconciled are those of watched escalations, those named
+// in Projects (gitlab.projects), and those seen before
+// (Classifications.ProjectsSeen: of an MR a webhook or a pass left
+// without an escalation, or of an escalation once watched): a project
+// whose first tiered MR's webhook was lost has no escalation yet.
 //
 // When Fetch is a Lister (*Client is), a pass asks GitLab what changed
-// rather than reading every MR. Per project with watched escalations:
+// rather than reading every MR. Per project:
 //
 //   - the MRs updated since the project's watermark (less
 //     ReconcileOverlap), in any state;
-//   - with the status gate, the pipelines updated since then: a commit
-//     status, forged or re-run, lands in a pipeline of its SHA;
+//   - with the status gate and watched escalations, the pipelines
+//     updated since then: a commit status, forged or re-run, lands in a
+//     pipeline of its SHA;
 //   - on the first pass of the process and every FullEvery, every open
 //     MR: one whose head or state differs from the escalation's is
 //     fetched, and one that left the list (merged, closed, gone) too.
@@ -73,11 +84,16 @@ func watermarkName(project string) string { return "gitlab/reconcile/" + project
 // Only an MR whose head, state or updated_at differs from its
 // escalation's, or whose head has a pipeline updated since, is fetched,
 // and diffs and commits are fetched again only when its head (or base)
-// moved. A project without a watermark (its first pass ever) is
-// reconciled by fetching each of its MRs, as a pass without a Lister
-// does. The watermark moves, to the time on GitLab's clock when the
-// project's pass began, only when every MR it had to fetch was handled
-// (an MR GitLab no longer has counts as handled).
+// moved. An open MR without an escalation is fetched only when
+// bot.NeedsClassifying says so against what is remembered of it
+// (Classifications), and at most ClassifyPerPass of them a pass; a
+// project with more waits for the next pass, its watermark unmoved. A
+// project without a watermark (its first pass ever) is reconciled by
+// fetching each of its escalations' MRs, as a pass without a Lister
+// does, and by listing its open MRs. The watermark moves, to the time on
+// GitLab's clock when the project's pass began (but not far past the
+// newest change listed: nextMark), only when every MR it had to fetch
+// was handled (an MR GitLab no longer has counts as handled).
 func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 	if w.Fetch == nil {
 		return 0, errors.New("reconcile needs the GitLab API (gitlab.url is not set)")
@@ -109,8 +125,17 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 		s.SizeCache(watched + watched/4)
 	}
 	lister, _ := w.Fetch.(Lister)
+	projects := sortedKeys(byProject)
+	if lister != nil {
+		// Without a Lister nothing finds the MRs nobody escalated.
+		projects = w.reconcileProjects(ctx, byProject)
+	}
+	budget := w.ClassifyPerPass
+	if budget <= 0 {
+		budget = DefaultClassifyPerPass
+	}
 	n := 0
-	for _, project := range sortedKeys(byProject) {
+	for _, project := range projects {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
@@ -120,7 +145,7 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 			n += k
 			continue
 		}
-		n += w.reconcileProject(ctx, lister, project, escs)
+		n += w.reconcileProject(ctx, lister, project, escs, &budget)
 	}
 	return n, ctx.Err()
 }
@@ -154,7 +179,7 @@ func (w *Worker) reconcileSafely(ctx context.Context, e *bot.Escalation) (ok, go
 	var pan *panicked
 	switch {
 	case errors.As(err, &pan):
-		w.setAsideReconcile(ctx, e, pan)
+		w.setAsideReconcile(ctx, e.ID, e.ID, pan)
 		return false, false
 	case err != nil:
 		return false, isNotFound(err)
@@ -168,9 +193,11 @@ func differs(e *bot.Escalation, b MRBrief) bool {
 	return b.SHA != e.HeadSHA || b.State != e.MRState || b.UpdatedAt.After(e.MRUpdatedAt)
 }
 
-// reconcileProject is one pass over a project's watched escalations; see
-// Reconcile. It returns how many are current or were brought up to date.
-func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string, escs []*bot.Escalation) int {
+// reconcileProject is one pass over a project's watched escalations and
+// its MRs without one; see Reconcile. budget is how many MRs without an
+// escalation the pass may still classify. It returns how many
+// escalations are current or were brought up to date.
+func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string, escs []*bot.Escalation, budget *int) int {
 	log := w.log().With("project", project)
 	// The pass begins at the earlier of two readings of GitLab's clock:
 	// before its first request (threatgate's own clock while GitLab's is
@@ -183,6 +210,13 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 		}
 		return before
 	}
+	byIID := make(map[int64]*bot.Escalation, len(escs))
+	for _, e := range escs {
+		byIID[e.MRIID] = e
+	}
+	// Pipelines tell of the gate's status on an escalation's head; a
+	// project without escalations has no gate to watch.
+	statuses := l.WatchesStatuses() && len(escs) > 0
 	mark, ok, err := w.watermark(ctx, project)
 	if err != nil {
 		log.Warn("reconcile: cannot read the watermark; fetching every MR", bot.LogErr, err)
@@ -191,22 +225,32 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 	if !ok {
 		// The pipelines first: once every MR is read, those listed now are
 		// known to be read (a status set later moves its pipeline again).
-		// Which also reads GitLab's clock.
+		// Which also reads GitLab's clock, as the list of open MRs does.
 		var pls []PipelineBrief
-		if l.WatchesStatuses() {
+		if statuses {
 			pls, err = l.ListPipelines(ctx, project, before.Add(-ReconcileOverlap))
-		} else {
-			_, err = l.ListMRs(ctx, project, "", before)
+			if err != nil {
+				log.Warn("reconcile: cannot list pipelines", bot.LogErr, err)
+				pls = nil
+			}
 		}
-		if err != nil {
-			log.Warn("reconcile: cannot list", bot.LogErr, err)
-			pls = nil
-		}
+		open, lerr := l.ListMRs(ctx, project, "opened", time.Time{})
 		start := startAfterFirst()
 		n, clean := w.reconcileEach(ctx, escs)
+		switch {
+		case lerr == nil:
+			clean = w.catchUp(ctx, log, project, byIID, nil, open, true, budget) && clean
+		case permanent(lerr) && !errors.As(lerr, new(*RateLimitError)):
+			// Its escalations were read one by one; nothing lists the
+			// others until GitLab lets threatgate list the project.
+			log.Warn("reconcile: cannot list open merge requests; those without an escalation are not caught up", bot.LogErr, lerr)
+		default:
+			log.Warn("reconcile: cannot list open merge requests; the project is tried again next pass", bot.LogErr, lerr)
+			clean = false
+		}
 		if clean {
 			w.sawPipelines(pls)
-			w.passed(ctx, log, project, start, true)
+			w.passed(ctx, log, project, nextMark(start, newestListed(open, pls), time.Time{}), true)
 		}
 		return n
 	}
@@ -214,10 +258,6 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 	now := w.Clock.Now()
 	full := w.fullDue(project, now)
 
-	byIID := make(map[int64]*bot.Escalation, len(escs))
-	for _, e := range escs {
-		byIID[e.MRIID] = e
-	}
 	var order []int64
 	fetch := map[int64]bool{}
 	want := func(iid int64) {
@@ -248,9 +288,9 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 			want(b.IID)
 		}
 	}
-	var pipes []PipelineBrief
-	if l.WatchesStatuses() {
-		pls, err := l.ListPipelines(ctx, project, since)
+	var pipes, pls []PipelineBrief
+	if statuses {
+		pls, err = l.ListPipelines(ctx, project, since)
 		if err != nil {
 			return listFailed("pipelines", err)
 		}
@@ -276,8 +316,9 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 		}
 		w.recMu.Unlock()
 	}
+	var open []MRBrief
 	if full {
-		open, err := l.ListMRs(ctx, project, "opened", time.Time{})
+		open, err = l.ListMRs(ctx, project, "opened", time.Time{})
 		if err != nil {
 			return listFailed("open merge requests", err)
 		}
@@ -311,12 +352,63 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 			clean = false
 		}
 	}
+	clean = w.catchUp(ctx, log, project, byIID, changed, open, full, budget) && clean
 	if clean {
 		w.sawPipelines(pipes)
-		w.passed(ctx, log, project, start, full)
+		w.passed(ctx, log, project, nextMark(start, newestListed(changed, pls), mark), full)
 	}
 	log.Debug("reconciled project", "escalations", len(escs), "fetched", len(order), "full", full, "clean", clean)
 	return n
+}
+
+// nextMark is where a clean pass that began at start (GitLab's clock, as
+// its Date header told it) leaves a project's watermark, given the newest
+// updated_at among the changes it listed (zero: none) and the watermark
+// it started from (zero: none): start, but never more than
+// ReconcileOverlap (and a second) past the newest updated_at listed. The
+// Date comes from the node that answered and updated_at from the nodes
+// that wrote; a Date running more than the overlap ahead of their stamps
+// would otherwise carry the watermark past changes not yet listed,
+// pipelines among them (which no list of MRs shows again), and the next
+// pass would list from the future. Bounded, the next pass lists from just
+// after the newest change this one saw (the second: updated_after goes
+// to GitLab in whole seconds and is inclusive, and a burst of MRs updated
+// in one second must not be listed again by every pass of a quiet
+// project). With clocks that agree a busy project's watermark is start,
+// as before. Nothing listed keeps the watermark where it was (at most
+// start).
+func nextMark(start, newest, prev time.Time) time.Time {
+	switch {
+	case !newest.IsZero():
+		return minTime(start, newest.Add(ReconcileOverlap+time.Second))
+	case !prev.IsZero():
+		return minTime(start, prev)
+	}
+	return start
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// newestListed is the newest updated_at among mrs and pls (zero for
+// none).
+func newestListed(mrs []MRBrief, pls []PipelineBrief) time.Time {
+	var newest time.Time
+	for _, b := range mrs {
+		if b.UpdatedAt.After(newest) {
+			newest = b.UpdatedAt
+		}
+	}
+	for _, p := range pls {
+		if p.UpdatedAt.After(newest) {
+			newest = p.UpdatedAt
+		}
+	}
+	return newest
 }
 
 // sawPipelines records that the MRs at the SHAs of pls were read after
@@ -415,32 +507,36 @@ func (w *Worker) reconcileOne(ctx context.Context, e *bot.Escalation) error {
 	return nil
 }
 
-// setAsideReconcile logs the panic of reconciling e and records it as a
-// dead letter, once per escalation in this process: reconciliation runs
-// again on a timer, and one poison must not fill the store.
-func (w *Worker) setAsideReconcile(ctx context.Context, e *bot.Escalation, pan *panicked) {
-	log := w.log().With(bot.LogEscalationID, e.ID)
-	log.Error("reconcile panicked; skipping the escalation", bot.LogPanic, pan.reason(), bot.LogStack, string(pan.stack))
+// setAsideReconcile logs the panic of reconciling ref (an escalation id,
+// or project!iid for an MR without one) and records it as a dead letter,
+// once per ref in this process: reconciliation runs again on a timer,
+// and one poison must not fill the store.
+func (w *Worker) setAsideReconcile(ctx context.Context, ref, escalation string, pan *panicked) {
+	log := w.log().With("ref", ref)
+	if escalation != "" {
+		log = log.With(bot.LogEscalationID, escalation)
+	}
+	log.Error("reconcile panicked; skipping the merge request", bot.LogPanic, pan.reason(), bot.LogStack, string(pan.stack))
 	if w.DeadLetters == nil {
 		return
 	}
-	// Claim the escalation first, so that two passes running at once
-	// record it once; give the claim back when nothing was recorded.
+	// Claim the ref first, so that two passes running at once record it
+	// once; give the claim back when nothing was recorded.
 	w.asideMu.Lock()
-	if w.aside[e.ID] {
+	if w.aside[ref] {
 		w.asideMu.Unlock()
 		return
 	}
 	if w.aside == nil {
 		w.aside = map[string]bool{}
 	}
-	w.aside[e.ID] = true
+	w.aside[ref] = true
 	w.asideMu.Unlock()
-	dl := bot.DeadLetter{Kind: "reconcile", Ref: e.ID, Escalation: e.ID, Reason: pan.reason(), Panic: true, At: w.Clock.Now()}
+	dl := bot.DeadLetter{Kind: "reconcile", Ref: ref, Escalation: escalation, Reason: pan.reason(), Panic: true, At: w.Clock.Now()}
 	if err := w.DeadLetters.SetAside(ctx, dl); err != nil {
 		log.Error("cannot set the reconciliation aside", bot.LogErr, err)
 		w.asideMu.Lock()
-		delete(w.aside, e.ID)
+		delete(w.aside, ref)
 		w.asideMu.Unlock()
 	}
 }

@@ -21,12 +21,13 @@ import (
 // client. Each project's watermark is set, as in a threatgate that has
 // run before.
 type bigReconcile struct {
-	gl     *gitlabtest.Server
-	clock  *bottest.Clock
-	db     *store.DB
-	worker *Worker
-	mrs    []mrRef
-	pushes int
+	gl        *gitlabtest.Server
+	clock     *bottest.Clock
+	db        *store.DB
+	worker    *Worker
+	mrs       []mrRef
+	escalated int // how many of mrs have an escalation
+	pushes    int
 }
 
 type mrRef struct {
@@ -35,6 +36,14 @@ type mrRef struct {
 }
 
 func newBigReconcile(b *testing.B, open, projects int) *bigReconcile {
+	b.Helper()
+	return newBigReconcileMixed(b, open, projects, 0)
+}
+
+// newBigReconcileMixed is newBigReconcile where every untieredEvery-th MR
+// of each project (none when 0) changes only docs: it classifies into no tier and has no
+// escalation, and the worker remembers it as the webhook path would have.
+func newBigReconcileMixed(b *testing.B, open, projects, untieredEvery int) *bigReconcile {
 	b.Helper()
 	pol, err := policies.Load("e2e.yaml", []byte(e2ePolicy))
 	if err != nil {
@@ -57,23 +66,38 @@ func newBigReconcile(b *testing.B, open, projects int) *bigReconcile {
 	r := &bigReconcile{gl: gl, clock: clock, db: db,
 		worker: &Worker{Inbox: db, Fetch: client, Engine: eng, Store: db, Clock: clock}}
 	ctx := context.Background()
-	diffs := []gitlabtest.Diff{{OldPath: "auth/a.go", NewPath: "auth/a.go", Diff: "@@ -1 +1,2 @@\n x\n+y\n"}}
+	auth := []gitlabtest.Diff{{OldPath: "auth/a.go", NewPath: "auth/a.go", Diff: "@@ -1 +1,2 @@\n x\n+y\n"}}
+	docs := []gitlabtest.Diff{{OldPath: "docs/a.md", NewPath: "docs/a.md", Diff: "@@ -1 +1,2 @@\n x\n+y\n"}}
 	for i := range open {
 		project := fmt.Sprintf("grp/p%02d", i%projects)
 		iid := int64(i/projects + 1)
 		sha := fmt.Sprintf("%040x", i+1)
+		untiered := untieredEvery > 0 && (i/projects)%untieredEvery == 0
+		diffs := auth
+		if untiered {
+			diffs = docs
+		}
 		gl.AddMR(gitlabtest.MR{Project: project, IID: iid, Title: "change", Author: "ann", SHA: sha,
 			HeadPipelineID: int64(1_000_000 + i), Diffs: diffs, UpdatedAt: clock.Now()})
 		mr := &policies.MergeRequest{IID: iid, PathWithNamespace: project, Title: "change", State: "opened",
 			SourceBranch: "feature", TargetBranch: "main", SHA: sha, UpdatedAt: clock.Now(),
 			Author: policies.User{Username: "ann"}, Labels: policies.Labels{},
-			Changes: []policies.Change{{OldPath: "auth/a.go", NewPath: "auth/a.go", Diff: diffs[0].Diff}}}
-		if _, err := eng.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System,
-			MR: &bot.MRInput{Action: bot.MROpen, MR: mr, CommitAuthors: []string{"ann@example.com"}, Status: &bot.ForgeStatus{SHA: sha}}}); err != nil {
+			Changes: []policies.Change{{OldPath: diffs[0].OldPath, NewPath: diffs[0].NewPath, Diff: diffs[0].Diff}}}
+		mi := &bot.MRInput{Action: bot.MROpen, Fetched: true, MR: mr, CommitAuthors: []string{"ann@example.com"}, Status: &bot.ForgeStatus{SHA: sha}}
+		rep, err := eng.Handle(ctx, bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi})
+		if err != nil {
 			b.Fatal(err)
 		}
+		if untiered != (rep.Escalation == "") {
+			b.Fatalf("%s!%d: escalation %q, untiered %v", project, iid, rep.Escalation, untiered)
+		}
+		if !untiered {
+			r.escalated++
+		}
+		r.worker.classified(project, iid, mi, rep)
 		r.mrs = append(r.mrs, mrRef{project, iid})
 	}
+	r.worker.keepClassified(ctx)
 	clock.Advance(30 * time.Minute)
 	for p := range projects {
 		if err := db.SetWatermark(ctx, watermarkName(fmt.Sprintf("grp/p%02d", p)), clock.Now()); err != nil {
@@ -87,8 +111,8 @@ func newBigReconcile(b *testing.B, open, projects int) *bigReconcile {
 func (r *bigReconcile) pass(b *testing.B) map[string]int {
 	r.gl.ResetRequests()
 	n, err := r.worker.Reconcile(context.Background())
-	if err != nil || n != len(r.mrs) {
-		b.Fatalf("Reconcile = %d, %v; want %d", n, err, len(r.mrs))
+	if err != nil || n != r.escalated {
+		b.Fatalf("Reconcile = %d, %v; want %d", n, err, r.escalated)
 	}
 	return r.gl.CallsByEndpoint()
 }
@@ -132,10 +156,28 @@ func describe(calls map[string]int) string {
 //
 //	go test -run XXX -bench Reconcile10kOpen -benchtime 5x ./adapters/gitlab/
 func BenchmarkReconcile10kOpen(b *testing.B) {
+	benchReconcile(b, 0)
+}
+
+// BenchmarkReconcile10kOpenHalfUntiered is BenchmarkReconcile10kOpen
+// where half the open MRs classify into no tier and have no escalation,
+// remembered as the webhook path left them: a pass with nothing changed
+// reads none of them, and one with 1% pushed reads the pushed ones
+// (untiered or not). upgrade_first_pass is the first pass of a new
+// process over the same MRs with nothing remembered (as after upgrading
+// to a threatgate that catches up MRs without an escalation): it lists
+// every open MR and reads DefaultClassifyPerPass of the 5,000 untiered.
+//
+//	go test -run XXX -bench Reconcile10kOpenHalfUntiered -benchtime 5x ./adapters/gitlab/
+func BenchmarkReconcile10kOpenHalfUntiered(b *testing.B) {
+	benchReconcile(b, 2)
+}
+
+func benchReconcile(b *testing.B, untieredEvery int) {
 	const open, projects = 10_000, 10
 	start := time.Now()
-	r := newBigReconcile(b, open, projects)
-	b.Logf("built %d open escalations in %d projects through the engine in %s", open, projects, time.Since(start).Round(time.Millisecond))
+	r := newBigReconcileMixed(b, open, projects, untieredEvery)
+	b.Logf("built %d open MRs (%d escalations) in %d projects through the engine in %s", open, r.escalated, projects, time.Since(start).Round(time.Millisecond))
 
 	// Each sub-benchmark reports the requests of a pass, averaged over
 	// its passes, and logs those of its last pass by endpoint.
@@ -161,6 +203,27 @@ func BenchmarkReconcile10kOpen(b *testing.B) {
 	r.worker.FullEvery = 1000 * time.Hour
 	run("nothing_changed", func() {})
 	run("1pct_changed", r.push)
+	if untieredEvery == 0 {
+		return
+	}
+	run("upgrade_first_pass", func() {
+		r.worker.lastFull = nil
+		ctx := context.Background()
+		for p := range projects {
+			project := fmt.Sprintf("grp/p%02d", p)
+			recs, err := r.db.FindUnescalated(ctx, project, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var drop []bot.Unescalated
+			for _, u := range recs {
+				drop = append(drop, u)
+			}
+			if err := r.db.KeepUnescalated(ctx, nil, drop); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // perMRFetcher hides everything of a client but FetchMR: a worker over it

@@ -222,10 +222,12 @@ func TestReconcileCatchesAnMRThatLeftTheList(t *testing.T) {
 	r := newRig(t, "status")
 	r.worker.FullEvery = time.Hour
 	r.openMRs(31, 32)
-	// The node that merges is 30 minutes behind: the merge's updated_at
-	// is before the watermark less the overlap (though after the MR's
-	// last update: see the report on decide's out-of-order rule).
-	skewed := r.clock.Now().Add(-30 * time.Minute)
+	// The node that merges is an hour behind: the merge's updated_at is
+	// before the watermark less the overlap (the watermark is at most the
+	// overlap past the newest updated_at listed, here the MRs' last
+	// update, so the merge is stamped before that update; decide applies
+	// a state the API shows all the same).
+	skewed := r.clock.Now().Add(-time.Hour)
 	r.gl.SetNow(func() time.Time { return skewed })
 	r.gl.SetState("shop/api", 31, "merged")
 	r.gl.SetNow(r.clock.Now)
@@ -266,9 +268,9 @@ func TestReconcileSkewedUpdatedAtCannotHideANewHead(t *testing.T) {
 	}
 	r.clock.Advance(10 * time.Minute)
 
-	// The node's clock is 30 minutes behind: the push is stamped before
-	// the watermark less the overlap.
-	behind := r.clock.Now().Add(-30 * time.Minute)
+	// The node's clock is an hour behind: the push is stamped before the
+	// watermark less the overlap (and before the MR's last update).
+	behind := r.clock.Now().Add(-time.Hour)
 	r.gl.SetNow(func() time.Time { return behind })
 	r.gl.PushCommit("shop/api", 12, sha2, gitlabtest.Diff{OldPath: "auth/a.go", NewPath: "auth/a.go", Diff: "@@ -1 +1 @@\n-a\n+secret\n"})
 	r.gl.SetNow(r.clock.Now)

@@ -80,8 +80,22 @@ type Worker struct {
 	// not only those updated since its watermark; default
 	// DefaultFullEvery. See Reconcile.
 	FullEvery time.Duration
+	// Projects are reconciled even when no webhook of theirs ever
+	// arrived and they have no escalation (gitlab.projects). Reconcile
+	// also lists the projects of watched escalations and those webhooks
+	// named (Classifications.ProjectsSeen).
+	Projects []string
+	// Memory remembers the open MRs classified into no tier and the
+	// projects webhooks named. nil: Store, when it is one (store.DB is),
+	// else they are kept in memory only.
+	Memory Classifications
+	// ClassifyPerPass bounds how many MRs without an escalation one
+	// reconcile pass reads; default DefaultClassifyPerPass.
+	ClassifyPerPass int
 
 	wake chan struct{}
+
+	unesc unescalatedState
 
 	asideMu sync.Mutex
 	aside   map[string]bool // escalations whose reconciliation was set aside by this process
@@ -190,6 +204,9 @@ func (w *Worker) ProcessDue(ctx context.Context) (done int, err error) {
 	}
 	var finished []uint64
 	flush := func() error {
+		// What was classified into no tier, before the items go: a crash
+		// in between runs them again, which costs a read, nothing more.
+		w.keepClassified(ctx)
 		if len(finished) == 0 {
 			return nil
 		}
@@ -340,7 +357,10 @@ func (w *Worker) process(ctx context.Context, it bot.InboxItem) error {
 		in.Key = it.Key
 		in.Inbox = it.ID
 		in.MR.AnswerCheck = it.Kind == EventStatusCheck
-		_, err = w.Engine.Handle(ctx, in)
+		rep, err := w.Engine.Handle(ctx, in)
+		if err == nil {
+			w.classified(h.Project.PathWithNamespace, h.ObjectAttributes.IID, in.MR, rep)
+		}
 		return settle(err)
 	case EventNote:
 		var h noteHook

@@ -88,6 +88,12 @@ type GitLabConfig struct {
 	// project, not only those updated since its watermark (0: the
 	// default; see FullEvery).
 	ReconcileFullEvery time.Duration
+	// Projects are reconciled even before threatgate has seen a webhook
+	// or an escalation of theirs (path with namespace, "shop/api"):
+	// reconcile also lists the projects of escalations and those it has
+	// seen an MR of, so this is for a project whose webhook never reached
+	// threatgate at all.
+	Projects []string
 	// MaxRequestsPerMinute is the API request rate the client keeps
 	// under (0: the default; see RequestsPerMinute).
 	MaxRequestsPerMinute int
@@ -377,7 +383,7 @@ func (d *configDecoder) fail(n *yaml.Node, field, format string, args ...any) {
 
 var (
 	topKeys       = []string{"listen", "data_dir", "policy", "max_body_bytes", "gitlab", "slack", "discord", "pagerduty", "web", "retention"}
-	gitlabKeys    = []string{"url", "mode", "token_env", "token_file", "webhook_secret_env", "webhook_secret_file", "status_name", "gate", "status_check_name", "status_check_secret_env", "status_check_secret_file", "reconcile_every", "reconcile_full_every", "max_requests_per_minute", "timeout"}
+	gitlabKeys    = []string{"url", "mode", "token_env", "token_file", "webhook_secret_env", "webhook_secret_file", "status_name", "gate", "status_check_name", "status_check_secret_env", "status_check_secret_file", "reconcile_every", "reconcile_full_every", "projects", "max_requests_per_minute", "timeout"}
 	slackKeys     = []string{"bot_token_env", "bot_token_file", "signing_secret_env", "signing_secret_file", "app_token_env", "app_token_file", "api_url", "team_id", "channel", "security_channel"}
 	discordKeys   = []string{"bot_token_env", "bot_token_file", "public_key", "api_url", "channel_id", "security_channel_id", "application_id"}
 	pagerdutyKeys = []string{"routing_key_env", "routing_key_file", "events_url"}
@@ -442,6 +448,8 @@ func (d *configDecoder) gitlab(n *yaml.Node, section string) *GitLabConfig {
 			d.dur(v, f, &g.ReconcileEvery)
 		case "reconcile_full_every":
 			d.dur(v, f, &g.ReconcileFullEvery)
+		case "projects":
+			d.strs(v, f, &g.Projects)
 		case "max_requests_per_minute":
 			d.rate(v, f, &g.MaxRequestsPerMinute)
 		case "timeout":
@@ -921,6 +929,17 @@ func (c *Config) Validate() error {
 		}
 		if g.ReconcileFullEvery != 0 && g.ReconcileFullEvery < g.ReconcileEvery {
 			v.fail("gitlab.reconcile_full_every", "want at least reconcile_every (%s), got %s", fmtDur(g.ReconcileEvery), fmtDur(g.ReconcileFullEvery))
+		}
+		seenProject := map[string]bool{}
+		for i, p := range g.Projects {
+			field := fmt.Sprintf("gitlab.projects[%d]", i)
+			switch {
+			case !strings.Contains(p, "/") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, " \t\n?#"):
+				v.fail(field, "want a project path with its namespace such as \"shop/api\", got %q", p)
+			case seenProject[p]:
+				v.fail(field, "%q is listed twice", p)
+			}
+			seenProject[p] = true
 		}
 		if g.MaxRequestsPerMinute < 0 || g.MaxRequestsPerMinute > maxMaxRequestsPerMinute {
 			v.fail("gitlab.max_requests_per_minute", "want from 1 to %d, got %d", maxMaxRequestsPerMinute, g.MaxRequestsPerMinute)

@@ -144,7 +144,7 @@ func TestConfigEmptySectionsTurnIntegrationsOn(t *testing.T) {
 		StatusName: "threatgate/security-review", Gate: "status", Mode: "enforce", StatusCheckName: "threatgate/security-review",
 		StatusCheckSecretEnv: "THREATGATE_GITLAB_STATUS_CHECK_SECRET", ReconcileEvery: 10 * time.Minute, Timeout: 10 * time.Second,
 	}
-	if *g != want {
+	if !reflect.DeepEqual(*g, want) {
 		t.Errorf("gitlab = %+v\nwant %+v", *g, want)
 	}
 	if *c.Slack != (SlackConfig{BotTokenEnv: "THREATGATE_SLACK_BOT_TOKEN", SigningSecretEnv: "THREATGATE_SLACK_SIGNING_SECRET", AppTokenEnv: "THREATGATE_SLACK_APP_TOKEN", APIURL: "https://slack.com/api/", TeamID: "T0TEAM", Channel: "C0ESC"}) {

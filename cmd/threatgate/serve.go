@@ -158,6 +158,7 @@ func newServer(cfg Config, sec Secrets, pol *policies.Policy, db *store.DB, cloc
 		// A dry run reads MRs like the gate and answers no comment.
 		s.worker.Fetch, s.worker.Answer = s.client, s.dry == nil
 		s.worker.FullEvery = cfg.GitLab.FullEvery()
+		s.worker.Projects = cfg.GitLab.Projects
 	}
 	// A manual escalation asks for its MR through the worker, as a webhook
 	// would (nothing to read in a dry run; the demo sets its simulator).
