@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/threatgate/threatgate/bot"
@@ -124,9 +125,21 @@ func unpack(v []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", errPacked, err)
 	}
 	defer p.readers.Put(r)
-	out := make([]byte, n)
-	if _, err := io.ReadFull(r, out); err != nil {
-		return nil, fmt.Errorf("%w: %v", errPacked, err)
+	// Grown as the stream delivers, not sized from the claimed length: a
+	// damaged length must not cost its allocation.
+	out := make([]byte, 0, min(n, 64<<10))
+	for uint64(len(out)) < n {
+		if len(out) == cap(out) {
+			out = slices.Grow(out, int(min(n-uint64(len(out)), uint64(cap(out)))))
+		}
+		k, err := r.Read(out[len(out):min(cap(out), int(n))])
+		out = out[:len(out)+k]
+		if err == io.EOF && uint64(len(out)) < n {
+			return nil, fmt.Errorf("%w: %v", errPacked, io.ErrUnexpectedEOF)
+		}
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("%w: %v", errPacked, err)
+		}
 	}
 	// The stream must end exactly there, and nothing may follow it.
 	var one [1]byte

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -243,5 +245,27 @@ func TestDictionaryFilesEmbedded(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s differs from the embedded dictionary", name)
 		}
+	}
+}
+
+// A packed value that claims far more than its stream holds is refused
+// without allocating what it claims.
+func TestUnpackClaimedLengthNotAllocated(t *testing.T) {
+	js := []byte(`{"seq":1,"kind":"opened","actor":"bob","data":{}}`)
+	v := eventPacker.pack(bytes.Repeat(js, 3))
+	var n [10]byte
+	forged := append([]byte{markEventsV1}, n[:binary.PutUvarint(n[:], maxUnpacked)]...)
+	_, w := binary.Uvarint(v[1:])
+	forged = append(forged, v[1+w:]...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := unpack(forged)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a value claiming 64 MiB unpacked")
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("refusing it allocated %d bytes", got)
 	}
 }
