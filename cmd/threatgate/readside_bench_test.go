@@ -191,6 +191,11 @@ func BenchmarkReadSide(b *testing.B) {
 	runtime.GC()
 	rss := procStatus(b)
 	b.Logf("after them: %s", rss)
+	// What serve's trim pass (trimLoop, every trimEvery) does next.
+	for _, x := range sites {
+		trimOnce(context.Background(), x.db, trimOver, quiet)
+	}
+	b.Logf("after serve's next trim pass: %s", procStatus(b))
 	b.ReportMetric(0, "ns/op")
 }
 

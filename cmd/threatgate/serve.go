@@ -309,6 +309,10 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	sch := newSchedule(s.engine.Policy().Schedule, s.jobs(), s.clock, s.log.With(bot.LogComponent, "schedule"))
 	parts.Go("schedule", sch.run)
 	parts.Go("housekeeping", func(ctx context.Context) error { s.housekeeping(ctx); return nil })
+	parts.Go("trim-mapped", func(ctx context.Context) error {
+		trimLoop(ctx, s.db, trimEvery, s.log.With(bot.LogComponent, "store"))
+		return nil
+	})
 	if s.slack != nil && s.slackToken != "" {
 		parts.Go("slack-socket-mode", func(ctx context.Context) error { return s.slack.RunSocket(ctx, s.slackToken) })
 	}
