@@ -117,8 +117,8 @@ func (d *DB) enqueueInbox(ctx context.Context, w *inboxWrite) (dup bool, err err
 }
 
 // leadInboxRound runs one round, led by w (the head of the queue): it
-// takes what is queued, commits it, passes the lead to the next arrival
-// (if any), then answers the round's other callers.
+// takes what is queued, commits it, answers the round's other callers,
+// then passes the lead to the next arrival (if any).
 func (d *DB) leadInboxRound(w *inboxWrite) {
 	c := &d.inbox
 	c.mu.Lock()
@@ -132,14 +132,17 @@ func (d *DB) leadInboxRound(w *inboxWrite) {
 
 	d.commitInbox(round)
 
-	c.mu.Lock()
-	c.handOff()
-	c.mu.Unlock()
+	// Answer first, then pass the lead: the goroutine woken last runs
+	// next on this P (Go's runnext), so the next leader does not wait
+	// behind the round's callers for a CPU while the disk idles.
 	for _, x := range round {
 		if x != w {
 			x.wake <- false
 		}
 	}
+	c.mu.Lock()
+	c.handOff()
+	c.mu.Unlock()
 }
 
 // handOff makes the queue's head lead the next round, or, with nothing
