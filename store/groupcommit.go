@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -99,7 +100,8 @@ func (d *DB) enqueueInbox(ctx context.Context, w *inboxWrite) (dup bool, err err
 			return w.dup, w.err
 		}
 		// Chosen to lead but not started: withdraw, and pass the lead on.
-		c.queue = slices.Delete(c.queue, 0, 1)
+		i := slices.Index(c.queue, w)
+		c.queue = slices.Delete(c.queue, i, i+1)
 		c.handOff()
 		c.mu.Unlock()
 		return false, ctx.Err()
@@ -130,16 +132,39 @@ func (d *DB) leadInboxRound(w *inboxWrite) {
 	}
 	c.mu.Unlock()
 
+	// Should the commit panic (bbolt panics on a corrupt page; net/http
+	// recovers a handler's panic and goes on serving), bbolt rolls the
+	// transaction back: the round's other callers are told, and the lead
+	// still passes on, so that no caller waits for ever.
+	finished := false
+	defer func() {
+		if !finished {
+			for _, x := range round {
+				x.dup, x.err = false, errCommitPanicked
+			}
+			d.endInboxRound(w, round)
+		}
+	}()
 	d.commitInbox(round)
+	finished = true
+	d.endInboxRound(w, round)
+}
 
-	// Answer first, then pass the lead: the goroutine woken last runs
-	// next on this P (Go's runnext), so the next leader does not wait
-	// behind the round's callers for a CPU while the disk idles.
+// errCommitPanicked answers the callers of a round whose commit panicked
+// (and was rolled back).
+var errCommitPanicked = errors.New("the inbox commit panicked and was rolled back")
+
+// endInboxRound answers the round's callers but its leader w, then passes
+// the lead on. Answers go first: the goroutine woken last runs next on
+// this P (Go's runnext), so the next leader does not wait behind the
+// round's callers for a CPU while the disk idles.
+func (d *DB) endInboxRound(w *inboxWrite, round []*inboxWrite) {
 	for _, x := range round {
 		if x != w {
 			x.wake <- false
 		}
 	}
+	c := &d.inbox
 	c.mu.Lock()
 	c.handOff()
 	c.mu.Unlock()

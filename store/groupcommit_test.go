@@ -86,6 +86,13 @@ type answer struct {
 func enqueueAsync(ctx context.Context, db *DB, key string, at time.Time) <-chan answer {
 	ch := make(chan answer, 1)
 	go func() {
+		defer func() {
+			// A panic in the commit (TestInboxCommitPanics) is the
+			// leader's answer.
+			if p := recover(); p != nil {
+				ch <- answer{key, false, fmt.Errorf("panic: %v", p)}
+			}
+		}()
 		dup, err := db.Enqueue(ctx, key, "k", []byte("body of "+key), at)
 		ch <- answer{key, dup, err}
 	}()
@@ -504,5 +511,44 @@ func TestInboxCancelWhenChosenToLead(t *testing.T) {
 	db = mustOpenDir(t, dir)
 	if got := keysOnDisk(t, db); !maps.Equal(got, want) {
 		t.Errorf("on disk %v, want %v", got, want)
+	}
+}
+
+// TestInboxCommitPanics: when a round's commit panics in its leader, the
+// transaction is rolled back, the round's other callers get an error, and
+// the next rounds go on (nothing waits for ever).
+func TestInboxCommitPanics(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpenDir(t, dir)
+	db.inbox.hook = func(key string) error {
+		if key == "boom" {
+			panic("corrupt page")
+		}
+		return nil
+	}
+	release := holdWriter(t, db)
+	a := enqueueAsync(ctx, db, "a", t0)
+	waitInbox(t, db, "the first round", func(c *inboxCommits) bool { return c.leading && len(c.queue) == 0 })
+	boom := enqueueAsync(ctx, db, "boom", t0) // leads the next round
+	inboxQueued(t, db, 1)
+	c := enqueueAsync(ctx, db, "c", t0)
+	inboxQueued(t, db, 2)
+	release()
+	if ans := waitFor(t, a, "a's answer"); ans.err != nil {
+		t.Errorf("a: %v", ans.err)
+	}
+	if ans := waitFor(t, boom, "boom's answer"); ans.err == nil || !strings.Contains(ans.err.Error(), "panic: corrupt page") {
+		t.Errorf("boom: dup %v, err %v; want the panic", ans.dup, ans.err)
+	}
+	if ans := waitFor(t, c, "c's answer"); !errors.Is(ans.err, errCommitPanicked) {
+		t.Errorf("c: dup %v, err %v; want errCommitPanicked", ans.dup, ans.err)
+	}
+	if ans := waitFor(t, enqueueAsync(ctx, db, "d", t0), "d's answer"); ans.err != nil || ans.dup {
+		t.Errorf("d after the panic: dup %v, err %v; want recorded", ans.dup, ans.err)
+	}
+	mustClose(t, db)
+	db = mustOpenDir(t, dir)
+	if got := keysOnDisk(t, db); len(got) != 2 || got["a"] != 1 || got["d"] != 1 {
+		t.Errorf("on disk: %v, want a and d (the panicked round rolled back)", got)
 	}
 }
