@@ -38,13 +38,14 @@ type inboxWrite struct {
 }
 
 // inboxCommits is the inbox's group commit. Webhooks arriving
-// concurrently are coalesced into one bbolt Update (one fsync) with no
-// fixed wait: when no inbox round is in flight, the first arrival leads a
-// round at once; arrivals during a round queue, and the first of them
-// leads the next round, right after, with everything queued by then (at
-// most maxInboxRound). Unlike bbolt's Batch, no caller ever waits for a
-// timer, and the function that writes an item runs in one transaction
-// at a time.
+// concurrently are coalesced into one bbolt Update (one commit, one pair
+// of fdatasyncs) with no fixed wait: when no inbox round is in flight, the
+// first arrival leads a round at once; arrivals during a round queue, and
+// the first of them leads the next round, right after, with everything
+// queued by then (at most maxInboxRound). Unlike bbolt's Batch, no caller
+// waits for a timer, and an item is written a second time only when its
+// round failed, alone, in a new transaction. The leader is a caller, not
+// a goroutine of the store: nothing runs while no one enqueues.
 //
 // Invariant (under mu): when no one leads, the queue is empty; the queue's
 // head is the next leader.
