@@ -23,16 +23,6 @@ const (
 	defaultKeyTTL      = 72 * time.Hour
 )
 
-// DefaultBatchDelay is how long Enqueue's Batch waits to gather webhooks
-// into one transaction. bbolt's own default, 10ms, made every webhook
-// wait at least 10ms for its answer, a lone one included. At 2ms the
-// median answer came sooner and more webhooks were recorded per second
-// in every case measured but one (64 connections on a busy machine, where
-// the runs of both overlap): docs/BENCHMARKS.md, "Webhook acknowledgement
-// under load". Under load a batch still gathers what arrives while the
-// previous one commits.
-const DefaultBatchDelay = 2 * time.Millisecond
-
 // ErrInUse is returned by Open when another process (or another Open in
 // this one) holds the data directory's file.
 var ErrInUse = errors.New("the data directory is in use by another threatgate process")
@@ -54,6 +44,7 @@ type DB struct {
 	bolt   *bolt.DB
 	log    *slog.Logger
 	keyTTL time.Duration
+	inbox  inboxCommits // Enqueue's group commit
 }
 
 // Option configures Open.
@@ -65,7 +56,6 @@ type options struct {
 	keyTTL      time.Duration
 	noSync      bool
 	readOnly    bool
-	batchDelay  time.Duration
 	migrations  []migration
 }
 
@@ -84,12 +74,6 @@ func KeyTTL(d time.Duration) Option { return func(o *options) { o.keyTTL = d } }
 // NoSync skips fsync after each commit. A crash or power loss can then
 // lose or corrupt data: for tests and benchmarks only, never production.
 func NoSync() Option { return func(o *options) { o.noSync = true } }
-
-// BatchDelay sets how long bbolt's Batch waits to gather concurrent
-// Enqueue calls (webhooks) into one transaction, one fsync (bbolt's
-// DB.MaxBatchDelay; default DefaultBatchDelay). Shorter answers a lone
-// webhook sooner; longer shares an fsync among more of a burst.
-func BatchDelay(d time.Duration) Option { return func(o *options) { o.batchDelay = d } }
 
 // ReadOnly opens an existing file for reading only: nothing is written to
 // it, not even a schema migration, so an older copy (a backup) is read as
@@ -110,7 +94,6 @@ func Open(dir string, opts ...Option) (*DB, error) {
 		log:         slog.New(slog.DiscardHandler),
 		lockTimeout: defaultLockTimeout,
 		keyTTL:      defaultKeyTTL,
-		batchDelay:  DefaultBatchDelay,
 		migrations:  migrations,
 	}
 	for _, opt := range opts {
@@ -138,7 +121,6 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	bdb.MaxBatchDelay = o.batchDelay
 	d := &DB{bolt: bdb, log: log, keyTTL: o.keyTTL}
 	if o.readOnly {
 		if err := d.checkReadable(len(o.migrations)); err != nil {
@@ -155,8 +137,11 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	return d, nil
 }
 
-// Close closes the file. Calling it again does nothing.
+// Close closes the file. Enqueue calls already waiting are committed
+// first (Close waits for their rounds, not for a timer); later ones fail
+// with bbolt's ErrDatabaseNotOpen. Calling it again does nothing.
 func (d *DB) Close() error {
+	d.inbox.close()
 	if err := d.bolt.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

@@ -55,9 +55,10 @@
 //	                  + JSON header (the item without id and body) + the
 //	                  body as received; records from before are the JSON
 //	                  of the item (body in base64), read alike
-//	                  (encodeInbox, decodeInbox). Written with Batch (its
-//	                  function is safe to run twice; BatchDelay, measured
-//	                  in docs/BENCHMARKS.md). Removed by the commit of
+//	                  (encodeInbox, decodeInbox). Written by Enqueue's
+//	                  group commit (groupcommit.go: concurrent webhooks
+//	                  share one Update, with no fixed wait; measured in
+//	                  docs/BENCHMARKS.md). Removed by the commit of
 //	                  the item's decision (bot.Commit.Inbox), or, for an
 //	                  item whose processing committed nothing, by
 //	                  InboxDone, many at a time.

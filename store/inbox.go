@@ -23,9 +23,15 @@ type InboxItem = bot.InboxItem
 const inboxKeyTTL = 72 * time.Hour
 
 // Enqueue records an item. When key was recorded before (and has not
-// expired) it writes nothing and reports dup. Calls from many goroutines are
-// coalesced into few transactions (bbolt's Batch), so a burst of webhooks
-// shares fsyncs; when Enqueue returns without error the item is durable.
+// expired), in an earlier call or in a concurrent one, it writes nothing
+// and reports dup. Concurrent calls are coalesced into few transactions
+// by the inbox's group commit (groupcommit.go), so a burst of webhooks
+// shares fsyncs without any call waiting for a timer. When Enqueue
+// returns without error the item is durable. When ctx ends first it
+// returns ctx's error (wrapped): the item was either withdrawn before it
+// was written, or its commit was already under way and it may have been
+// recorded; a redelivery under the same key tells which. After Close it
+// returns bbolt's ErrDatabaseNotOpen (wrapped).
 func (d *DB) Enqueue(ctx context.Context, key, kind string, body []byte, at time.Time) (dup bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("record input: %w", err)
@@ -33,40 +39,17 @@ func (d *DB) Enqueue(ctx context.Context, key, kind string, body []byte, at time
 	if at.IsZero() {
 		return false, errors.New("record input: no time given")
 	}
-	// Encoded before the batch: the function runs while every caller of
-	// the batch waits, so it does no more than bbolt's own work.
+	// Encoded before the round: the transaction holds every caller of the
+	// round, so it does no more than bbolt's own work.
 	rec, err := encodeInbox(&InboxItem{Key: key, Kind: kind, Body: body, At: at, NextAttempt: at})
 	if err != nil {
 		return false, fmt.Errorf("record input: %w", err)
 	}
-	err = d.bolt.Batch(func(tx *bolt.Tx) error {
-		// Batch may run this twice; every result is set afresh.
-		dup = false
-		keys := tx.Bucket(bucketInboxKeys)
-		if key != "" {
-			if v := keys.Get([]byte(key)); len(v) == 8 && at.Before(keyTime(v)) {
-				dup = true
-				return nil
-			}
-		}
-		// Items and their due entries arrive in order: pages filled to the
-		// brim are written once (fill.go).
-		tx.Bucket(bucketInbox).FillPercent = 1.0
-		tx.Bucket(bucketInboxDue).FillPercent = 1.0
-		// A second run is in a new transaction (the first was rolled
-		// back), so it gets the same id and writes the same records.
-		id, err := tx.Bucket(bucketInbox).NextSequence()
-		if err != nil {
-			return err
-		}
-		if err := putInboxRecord(tx, id, at, rec); err != nil {
-			return err
-		}
-		if key != "" {
-			return keys.Put([]byte(key), timeKey(at.Add(inboxKeyTTL)))
-		}
-		return nil
-	})
+	w := &inboxWrite{at: at, rec: rec}
+	if key != "" {
+		w.key = []byte(key)
+	}
+	dup, err = d.enqueueInbox(ctx, w)
 	if err != nil {
 		return false, fmt.Errorf("record input: %w", err)
 	}

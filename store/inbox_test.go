@@ -219,62 +219,6 @@ func TestInboxDueOrder(t *testing.T) {
 	}
 }
 
-// TestInboxEnqueueRunTwice mixes Enqueue with a batched call that fails,
-// so that bbolt runs Enqueue's function again in a new transaction: no
-// item or index entry is written twice.
-func TestInboxEnqueueRunTwice(t *testing.T) {
-	db := mustOpen(t)
-	// Every batch is one pair: an Enqueue and a failing call. When the
-	// Enqueue is first in the batch, its work is rolled back with the
-	// failure and it runs again. The failing call is made once the Enqueue
-	// has started, so that it is usually second; pairs go on until some
-	// Enqueue ran twice.
-	db.bolt.MaxBatchSize, db.bolt.MaxBatchDelay = 2, time.Hour
-	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
-	reruns, n := 0, 0
-	for ; n < 20 || reruns == 0; n++ {
-		if n == 2000 {
-			t.Fatal("no Enqueue ran twice in 2000 tries; the test proves nothing")
-		}
-		var wg sync.WaitGroup
-		started := make(chan struct{})
-		wg.Go(func() {
-			close(started)
-			if _, err := db.Enqueue(ctx, fmt.Sprintf("uuid-%d", n), "k", []byte("b"), at); err != nil {
-				t.Error(err)
-			}
-		})
-		<-started
-		calls := 0
-		err := db.bolt.Batch(func(tx *bolt.Tx) error {
-			// The first call is in the batch's transaction (a later one is
-			// on its own): the Enqueue ran before it there when the
-			// inbox's sequence moved.
-			if calls++; calls == 1 && tx.Bucket(bucketInbox).Sequence() > uint64(n) {
-				reruns++
-			}
-			return errors.New("fail the batch")
-		})
-		if err == nil {
-			t.Error("the failing call succeeded")
-		}
-		wg.Wait()
-	}
-	t.Logf("%d of %d Enqueue functions ran twice", reruns, n)
-	if got := inboxIndex(t, db); len(got) != n {
-		t.Errorf("index has %d entries, want %d", len(got), n)
-	}
-	items, err := db.InboxDue(ctx, at, 0)
-	if err != nil || len(items) != n {
-		t.Fatalf("InboxDue = %d items, %v; want %d", len(items), err, n)
-	}
-	for i, it := range items {
-		if it.ID != uint64(i+1) || it.Key != fmt.Sprintf("uuid-%d", i) {
-			t.Errorf("item %d = id %d key %q", i, it.ID, it.Key)
-		}
-	}
-}
-
 // TestInboxMigrationIndexesWaitingItems writes items the way a file of
 // schema 2 holds them (no inbox_due), then opens it: migration 3 indexes
 // them, so they are neither lost nor all read on every pass.
