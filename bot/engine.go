@@ -195,7 +195,7 @@ func (e *Engine) retick(ctx context.Context, pol *policies.Policy, now time.Time
 		mu.Lock()
 		p := x.Clone()
 		p.NextTick, p.WaitedOn, p.HeldByGroups = next, waited, groups
-		_, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: x.Version, At: now})
+		_, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: x.Version, At: now, TickMark: TickMark(pol, e.build)})
 		mu.Unlock()
 		if err != nil && !errors.Is(err, ErrConflict) {
 			return fmt.Errorf("recompute the next tick of %s: %w", x.ID, err)
@@ -322,7 +322,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 			if next := NextTickAfter(g.Esc, pol, now); !next.Equal(g.Esc.NextTick) {
 				p := g.Esc.Clone()
 				p.NextTick = next
-				if _, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: g.Esc.Version, At: now}); err != nil {
+				if _, err := e.store.Commit(ctx, &Commit{Escalation: p, Expect: g.Esc.Version, At: now, TickMark: TickMark(pol, e.build)}); err != nil {
 					return Reply{}, err
 				}
 			}
@@ -330,7 +330,7 @@ func (e *Engine) once(ctx context.Context, pol *policies.Policy, in Input, now t
 		return reply, nil
 	}
 	queued = e.route(queued)
-	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now, Inbox: in.Inbox}
+	c := &Commit{Events: events, Effects: queued, Key: in.Key, At: now, Inbox: in.Inbox, TickMark: TickMark(pol, e.build)}
 	touched := slices.ContainsFunc(events, func(ev Event) bool { return !ev.Kind.Personal() })
 	if touched {
 		proj.Waiting = Waiting(proj, pol)

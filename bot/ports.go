@@ -67,6 +67,12 @@ type Commit struct {
 	// none: the store removes it in the same transaction, so it is gone
 	// exactly when the decision is durable. One already gone is no error.
 	Inbox uint64
+	// TickMark is TickMark of the policy and binary the projection was
+	// computed under ("" when unknown). A store that keeps a tick mark
+	// (TickMarks) clears it in the same transaction when a projection is
+	// saved under another: the open escalations are then no longer all
+	// computed under the mark, and the next start must recompute them.
+	TickMark string
 }
 
 // Quota is what counts against a person's quarterly cap.

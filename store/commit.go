@@ -153,6 +153,13 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	// The projection and its indexes.
 	var saved []byte
 	if esc != nil {
+		// Computed under another policy or binary than the tick mark
+		// says every open escalation was: the mark no longer holds.
+		if m := meta.Get([]byte(metaTickedUnder)); m != nil && string(m) != c.TickMark {
+			if err := meta.Delete([]byte(metaTickedUnder)); err != nil {
+				return nil, fmt.Errorf("clear the tick mark: %w", err)
+			}
+		}
 		esc.GateText = strings.ReplaceAll(esc.GateText, bot.IDPlaceholder, esc.ID)
 		if old != nil {
 			if err := unindex(tx, old); err != nil {
