@@ -59,6 +59,8 @@ type inboxCommits struct {
 	// (without blocking) by every arrival while a leader gathers.
 	last    int
 	arrived chan struct{}
+	// gatherMax, when set (tests), replaces maxGather.
+	gatherMax time.Duration
 
 	// hook, when set (tests), runs inside the transaction for every item
 	// written; an error fails that item's write.
@@ -203,7 +205,11 @@ func (c *inboxCommits) gather() {
 	arrived := make(chan struct{}, 1)
 	c.arrived = arrived
 	c.mu.Unlock()
-	timer := time.NewTimer(maxGather)
+	max := maxGather
+	if c.gatherMax > 0 {
+		max = c.gatherMax
+	}
+	timer := time.NewTimer(max)
 	defer timer.Stop()
 	for {
 		select {

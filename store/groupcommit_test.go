@@ -552,3 +552,65 @@ func TestInboxCommitPanics(t *testing.T) {
 		t.Errorf("on disk: %v, want a and d (the panicked round rolled back)", got)
 	}
 }
+
+// TestInboxGatherWaitsForThePreviousRoundsSize: after a round of three,
+// the next leader takes the queue only once three are queued (the timer
+// is an hour here, so only arrivals can end the wait); after a round of
+// one it does not wait at all. Every item is recorded once.
+func TestInboxGatherWaitsForThePreviousRoundsSize(t *testing.T) {
+	db := mustOpen(t)
+	ctx := context.Background()
+	db.inbox.gatherMax = time.Hour
+	db.inbox.mu.Lock()
+	db.inbox.last = 3
+	db.inbox.mu.Unlock()
+
+	res := make(chan error, 3)
+	enqueue := func(key string) {
+		_, err := db.Enqueue(ctx, key, "k", []byte(`{}`), t0)
+		res <- err
+	}
+	go enqueue("a")
+	waitInbox(t, db, "the leader to gather", func(c *inboxCommits) bool { return c.arrived != nil })
+	go enqueue("b")
+	waitInbox(t, db, "b to queue", func(c *inboxCommits) bool { return len(c.queue) == 2 })
+	select {
+	case err := <-res:
+		t.Fatalf("the leader committed with 2 of 3 queued (%v)", err)
+	default:
+	}
+	go enqueue("c")
+	for range 3 {
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the round of three never committed")
+		}
+	}
+	db.inbox.mu.Lock()
+	last := db.inbox.last
+	db.inbox.mu.Unlock()
+	if last != 3 {
+		t.Fatalf("the round held %d, want 3", last)
+	}
+
+	// A round of one: the next lone webhook commits at once.
+	db.inbox.mu.Lock()
+	db.inbox.last = 1
+	db.inbox.mu.Unlock()
+	go enqueue("d")
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone webhook after a round of one waited for the gather")
+	}
+	if n, err := db.InboxDepth(ctx); err != nil || n != 4 {
+		t.Errorf("InboxDepth = %d, %v; want 4", n, err)
+	}
+}
