@@ -19,7 +19,7 @@ import (
 // a retick after a policy change); without this the process's resident
 // size would follow the file's, not its work.
 const (
-	trimEvery = 30 * time.Second
+	trimEvery = 5 * time.Second
 	trimOver  = 64 << 20
 )
 
