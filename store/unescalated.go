@@ -14,7 +14,7 @@ import (
 	"github.com/threatgate/threatgate/bot"
 )
 
-// Schema 12 (unescalated.go): what the GitLab worker remembers of open
+// Schema 13 (unescalated.go): what the GitLab worker remembers of open
 // merge requests it classified into no tier, and the projects it has
 // heard of.
 var (
@@ -86,7 +86,7 @@ func (d *DB) FindUnescalated(ctx context.Context, project string, iids []int64) 
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUnescalated)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketUnescalated)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketUnescalated)
 		}
 		decode := func(iid int64, v []byte) error {
 			var u bot.Unescalated
@@ -158,7 +158,7 @@ func (d *DB) KeepUnescalated(ctx context.Context, put, drop []bot.Unescalated, p
 	return d.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUnescalated)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketUnescalated)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketUnescalated)
 		}
 		for _, u := range drop {
 			if validUnescalated(u.Project, u.IID) != nil {
@@ -185,7 +185,7 @@ func (d *DB) KeepUnescalated(ctx context.Context, put, drop []bot.Unescalated, p
 func putProjects(tx *bolt.Tx, projects []string) error {
 	b := tx.Bucket(bucketProjects)
 	if b == nil {
-		return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketProjects)
+		return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketProjects)
 	}
 	last := ""
 	for _, p := range projects {
@@ -215,7 +215,7 @@ func (d *DB) ForgetProject(ctx context.Context, project string) error {
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketProjects)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketProjects)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketProjects)
 		}
 		return b.ForEach(func(k, _ []byte) error {
 			if strings.EqualFold(string(k), project) {
@@ -259,7 +259,7 @@ func (d *DB) SawProjects(ctx context.Context, projects ...string) error {
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketProjects)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketProjects)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketProjects)
 		}
 		for _, p := range projects {
 			if p == "" || len(p) > maxProjectPath {
@@ -294,7 +294,7 @@ func (d *DB) ProjectsSeen(ctx context.Context) ([]string, error) {
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketProjects)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketProjects)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketProjects)
 		}
 		return b.ForEach(func(k, _ []byte) error {
 			out = append(out, string(k))
