@@ -12,16 +12,21 @@ import (
 
 // Unescalated is what threatgate remembers of an open merge request that
 // it classified into no tier and that has no escalation: the head it
-// classified and a digest of the other facts the policy read (TierFacts).
-// Reconcile compares what a merge request list says of the MR with it,
-// so that an MR whose tier inputs did not change since is not read
-// again, and one whose webhook was lost after they changed is.
+// classified, a digest of the other facts the policy read (TierFacts)
+// and the policy it classified under (policies.Policy.Digest). Reconcile
+// compares what a merge request list says of the MR with it, so that an
+// MR whose tier inputs did not change since is not read again, and one
+// whose webhook was lost after they changed, or which the policy in
+// force never classified, is.
 type Unescalated struct {
-	Project string    `json:"-"` // path with namespace; part of the key
-	IID     int64     `json:"-"` // part of the key
-	SHA     string    `json:"sha"`
-	Facts   string    `json:"facts"`
-	At      time.Time `json:"at"` // when it was classified
+	Project string `json:"-"` // path with namespace; part of the key
+	IID     int64  `json:"-"` // part of the key
+	SHA     string `json:"sha"`
+	Facts   string `json:"facts"`
+	// Policy is the Digest of the policy it was classified under; ""
+	// in records written before it was kept (unknown: any other policy).
+	Policy string    `json:"policy,omitempty"`
+	At     time.Time `json:"at"` // when it was classified
 }
 
 // TierFacts returns a digest of what the policy reads of mr besides its
@@ -70,11 +75,15 @@ func Classifiable(state string) bool {
 
 // NeedsClassifying reports whether an open MR listed with head sha and
 // facts (TierFacts of what the list says), and no escalation, must be
-// read with its diff and classified: it was never classified (known is
-// false), its head is unknown, or its head or facts differ from those it
-// was classified at (rec). A push, a label, a retargeting or an edit of
-// the title or description since then is caught; an MR unchanged since
-// its classification is not read again.
-func NeedsClassifying(rec Unescalated, known bool, sha, facts string) bool {
-	return !known || sha == "" || rec.SHA != sha || rec.Facts != facts
+// read with its diff and classified under the policy whose Digest is
+// policy: it was never classified (known is false), its head is unknown,
+// its head or facts differ from those it was classified at (rec), or it
+// was classified under another policy (a record without a policy, or a
+// policy digest of "", counts as another). A push, a label, a
+// retargeting, an edit of the title or description, or a new policy
+// since then is caught; an MR unchanged since its classification under
+// this policy is not read again.
+func NeedsClassifying(rec Unescalated, known bool, sha, facts, policy string) bool {
+	return !known || sha == "" || rec.SHA != sha || rec.Facts != facts ||
+		policy == "" || rec.Policy != policy
 }

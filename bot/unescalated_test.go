@@ -68,20 +68,26 @@ func TestTierFactsCoverEveryField(t *testing.T) {
 }
 
 func TestNeedsClassifying(t *testing.T) {
-	rec := Unescalated{Project: "shop/api", IID: 4, SHA: "1111", Facts: "f1"}
+	rec := Unescalated{Project: "shop/api", IID: 4, SHA: "1111", Facts: "f1", Policy: "p1"}
+	old := rec
+	old.Policy = "" // written before the policy was kept
 	for _, tt := range []struct {
-		name       string
-		known      bool
-		sha, facts string
-		want       bool
+		name               string
+		rec                Unescalated
+		known              bool
+		sha, facts, policy string
+		want               bool
 	}{
-		{"never classified", false, "1111", "f1", true},
-		{"unchanged", true, "1111", "f1", false},
-		{"pushed", true, "2222", "f1", true},
-		{"relabelled", true, "1111", "f2", true},
-		{"head unknown", true, "", "f1", true},
+		{"never classified", rec, false, "1111", "f1", "p1", true},
+		{"unchanged", rec, true, "1111", "f1", "p1", false},
+		{"pushed", rec, true, "2222", "f1", "p1", true},
+		{"relabelled", rec, true, "1111", "f2", "p1", true},
+		{"head unknown", rec, true, "", "f1", "p1", true},
+		{"another policy in force", rec, true, "1111", "f1", "p2", true},
+		{"classified under no known policy", old, true, "1111", "f1", "p1", true},
+		{"policy in force unknown", rec, true, "1111", "f1", "", true},
 	} {
-		if got := NeedsClassifying(rec, tt.known, tt.sha, tt.facts); got != tt.want {
+		if got := NeedsClassifying(tt.rec, tt.known, tt.sha, tt.facts, tt.policy); got != tt.want {
 			t.Errorf("%s: NeedsClassifying = %v, want %v", tt.name, got, tt.want)
 		}
 	}

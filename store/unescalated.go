@@ -14,7 +14,7 @@ import (
 	"github.com/threatgate/threatgate/bot"
 )
 
-// Schema 12 (unescalated.go): what the GitLab worker remembers of open
+// Schema 13 (unescalated.go): what the GitLab worker remembers of open
 // merge requests it classified into no tier, and the projects it has
 // heard of.
 var (
@@ -24,16 +24,39 @@ var (
 	// sees the MR closed, merged, gone or escalated.
 	bucketUnescalated = []byte("mr_unescalated")
 	// bucketProjects: project path -> nothing. The projects threatgate
-	// saw an MR of (an MR left without an escalation, or a watched
-	// escalation's), which reconcile lists although they may have no
-	// escalation (any longer).
+	// saw an MR of (one a webhook named, an MR left without an
+	// escalation, an escalation's), which reconcile lists although they
+	// may have no escalation (any longer). The migration fills it with
+	// the projects of every escalation, merged ones included (by_mr, in
+	// lower case: GitLab's paths are not case sensitive).
 	bucketProjects = []byte("gitlab_projects")
 )
 
 // migrate13Unescalated adds the buckets of unescalated MRs and of
-// projects seen.
+// projects seen, and keeps the project of every escalation as seen:
+// one whose escalations all merged is listed too, so that an MR there
+// whose webhook is lost is caught up. It reads by_mr's keys
+// ("project!iid"), not the escalations.
 func migrate13Unescalated(tx *bolt.Tx) error {
-	return createBuckets(tx, bucketUnescalated, bucketProjects)
+	if err := createBuckets(tx, bucketUnescalated, bucketProjects); err != nil {
+		return err
+	}
+	byMR, projects := tx.Bucket(bucketByMR), tx.Bucket(bucketProjects)
+	if byMR == nil {
+		return nil
+	}
+	last := ""
+	return byMR.ForEach(func(k, _ []byte) error {
+		i := bytes.LastIndexByte(k, '!')
+		if i <= 0 || i > maxProjectPath || string(k[:i]) == last {
+			return nil
+		}
+		last = string(k[:i])
+		if projects.Get(k[:i]) != nil {
+			return nil
+		}
+		return projects.Put(bytes.Clone(k[:i]), []byte{})
+	})
 }
 
 // unescalatedKey is project NUL iid; the prefix project NUL reads one
@@ -63,7 +86,7 @@ func (d *DB) FindUnescalated(ctx context.Context, project string, iids []int64) 
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUnescalated)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketUnescalated)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketUnescalated)
 		}
 		decode := func(iid int64, v []byte) error {
 			var u bot.Unescalated
@@ -107,12 +130,15 @@ func (d *DB) FindUnescalated(ctx context.Context, project string, iids []int64) 
 
 // KeepUnescalated remembers put (each replacing what was remembered of
 // its MR) and forgets drop (only Project and IID are read), in one small
-// write transaction; nothing to do writes nothing. The projects of put
-// are kept as seen (SawProjects) in the same transaction. The worker
-// calls it once per inbox pass and once per project of a reconcile
-// pass.
-func (d *DB) KeepUnescalated(ctx context.Context, put, drop []bot.Unescalated) error {
+// write transaction; nothing to do writes nothing. The projects of put,
+// and projects, are kept as seen (SawProjects) in the same transaction;
+// with nothing to put or drop it is SawProjects. The worker calls it
+// once per inbox pass and once per project of a reconcile pass.
+func (d *DB) KeepUnescalated(ctx context.Context, put, drop []bot.Unescalated, projects ...string) error {
 	if len(put) == 0 && len(drop) == 0 {
+		if len(projects) > 0 {
+			return d.SawProjects(ctx, projects...)
+		}
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -132,7 +158,7 @@ func (d *DB) KeepUnescalated(ctx context.Context, put, drop []bot.Unescalated) e
 	return d.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUnescalated)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketUnescalated)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketUnescalated)
 		}
 		for _, u := range drop {
 			if validUnescalated(u.Project, u.IID) != nil {
@@ -147,29 +173,76 @@ func (d *DB) KeepUnescalated(ctx context.Context, put, drop []bot.Unescalated) e
 				return err
 			}
 		}
-		return putProjects(tx, put)
+		all := slices.Clone(projects)
+		for _, u := range put {
+			all = append(all, u.Project)
+		}
+		return putProjects(tx, all)
 	})
 }
 
-// putProjects keeps the projects of put as seen.
-func putProjects(tx *bolt.Tx, put []bot.Unescalated) error {
+// putProjects keeps projects as seen.
+func putProjects(tx *bolt.Tx, projects []string) error {
 	b := tx.Bucket(bucketProjects)
 	if b == nil {
-		return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketProjects)
+		return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketProjects)
 	}
 	last := ""
-	for _, u := range put {
-		if u.Project == last || len(u.Project) > maxProjectPath {
+	for _, p := range projects {
+		if p == last || p == "" || len(p) > maxProjectPath {
 			continue
 		}
-		last = u.Project
-		if b.Get([]byte(u.Project)) == nil {
-			if err := b.Put([]byte(u.Project), []byte{}); err != nil {
+		last = p
+		if b.Get([]byte(p)) == nil {
+			if err := b.Put([]byte(p), []byte{}); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// ForgetProject stops keeping project as seen (under any spelling of
+// its case) and forgets what is remembered of its MRs, in one write;
+// a project not kept writes nothing. Reconcile calls it for a project
+// GitLab no longer has; a webhook or an escalation of it makes it seen
+// again.
+func (d *DB) ForgetProject(ctx context.Context, project string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("forget project %s: %w", project, err)
+	}
+	var keys [][]byte
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketProjects)
+		if b == nil {
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketProjects)
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			if strings.EqualFold(string(k), project) {
+				keys = append(keys, bytes.Clone(k))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		projects, unesc := tx.Bucket(bucketProjects), tx.Bucket(bucketUnescalated)
+		for _, k := range keys {
+			if err := projects.Delete(k); err != nil {
+				return err
+			}
+			prefix := append(bytes.Clone(k), 0)
+			c := unesc.Cursor()
+			for mk, _ := c.Seek(prefix); mk != nil && bytes.HasPrefix(mk, prefix); mk, _ = c.Seek(prefix) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // maxProjectPath bounds a project path kept as seen (GitLab's own limit
@@ -186,7 +259,7 @@ func (d *DB) SawProjects(ctx context.Context, projects ...string) error {
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketProjects)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketProjects)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketProjects)
 		}
 		for _, p := range projects {
 			if p == "" || len(p) > maxProjectPath {
@@ -221,7 +294,7 @@ func (d *DB) ProjectsSeen(ctx context.Context) ([]string, error) {
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketProjects)
 		if b == nil {
-			return fmt.Errorf("bucket %s is missing (schema migration 12)", bucketProjects)
+			return fmt.Errorf("bucket %s is missing (schema migration 13)", bucketProjects)
 		}
 		return b.ForEach(func(k, _ []byte) error {
 			out = append(out, string(k))

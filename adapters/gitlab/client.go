@@ -301,6 +301,8 @@ func (c *Client) whoAmI(ctx context.Context) (string, error) {
 type fetched struct {
 	changes []policies.Change
 	authors []string
+	// partial: GitLab left text of some files out (too large, collapsed).
+	partial bool
 }
 
 // size estimates the memory f holds.

@@ -32,13 +32,26 @@ import (
 // asked once. Errors are those of the Forge methods (RateLimitError,
 // PermanentError, or retryable). Safe for concurrent use.
 func (c *Client) FetchMR(ctx context.Context, project string, iid int64) (*bot.MRInput, error) {
+	mi, _, err := c.FetchMRPartial(ctx, project, iid)
+	return mi, err
+}
+
+// FetchMRPartial is FetchMR that also says whether what it read of the
+// diff may be short of the MR's whole diff (partial): GitLab gave no
+// file at all (an MR whose diff it is still preparing, or an empty one),
+// left files out (changes_count "1000+": more than its limit), or left
+// the text of a file out (too large, collapsed). The engine decides on
+// what was read either way; partial tells the caller not to take it as
+// the MR's last word. An empty diff is not cached, so that the next
+// fetch at the same head asks again.
+func (c *Client) FetchMRPartial(ctx context.Context, project string, iid int64) (*bot.MRInput, bool, error) {
 	op := fmt.Sprintf("fetch MR %s!%d", project, iid)
 	if project == "" || iid <= 0 {
-		return nil, &PermanentError{Op: op, Fix: "want a project path and a positive merge request number"}
+		return nil, false, &PermanentError{Op: op, Fix: "want a project path and a positive merge request number"}
 	}
 	mr, _, err := c.api.MergeRequests.GetMergeRequest(project, iid, nil, reqOpts(ctx))
 	if err != nil {
-		return nil, c.fail(op, err)
+		return nil, false, c.fail(op, err)
 	}
 	head := mr.SHA
 	if head == "" {
@@ -53,9 +66,11 @@ func (c *Client) FetchMR(ctx context.Context, project string, iid int64) (*bot.M
 		var keep bool
 		f, keep, err = c.fetchChanges(ctx, op, project, iid, head)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if keep && key != "" {
+		// No file yet is what GitLab shows while it prepares a new
+		// MR's diff: not to be kept for the head.
+		if keep && key != "" && len(f.changes) > 0 {
 			c.mu.Lock()
 			c.diffs.put(key, f)
 			c.mu.Unlock()
@@ -72,16 +87,17 @@ func (c *Client) FetchMR(ctx context.Context, project string, iid int64) (*bot.M
 		}
 		status, err = c.gateStatus(ctx, op, project, iid, head, headPipeline)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
+	partial := f.partial || len(f.changes) == 0 || strings.HasSuffix(strings.TrimSpace(mr.ChangesCount), "+")
 	return &bot.MRInput{
 		Action:        bot.MRSeen,
 		Fetched:       true,
 		MR:            toMergeRequest(mr, project, head, f.changes),
 		CommitAuthors: slices.Clone(f.authors),
 		Status:        status,
-	}, nil
+	}, partial, nil
 }
 
 // cacheKey identifies what an MR's diff depends on: the project, the MR,
@@ -138,6 +154,7 @@ func (c *Client) fetchChanges(ctx context.Context, op, project string, iid int64
 		// GitLab leaves out the text of very large diffs; signals on their
 		// paths still fire, signals on their lines cannot.
 		c.log.Warn("diffs too large to read", "project", project, "mr_iid", iid, "files", tooLarge)
+		f.partial = true
 	}
 	seen := make(map[string]bool)
 	for _, cm := range commits {

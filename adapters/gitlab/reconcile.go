@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/threatgate/threatgate/bot"
@@ -55,8 +56,9 @@ func watermarkName(project string) string { return "gitlab/reconcile/" + project
 // pushes, label changes, closes, reopens and merges are caught up, and a
 // foreign status on the head is put right. It also catches up the MRs
 // without an escalation whose webhook was lost: an open MR that was
-// never classified, or whose head or tier facts (bot.TierFacts) changed
-// since it was classified into no tier, is read with its diff and fed
+// never classified, whose head or tier facts (bot.TierFacts) changed
+// since it was classified into no tier, or which was classified under
+// another policy (policies.Policy.Digest), is read with its diff and fed
 // through the engine too, which opens its escalation and gate when it
 // now classifies into a tier. It returns how many escalations it found
 // current or brought up to date; errors for single MRs are logged and
@@ -64,10 +66,13 @@ func watermarkName(project string) string { return "gitlab/reconcile/" + project
 // per MR and process) and skipped too; the next pass tries it again.
 //
 // The projects reconciled are those of watched escalations, those named
-// in Projects (gitlab.projects), and those seen before
-// (Classifications.ProjectsSeen: of an MR a webhook or a pass left
-// without an escalation, or of an escalation once watched): a project
-// whose first tiered MR's webhook was lost has no escalation yet.
+// in Projects (gitlab.projects), those MR webhooks named, and those seen
+// before (Classifications.ProjectsSeen: of an MR a webhook named, of an
+// MR a pass left without an escalation, of any escalation, merged ones
+// included): a project whose first tiered MR's webhook was lost has no
+// escalation yet, and one whose escalations all merged has none any
+// longer. A project GitLab answers 404 for missingPasses passes in a
+// row, with no watched escalation and not in Projects, is forgotten.
 //
 // When Fetch is a Lister (*Client is), a pass asks GitLab what changed
 // rather than reading every MR. Per project:
@@ -86,8 +91,13 @@ func watermarkName(project string) string { return "gitlab/reconcile/" + project
 // and diffs and commits are fetched again only when its head (or base)
 // moved. An open MR without an escalation is fetched only when
 // bot.NeedsClassifying says so against what is remembered of it
-// (Classifications), and at most ClassifyPerPass of them a pass; a
-// project with more waits for the next pass, its watermark unmoved. A
+// (Classifications), and at most ClassifyPerPass of them a pass, shared
+// between projects (each its share of what is left first, then those
+// that want more share the rest, from another project each pass); a
+// project with more waits for the next pass, its watermark unmoved. One
+// whose read failed is skipped for 1, 2, 4 ... 64 passes that list it
+// (the watermark unmoved), one whose diff was read partial is not
+// remembered and is read again (backOff). A
 // project without a watermark (its first pass ever) is reconciled by
 // fetching each of its escalations' MRs, as a pass without a Lister
 // does, and by listing its open MRs. The watermark moves, to the time on
@@ -130,13 +140,36 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 		// Without a Lister nothing finds the MRs nobody escalated.
 		projects = w.reconcileProjects(ctx, byProject)
 	}
-	budget := w.ClassifyPerPass
-	if budget <= 0 {
-		budget = DefaultClassifyPerPass
+	left := w.ClassifyPerPass
+	if left <= 0 {
+		left = DefaultClassifyPerPass
+	}
+	w.recMu.Lock()
+	pass := w.passes
+	w.passes++
+	w.recMu.Unlock()
+	// The budget of MRs without an escalation is shared fairly: each
+	// project may first read its share of what is left (what those
+	// before it did not use is shared by those after), then the projects
+	// that wanted more share what the first round left, from another one
+	// each pass. No project's backlog, nor its MRs that cannot be read,
+	// takes the whole budget for good.
+	var hungry []*catchUpJob
+	finishHungry := func() {
+		if len(hungry) == 0 {
+			return
+		}
+		from := pass % len(hungry)
+		for i := range hungry {
+			job := hungry[(from+i)%len(hungry)]
+			w.classifyUpTo(ctx, job, left, &left)
+			w.finishCatchUp(ctx, job)
+		}
 	}
 	n := 0
-	for _, project := range projects {
+	for i, project := range projects {
 		if ctx.Err() != nil {
+			finishHungry()
 			return n, ctx.Err()
 		}
 		escs := byProject[project]
@@ -145,8 +178,20 @@ func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 			n += k
 			continue
 		}
-		n += w.reconcileProject(ctx, lister, project, escs, &budget)
+		k, job := w.reconcileProject(ctx, lister, project, escs)
+		n += k
+		if job == nil {
+			continue
+		}
+		share := max(1, left/(len(projects)-i))
+		w.classifyUpTo(ctx, job, share, &left)
+		if len(job.todo) > 0 && ctx.Err() == nil {
+			hungry = append(hungry, job)
+			continue
+		}
+		w.finishCatchUp(ctx, job)
 	}
+	finishHungry()
 	return n, ctx.Err()
 }
 
@@ -194,10 +239,12 @@ func differs(e *bot.Escalation, b MRBrief) bool {
 }
 
 // reconcileProject is one pass over a project's watched escalations and
-// its MRs without one; see Reconcile. budget is how many MRs without an
-// escalation the pass may still classify. It returns how many
-// escalations are current or were brought up to date.
-func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string, escs []*bot.Escalation, budget *int) int {
+// the lists of its MRs; see Reconcile. It returns how many escalations
+// are current or were brought up to date, and the catch-up of its MRs
+// without one (nil when its lists failed): the caller reads them within
+// the pass's budget and finishes it (finishCatchUp), which moves the
+// project's watermark when the whole pass over the project was clean.
+func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string, escs []*bot.Escalation) (int, *catchUpJob) {
 	log := w.log().With("project", project)
 	// The pass begins at the earlier of two readings of GitLab's clock:
 	// before its first request (threatgate's own clock while GitLab's is
@@ -236,10 +283,18 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 		}
 		open, lerr := l.ListMRs(ctx, project, "opened", time.Time{})
 		start := startAfterFirst()
+		w.listed(ctx, log, project, len(escs) > 0, lerr)
 		n, clean := w.reconcileEach(ctx, escs)
+		onClean := func() {
+			w.sawPipelines(pls)
+			w.passed(ctx, log, project, nextMark(start, newestListed(open, pls), time.Time{}), true)
+		}
 		switch {
 		case lerr == nil:
-			clean = w.catchUp(ctx, log, project, byIID, nil, open, true, budget) && clean
+			job := w.catchUp(ctx, log, project, byIID, nil, open, true)
+			job.clean = job.clean && clean
+			job.onClean = onClean
+			return n, job
 		case permanent(lerr) && !errors.As(lerr, new(*RateLimitError)):
 			// Its escalations were read one by one; nothing lists the
 			// others until GitLab lets threatgate list the project.
@@ -249,10 +304,9 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 			clean = false
 		}
 		if clean {
-			w.sawPipelines(pls)
-			w.passed(ctx, log, project, nextMark(start, newestListed(open, pls), time.Time{}), true)
+			onClean()
 		}
-		return n
+		return n, nil
 	}
 	since := mark.Add(-ReconcileOverlap)
 	now := w.Clock.Now()
@@ -266,19 +320,20 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 			order = append(order, iid)
 		}
 	}
-	listFailed := func(what string, err error) int {
+	listFailed := func(what string, err error) (int, *catchUpJob) {
 		if permanent(err) && !errors.As(err, new(*RateLimitError)) {
 			// A list GitLab refuses for good (a moved project, a scope):
 			// read each MR instead, so nothing goes unwatched.
 			log.Warn("reconcile: cannot list "+what+"; fetching every MR", bot.LogErr, err)
 			n, _ := w.reconcileEach(ctx, escs)
-			return n
+			return n, nil
 		}
 		log.Warn("reconcile: cannot list "+what+"; the project is tried again next pass", bot.LogErr, err)
-		return 0
+		return 0, nil
 	}
 
 	changed, err := l.ListMRs(ctx, project, "", since)
+	w.listed(ctx, log, project, len(escs) > 0, err)
 	if err != nil {
 		return listFailed("merge requests", err)
 	}
@@ -343,7 +398,7 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 	clean := true
 	for _, iid := range order {
 		if ctx.Err() != nil {
-			return n
+			return n, nil
 		}
 		ok, gone := w.reconcileSafely(ctx, byIID[iid])
 		if ok {
@@ -352,13 +407,58 @@ func (w *Worker) reconcileProject(ctx context.Context, l Lister, project string,
 			clean = false
 		}
 	}
-	clean = w.catchUp(ctx, log, project, byIID, changed, open, full, budget) && clean
-	if clean {
+	log.Debug("reconciled project", "escalations", len(escs), "fetched", len(order), "full", full, "clean", clean)
+	job := w.catchUp(ctx, log, project, byIID, changed, open, full)
+	job.clean = job.clean && clean
+	job.onClean = func() {
 		w.sawPipelines(pipes)
 		w.passed(ctx, log, project, nextMark(start, newestListed(changed, pls), mark), full)
 	}
-	log.Debug("reconciled project", "escalations", len(escs), "fetched", len(order), "full", full, "clean", clean)
-	return n
+	return n, job
+}
+
+// missingPasses is how many passes in a row GitLab must answer 404 for a
+// project's merge requests before reconcile forgets the project, when
+// nothing else names it (no watched escalation, not in Projects): a
+// project deleted, moved or never there (a webhook may name anything)
+// costs a request a pass no longer.
+const missingPasses = 3
+
+// listed notes how listing project's merge requests went (err nil: it
+// was listed). GitLab answering 404 missingPasses passes in a row for a
+// project with no watched escalation (escalated false) that Projects does
+// not name makes reconcile forget it (Classifications.ForgetProject); a
+// configured one is only logged. A webhook or an escalation of it makes
+// it seen again.
+func (w *Worker) listed(ctx context.Context, log *slog.Logger, project string, escalated bool, err error) {
+	w.recMu.Lock()
+	if !isNotFound(err) {
+		delete(w.missing, project)
+		w.recMu.Unlock()
+		return
+	}
+	if w.missing == nil {
+		w.missing = map[string]int{}
+	}
+	w.missing[project]++
+	n := w.missing[project]
+	w.recMu.Unlock()
+	configured := slices.ContainsFunc(w.Projects, func(p string) bool { return strings.EqualFold(p, project) })
+	switch {
+	case configured:
+		log.Warn("reconcile: GitLab has no such project, or the token cannot see it; check gitlab.projects", "passes", n)
+	case escalated || n < missingPasses:
+	default:
+		if err := w.classifications().ForgetProject(ctx, project); err != nil {
+			log.Warn("reconcile: cannot forget a project GitLab does not have", bot.LogErr, err)
+			return
+		}
+		w.projectsKept(true, project)
+		w.recMu.Lock()
+		delete(w.missing, project)
+		w.recMu.Unlock()
+		log.Warn("reconcile: GitLab has no such project, or the token cannot see it; forgotten", "passes", n)
+	}
 }
 
 // nextMark is where a clean pass that began at start (GitLab's clock, as

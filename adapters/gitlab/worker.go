@@ -101,9 +101,12 @@ type Worker struct {
 	aside   map[string]bool // escalations whose reconciliation was set aside by this process
 
 	recMu    sync.Mutex
-	lastFull map[string]time.Time // project → when this process last listed all its open MRs
-	pipeSeen map[int64]time.Time  // pipeline id → its updated_at, once the MRs at its SHA were fetched
-	memMarks map[string]time.Time // watermarks, when there is no Marks
+	lastFull map[string]time.Time   // project → when this process last listed all its open MRs
+	pipeSeen map[int64]time.Time    // pipeline id → its updated_at, once the MRs at its SHA were fetched
+	memMarks map[string]time.Time   // watermarks, when there is no Marks
+	retries  map[string]*retryState // "project!iid" → back-off of an MR without an escalation whose read failed or was partial
+	missing  map[string]int         // project → consecutive passes GitLab answered 404 for its lists
+	passes   int                    // reconcile passes this process began
 }
 
 // maxInboxBackoff bounds the wait between attempts at one item.
@@ -350,7 +353,7 @@ func (w *Worker) process(ctx context.Context, it bot.InboxItem) error {
 		if err := json.Unmarshal(it.Body, &h); err != nil {
 			return dropped{"malformed " + it.Kind + ": " + err.Error()}
 		}
-		in, err := w.mrInput(ctx, &h)
+		in, partial, err := w.mrInput(ctx, &h)
 		if err != nil {
 			return err
 		}
@@ -358,8 +361,13 @@ func (w *Worker) process(ctx context.Context, it bot.InboxItem) error {
 		in.Inbox = it.ID
 		in.MR.AnswerCheck = it.Kind == EventStatusCheck
 		rep, err := w.Engine.Handle(ctx, in)
-		if err == nil {
-			w.classified(h.Project.PathWithNamespace, h.ObjectAttributes.IID, in.MR, rep)
+		if err == nil && in.MR.Fetched {
+			// GitLab showed the MR: reconcile lists its project from now
+			// on, escalated or not.
+			w.sawProject(h.Project.PathWithNamespace)
+			if !partial {
+				w.classified(h.Project.PathWithNamespace, h.ObjectAttributes.IID, in.MR, rep)
+			}
 		}
 		return settle(err)
 	case EventNote:
@@ -383,17 +391,18 @@ func settle(err error) error {
 
 // mrInput builds the engine input for a merge request hook: the MR as the
 // API shows it now, or, in a dry run, as the webhook describes it.
-func (w *Worker) mrInput(ctx context.Context, h *mrHook) (bot.Input, error) {
+// partial: the API gave part of the MR's diff, or none (fetchMR).
+func (w *Worker) mrInput(ctx context.Context, h *mrHook) (in bot.Input, partial bool, err error) {
 	project, iid := h.Project.PathWithNamespace, h.ObjectAttributes.IID
 	if w.Fetch != nil {
-		mi, err := w.Fetch.FetchMR(ctx, project, iid)
+		mi, partial, err := w.fetchMR(ctx, project, iid)
 		if err != nil {
-			return bot.Input{}, fmt.Errorf("fetch %s!%d: %w", project, iid, err)
+			return bot.Input{}, false, fmt.Errorf("fetch %s!%d: %w", project, iid, err)
 		}
 		// The webhook only says "look": what counts is the MR now, so an
 		// old or repeated delivery cannot move anything backwards.
 		mi.Action = bot.MRSeen
-		return bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}, nil
+		return bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: mi}, partial, nil
 	}
 	a := h.ObjectAttributes
 	mr := &policies.MergeRequest{
@@ -408,7 +417,7 @@ func (w *Worker) mrInput(ctx context.Context, h *mrHook) (bot.Input, error) {
 	if action == "" {
 		action = bot.MRSeen
 	}
-	return bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: &bot.MRInput{Action: action, MR: mr}}, nil
+	return bot.Input{Kind: bot.InputMR, Actor: bot.System, MR: &bot.MRInput{Action: action, MR: mr}}, false, nil
 }
 
 // comment runs a /threatgate command written in an MR comment and answers

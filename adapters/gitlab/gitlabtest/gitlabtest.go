@@ -102,6 +102,9 @@ type MR struct {
 	HeadPipelineID  int64
 	HeadPipelineRef string
 	Diffs           []Diff
+	// Overflow says GitLab left files out of the diffs (more than its
+	// limit): changes_count reads "N+".
+	Overflow bool
 	// MergedBy and MergedAt, for a merged MR: who merged it (the API's
 	// merge_user and merged_by) and when (merged_at); empty: not reported.
 	MergedBy string
@@ -551,6 +554,18 @@ func (s *Server) Push(project string, iid int64, c Commit, diffs ...Diff) {
 	}
 	st.mr.UpdatedAt = s.now().UTC()
 	st.versions = append(st.versions, version{id: s.id(), head: c.ID, base: st.mr.BaseSHA, createdAt: st.mr.UpdatedAt})
+}
+
+// SetDiffs replaces the MR's diffs and says whether GitLab left files
+// out (overflow), leaving its head and updated_at as they are: GitLab
+// finishing the diff of a new MR, which it prepares after the MR exists.
+func (s *Server) SetDiffs(project string, iid int64, overflow bool, diffs ...Diff) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, st := s.mustMR(project, iid)
+	st.mr.Diffs = slices.Clone(diffs)
+	st.mr.Overflow = overflow
 }
 
 // SetHeadPipeline makes pipeline id, on the MR's current head and ref
@@ -1085,6 +1100,10 @@ func (s *Server) mrJSON(p *project, st *mrState) map[string]any {
 		"references":    map[string]string{"short": ref, "relative": ref, "full": p.path + ref},
 		"head_pipeline": head,
 		"diff_refs":     map[string]string{"base_sha": m.BaseSHA, "head_sha": m.SHA, "start_sha": m.BaseSHA},
+		"changes_count": strconv.Itoa(len(m.Diffs)),
+	}
+	if m.Overflow {
+		out["changes_count"] = strconv.Itoa(len(m.Diffs)) + "+"
 	}
 	if m.MergedBy != "" {
 		u := map[string]any{"id": s.userID(m.MergedBy), "username": m.MergedBy, "name": m.MergedBy, "state": "active"}
