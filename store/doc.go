@@ -146,7 +146,11 @@
 //	                  an escalation: the worker forgets an MR closed,
 //	                  merged, gone or escalated.
 //	gitlab_projects   project path -> empty: the projects reconcile lists
-//	                  besides those of escalations (schema 13).
+//	                  besides those of watched escalations: projects of
+//	                  MRs a webhook or a pass read, and (migration 13)
+//	                  of every escalation, merged ones included; one
+//	                  GitLab answers 404 for three passes in a row is
+//	                  forgotten (schema 13).
 //
 // What depends on the clock is no counter: CountOverdue walks the
 // open_by_deadline keys due before now without decoding them (less the
