@@ -130,7 +130,16 @@ func (e *Engine) SetBuild(id string) { e.build = id }
 type TickMarks interface {
 	TickedUnder(ctx context.Context) (string, error)
 	SetTickedUnder(ctx context.Context, mark string) error
+	// ConfirmTickedUnder sets mark where PendingTickMark(mark) still
+	// stands, and reports whether it did.
+	ConfirmTickedUnder(ctx context.Context, mark string) (bool, error)
 }
+
+// PendingTickMark is what the store holds while a recompute under mark
+// runs: a commit of a projection computed under anything else removes
+// it (Commit.TickMark), so the recompute confirms mark only when no such
+// commit came in meanwhile.
+func PendingTickMark(mark string) string { return "pending " + mark }
 
 // TickMark names what the open escalations' NextTick, WaitedOn and
 // HeldByGroups are computed from besides the escalations: the policy (its
@@ -145,9 +154,11 @@ func TickMark(pol *policies.Policy, build string) string {
 
 // retickUnlessMarked is retick, skipped when the store's tick mark says
 // the open escalations were last recomputed under pol by this binary.
-// The mark is cleared before a retick and set after it completes, so a
-// retick cut short (a crash, an error) is done again by the next start
-// whatever its policy.
+// Before a retick the mark becomes PendingTickMark, and after it the mark
+// is confirmed only if still pending: a retick cut short (a crash, an
+// error) is done again by the next start whatever its policy, and so is
+// one during which a projection computed under another policy or binary
+// was committed (the store removed the pending mark then).
 func (e *Engine) retickUnlessMarked(ctx context.Context, pol *policies.Policy, now time.Time) error {
 	tm, _ := e.store.(TickMarks)
 	mark := TickMark(pol, e.build)
@@ -161,7 +172,11 @@ func (e *Engine) retickUnlessMarked(ctx context.Context, pol *policies.Policy, n
 		}
 	}
 	if tm != nil {
-		if err := tm.SetTickedUnder(ctx, ""); err != nil {
+		pending := ""
+		if mark != "" {
+			pending = PendingTickMark(mark)
+		}
+		if err := tm.SetTickedUnder(ctx, pending); err != nil {
 			return fmt.Errorf("clear the tick mark: %w", err)
 		}
 	}
@@ -169,8 +184,12 @@ func (e *Engine) retickUnlessMarked(ctx context.Context, pol *policies.Policy, n
 		return err
 	}
 	if tm != nil && mark != "" {
-		if err := tm.SetTickedUnder(ctx, mark); err != nil {
+		ok, err := tm.ConfirmTickedUnder(ctx, mark)
+		if err != nil {
 			return fmt.Errorf("set the tick mark: %w", err)
+		}
+		if !ok {
+			e.log.Info("the open escalations' next ticks were recomputed while another policy or binary committed; the next start recomputes them again")
 		}
 	}
 	return nil

@@ -155,7 +155,7 @@ func (d *DB) commit(tx *bolt.Tx, c *bot.Commit) ([]byte, error) {
 	if esc != nil {
 		// Computed under another policy or binary than the tick mark
 		// says every open escalation was: the mark no longer holds.
-		if m := meta.Get([]byte(metaTickedUnder)); m != nil && string(m) != c.TickMark {
+		if m := meta.Get([]byte(metaTickedUnder)); m != nil && string(m) != c.TickMark && string(m) != bot.PendingTickMark(c.TickMark) {
 			if err := meta.Delete([]byte(metaTickedUnder)); err != nil {
 				return nil, fmt.Errorf("clear the tick mark: %w", err)
 			}

@@ -26,6 +26,9 @@ type inboxWrite struct {
 	// taken: handed to a round (guarded by inboxCommits.mu). From then on
 	// the item is committed or not with its round, whatever the caller does.
 	taken bool
+	// committed: its write is durable (its round's transaction, or its
+	// own retry, committed); set by the round's leader.
+	committed bool
 
 	// The answer, written by the round's leader before it sends false on
 	// wake, read by the caller after it receives.
@@ -155,7 +158,9 @@ func (d *DB) leadInboxRound(w *inboxWrite) {
 	defer func() {
 		if !finished {
 			for _, x := range round {
-				x.dup, x.err = false, errCommitPanicked
+				if !x.committed { // one its own retry committed keeps its answer
+					x.dup, x.err = false, errCommitPanicked
+				}
 			}
 			d.endInboxRound(w, round)
 		}
@@ -266,6 +271,9 @@ func (d *DB) commitInbox(round []*inboxWrite) {
 		return nil
 	})
 	if err == nil {
+		for _, w := range round {
+			w.committed = true
+		}
 		return
 	}
 	if len(round) == 1 {
@@ -276,7 +284,9 @@ func (d *DB) commitInbox(round []*inboxWrite) {
 		err := d.bolt.Update(func(tx *bolt.Tx) error { return d.putInboxWrite(tx, w) })
 		if err != nil {
 			w.dup, w.err = false, err
+			continue
 		}
+		w.committed = true
 	}
 }
 

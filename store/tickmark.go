@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/threatgate/threatgate/bot"
 )
 
 // metaTickedUnder keeps bot.TickMark of the policy and binary the open
@@ -44,4 +46,26 @@ func (d *DB) SetTickedUnder(ctx context.Context, mark string) error {
 		return fmt.Errorf("set the tick mark: %w", err)
 	}
 	return nil
+}
+
+// ConfirmTickedUnder sets the tick mark to mark where
+// bot.PendingTickMark(mark) still stands, in one transaction, and reports
+// whether it did.
+func (d *DB) ConfirmTickedUnder(ctx context.Context, mark string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	var ok bool
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if string(meta.Get([]byte(metaTickedUnder))) != bot.PendingTickMark(mark) || mark == "" {
+			return nil
+		}
+		ok = true
+		return meta.Put([]byte(metaTickedUnder), []byte(mark))
+	})
+	if err != nil {
+		return false, fmt.Errorf("confirm the tick mark: %w", err)
+	}
+	return ok, nil
 }

@@ -50,3 +50,39 @@ func TestCommitClearsAnotherTickMark(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmTickedUnder: a pending mark survives commits under its own
+// mark and is confirmed; a commit under another removes it, and the
+// confirmation then does nothing.
+func TestConfirmTickedUnder(t *testing.T) {
+	db := mustOpen(t)
+	ctx := context.Background()
+	esc := mustCommit(t, db, openCommit("acme/api", 1, t0, t0.Add(time.Hour)))
+	const m = "policy p1 build b1"
+	commitUnder := func(mark string) {
+		t.Helper()
+		c := change(esc, bot.Event{Kind: bot.EventDissent, Actor: "bob", At: t0, Data: bot.EventData{Text: "x"}}, nil)
+		c.TickMark = mark
+		esc = mustCommit(t, db, c)
+	}
+	if err := db.SetTickedUnder(ctx, bot.PendingTickMark(m)); err != nil {
+		t.Fatal(err)
+	}
+	commitUnder(m)
+	if ok, err := db.ConfirmTickedUnder(ctx, m); err != nil || !ok {
+		t.Fatalf("ConfirmTickedUnder = %v, %v; want true", ok, err)
+	}
+	if got, _ := db.TickedUnder(ctx); got != m {
+		t.Fatalf("mark %q, want %q", got, m)
+	}
+	if err := db.SetTickedUnder(ctx, bot.PendingTickMark(m)); err != nil {
+		t.Fatal(err)
+	}
+	commitUnder("policy p2 build b1")
+	if ok, err := db.ConfirmTickedUnder(ctx, m); err != nil || ok {
+		t.Fatalf("ConfirmTickedUnder after a commit under another = %v, %v; want false", ok, err)
+	}
+	if got, _ := db.TickedUnder(ctx); got != "" {
+		t.Fatalf("mark %q, want none", got)
+	}
+}

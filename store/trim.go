@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -27,7 +28,20 @@ func (d *DB) TrimMapped(ctx context.Context) error {
 		return err
 	}
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		return dontNeed(d.bolt.Info().Data, uintptr(tx.Size()))
+		// The meta page's high-water mark (tx.Size) is not checked
+		// against the file by bbolt: in a file cut short it runs past the
+		// mapping, which covers the file. Advising past the mapping would
+		// discard whatever memory lies there, so the length is the
+		// smaller of the two.
+		fi, err := os.Stat(d.bolt.Path())
+		if err != nil {
+			return err
+		}
+		n := min(tx.Size(), fi.Size())
+		if n <= 0 {
+			return nil
+		}
+		return dontNeed(d.bolt.Info().Data, uintptr(n))
 	})
 	if err != nil {
 		return fmt.Errorf("trim mapped pages: %w", err)
