@@ -136,31 +136,12 @@ func TestPackedTamperingFound(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			db := mustOpenDir(t, dir, NoSync())
-			chainOfFour(t, db)
-			mustClose(t, db)
-			raw, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = raw.Update(func(tx *bolt.Tx) error {
+			db := packedChainEdited(t, func(tx *bolt.Tx) error {
 				b := tx.Bucket(bucketEvents)
 				return b.Put(u64(2), tt.edit(b.Get(u64(2))))
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := raw.Close(); err != nil {
-				t.Fatal(err)
-			}
-			db, err = Open(dir, NoSync())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
 			ctx := context.Background()
-			_, err = db.Verify(ctx)
+			_, err := db.Verify(ctx)
 			var ce *ChainError
 			if tt.name == "packed with the other dictionary" {
 				// Same JSON, other packing: the record is what was
@@ -182,6 +163,22 @@ func TestPackedTamperingFound(t *testing.T) {
 }
 
 func TestDamagedProjectionRefused(t *testing.T) {
+	db := packedChainEdited(t, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEscalations)
+		v := bytes.Clone(b.Get([]byte("ESC-1")))
+		v[len(v)-2] ^= 0xff
+		return b.Put([]byte("ESC-1"), v)
+	})
+	if _, err := db.FindEscalation(context.Background(), "ESC-1"); err == nil {
+		t.Error("FindEscalation read a damaged projection without an error")
+	}
+}
+
+// packedChainEdited commits chainOfFour (packed), runs edit on the closed
+// file through bbolt directly (no unpacking first, unlike tamper), and
+// opens it again without the cleanup's chain check.
+func packedChainEdited(t *testing.T, edit func(tx *bolt.Tx) error) *DB {
+	t.Helper()
 	dir := t.TempDir()
 	db := mustOpenDir(t, dir, NoSync())
 	chainOfFour(t, db)
@@ -190,24 +187,17 @@ func TestDamagedProjectionRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = raw.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEscalations)
-		v := bytes.Clone(b.Get([]byte("ESC-1")))
-		v[len(v)-2] ^= 0xff
-		return b.Put([]byte("ESC-1"), v)
-	})
-	if err != nil {
+	if err := raw.Update(edit); err != nil {
 		t.Fatal(err)
 	}
-	raw.Close()
-	db, err = Open(dir, NoSync())
-	if err != nil {
+	if err := raw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	if _, err := db.FindEscalation(context.Background(), "ESC-1"); err == nil {
-		t.Error("FindEscalation read a damaged projection without an error")
+	if db, err = Open(dir, NoSync()); err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // FuzzUnpack: no input makes unpack panic or return more than it claims.
